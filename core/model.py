@@ -1,0 +1,192 @@
+"""The task registry's records: tasks, prompts and the events that change them."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task is in its life."""
+
+    QUEUED = "queued"
+    """Waiting for a concurrency slot."""
+    IN_PROGRESS = "in_progress"
+    """Running, holding a slot."""
+    BLOCKED = "blocked"
+    """Waiting on a person or on sub-tasks; holds no slot."""
+    FINISHED = "finished"
+    """Ended with a result."""
+    FAILED = "failed"
+    """Ended without one; `Task.end_reason` says why."""
+
+    @property
+    def is_ended(self) -> bool:
+        """True once the task can change no more."""
+        return self in (TaskStatus.FINISHED, TaskStatus.FAILED)
+
+
+class EndReason(str, enum.Enum):
+    """Why a task failed."""
+
+    ERROR = "error"
+    """Its agent raised, or its reporter said it failed."""
+    ABORTED = "aborted"
+    """Somebody aborted it or one of its ancestors."""
+    TIMEOUT = "timeout"
+    """It ran past its timeout."""
+    LOST = "lost"
+    """Its external reporter stopped renewing the lease."""
+    RESTARTED = "restarted"
+    """The daemon restarted while it ran in-process."""
+
+
+class BlockedReason(str, enum.Enum):
+    """What a blocked task waits on; only a person's wait can be answered."""
+
+    PROMPT = "prompt"
+    """A question to a person."""
+    SUBTASKS = "subtasks"
+    """Its own sub-tasks."""
+
+
+class PromptState(str, enum.Enum):
+    """Where a question is in its life."""
+
+    PENDING = "pending"
+    """Waiting for an answer."""
+    ANSWERED = "answered"
+    """Answered once; later answers are refused."""
+    CANCELLED = "cancelled"
+    """Its task was aborted or ended before anyone answered."""
+    TIMED_OUT = "timed_out"
+    """Nobody answered in time and it had no default."""
+
+
+DEFAULT_CHOICES: tuple[str, ...] = ("approve", "deny")
+"""Choices offered by a prompt that declares none."""
+
+
+class BlockedOn(msgspec.Struct, frozen=True):
+    """The question a blocked task waits on, as shown beside the task."""
+
+    prompt_id: int
+    question: str
+    choices: list[str]
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """One unit of agent work in the tree."""
+
+    id: int
+    agent: str
+    description: str
+    status: TaskStatus = TaskStatus.QUEUED
+    parent_id: int | None = None
+    session_id: str | None = None
+    created_by: str = "user"
+    result: str | None = None
+    error: str | None = None
+    end_reason: EndReason | None = None
+    blocked_reason: BlockedReason | None = None
+    blocked_on: BlockedOn | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    progress: str | None = None
+    external: bool = False
+    timeout: float | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Prompt plus completion tokens spent by this task alone."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Prompt(msgspec.Struct, kw_only=True):
+    """A question a task asks a person; answered at most once."""
+
+    id: int
+    task_id: int
+    question: str
+    choices: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CHOICES))
+    state: PromptState = PromptState.PENDING
+    timeout: float | None = None
+    default: str | None = None
+    created_at: float = 0.0
+    answer: str | None = None
+    reason: str | None = None
+    answered_by: str | None = None
+    answered_at: float | None = None
+
+    @property
+    def is_denial(self) -> bool:
+        """True when the answer is the last of several choices ("deny" by default)."""
+        return (
+            self.answer is not None
+            and len(self.choices) >= 2
+            and self.answer == self.choices[-1]
+        )
+
+
+# Events: every state change of the registry is exactly one of these.
+
+
+class EventBody(msgspec.Struct, tag_field="kind", tag=str.lower, kw_only=True):
+    """Base of all event bodies; the tag names the change."""
+
+
+class TaskCreated(EventBody):
+    """A task entered the registry."""
+
+    task: Task
+
+
+class TaskChanged(EventBody):
+    """A task's status, tokens, progress or result changed; `task` is its new state."""
+
+    task: Task
+
+
+class PromptOpened(EventBody):
+    """A task asked a question and is now blocked on it."""
+
+    task: Task
+    prompt: Prompt
+
+
+class PromptClosed(EventBody):
+    """A question was answered, cancelled or timed out; `task` is its task after that."""
+
+    task: Task
+    prompt: Prompt
+
+
+class TasksEvicted(EventBody):
+    """Ended tasks left memory under the retention policy."""
+
+    task_ids: list[int]
+
+
+Body = TaskCreated | TaskChanged | PromptOpened | PromptClosed | TasksEvicted
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One numbered state change: `seq` is global, strictly increasing, with no gaps."""
+
+    epoch: int
+    seq: int
+    ts: float
+    body: Body
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    """The whole registry as of `seq`: replaying later events on it gives the live state."""
+
+    epoch: int
+    seq: int
+    tasks: list[Task]
+    prompts: list[Prompt]

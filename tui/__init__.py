@@ -1,0 +1,1 @@
+"""taskdeck's dashboard: a Textual app over the client library."""
