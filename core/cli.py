@@ -1,0 +1,561 @@
+"""The `taskdeck` command: serve the daemon, open the dashboard, and script it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import time
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from core import __version__
+from core.errors import (
+    BadRequest,
+    InvalidState,
+    NotPending,
+    PromptTimedOut,
+    TaskdeckError,
+    Unavailable,
+)
+from core.model import Task, TaskStatus
+
+EXIT_OK = 0
+EXIT_DENIED = 1
+EXIT_ERROR = 2
+
+STATUS_ICONS = {
+    TaskStatus.QUEUED: "○",
+    TaskStatus.IN_PROGRESS: "●",
+    TaskStatus.BLOCKED: "?",
+    TaskStatus.FINISHED: "✓",
+    TaskStatus.FAILED: "✗",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `taskdeck` command; errors become one line on stderr and a non-zero exit."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return args.handler(args)
+    except TaskdeckError as exc:
+        print(f"taskdeck: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("taskdeck: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `taskdeck watch | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskdeck",
+        description="A live control deck for trees of AI-agent tasks.",
+    )
+    parser.add_argument("--version", action="version", version=f"taskdeck {__version__}")
+    parser.set_defaults(command=None)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:  # noqa: A002
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(command=name, handler=handler)
+        p.add_argument(
+            "--runtime-dir",
+            type=Path,
+            default=None,
+            help="directory of the daemon's sockets and connection file "
+            "(env TASKDECK_RUNTIME_DIR; default: the per-user runtime dir)",
+        )
+        return p
+
+    p = command("serve", _cmd_serve, "run the daemon in the foreground")
+    p.add_argument("--bind", metavar="tcp://HOST:PORT", help="also serve over TCP, with CURVE")
+    p.add_argument(
+        "--insecure-plain-tcp",
+        action="store_true",
+        help="serve TCP without encryption or authentication (loopback only)",
+    )
+    p.add_argument("--allow-keys", type=Path, help="file of client public keys allowed over TCP")
+    p.add_argument("--max-concurrent", type=int, default=4, help="tasks running at once")
+    p.add_argument(
+        "--task-timeout", type=float, default=300.0, help="seconds a task may run (0: none)"
+    )
+    p.add_argument(
+        "--agents",
+        action="append",
+        default=[],
+        metavar="[NAME=]MODULE:ATTR",
+        help="register an agent `async def agent(ctx)` (repeatable)",
+    )
+    p.add_argument("--journal", type=Path, help="SQLite journal path (default: per-user state dir)")
+    p.add_argument("--no-journal", action="store_true", help="keep nothing on disk")
+    p.add_argument(
+        "--retain", type=int, default=10_000, help="ended tasks kept in memory (rest: journal)"
+    )
+    p.add_argument("--workload", choices=["demo"], help="submit a built-in workload")
+    p.add_argument("--seed", type=int, default=0, help="seed of the demo agent and workload")
+    p.add_argument("--speed", type=float, default=1.0, help="demo speed factor")
+
+    p = command("tui", _cmd_tui, "open the dashboard on the running daemon")
+    p.add_argument("--theme", help="Textual theme name")
+
+    p = command("demo", _cmd_demo, "start a demo daemon and workload, and open the dashboard")
+    p.add_argument("--headless", action="store_true", help="no dashboard: answer automatically")
+    p.add_argument("--seconds", type=float, default=20.0, help="headless run length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--theme", help="Textual theme name")
+
+    p = command("ls", _cmd_ls, "list tasks, newest first")
+    p.add_argument("--json", action="store_true", help="print a JSON array of task objects")
+    p.add_argument("--status", help="only tasks in this status")
+    p.add_argument("--agent", help="only tasks of this agent")
+    p.add_argument("--parent", type=int, help="only sub-tasks of this task")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+
+    p = command("submit", _cmd_submit, "submit a task to an in-process agent")
+    p.add_argument("agent")
+    p.add_argument("description")
+    p.add_argument("--parent", type=int)
+
+    p = command(
+        "ask",
+        _cmd_ask,
+        "ask a person and wait: exit 0 on approve or a free answer, 1 on deny, 2 otherwise",
+    )
+    p.add_argument("question")
+    p.add_argument("--choices", help="comma-separated choices (default: approve,deny)")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--parent", type=int, help="show the question under this task")
+
+    p = command("answer", _cmd_answer, "answer the question a task waits on")
+    p.add_argument("task_id", type=int)
+    p.add_argument("text")
+    p.add_argument("--prompt", type=int, help="the prompt id (refused if it is not pending)")
+    p.add_argument("--reason", help="why (for a denial)")
+
+    p = command("abort", _cmd_abort, "abort a task and its sub-tasks")
+    p.add_argument("task_id", type=int)
+    p.add_argument("--only", action="store_true", help="abort this task alone")
+
+    p = command("watch", _cmd_watch, "print task changes as they happen")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = command("history", _cmd_history, "print who answered or aborted what, and when")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--task", type=int, help="only decisions about this task")
+    p.add_argument("--journal", type=Path, help="journal path (default: per-user state dir)")
+    p.add_argument("--limit", type=int, default=200)
+    return parser
+
+
+# ---------------------------------------------------------------- the daemon
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from core.agents import builtin_agents, load_agent
+    from core.journal import Journal, default_journal_path
+    from core.registry import Registry
+    from core.retention import Retention
+    from core.server import serve_forever
+
+    if args.max_concurrent < 1:
+        raise BadRequest("--max-concurrent must be at least 1")
+    if args.speed <= 0:
+        raise BadRequest("--speed must be positive")
+    registry = Registry(
+        max_concurrent=args.max_concurrent,
+        default_timeout=args.task_timeout or None,
+    )
+    for name, agent in builtin_agents(seed=args.seed, speed=args.speed).items():
+        registry.register_agent(name, agent)
+    for spec in args.agents:
+        name, _, target = spec.rpartition("=")
+        registry.register_agent(name or target.rpartition(":")[2], load_agent(target))
+
+    journal = None
+    if not args.no_journal:
+        journal = Journal.open(args.journal or default_journal_path())
+        journal.attach(registry)
+        registry.restore(*journal.load())
+    retention = Retention(registry, max_ended=args.retain)
+    retention.start()
+    workload = None
+    if args.workload == "demo":
+        from core.workload import run_demo_workload
+
+        workload = asyncio.get_running_loop().create_task(
+            run_demo_workload(registry, seed=args.seed, speed=args.speed)
+        )
+    try:
+        await serve_forever(
+            registry,
+            _runtime_dir(args),
+            bind=args.bind,
+            allow_plain_tcp=args.insecure_plain_tcp,
+            allow_keys=args.allow_keys,
+            journal=journal,
+        )
+    finally:
+        if workload is not None:
+            workload.cancel()
+        retention.stop()
+        await registry.close()
+        if journal is not None:
+            journal.commit()
+            journal.close()
+    return EXIT_OK
+
+
+def _runtime_dir(args: argparse.Namespace) -> Path:
+    from core.runtime import default_runtime_dir
+
+    return args.runtime_dir or default_runtime_dir()
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+def _cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import run_dashboard
+
+    return run_dashboard(args.runtime_dir, theme=args.theme)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.headless:
+        return asyncio.run(_headless_demo(args))
+    runtime_dir = Path(tempfile.mkdtemp(prefix="taskdeck-demo-"))
+    daemon = _start_demo_daemon(runtime_dir, args)
+    try:
+        _wait_for_daemon(runtime_dir, daemon)
+        print(_connect_hint(runtime_dir), file=sys.stderr)
+        from tui.app import run_dashboard
+
+        code = run_dashboard(runtime_dir, theme=args.theme)
+    finally:
+        _stop(daemon)
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+    print("taskdeck: demo stopped", file=sys.stderr)
+    return code
+
+
+def _start_demo_daemon(runtime_dir: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "core.cli", "serve",
+        "--runtime-dir", str(runtime_dir),
+        "--journal", str(runtime_dir / "journal.sqlite3"),
+        "--workload", "demo",
+        "--seed", str(args.seed),
+        "--speed", str(args.speed),
+    ]  # fmt: skip
+    log = open(runtime_dir / "daemon.log", "wb")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for_daemon(runtime_dir: Path, daemon: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    from core.runtime import read_connection
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            read_connection(runtime_dir)
+            return
+        except Unavailable:
+            pass
+        if daemon.poll() is not None:
+            log = (runtime_dir / "daemon.log").read_text(errors="replace").strip().splitlines()
+            raise Unavailable(f"the demo daemon exited: {log[-1] if log else 'no output'}")
+        if time.monotonic() > deadline:
+            raise Unavailable(f"the demo daemon did not start within {timeout:g}s")
+        time.sleep(0.05)
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+
+
+def _connect_hint(runtime_dir: Path) -> str:
+    return (
+        f"taskdeck demo: daemon runtime dir {runtime_dir}\n"
+        f"  second dashboard:  taskdeck tui --runtime-dir {runtime_dir}\n"
+        f"  ask from a script: TASKDECK_RUNTIME_DIR={runtime_dir} taskdeck ask 'Deploy?'"
+    )
+
+
+async def _headless_demo(args: argparse.Namespace) -> int:
+    """Run the demo workload in-process with an automatic answerer; print a summary."""
+    import random
+
+    from core.agents import builtin_agents
+    from core.agents.demo import auto_answer
+    from core.client import Client
+    from core.registry import Registry
+    from core.server import Daemon
+    from core.workload import run_demo_workload
+
+    if args.seconds <= 0 or args.speed <= 0:
+        raise BadRequest("--seconds and --speed must be positive")
+    registry = Registry(agents=builtin_agents(seed=args.seed, speed=args.speed))
+    runtime_dir = Path(tempfile.mkdtemp(prefix="taskdeck-demo-"))
+    rng = random.Random(args.seed)
+    answered = refused = 0
+    try:
+        async with Daemon(registry, runtime_dir=runtime_dir) as daemon, Client(
+            runtime_dir, client_name="demo-autoanswer"
+        ) as client:
+            print(_connect_hint(runtime_dir), file=sys.stderr)
+            workload = asyncio.get_running_loop().create_task(
+                run_demo_workload(registry, seed=args.seed, speed=args.speed)
+            )
+            wake = asyncio.Event()
+            await client.start_mirror(lambda changes: wake.set())
+            await client.wait_synced()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + args.seconds
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=remaining)
+                except TimeoutError:
+                    break
+                wake.clear()
+                for prompt in client.mirror.pending_oldest_first():
+                    text, reason = auto_answer(prompt, rng)
+                    try:
+                        await client.answer(prompt.id, text, reason=reason)
+                        answered += 1
+                    except NotPending:
+                        refused += 1
+            workload.cancel()
+            snapshot = registry.snapshot()
+            del daemon
+    finally:
+        await registry.close()
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+    counts = {s: 0 for s in TaskStatus}
+    for task in snapshot.tasks:
+        counts[task.status] += 1
+    tokens = sum(t.tokens for t in snapshot.tasks)
+    print(
+        f"demo: {len(snapshot.tasks)} tasks in {args.seconds:g}s, "
+        + ", ".join(f"{counts[s]} {s.value}" for s in TaskStatus)
+        + f"; {answered} prompts answered ({refused} refused); {tokens:,} tokens; "
+        f"{snapshot.seq} events"
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- scripting
+
+
+def _client(args: argparse.Namespace, name: str = "cli"):
+    from core.client import Client
+
+    return Client(args.runtime_dir, client_name=name)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    async def run() -> list[Task]:
+        async with _client(args) as client:
+            return await client.list_tasks(
+                agent=args.agent, status=args.status, parent_id=args.parent, limit=args.limit
+            )
+
+    tasks = asyncio.run(run())
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(tasks).decode() + "\n")
+        return EXIT_OK
+    if not tasks:
+        print("no tasks")
+        return EXIT_OK
+    print(f"{'ID':>5} {'PARENT':>6}  {'STATUS':<12} {'AGENT':<10} {'TOKENS':>8}  DESCRIPTION")
+    for task in tasks:
+        parent = "" if task.parent_id is None else str(task.parent_id)
+        line = (
+            f"{task.id:>5} {parent:>6}  {STATUS_ICONS[task.status]} {task.status.value:<10} "
+            f"{task.agent[:10]:<10} {task.tokens:>8,}  {task.description}"
+        )
+        if task.blocked_on is not None:
+            line += f"\n{'':>15}? {task.blocked_on.question}  [{' / '.join(task.blocked_on.choices)}]"
+            line += f"  (prompt {task.blocked_on.prompt_id})"
+        elif task.error:
+            line += f"\n{'':>15}{task.error}"
+        print(line)
+    return EXIT_OK
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    async def run() -> Task:
+        async with _client(args) as client:
+            return await client.submit(args.agent, args.description, parent_id=args.parent)
+
+    task = asyncio.run(run())
+    print(f"{task.id} {task.status.value}")
+    return EXIT_OK
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    choices = None
+    if args.choices is not None:
+        choices = [c.strip() for c in args.choices.split(",") if c.strip()]
+        if not choices:
+            raise BadRequest("--choices needs at least one choice, comma-separated")
+    if args.timeout is not None and args.timeout <= 0:
+        raise BadRequest("--timeout must be positive")
+
+    async def run() -> int:
+        async with _client(args, "ask") as client:
+            task = await client.open_task(args.question, agent="ask", parent_id=args.parent)
+            try:
+                prompt = await task.ask(args.question, choices=choices, timeout=args.timeout)
+            except PromptTimedOut:
+                await _quietly(task.fail(f"no answer within {args.timeout:g}s"))
+                print(f"taskdeck: no answer within {args.timeout:g}s", file=sys.stderr)
+                return EXIT_ERROR
+            except (NotPending, InvalidState):
+                print("taskdeck: the question was aborted", file=sys.stderr)
+                return EXIT_ERROR
+            except asyncio.CancelledError:
+                await _quietly(task.fail("interrupted"))
+                raise
+            print(prompt.answer)
+            if prompt.is_denial:
+                if prompt.reason:
+                    print(f"reason: {prompt.reason}", file=sys.stderr)
+                await _quietly(task.fail(f"denied: {prompt.reason or prompt.answer}"))
+                return EXIT_DENIED
+            await _quietly(task.finish(prompt.answer or ""))
+            return EXIT_OK
+
+    return asyncio.run(run())
+
+
+async def _quietly(coro) -> None:
+    """Best-effort bookkeeping after the answer is known: the answer matters, not this."""
+    try:
+        await coro
+    except TaskdeckError:
+        pass
+
+
+def _cmd_answer(args: argparse.Namespace) -> int:
+    async def run():
+        async with _client(args) as client:
+            if args.prompt is not None:
+                _, prompts = await client.get(args.task_id)
+                if all(p.id != args.prompt for p in prompts):
+                    raise BadRequest(f"task {args.task_id} never asked prompt {args.prompt}")
+                return await client.answer(args.prompt, args.text, reason=args.reason)
+            return await client.answer_task(args.task_id, args.text, reason=args.reason)
+
+    prompt = asyncio.run(run())
+    print(f"answered prompt {prompt.id} of task {prompt.task_id}: {prompt.answer}")
+    return EXIT_OK
+
+
+def _cmd_abort(args: argparse.Namespace) -> int:
+    async def run() -> list[int]:
+        async with _client(args) as client:
+            return await client.abort(args.task_id, only=args.only)
+
+    ended = asyncio.run(run())
+    if ended:
+        print(f"aborted {len(ended)} task{'s' if len(ended) != 1 else ''}: "
+              + " ".join(str(i) for i in ended))
+    else:
+        print(f"task {args.task_id} had already ended; nothing to abort")
+    return EXIT_OK
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        async with _client(args, "watch") as client:
+            last_state = None
+            queue: asyncio.Queue = asyncio.Queue()
+            await client.start_mirror(queue.put_nowait)
+            while True:
+                changes = await queue.get()
+                if changes.state != last_state:
+                    print(f"-- {changes.state.value}", file=sys.stderr, flush=True)
+                    last_state = changes.state
+                ids = sorted(client.mirror.tasks) if changes.resynced else sorted(changes.task_ids)
+                for task_id in ids:
+                    task = client.mirror.tasks.get(task_id)
+                    if task is None:
+                        continue
+                    if args.json:
+                        sys.stdout.write(
+                            msgspec.json.encode({"seq": client.mirror.seq, "task": task}).decode()
+                            + "\n"
+                        )
+                    else:
+                        print(_watch_line(task))
+                sys.stdout.flush()
+
+    return asyncio.run(run())
+
+
+def _watch_line(task: Task) -> str:
+    line = f"{task.id:>5} {STATUS_ICONS[task.status]} {task.status.value:<11} {task.agent:<8} {task.description}"
+    if task.blocked_on is not None:
+        line += f"  ? {task.blocked_on.question}"
+    elif task.error:
+        line += f"  ({task.error})"
+    return line
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from core.journal import Journal, default_journal_path
+
+    path = args.journal or default_journal_path()
+    if not path.exists():
+        raise Unavailable(f"no journal at {path}")
+    journal = Journal.open(path)
+    try:
+        entries = journal.history(task_id=args.task, limit=args.limit)
+    finally:
+        journal.close()
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(entries).decode() + "\n")
+        return EXIT_OK
+    if not entries:
+        print("no decisions recorded")
+    for entry in entries:
+        print(_history_line(entry))
+    return EXIT_OK
+
+
+def _history_line(entry) -> str:
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(entry.ts).strftime("%Y-%m-%d %H:%M:%S")
+    target = f"task {entry.task_id}" if entry.task_id is not None else ""
+    if entry.prompt_id is not None:
+        target += f" prompt {entry.prompt_id}"
+    return f"{when}  {entry.action:<7} {target:<22} {entry.detail}  by {entry.by}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
