@@ -1,0 +1,256 @@
+"""The `taskdeck` command end to end: a real daemon process, real commands in other processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import until_sync
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Deck:
+    """A `taskdeck serve` process in a temp runtime dir, and a way to run commands against it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.runtime_dir = tmp / "run"
+        self.env = {
+            **os.environ,
+            "TASKDECK_RUNTIME_DIR": str(self.runtime_dir),
+            "TASKDECK_STATE_DIR": str(tmp / "state"),
+        }
+        self.process: subprocess.Popen[str] | None = None
+
+    def serve(self, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "serve", "--no-journal", *extra],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        until_sync(
+            lambda: (self.runtime_dir / "connection.json").exists() or self.process.poll() is not None,
+            timeout=15,
+            what="the daemon's connection file",
+        )
+        assert self.process.poll() is None, self.process.stdout.read()
+
+    def run(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "core.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.cli", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def tasks(self) -> list[dict]:
+        result = self.run("ls", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def blocked_task(self, description: str) -> dict:
+        """Wait until the task with that description is blocked on a question; return it."""
+        found: list[dict] = []
+
+        def blocked() -> bool:
+            found[:] = [
+                t for t in self.tasks()
+                if t["description"] == description and t["blocked_on"] is not None
+            ]
+            return bool(found)
+
+        until_sync(blocked, timeout=15, what=f"{description!r} to ask")
+        return found[0]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def deck(tmp_path: Path) -> Iterator[Deck]:
+    deck = Deck(tmp_path)
+    deck.serve()
+    try:
+        yield deck
+    finally:
+        deck.stop()
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("taskdeck: ")
+    return lines[0]
+
+
+def test_ask_prints_the_answer_and_exits_0_on_approve(deck: Deck) -> None:
+    asker = deck.start("ask", "Deploy?")
+    task = deck.blocked_task("Deploy?")
+    assert task["blocked_on"]["choices"] == ["approve", "deny"]
+    answered = deck.run("answer", str(task["id"]), "approve")
+    assert answered.returncode == 0, answered.stderr
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 0, err
+    assert out.strip() == "approve"
+    [done] = [t for t in deck.tasks() if t["id"] == task["id"]]
+    assert done["status"] == "finished"
+
+
+def test_ask_exits_1_on_deny_and_shows_the_reason(deck: Deck) -> None:
+    asker = deck.start("ask", "Drop the table?")
+    task = deck.blocked_task("Drop the table?")
+    deck.run("answer", str(task["id"]), "deny", "--reason", "not on a Friday")
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 1
+    assert out.strip() == "deny"
+    assert "not on a Friday" in err
+
+
+def test_ask_with_choices_accepts_free_text(deck: Deck) -> None:
+    asker = deck.start("ask", "Which region?", "--choices", "eu,us")
+    task = deck.blocked_task("Which region?")
+    assert task["blocked_on"]["choices"] == ["eu", "us"]
+    deck.run("answer", str(task["id"]), "ap-southeast, please")
+    out, _ = asker.communicate(timeout=15)
+    assert asker.returncode == 0
+    assert out.strip() == "ap-southeast, please"
+
+
+def test_ask_exits_2_on_timeout(deck: Deck) -> None:
+    result = deck.run("ask", "Anyone there?", "--timeout", "0.3")
+    assert result.returncode == 2
+    assert "no answer within 0.3s" in _one_line_error(result)
+
+
+def test_ask_exits_2_when_aborted(deck: Deck) -> None:
+    asker = deck.start("ask", "Proceed?")
+    task = deck.blocked_task("Proceed?")
+    aborted = deck.run("abort", str(task["id"]))
+    assert aborted.returncode == 0
+    assert f"aborted 1 task: {task['id']}" in aborted.stdout
+    _, err = asker.communicate(timeout=15)
+    assert asker.returncode == 2
+    assert "aborted" in err
+
+
+def test_a_second_answer_is_refused_with_one_line(deck: Deck) -> None:
+    asker = deck.start("ask", "Ship it?")
+    task = deck.blocked_task("Ship it?")
+    prompt_id = task["blocked_on"]["prompt_id"]
+    assert deck.run("answer", str(task["id"]), "approve", "--prompt", str(prompt_id)).returncode == 0
+    asker.communicate(timeout=15)
+    again = deck.run("answer", str(task["id"]), "deny", "--prompt", str(prompt_id))
+    assert again.returncode == 2
+    assert "already answered" in _one_line_error(again)
+
+
+def test_ls_json_has_the_contract_fields(deck: Deck) -> None:
+    asker = deck.start("ask", "Rotate keys?", "--choices", "yes,no")
+    task = deck.blocked_task("Rotate keys?")
+    for field in (
+        "id", "parent_id", "agent", "status", "description", "result", "error",
+        "created_by", "prompt_tokens", "completion_tokens", "blocked_on",
+    ):  # fmt: skip
+        assert field in task, field
+    assert task["status"] == "blocked"
+    assert set(task["blocked_on"]) >= {"prompt_id", "question", "choices"}
+    deck.run("abort", str(task["id"]))
+    asker.communicate(timeout=15)
+
+
+def test_submit_then_abort_stops_the_subtree(deck: Deck) -> None:
+    submitted = deck.run("submit", "shell", "sleep 30")
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = int(submitted.stdout.split()[0])
+    child = deck.run("submit", "shell", "sleep 31", "--parent", str(task_id))
+    child_id = int(child.stdout.split()[0])
+    deck.blocked_task("sleep 30")
+    deck.run("answer", str(task_id), "approve")
+    until_sync(
+        lambda: next(t for t in deck.tasks() if t["id"] == task_id)["status"] == "in_progress",
+        timeout=10,
+    )
+    aborted = deck.run("abort", str(task_id))
+    assert aborted.returncode == 0
+    assert aborted.stdout.strip() == f"aborted 2 tasks: {task_id} {child_id}"
+    ended = {t["id"]: t for t in deck.tasks()}
+    assert ended[task_id]["status"] == ended[child_id]["status"] == "failed"
+    assert ended[task_id]["end_reason"] == "aborted"
+
+
+def test_ls_lists_newest_first_with_blocked_question(deck: Deck) -> None:
+    deck.run("submit", "shell", "true")
+    deck.run("submit", "shell", "echo hi")
+    deck.blocked_task("echo hi")
+    result = deck.run("ls")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "PARENT"]
+    assert "echo hi" in lines[1] and "true" in lines[3]
+    assert "? Run `echo hi`?" in lines[2]
+
+
+def test_unknown_task_and_bad_filter_are_one_line_errors(deck: Deck) -> None:
+    result = deck.run("answer", "999", "approve")
+    assert result.returncode == 2
+    assert "999" in _one_line_error(result)
+    result = deck.run("ls", "--status", "sleeping")
+    assert result.returncode == 2
+    assert "sleeping" in _one_line_error(result)
+    assert deck.run("submit", "no-such-agent", "x").returncode == 2
+
+
+def test_watch_prints_changes_as_they_happen(deck: Deck) -> None:
+    watcher = deck.start("watch")
+    try:
+        deck.run("submit", "shell", "echo watched")
+        lines: list[str] = []
+
+        def saw_it() -> bool:
+            line = watcher.stdout.readline()
+            lines.append(line)
+            return "echo watched" in line and "blocked" in line
+
+        until_sync(saw_it, timeout=15, what="watch to print the blocked task")
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+
+
+def test_commands_without_a_daemon_fail_with_one_line(tmp_path: Path) -> None:
+    deck = Deck(tmp_path)
+    result = deck.run("ls")
+    assert result.returncode == 2
+    assert "no daemon" in _one_line_error(result)
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    deck = Deck(tmp_path)
+    deck.serve()
+    assert (deck.runtime_dir / "connection.json").exists()
+    deck.process.send_signal(signal.SIGTERM)
+    assert deck.process.wait(timeout=10) == 0
+    assert not (deck.runtime_dir / "connection.json").exists()
+    assert "Traceback" not in deck.process.stdout.read()
