@@ -103,6 +103,8 @@ class Registry:
         self._leases: dict[int, tuple[float, asyncio.TimerHandle]] = {}
         self._end_waiters: dict[int, list[asyncio.Future[None]]] = collections.defaultdict(list)
         self._listeners: list[Listener] = []
+        self._outbox: collections.deque[Event] = collections.deque()
+        self._delivering = False
         self._next_task_id = first_id
         self._next_prompt_id = first_id
 
@@ -138,11 +140,22 @@ class Registry:
     def _emit(self, body: Body) -> Event:
         self.seq += 1
         event = Event(epoch=self.epoch, seq=self.seq, ts=self.clock(), body=body)
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken listener must not break the registry
-                log.exception("event listener failed on seq %d", event.seq)
+        self._outbox.append(event)
+        if self._delivering:
+            # A listener changed the registry while it was told of an earlier event:
+            # the outer loop delivers this one after it, so every listener sees seq order.
+            return event
+        self._delivering = True
+        try:
+            while self._outbox:
+                queued = self._outbox.popleft()
+                for listener in list(self._listeners):
+                    try:
+                        listener(queued)
+                    except Exception:  # a broken listener must not break the registry
+                        log.exception("event listener failed on seq %d", queued.seq)
+        finally:
+            self._delivering = False
         return event
 
     # ---------------------------------------------------------------- queries
@@ -519,6 +532,20 @@ class Registry:
             BadRequest: empty question or choices, or a default that is not a choice.
             InvalidState: the task is not in progress.
         """
+        prompt, _ = self._open_prompt(
+            task_id, question, choices=choices, timeout=timeout, default=default
+        )
+        return prompt
+
+    def _open_prompt(
+        self,
+        task_id: int,
+        question: str,
+        *,
+        choices: Iterable[str] | None,
+        timeout: float | None,
+        default: str | None,
+    ) -> tuple[Prompt, asyncio.Future[str]]:
         task = self._task(task_id)
         if task.status is not TaskStatus.IN_PROGRESS:
             raise InvalidState(f"task {task_id} is {task.status.value}, cannot ask")
@@ -545,7 +572,8 @@ class Registry:
         self._next_prompt_id += 1
         self._prompts[prompt.id] = prompt
         loop = asyncio.get_running_loop()
-        self._pending[prompt.id] = loop.create_future()
+        future: asyncio.Future[str] = loop.create_future()
+        self._pending[prompt.id] = future
         if timeout is not None:
             self._prompt_timers[prompt.id] = loop.call_later(
                 timeout, self._on_prompt_timeout, prompt.id
@@ -556,7 +584,7 @@ class Registry:
         self._slots.discard(task_id)
         self._emit(PromptOpened(task=copy.copy(task), prompt=copy.copy(prompt)))
         self._promote()
-        return copy.copy(prompt)
+        return copy.copy(prompt), future
 
     async def ask(
         self,
@@ -573,10 +601,12 @@ class Registry:
             PromptTimedOut: nobody answered in time and there is no default.
             PromptCancelled: the prompt was cancelled.
         """
-        prompt = self.open_prompt(
+        # Keep the future itself: a listener may answer inside the PromptOpened step,
+        # which closes the prompt before this line runs.
+        _, future = self._open_prompt(
             task_id, question, choices=choices, timeout=timeout, default=default
         )
-        return await self._pending[prompt.id]
+        return await future
 
     def answer(
         self, prompt_id: int, text: str, *, by: str = "user", reason: str | None = None
