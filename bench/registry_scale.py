@@ -1,0 +1,327 @@
+"""Registry scale in process: submit+finish ops/s and memory per task with many tasks held."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from typing import Any
+
+from bench import Config, Result, growth_row, in_fresh_process, rss_bytes
+
+WAVE = 64
+"""Tasks submitted per wave: the concurrency limit, so every submit starts at once."""
+
+BYTES_TARGET = 1024
+"""Issue target: under 1 KiB per finished task."""
+
+
+async def _noop(ctx: Any) -> str:
+    return "ok"
+
+
+async def _ask_once(ctx: Any) -> str:
+    return await ctx.ask("Run `pytest -q`?")
+
+
+def _description(i: int) -> str:
+    return f"summarise chapter {i} of the report"
+
+
+# ------------------------------------------------------------ taskdeck side
+
+
+async def _run_waves(registry: Any, count: int, agent: str = "noop") -> float:
+    """Submit `count` in-process tasks, WAVE at a time, each wave awaited; returns seconds."""
+    start = time.perf_counter()
+    done = 0
+    while done < count:
+        n = min(WAVE, count - done)
+        wave = [registry.submit(agent, _description(done + i)).id for i in range(n)]
+        await asyncio.gather(*(registry.join(task_id) for task_id in wave))
+        done += n
+    return time.perf_counter() - start
+
+
+def _run_external(registry: Any, count: int) -> float:
+    """open_external + finish `count` times (no agent coroutine); returns seconds."""
+    start = time.perf_counter()
+    for i in range(count):
+        task = registry.open_external(_description(i))
+        registry.finish(task.id, "ok")
+    return time.perf_counter() - start
+
+
+async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool) -> dict[str, Any]:
+    from core.model import PromptOpened
+    from core.registry import Registry
+
+    registry = Registry(max_concurrent=WAVE, agents={"noop": _noop, "ask": _ask_once})
+    if with_prompts:
+        loop = asyncio.get_running_loop()
+
+        def answer(event: Any) -> None:
+            if isinstance(event.body, PromptOpened):
+                loop.call_soon(registry.answer, event.body.prompt.id, "approve")
+
+        registry.listen(answer)
+    gc.collect()
+    rss0 = rss_bytes()
+    fill_s = await _run_waves(registry, held, "ask" if with_prompts else "noop")
+    gc.collect()
+    rss1 = rss_bytes()
+    out: dict[str, Any] = {
+        "held": len(registry),
+        "fill_s": fill_s,
+        "bytes_per_task": (rss1 - rss0) / max(held, 1),
+    }
+    if with_prompts:
+        return out
+    inproc = min([await _run_waves(registry, ops) for _ in range(repeats)])
+    external = min(_run_external(registry, ops) for _ in range(repeats))
+    out["inproc_ops_s"] = ops / inproc
+    out["external_ops_s"] = ops / external
+    await registry.close()
+    return out
+
+
+def registry_child(held: int, ops: int, repeats: int, with_prompts: bool = False) -> dict[str, Any]:
+    """Entry point in a fresh process: fill `held` finished tasks, then time `ops` cycles."""
+    return asyncio.run(_registry_main(held, ops, repeats, with_prompts))
+
+
+async def _burst_main(count: int) -> float:
+    from core.registry import Registry
+
+    registry = Registry(max_concurrent=4, agents={"noop": _noop})
+    ended = asyncio.Event()
+    last = count  # ids start at 1
+
+    def on_event(event: Any) -> None:
+        task = getattr(event.body, "task", None)
+        if task is not None and task.id == last and task.status.is_ended:
+            ended.set()
+
+    registry.listen(on_event)
+    start = time.perf_counter()
+    for i in range(count):
+        registry.submit("noop", _description(i))
+    await ended.wait()
+    elapsed = time.perf_counter() - start
+    await registry.close()
+    return elapsed
+
+
+def burst_child(count: int) -> float:
+    """Submit `count` tasks at once to a limit of 4 and wait until the last has ended."""
+    return asyncio.run(_burst_main(count))
+
+
+# ------------------------------------------------------------ baseline side
+
+
+async def _floor_main(held: int, ops: int, repeats: int) -> dict[str, Any]:
+    """The least a registry can do: a Task record in a dict, and a coroutine run per task."""
+    from core.model import Task, TaskStatus
+
+    tasks: dict[int, Task] = {}
+    next_id = 1
+
+    def make(i: int) -> Task:
+        nonlocal next_id
+        now = time.time()
+        task = Task(
+            id=next_id,
+            agent="noop",
+            description=_description(i),
+            session_id=f"noop-{next_id}",
+            created_at=now,
+        )
+        tasks[task.id] = task
+        next_id += 1
+        return task
+
+    def end(task: Task, result: str) -> None:
+        task.status = TaskStatus.FINISHED
+        task.result = result
+        task.ended_at = time.time()
+
+    async def run(task: Task) -> None:
+        task.status = TaskStatus.IN_PROGRESS
+        task.started_at = time.time()
+        end(task, await _noop(None))
+
+    async def waves(count: int) -> float:
+        start = time.perf_counter()
+        done = 0
+        loop = asyncio.get_running_loop()
+        while done < count:
+            n = min(WAVE, count - done)
+            runs = [loop.create_task(run(make(done + i))) for i in range(n)]
+            await asyncio.gather(*runs)
+            done += n
+        return time.perf_counter() - start
+
+    def external(count: int) -> float:
+        start = time.perf_counter()
+        for i in range(count):
+            end(make(i), "ok")
+        return time.perf_counter() - start
+
+    gc.collect()
+    rss0 = rss_bytes()
+    await waves(held)
+    gc.collect()
+    rss1 = rss_bytes()
+    inproc = min([await waves(ops) for _ in range(repeats)])
+    ext = min(external(ops) for _ in range(repeats))
+    return {
+        "bytes_per_task": (rss1 - rss0) / max(held, 1),
+        "inproc_ops_s": ops / inproc,
+        "external_ops_s": ops / ext,
+    }
+
+
+def floor_child(held: int, ops: int, repeats: int) -> dict[str, Any]:
+    """Entry point in a fresh process for the baseline."""
+    return asyncio.run(_floor_main(held, ops, repeats))
+
+
+async def _bare_burst_main(count: int) -> float:
+    """Baseline for a burst: a FIFO of ids, 4 slots, one asyncio Task per id, started in order."""
+    import collections
+
+    loop = asyncio.get_running_loop()
+    queue: collections.deque[int] = collections.deque(range(count))
+    done = asyncio.Event()
+    running = 0
+
+    def start_more() -> None:
+        nonlocal running
+        while queue and running < 4:
+            queue.popleft()
+            running += 1
+            loop.create_task(_noop(None)).add_done_callback(finished)
+
+    def finished(_: asyncio.Task[str]) -> None:
+        nonlocal running
+        running -= 1
+        if not queue and not running:
+            done.set()
+        start_more()
+
+    start = time.perf_counter()
+    start_more()
+    await done.wait()
+    return time.perf_counter() - start
+
+
+def bare_burst_child(count: int) -> float:
+    return asyncio.run(_bare_burst_main(count))
+
+
+# -------------------------------------------------------------------- driver
+
+
+def run(config: Config) -> list[Result]:
+    """Every registry figure, each size in its own fresh process."""
+    results: list[Result] = []
+    inproc_costs: list[float] = []
+    external_costs: list[float] = []
+    inproc_floor: list[float] = []
+    external_floor: list[float] = []
+    for held in config.sizes:
+        ours = in_fresh_process(registry_child, held, config.registry_ops, config.repeats)
+        floor = in_fresh_process(floor_child, held, config.registry_ops, config.repeats)
+        params = {"held": held, "ops": config.registry_ops, "limit": WAVE}
+        inproc_costs.append(1 / ours["inproc_ops_s"])
+        external_costs.append(1 / ours["external_ops_s"])
+        inproc_floor.append(1 / floor["inproc_ops_s"])
+        external_floor.append(1 / floor["external_ops_s"])
+        results.append(
+            Result(
+                bench="registry",
+                name=f"submit+finish, in-process agent, {held:,} held",
+                unit="ops/s",
+                figure=ours["inproc_ops_s"],
+                baseline=floor["inproc_ops_s"],
+                baseline_name="Task in dict + bare coroutine",
+                params=params,
+            )
+        )
+        results.append(
+            Result(
+                bench="registry",
+                name=f"open+finish, external task, {held:,} held",
+                unit="ops/s",
+                figure=ours["external_ops_s"],
+                baseline=floor["external_ops_s"],
+                baseline_name="Task in dict, fields set",
+                params=params,
+            )
+        )
+        results.append(
+            Result(
+                bench="registry",
+                name=f"memory per finished task, {held:,} held",
+                unit="B",
+                figure=ours["bytes_per_task"],
+                baseline=floor["bytes_per_task"],
+                baseline_name="bare Task Structs in a dict",
+                better="lower",
+                target=f"< {BYTES_TARGET} B" if held == max(config.sizes) else None,
+                met=ours["bytes_per_task"] < BYTES_TARGET if held == max(config.sizes) else None,
+                params=params,
+                note="RSS delta / tasks, fresh process",
+            )
+        )
+    held = max(config.sizes)
+    prompted = in_fresh_process(registry_child, held, 0, 1, True)
+    floor = in_fresh_process(floor_child, held, 0, 1)
+    results.append(
+        Result(
+            bench="registry",
+            name=f"memory per finished task that asked one question, {held:,} held",
+            unit="B",
+            figure=prompted["bytes_per_task"],
+            baseline=floor["bytes_per_task"],
+            baseline_name="bare Task Structs in a dict",
+            better="lower",
+            target=f"< {BYTES_TARGET} B",
+            met=prompted["bytes_per_task"] < BYTES_TARGET,
+            params={"held": held},
+            note="the task's answered Prompt is kept as its history",
+        )
+    )
+    # Growth: per-op cost with the number of tasks held, and a burst submitted at once.
+    sizes = list(config.sizes)
+    results.append(
+        growth_row("registry", "in-process op cost vs tasks held", sizes, inproc_costs,
+                   inproc_floor, per_item=False)
+    )
+    results.append(
+        growth_row("registry", "external op cost vs tasks held", sizes, external_costs,
+                   external_floor, per_item=False)
+    )
+    burst_sizes = [s for s in sizes if s <= 20_000] or sizes[:1]
+    if len(burst_sizes) < 2:
+        burst_sizes = sorted({sizes[0], sizes[0] * 4})
+    burst = [in_fresh_process(burst_child, n) for n in burst_sizes]
+    bare = [in_fresh_process(bare_burst_child, n) for n in burst_sizes]
+    for n, ours_s, bare_s in zip(burst_sizes, burst, bare, strict=True):
+        results.append(
+            Result(
+                bench="registry",
+                name=f"burst: {n:,} submitted at once, limit 4, drained",
+                unit="s",
+                figure=ours_s,
+                baseline=bare_s,
+                baseline_name="FIFO, 4 slots, asyncio Task each",
+                better="lower",
+                params={"count": n},
+            )
+        )
+    results.append(
+        growth_row("registry", "burst drain time per task vs burst size", burst_sizes, burst, bare)
+    )
+    return results
