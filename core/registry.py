@@ -104,6 +104,7 @@ class Registry:
         self._end_waiters: dict[int, list[asyncio.Future[None]]] = collections.defaultdict(list)
         self._listeners: list[Listener] = []
         self._outbox: collections.deque[Event] = collections.deque()
+        self._hold_promotion = 0
         self._delivering = False
         self._next_task_id = first_id
         self._next_prompt_id = first_id
@@ -358,9 +359,14 @@ class Registry:
         return task
 
     def _promote(self) -> None:
+        if self._hold_promotion:
+            return
         while self._queue and len(self._slots) < self.max_concurrent:
-            task = self._tasks[self._queue.popleft()]
-            self._start(task)
+            task = self._tasks.get(self._queue.popleft())
+            # Ids of tasks that ended while queued stay in the deque until they
+            # reach its head (removing them in `_end` cost O(queue) per task).
+            if task is not None and task.status is TaskStatus.QUEUED:
+                self._start(task)
 
     def _start(self, task: Task) -> None:
         task.status = TaskStatus.IN_PROGRESS
@@ -433,8 +439,6 @@ class Registry:
         prompt = self._cancel_prompt_of(task)
         task.blocked_reason = None
         task.blocked_on = None
-        if task_id in self._queue:
-            self._queue.remove(task_id)
         self._slots.discard(task_id)
         timer = self._timers.pop(task_id, None)
         if timer is not None:
@@ -491,11 +495,18 @@ class Registry:
         """
         ids = self._subtree_ids(task_id) if recursive else [self._task(task_id).id]
         ended: list[int] = []
-        for i in ids:
-            if self._tasks[i].status.is_ended:
-                continue
-            self._end(i, TaskStatus.FAILED, error=f"aborted by {by}", reason=EndReason.ABORTED)
-            ended.append(i)
+        # No promotion until the whole subtree has ended: a slot freed by one member
+        # must not start a queued member that is about to be aborted.
+        self._hold_promotion += 1
+        try:
+            for i in ids:
+                if self._tasks[i].status.is_ended:
+                    continue
+                self._end(i, TaskStatus.FAILED, error=f"aborted by {by}", reason=EndReason.ABORTED)
+                ended.append(i)
+        finally:
+            self._hold_promotion -= 1
+        self._promote()
         return ended
 
     async def join(self, task_id: int) -> None:
