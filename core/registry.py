@@ -375,9 +375,12 @@ class Registry:
         self._emit(TaskChanged(task=copy.copy(task)))
         self._arm_timeout(task)
         agent = self._agents[task.agent]
-        self._runs[task.id] = asyncio.get_running_loop().create_task(
+        run = asyncio.get_running_loop().create_task(
             self._run(task.id, agent), name=f"taskdeck-task-{task.id}"
         )
+        self._runs[task.id] = run
+        # Not in _run's `finally`: a run cancelled before its first step never executes it.
+        run.add_done_callback(lambda _: self._runs.pop(task.id, None))
 
     async def _run(self, task_id: int, agent: Agent) -> None:
         from core.context import AgentContext
@@ -395,8 +398,6 @@ class Registry:
             if not self._tasks[task_id].status.is_ended:
                 text = "" if result is None else str(result)
                 self._end(task_id, TaskStatus.FINISHED, result=text)
-        finally:
-            self._runs.pop(task_id, None)
 
     def _arm_timeout(self, task: Task) -> None:
         if task.timeout is None:
