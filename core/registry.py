@@ -517,7 +517,11 @@ class Registry:
             await asyncio.gather(run, return_exceptions=True)
 
     async def close(self) -> None:
-        """Cancel every run and timer; used when the daemon stops."""
+        """Cancel every run and timer; used when the daemon stops.
+
+        Queued tasks stay queued: the runs ending here free slots, but nothing new starts.
+        """
+        self._hold_promotion += 1  # never released: a closed registry starts nothing
         for handle in [*self._timers.values(), *self._prompt_timers.values()]:
             handle.cancel()
         for _, handle in self._leases.values():
