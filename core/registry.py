@@ -877,21 +877,25 @@ class Registry:
                 )
 
     def evict(self, task_ids: Iterable[int]) -> list[int]:
-        """Drop ended tasks (and their prompts) from memory; the journal keeps them.
+        """Drop ended subtrees (and their prompts) from memory; the journal keeps them.
 
-        Only ended tasks whose descendants have all ended are dropped.
+        Each id drops its whole subtree, and only when every task in it has ended,
+        so no live task is dropped and no kept task loses its parent.
+
+        Returns:
+            The ids dropped (each subtree parents first).
         """
-        dropped = []
+        dropped: list[int] = []
+        gone: set[int] = set()
         for task_id in task_ids:
-            task = self._tasks.get(task_id)
-            if task is None or not task.status.is_ended:
+            if task_id in gone or task_id not in self._tasks:
                 continue
-            if any(not self._tasks[c].status.is_ended for c in self._children.get(task_id, ())):
-                continue
-            dropped.append(task_id)
+            subtree = self._subtree_ids(task_id)
+            if all(self._tasks[i].status.is_ended for i in subtree):
+                dropped.extend(i for i in subtree if i not in gone)
+                gone.update(subtree)
         if not dropped:
             return []
-        gone = set(dropped)
         for task_id in dropped:
             task = self._tasks.pop(task_id)
             self._children.pop(task_id, None)
