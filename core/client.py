@@ -1,0 +1,926 @@
+"""Client library: safe commands (Lazy Pirate) and a consistent live mirror (Clone pattern)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import enum
+import getpass
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from core import protocol as p
+from core.errors import (
+    ERRORS_BY_CODE,
+    BadRequest,
+    InvalidState,
+    NotPending,
+    PromptTimedOut,
+    TaskdeckError,
+    Unavailable,
+)
+from core.mirror import Mirror, OutOfSync
+from core.model import (
+    EndReason,
+    Event,
+    Prompt,
+    PromptClosed,
+    PromptOpened,
+    PromptState,
+    Snapshot,
+    Task,
+    TaskChanged,
+    TaskCreated,
+    TasksEvicted,
+    TaskStatus,
+)
+from core.runtime import ConnectionInfo, KeyPair, default_runtime_dir, existing_client_keys
+from core.runtime import read_connection as _read_connection
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R", bound=p.Result)
+
+STALE_AFTER = 1.5
+"""Heartbeat intervals of silence before the mirror says it is stale."""
+
+DISCONNECTED_AFTER = 3.0
+"""Heartbeat intervals of silence before the mirror says it is disconnected and reconnects."""
+
+BATCH_LIMIT = 5000
+"""Most messages applied before `on_change` is called (keeps a flood from starving the loop)."""
+
+
+class ConnectionState(str, enum.Enum):
+    """How current the mirror is."""
+
+    CONNECTING = "connecting"
+    """Not synced yet: subscribing or loading the first snapshot."""
+    LIVE = "live"
+    """Synced, and the daemon was heard from recently."""
+    STALE = "stale"
+    """Synced, but nothing heard for 1.5 heartbeat intervals: the view may be behind."""
+    DISCONNECTED = "disconnected"
+    """Nothing heard for 3 intervals (or no daemon); reconnecting in the background."""
+
+
+@dataclasses.dataclass
+class Changes:
+    """One batch of mirror updates, handed to `on_change`."""
+
+    task_ids: set[int] = dataclasses.field(default_factory=set)
+    """Tasks created, changed or evicted in this batch."""
+    opened: list[Prompt] = dataclasses.field(default_factory=list)
+    """Prompts that opened in this batch (bell and notification)."""
+    resynced: bool = False
+    """The mirror was reloaded from a snapshot: redraw everything."""
+    state: ConnectionState = ConnectionState.LIVE
+    """The connection state after this batch."""
+    closed: list[Prompt] = dataclasses.field(default_factory=list)
+    """Prompts answered, cancelled or timed out in this batch."""
+    evicted: list[int] = dataclasses.field(default_factory=list)
+    """Tasks that left the registry in this batch (also in `task_ids`)."""
+
+
+class _Disconnected(Exception):
+    """The daemon fell silent; reconnect."""
+
+
+class _Resync(Exception):
+    """The mirror missed something; take a fresh snapshot."""
+
+
+def _origin(client_name: str) -> p.Origin:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.geteuid())
+    return p.Origin(
+        user=user[: p.MAX_NAME],
+        host=socket.gethostname()[: p.MAX_NAME],
+        pid=os.getpid(),
+        client=client_name[: p.MAX_NAME],
+    )
+
+
+def _raise_error(error: p.Error | None) -> None:
+    if error is None:
+        raise TaskdeckError("the daemon refused the request without saying why")
+    cls = ERRORS_BY_CODE.get(error.code)
+    exc = (cls or TaskdeckError)(error.message)
+    if cls is None:
+        exc.code = error.code
+    raise exc
+
+
+class Client:
+    """Talks to one daemon: commands with timeouts and retries, and an optional live mirror.
+
+    Args:
+        runtime_dir: where the daemon's connection file is (default: ours); re-read on
+            reconnect, so a restarted daemon is found again.
+        connection: use these endpoints instead of reading the connection file.
+        client_name: recorded as the origin's client ("cli", "tui", "ask"...).
+        request_timeout: seconds to wait for each reply before retrying.
+        retries: attempts per request (the Lazy Pirate "REQUEST_RETRIES"); after the last
+            one the request fails with `Unavailable`.
+        heartbeat: the daemon's heartbeat interval; None takes it from the connection file.
+        client_keys: CURVE key pair for TCP daemons; None uses the one in the state dir,
+            or a fresh throw-away pair.
+        state_dir: where to look for the client key pair.
+        rcvhwm: events buffered before the mirror starts losing them (and resyncs).
+        protocol_version: the version requests declare (tests use another to check refusal).
+    """
+
+    def __init__(
+        self,
+        runtime_dir: Path | None = None,
+        *,
+        connection: ConnectionInfo | None = None,
+        client_name: str = "cli",
+        request_timeout: float = 2.5,
+        retries: int = 3,
+        heartbeat: float | None = None,
+        client_keys: KeyPair | None = None,
+        state_dir: Path | None = None,
+        rcvhwm: int = 100_000,
+        protocol_version: int = p.PROTOCOL_VERSION,
+    ) -> None:
+        if connection is None and runtime_dir is None:
+            runtime_dir = default_runtime_dir()
+        self.runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
+        self._fixed = connection
+        self.connection = connection
+        self.client_name = client_name
+        self.request_timeout = request_timeout
+        self.retries = max(1, retries)
+        self._heartbeat = heartbeat
+        self._client_keys = client_keys
+        self._state_dir = state_dir
+        self.rcvhwm = rcvhwm
+        self.protocol_version = protocol_version
+        self.origin = _origin(client_name)
+        self.mirror = Mirror()
+        self.state = ConnectionState.CONNECTING
+        self.retry_count = 0
+        """Requests re-sent after a timeout, since this client was made."""
+        self.resync_count = 0
+        """Snapshots loaded into the mirror, since this client was made."""
+        self._ctx: zmq.asyncio.Context | None = None
+        self._req: zmq.asyncio.Socket | None = None
+        self._req_endpoint: str | None = None
+        self._lock = asyncio.Lock()
+        self._mirror_task: asyncio.Task[None] | None = None
+        self._on_change: Callable[[Changes], None] | None = None
+        self._synced = asyncio.Event()
+        self._prompt_waiters: dict[int, tuple[int, asyncio.Future[tuple[Task, Prompt]]]] = {}
+        """Prompt id -> (its task id, the future an `ask` waits on)."""
+        self._external: set[ExternalTask] = set()
+        self._closed = False
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Read the connection file and open the command socket (no request is sent).
+
+        Raises:
+            Unavailable: no daemon is running on the runtime dir.
+            VersionMismatch: the daemon speaks another protocol version.
+        """
+        self._refresh_connection()
+        self._open_req()
+
+    async def close(self) -> None:
+        """Stop the mirror and lease heartbeats, close every socket (LINGER 0)."""
+        self._closed = True
+        for task in list(self._external):
+            await task.close()
+        if self._mirror_task is not None:
+            self._mirror_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mirror_task
+            self._mirror_task = None
+        for _, future in self._prompt_waiters.values():
+            if not future.done():
+                future.set_exception(Unavailable("the client was closed"))
+        self._prompt_waiters.clear()
+        self._close_req()
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
+
+    def _context(self) -> zmq.asyncio.Context:
+        if self._ctx is None:
+            self._ctx = zmq.asyncio.Context()
+        return self._ctx
+
+    def _refresh_connection(self) -> ConnectionInfo:
+        """Re-read the connection file (a restarted daemon may have new endpoints)."""
+        if self._fixed is not None:
+            self.connection = self._fixed
+        else:
+            self.connection = _read_connection(self.runtime_dir)
+        if self._req is not None and self._req_endpoint != self.connection.commands:
+            self._close_req()
+        return self.connection
+
+    @property
+    def heartbeat(self) -> float:
+        """The daemon's idle heartbeat interval, in seconds."""
+        if self._heartbeat is not None:
+            return self._heartbeat
+        if self.connection is not None:
+            return self.connection.heartbeat
+        return 1.0
+
+    def _secure(self, sock: zmq.Socket[Any]) -> None:
+        assert self.connection is not None
+        key = self.connection.server_public_key
+        if key is None:
+            return
+        pair = self._client_keys or existing_client_keys(self._state_dir)
+        if pair is None:
+            public, secret = zmq.curve_keypair()
+            pair = self._client_keys = KeyPair(public=public.decode(), secret=secret.decode())
+        sock.curve_serverkey = key.encode()
+        sock.curve_publickey = pair.public.encode()
+        sock.curve_secretkey = pair.secret.encode()
+
+    def _open_req(self) -> zmq.asyncio.Socket:
+        if self._req is not None:
+            return self._req
+        if self.connection is None:
+            self._refresh_connection()
+        assert self.connection is not None
+        sock = self._context().socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_REPLY)
+        self._secure(sock)
+        sock.connect(self.connection.commands)
+        self._req = sock
+        self._req_endpoint = self.connection.commands
+        return sock
+
+    def _close_req(self) -> None:
+        if self._req is not None:
+            self._req.close(linger=0)
+            self._req = None
+            self._req_endpoint = None
+
+    # --------------------------------------------------------------- requests
+
+    async def request(self, body: p.Command) -> p.ResultBody | None:
+        """Send one command and return its result, retrying with the same request id.
+
+        Raises:
+            Unavailable: no reply after `retries` attempts of `request_timeout` seconds.
+            TaskdeckError: the daemon's error, as its matching subclass.
+        """
+        if self._closed:
+            raise Unavailable("the client is closed")
+        request_id = uuid.uuid4().hex
+        data = p.encode(
+            p.Request(id=request_id, version=self.protocol_version, origin=self.origin, body=body)
+        )
+        if len(data) > p.MAX_MESSAGE:
+            raise BadRequest(f"request of {len(data)} bytes exceeds the {p.MAX_MESSAGE} byte cap")
+        async with self._lock:
+            reply = await self._exchange(request_id, data)
+        if not reply.ok:
+            _raise_error(reply.error)
+        return reply.result
+
+    async def _exchange(self, request_id: str, data: bytes) -> p.Reply:
+        timeout_ms = max(1, int(self.request_timeout * 1000))
+        for attempt in range(self.retries):
+            if attempt:
+                self.retry_count += 1
+                with contextlib.suppress(TaskdeckError):
+                    self._refresh_connection()  # maybe a restarted daemon: new endpoints
+            if self.connection is None:
+                self._refresh_connection()
+            sock = self._open_req()
+            done = False
+            try:
+                await sock.send(data)
+                while await sock.poll(timeout_ms, zmq.POLLIN):
+                    raw = await sock.recv()
+                    try:
+                        reply = p.REPLY_DECODER.decode(raw)
+                    except msgspec.DecodeError as exc:
+                        raise TaskdeckError(f"the daemon sent an unreadable reply: {exc}") from None
+                    if reply.id in (request_id, ""):
+                        done = True
+                        return reply
+            finally:
+                if not done:  # timed out, failed or cancelled: the socket is unusable
+                    self._close_req()
+        endpoint = self.connection.commands if self.connection else "?"
+        raise Unavailable(
+            f"the daemon at {endpoint} did not answer ({self.retries} tries, "
+            f"{self.request_timeout:g}s each); is `taskdeck serve` running?"
+        )
+
+    async def _call(self, body: p.Command, kind: type[R]) -> R:
+        result = await self.request(body)
+        if not isinstance(result, kind):
+            raise TaskdeckError(
+                f"the daemon answered {type(result).__name__} where {kind.__name__} was expected"
+            )
+        return result
+
+    # ---------------------------------------------------------------- commands
+
+    async def hello(self) -> dict[str, Any]:
+        """The daemon's version, epoch, seq, pid, agents and heartbeat, as a dict."""
+        result = await self._call(p.Hello(), p.HelloResult)
+        out: dict[str, Any] = msgspec.to_builtins(result)
+        out.pop("type", None)
+        return out
+
+    async def snapshot(self) -> Snapshot:
+        """Every task and pending prompt, and the seq they reflect."""
+        return (await self._call(p.GetSnapshot(), p.SnapshotResult)).snapshot
+
+    async def list_tasks(
+        self,
+        *,
+        agent: str | None = None,
+        status: TaskStatus | str | None = None,
+        parent_id: int | None = None,
+        limit: int = 100,
+        roots_only: bool = False,
+        before: int | None = None,
+    ) -> list[Task]:
+        """Tasks newest first, filtered, at most `limit`."""
+        if status is not None and not isinstance(status, TaskStatus):
+            try:
+                status = TaskStatus(status)
+            except ValueError:
+                names = ", ".join(s.value for s in TaskStatus)
+                raise BadRequest(f"unknown status {status!r} (one of {names})") from None
+        body = p.ListTasks(
+            agent=agent,
+            status=status,
+            parent_id=parent_id,
+            limit=limit,
+            roots_only=roots_only,
+            before=before,
+        )
+        return (await self._call(body, p.TasksResult)).tasks
+
+    async def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
+        """A task and every prompt it asked, oldest first."""
+        result = await self._call(p.GetTask(task_id=task_id), p.TaskDetail)
+        return result.task, result.prompts
+
+    async def submit(
+        self,
+        agent: str,
+        description: str,
+        *,
+        parent_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Task:
+        """Start a task for one of the daemon's agents."""
+        body = p.Submit(agent=agent, description=description, parent_id=parent_id, timeout=timeout)
+        return (await self._call(body, p.TaskResult)).task
+
+    async def answer(
+        self, prompt_id: int, text: str, *, reason: str | None = None, by: str | None = None
+    ) -> Prompt:
+        """Answer a pending prompt; returns it answered.
+
+        Raises:
+            AlreadyAnswered: somebody answered first.
+            NotPending: it was cancelled or timed out.
+            UnknownPrompt: no such prompt.
+        """
+        body = p.Answer(prompt_id=prompt_id, text=text, reason=reason, by=by)
+        return (await self._call(body, p.PromptResult)).prompt
+
+    async def answer_task(
+        self,
+        task_id: int,
+        text: str,
+        *,
+        reason: str | None = None,
+        prompt_id: int | None = None,
+        by: str | None = None,
+    ) -> Prompt:
+        """Answer the prompt the task waits on now (or check it is `prompt_id`).
+
+        Raises:
+            InvalidState: the task waits on no question.
+        """
+        body = p.AnswerTask(task_id=task_id, text=text, reason=reason, prompt_id=prompt_id, by=by)
+        return (await self._call(body, p.PromptResult)).prompt
+
+    async def abort(self, task_id: int, *, only: bool = False) -> list[int]:
+        """End the task and (unless `only`) its subtree; returns the ids it ended."""
+        return (await self._call(p.Abort(task_id=task_id, only=only), p.AbortResult)).task_ids
+
+    async def open_task(
+        self,
+        description: str,
+        *,
+        agent: str = "external",
+        parent_id: int | None = None,
+        lease: float = 10.0,
+        timeout: float | None = None,
+    ) -> ExternalTask:
+        """Open a task this process reports on; its lease is renewed in the background."""
+        body = p.Open(
+            description=description, agent=agent, parent_id=parent_id, lease=lease, timeout=timeout
+        )
+        task = (await self._call(body, p.TaskResult)).task
+        handle = ExternalTask(self, task, lease)
+        self._external.add(handle)
+        return handle
+
+    # ------------------------------------------------------------ live mirror
+
+    async def start_mirror(self, on_change: Callable[[Changes], None] | None = None) -> None:
+        """Keep `mirror` up to date in the background, calling `on_change` after each batch.
+
+        Returns at once; `wait_synced` waits for the first snapshot. Reconnects and
+        resyncs on its own until `close()`.
+        """
+        if on_change is not None:
+            self._on_change = on_change
+        if self._mirror_task is None or self._mirror_task.done():
+            self._mirror_task = asyncio.get_running_loop().create_task(
+                self._run_mirror(), name="taskdeck-mirror"
+            )
+
+    async def wait_synced(self, timeout: float = 5.0) -> None:
+        """Wait until the mirror holds a snapshot and is live.
+
+        Raises:
+            Unavailable: not synced within `timeout` seconds.
+        """
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            where = self.runtime_dir or (self.connection and self.connection.events)
+            raise Unavailable(
+                f"could not sync with the daemon ({where}) within {timeout:g}s"
+            ) from None
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        if state is not ConnectionState.LIVE and state is not ConnectionState.STALE:
+            self._synced.clear()
+        self._notify(Changes(state=state))
+
+    def _notify(self, changes: Changes) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(changes)
+        except Exception:  # a broken view must not stop the mirror
+            log.exception("on_change callback failed")
+
+    async def _run_mirror(self) -> None:
+        while not self._closed:
+            try:
+                await self._mirror_session()
+            except (_Disconnected, Unavailable) as exc:
+                log.info("mirror disconnected: %s", exc)
+            except TaskdeckError as exc:
+                log.warning("mirror cannot sync: %s", exc)
+            self._set_state(ConnectionState.DISCONNECTED)
+            if self._fixed is None:
+                # The connection file may be missing while a daemon restarts: wait a beat.
+                with contextlib.suppress(TaskdeckError):
+                    self._refresh_connection()
+                    continue
+                await asyncio.sleep(self.heartbeat)
+
+    async def _mirror_session(self) -> None:
+        """Subscribe, sync, and apply events until the daemon falls silent."""
+        conn = self._refresh_connection()
+        sub = self._context().socket(zmq.SUB)
+        try:
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, self.rcvhwm)
+            sub.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
+            self._secure(sub)
+            sub.connect(conn.events)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            # The first message proves the subscription is live: events from now on reach us.
+            if not await sub.poll(int(self.heartbeat * DISCONNECTED_AFTER * 1000), zmq.POLLIN):
+                raise _Disconnected(f"no heartbeat from {conn.events}")
+            while True:
+                try:
+                    await self._sync_and_follow(sub)
+                except _Resync as exc:
+                    log.info("mirror resyncing: %s", exc)
+        finally:
+            sub.close(linger=0)
+
+    async def _sync_and_follow(self, sub: zmq.asyncio.Socket) -> None:
+        """Load a snapshot, drop what it already holds, then apply live batches."""
+        snapshot = await self.snapshot()
+        self.mirror.load(snapshot)
+        self.resync_count += 1
+        self.state = ConnectionState.LIVE
+        self._synced.set()
+        changes = Changes(task_ids=set(self.mirror.tasks), resynced=True, state=self.state)
+        self._check_waiters_after_resync()
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        pending: Changes | None = changes
+        while True:
+            # Apply everything already queued, then report the batch once.
+            count = 0
+            while count < BATCH_LIMIT and await sub.poll(0, zmq.POLLIN):
+                frames = await sub.recv_multipart()
+                heard = loop.time()
+                count += 1
+                if pending is None:
+                    pending = Changes(state=ConnectionState.LIVE)
+                self._take(frames, pending)
+            if pending is not None:
+                if self.state is not ConnectionState.LIVE:
+                    self.state = ConnectionState.LIVE
+                    self._synced.set()
+                pending.state = self.state
+                self._notify(pending)
+                pending = None
+            if count >= BATCH_LIMIT:
+                await asyncio.sleep(0)
+                continue
+            silence = loop.time() - heard
+            limit = STALE_AFTER if self.state is ConnectionState.LIVE else DISCONNECTED_AFTER
+            wait = max(0.0, self.heartbeat * limit - silence)
+            if await sub.poll(max(1, int(wait * 1000)), zmq.POLLIN):
+                continue
+            silence = loop.time() - heard
+            if silence >= self.heartbeat * DISCONNECTED_AFTER:
+                raise _Disconnected(f"nothing heard for {silence:.1f}s")
+            if silence >= self.heartbeat * STALE_AFTER:
+                self._set_state(ConnectionState.STALE)
+
+    def _take(self, frames: list[bytes], changes: Changes) -> None:
+        """Apply one PUB message to the mirror, recording what it changed.
+
+        Raises:
+            _Resync: a gap, a new epoch, a heartbeat ahead, or an unreadable message.
+        """
+        if len(frames) != 2:
+            raise _Resync(f"unexpected message of {len(frames)} frames")
+        topic, data = frames
+        try:
+            if topic == p.HEARTBEAT_TOPIC:
+                beat = p.HEARTBEAT_DECODER.decode(data)
+                if beat.epoch != self.mirror.epoch:
+                    raise _Resync(f"the daemon restarted (epoch {beat.epoch})")
+                if beat.seq > self.mirror.seq:
+                    raise _Resync(f"heartbeat at seq {beat.seq}, mirror at {self.mirror.seq}")
+                return
+            if topic != p.EVENT_TOPIC:
+                return  # a topic from a newer daemon: not ours to read
+            event = p.EVENT_DECODER.decode(data)
+        except msgspec.DecodeError as exc:
+            raise _Resync(f"unreadable message: {exc}") from None
+        try:
+            applied = self.mirror.apply(event)
+        except OutOfSync as exc:
+            raise _Resync(str(exc)) from None
+        if applied:
+            self._record(event, changes)
+
+    def _record(self, event: Event, changes: Changes) -> None:
+        body = event.body
+        match body:
+            case TaskCreated(task=task) | TaskChanged(task=task):
+                changes.task_ids.add(task.id)
+            case PromptOpened(task=task, prompt=prompt):
+                changes.task_ids.add(task.id)
+                changes.opened.append(prompt)
+            case PromptClosed(task=task, prompt=prompt):
+                changes.task_ids.add(task.id)
+                changes.closed.append(prompt)
+                waiter = self._prompt_waiters.pop(prompt.id, None)
+                if waiter is not None and not waiter[1].done():
+                    waiter[1].set_result((task, prompt))
+            case TasksEvicted(task_ids=ids):
+                changes.task_ids.update(ids)
+                changes.evicted.extend(ids)
+
+    # ---------------------------------------------------------- prompt waits
+
+    def _watch_prompt(self, prompt: Prompt) -> asyncio.Future[tuple[Task, Prompt]]:
+        future: asyncio.Future[tuple[Task, Prompt]] = asyncio.get_running_loop().create_future()
+        for closed in self.mirror.history.get(prompt.task_id, ()):
+            if closed.id == prompt.id:  # answered before we got the Ask reply
+                future.set_result((self.mirror.tasks[prompt.task_id], closed))
+                return future
+        self._prompt_waiters[prompt.id] = (prompt.task_id, future)
+        return future
+
+    def _check_waiters_after_resync(self) -> None:
+        """A prompt closed inside a gap shows only as missing from the snapshot: ask."""
+        for prompt_id, (task_id, future) in list(self._prompt_waiters.items()):
+            if prompt_id not in self.mirror.prompts and not future.done():
+                asyncio.get_running_loop().create_task(
+                    self._check_prompt(prompt_id, task_id, future)
+                )
+
+    async def _check_prompt(
+        self, prompt_id: int, task_id: int, future: asyncio.Future[tuple[Task, Prompt]]
+    ) -> None:
+        try:
+            task, prompts = await self.get(task_id)
+        except TaskdeckError as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        for prompt in prompts:
+            if prompt.id == prompt_id and prompt.state is not PromptState.PENDING:
+                self._prompt_waiters.pop(prompt_id, None)
+                if not future.done():
+                    future.set_result((task, prompt))
+
+
+class ExternalTask:
+    """A task this process does and reports on; its lease is renewed in the background.
+
+    Use it as `async with await client.open_task(...) as task:` to finish it when the
+    block ends (or fail it with the exception that ended the block).
+    """
+
+    def __init__(self, client: Client, task: Task, lease: float) -> None:
+        self.client = client
+        self.id = task.id
+        self.task = task
+        self.lease = lease
+        self._ended = False
+        self._beat: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
+            self._keep_alive(), name=f"taskdeck-lease-{task.id}"
+        )
+
+    def __repr__(self) -> str:
+        return f"ExternalTask(id={self.id})"
+
+    async def __aenter__(self) -> ExternalTask:
+        return self
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if not self._ended:
+            with contextlib.suppress(TaskdeckError):
+                if exc is None:
+                    await self.finish()
+                elif isinstance(exc, Exception):
+                    await self.fail(f"{type(exc).__name__}: {exc}"[: p.MAX_RESULT])
+        await self.close()
+
+    async def _keep_alive(self) -> None:
+        interval = self.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.client.request(p.LeaseHeartbeat(task_id=self.id))
+            except Unavailable as exc:
+                log.warning("lease of task %d not renewed: %s", self.id, exc)
+            except TaskdeckError as exc:  # ended or gone: nothing left to keep alive
+                log.info("task %d: lease heartbeats stop: %s", self.id, exc)
+                return
+
+    async def close(self) -> None:
+        """Stop renewing the lease (the task fails as lost unless it has ended)."""
+        self.client._external.discard(self)
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+            self._beat = None
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        choices: Iterable[str] | None = None,
+        timeout: float | None = None,
+        default: str | None = None,
+    ) -> Prompt:
+        """Ask a person and wait for the answer; returns the answered prompt.
+
+        Subscribes to the daemon's events before asking, so the answer cannot be missed.
+
+        Raises:
+            PromptTimedOut: nobody answered within `timeout` and there is no default.
+            InvalidState: the task was aborted (or ended) while waiting.
+            NotPending: the prompt was cancelled.
+        """
+        client = self.client
+        await client.start_mirror()
+        await client.wait_synced(timeout=max(5.0, client.request_timeout * client.retries))
+        body = p.Ask(
+            task_id=self.id,
+            question=question,
+            choices=list(choices) if choices is not None else None,
+            timeout=timeout,
+            default=default,
+        )
+        prompt = (await client._call(body, p.PromptResult)).prompt
+        try:
+            task, closed = await client._watch_prompt(prompt)
+        finally:
+            client._prompt_waiters.pop(prompt.id, None)
+        self.task = task
+        if closed.state is PromptState.ANSWERED:
+            return closed
+        if closed.state is PromptState.TIMED_OUT:
+            raise PromptTimedOut(f"nobody answered within {closed.timeout:g}s")
+        if task.status.is_ended:
+            self._ended = True
+            why = "aborted" if task.end_reason is EndReason.ABORTED else task.status.value
+            raise InvalidState(f"task {self.id} was {why}: {task.error or ''}".rstrip(": "))
+        raise NotPending(f"prompt {closed.id} was cancelled")
+
+    async def add_tokens(self, prompt: int = 0, completion: int = 0) -> None:
+        """Count tokens this task spent."""
+        await self.client.request(p.Tokens(task_id=self.id, prompt=prompt, completion=completion))
+
+    async def progress(self, text: str | None) -> None:
+        """Show a short line of what the task does now (None clears it)."""
+        await self.client.request(p.Progress(task_id=self.id, text=text))
+
+    async def heartbeat(self, lease: float | None = None) -> None:
+        """Renew the lease now (optionally with a new length)."""
+        if lease is not None:
+            self.lease = lease
+        await self.client.request(p.LeaseHeartbeat(task_id=self.id, lease=lease))
+
+    async def finish(self, result: str = "") -> None:
+        """End the task with its result."""
+        self.task = (await self.client._call(p.Finish(task_id=self.id, result=result),
+                                             p.TaskResult)).task
+        self._ended = True
+        await self.close()
+
+    async def fail(self, error: str) -> None:
+        """End the task as failed."""
+        self.task = (await self.client._call(p.Fail(task_id=self.id, error=error),
+                                             p.TaskResult)).task
+        self._ended = True
+        await self.close()
+
+
+# -------------------------------------------------------------------- sync
+
+
+class SyncClient:
+    """Blocking wrapper over `Client` for scripts; runs its own event loop in a thread.
+
+    The thread keeps lease heartbeats of open external tasks going between calls.
+    """
+
+    def __init__(self, runtime_dir: Path | None = None, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="taskdeck-client", daemon=True
+        )
+        self._thread.start()
+
+        async def make() -> Client:
+            client = Client(runtime_dir, **options)
+            await client.connect()
+            return client
+
+        try:
+            self.client = self._run(make())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client and stop its thread."""
+        if self._loop.is_closed():
+            return
+        self._run(self.client.close())
+        self._stop_loop()
+
+    def hello(self) -> dict[str, Any]:
+        """See `Client.hello`."""
+        return self._run(self.client.hello())
+
+    def snapshot(self) -> Snapshot:
+        """See `Client.snapshot`."""
+        return self._run(self.client.snapshot())
+
+    def list_tasks(self, **filters: Any) -> list[Task]:
+        """See `Client.list_tasks`."""
+        return self._run(self.client.list_tasks(**filters))
+
+    def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
+        """See `Client.get`."""
+        return self._run(self.client.get(task_id))
+
+    def submit(self, agent: str, description: str, **options: Any) -> Task:
+        """See `Client.submit`."""
+        return self._run(self.client.submit(agent, description, **options))
+
+    def answer(self, prompt_id: int, text: str, **options: Any) -> Prompt:
+        """See `Client.answer`."""
+        return self._run(self.client.answer(prompt_id, text, **options))
+
+    def answer_task(self, task_id: int, text: str, **options: Any) -> Prompt:
+        """See `Client.answer_task`."""
+        return self._run(self.client.answer_task(task_id, text, **options))
+
+    def abort(self, task_id: int, *, only: bool = False) -> list[int]:
+        """See `Client.abort`."""
+        return self._run(self.client.abort(task_id, only=only))
+
+    def open_task(self, description: str, **options: Any) -> SyncExternalTask:
+        """See `Client.open_task`."""
+        return SyncExternalTask(self, self._run(self.client.open_task(description, **options)))
+
+
+class SyncExternalTask:
+    """Blocking face of `ExternalTask`."""
+
+    def __init__(self, owner: SyncClient, task: ExternalTask) -> None:
+        self._owner = owner
+        self.task = task
+        self.id = task.id
+
+    def __enter__(self) -> SyncExternalTask:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        self._owner._run(self.task.__aexit__(kind, exc, tb))
+
+    def ask(self, question: str, **options: Any) -> Prompt:
+        """See `ExternalTask.ask`."""
+        return self._owner._run(self.task.ask(question, **options))
+
+    def add_tokens(self, prompt: int = 0, completion: int = 0) -> None:
+        """See `ExternalTask.add_tokens`."""
+        self._owner._run(self.task.add_tokens(prompt, completion))
+
+    def progress(self, text: str | None) -> None:
+        """See `ExternalTask.progress`."""
+        self._owner._run(self.task.progress(text))
+
+    def finish(self, result: str = "") -> None:
+        """See `ExternalTask.finish`."""
+        self._owner._run(self.task.finish(result))
+
+    def fail(self, error: str) -> None:
+        """See `ExternalTask.fail`."""
+        self._owner._run(self.task.fail(error))
+
+    def close(self) -> None:
+        """See `ExternalTask.close`."""
+        self._owner._run(self.task.close())
+
+
+__all__ = [
+    "Changes",
+    "Client",
+    "ConnectionState",
+    "ExternalTask",
+    "SyncClient",
+    "SyncExternalTask",
+]

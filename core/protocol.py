@@ -1,0 +1,403 @@
+"""Wire messages between the daemon and its clients: MessagePack envelopes, commands, replies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from core.errors import BadRequest
+from core.model import Event, Prompt, Snapshot, Task, TaskStatus
+
+PROTOCOL_VERSION = 1
+"""Bumped on any change an older peer could misread; both sides refuse a different one."""
+
+MAX_MESSAGE = 1 << 20
+"""Largest request (and event) in bytes; the transport drops bigger ones (ZMQ_MAXMSGSIZE)."""
+
+MAX_REPLY = 256 << 20
+"""Largest reply a client accepts: a snapshot of a big registry can exceed MAX_MESSAGE."""
+
+MAX_TEXT = 4096
+"""Characters in a description, question, answer, reason, progress line."""
+
+MAX_RESULT = 65536
+"""Characters in a task's result or error."""
+
+MAX_NAME = 128
+"""Characters in an agent name, request id and the parts of an origin."""
+
+MAX_CHOICES = 9
+"""Choices a question may offer (keys 1-9 pick them)."""
+
+MAX_CHOICE = 64
+"""Characters in one choice."""
+
+MAX_LIST = 10000
+"""Most tasks one `list` request returns."""
+
+EVENT_TOPIC = b"event"
+"""First frame of an event message on the PUB socket."""
+
+HEARTBEAT_TOPIC = b"heartbeat"
+"""First frame of a heartbeat message on the PUB socket."""
+
+Text = Annotated[str, Meta(max_length=MAX_TEXT)]
+LongText = Annotated[str, Meta(max_length=MAX_RESULT)]
+Name = Annotated[str, Meta(max_length=MAX_NAME)]
+Choice = Annotated[str, Meta(min_length=1, max_length=MAX_CHOICE)]
+Choices = Annotated[list[Choice], Meta(min_length=1, max_length=MAX_CHOICES)]
+Id = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Seconds = Annotated[float, Meta(gt=0, le=7 * 86400)]
+Count = Annotated[int, Meta(ge=0, le=2**53)]
+RequestId = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
+
+
+class Origin(msgspec.Struct, frozen=True, kw_only=True):
+    """Who sends a request, as the sender declares it (recorded, not authenticated)."""
+
+    user: Name = ""
+    host: Name = ""
+    pid: Count = 0
+    client: Name = ""
+    """The kind of program: "cli", "tui", "ask", a library name..."""
+
+    @property
+    def by(self) -> str:
+        """How answers and aborts from this origin are recorded: "client:user@host"."""
+        return f"{self.client or 'unknown'}:{self.user or '?'}@{self.host or '?'}"
+
+
+# ---------------------------------------------------------------- commands
+
+
+class Command(msgspec.Struct, tag_field="op", kw_only=True):
+    """Base of every request body; `op` names the command."""
+
+    mutating = False
+    """Changes the registry: its reply is remembered so a retry is not applied twice."""
+
+
+class Hello(Command, tag="hello"):
+    """Check the daemon is there and speaks our protocol version."""
+
+    client_version: Name = ""
+
+
+class GetSnapshot(Command, tag="snapshot"):
+    """Every task and pending prompt, and the seq they reflect."""
+
+
+class ListTasks(Command, tag="list"):
+    """Tasks newest first, filtered, at most `limit` with ids below `before`."""
+
+    agent: Name | None = None
+    status: TaskStatus | None = None
+    parent_id: Id | None = None
+    roots_only: bool = False
+    limit: Annotated[int, Meta(ge=0, le=MAX_LIST)] = 100
+    before: Id | None = None
+
+
+class GetTask(Command, tag="get"):
+    """One task and its question history."""
+
+    task_id: Id
+
+
+class Submit(Command, tag="submit"):
+    """Start a task for an in-process agent of the daemon."""
+
+    mutating = True
+    agent: Name
+    description: Text
+    parent_id: Id | None = None
+    timeout: Seconds | None = None
+    created_by: Name | None = None
+
+
+class Answer(Command, tag="answer"):
+    """Answer a pending prompt by its id."""
+
+    mutating = True
+    prompt_id: Id
+    text: Text
+    reason: Text | None = None
+    by: Name | None = None
+
+
+class AnswerTask(Command, tag="answer_task"):
+    """Answer the prompt a task waits on now (or check it is `prompt_id`)."""
+
+    mutating = True
+    task_id: Id
+    text: Text
+    reason: Text | None = None
+    by: Name | None = None
+    prompt_id: Id | None = None
+
+
+class Abort(Command, tag="abort"):
+    """End a task and, unless `only`, its whole subtree."""
+
+    mutating = True
+    task_id: Id
+    only: bool = False
+
+
+class Open(Command, tag="open"):
+    """Open an external task: the caller does the work and reports on it."""
+
+    mutating = True
+    description: Text
+    agent: Annotated[str, Meta(min_length=1, max_length=MAX_NAME)] = "external"
+    parent_id: Id | None = None
+    lease: Seconds = 10.0
+    timeout: Seconds | None = None
+    created_by: Name | None = None
+
+
+class Tokens(Command, tag="tokens"):
+    """Count tokens an external task spent."""
+
+    mutating = True
+    task_id: Id
+    prompt: Count = 0
+    completion: Count = 0
+
+
+class Progress(Command, tag="progress"):
+    """Set (or clear, with None) an external task's progress line."""
+
+    mutating = True
+    task_id: Id
+    text: Text | None = None
+
+
+class Ask(Command, tag="ask"):
+    """Block an external task on a question; the reply is the open Prompt at once.
+
+    The answer arrives later as a `prompt_closed` event on the PUB socket.
+    """
+
+    mutating = True
+    task_id: Id
+    question: Text
+    choices: Choices | None = None
+    timeout: Seconds | None = None
+    default: Choice | None = None
+
+
+class Finish(Command, tag="finish"):
+    """End an external task with its result."""
+
+    mutating = True
+    task_id: Id
+    result: LongText = ""
+
+
+class Fail(Command, tag="fail"):
+    """End an external task as failed."""
+
+    mutating = True
+    task_id: Id
+    error: LongText
+
+
+class LeaseHeartbeat(Command, tag="heartbeat"):
+    """Renew an external task's lease (optionally with a new length)."""
+
+    mutating = True
+    task_id: Id
+    lease: Seconds | None = None
+
+
+Body = (
+    Hello
+    | GetSnapshot
+    | ListTasks
+    | GetTask
+    | Submit
+    | Answer
+    | AnswerTask
+    | Abort
+    | Open
+    | Tokens
+    | Progress
+    | Ask
+    | Finish
+    | Fail
+    | LeaseHeartbeat
+)
+
+COMMANDS: dict[str, type[Command]] = {
+    msgspec.inspect.type_info(cls).tag: cls  # type: ignore[attr-defined]
+    for cls in Body.__args__  # type: ignore[attr-defined]
+}
+"""Command classes by their `op` tag."""
+
+
+class Request(msgspec.Struct, kw_only=True):
+    """The envelope of every command: who, which protocol, which retry group."""
+
+    id: RequestId
+    """Chosen by the client, unique per logical request; the same on every retry."""
+    version: int
+    body: Body
+    origin: Origin = Origin()
+
+
+# ----------------------------------------------------------------- results
+
+
+class Result(msgspec.Struct, tag_field="type", kw_only=True):
+    """Base of every successful reply's payload; `type` names its shape."""
+
+
+class HelloResult(Result, tag="hello"):
+    """Who the daemon is and what it offers."""
+
+    version: int
+    epoch: int
+    seq: int
+    server: str
+    pid: int
+    agents: list[str]
+    heartbeat: float
+    max_message: int
+
+
+class SnapshotResult(Result, tag="snapshot"):
+    """The registry's state as of `snapshot.seq`."""
+
+    snapshot: Snapshot
+
+
+class TasksResult(Result, tag="tasks"):
+    """A list of tasks."""
+
+    tasks: list[Task]
+
+
+class TaskDetail(Result, tag="task_detail"):
+    """One task and every prompt it asked, oldest first."""
+
+    task: Task
+    prompts: list[Prompt]
+
+
+class TaskResult(Result, tag="task"):
+    """A task as it is after the command."""
+
+    task: Task
+
+
+class PromptResult(Result, tag="prompt"):
+    """A prompt as it is after the command."""
+
+    prompt: Prompt
+
+
+class AbortResult(Result, tag="aborted"):
+    """The tasks this abort ended, parents first (empty if all had ended already)."""
+
+    task_ids: list[int]
+
+
+ResultBody = (
+    HelloResult | SnapshotResult | TasksResult | TaskDetail | TaskResult | PromptResult | AbortResult
+)
+
+
+class Error(msgspec.Struct, kw_only=True):
+    """Why a request failed: a stable code and a sentence for a person."""
+
+    code: str
+    message: str
+
+
+class Reply(msgspec.Struct, kw_only=True):
+    """The envelope of every reply: `ok` with a result, or an error."""
+
+    id: str
+    """The request's id ("" when the request was too broken to read one)."""
+    ok: bool
+    result: ResultBody | None = None
+    error: Error | None = None
+
+
+# ------------------------------------------------------------------ events
+
+
+class Heartbeat(msgspec.Struct, kw_only=True):
+    """Published when the daemon is idle: proves it is alive and says the last seq."""
+
+    epoch: int
+    seq: int
+    ts: float
+
+
+# ------------------------------------------------------------ coding tools
+
+ENCODER = msgspec.msgpack.Encoder()
+"""Encodes every message; built once."""
+
+REQUEST_DECODER = msgspec.msgpack.Decoder(Request)
+REPLY_DECODER = msgspec.msgpack.Decoder(Reply)
+EVENT_DECODER = msgspec.msgpack.Decoder(Event)
+HEARTBEAT_DECODER = msgspec.msgpack.Decoder(Heartbeat)
+_ANY_DECODER = msgspec.msgpack.Decoder()
+
+
+def encode(message: object) -> bytes:
+    """MessagePack bytes of any wire message."""
+    return ENCODER.encode(message)
+
+
+def decode_request(data: bytes) -> Request:
+    """Read a request, saying exactly what is wrong with a bad one.
+
+    Raises:
+        VersionMismatch: the request declares another protocol version.
+        BadRequest: not MessagePack, not a request, an unknown command, a field of the
+            wrong type or over its length cap.
+    """
+    from core.errors import VersionMismatch
+
+    try:
+        request = REQUEST_DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        head = peek(data)
+        version = head.get("version")
+        if isinstance(version, int) and version != PROTOCOL_VERSION:
+            raise VersionMismatch(_mismatch(version)) from None
+        body = head.get("body")
+        op = body.get("op") if isinstance(body, dict) else None
+        if isinstance(op, str) and op not in COMMANDS:
+            known = ", ".join(sorted(COMMANDS))
+            raise BadRequest(f"unknown command {op[:64]!r} (known: {known})") from None
+        raise BadRequest(f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"request is not valid MessagePack: {exc}") from None
+    if request.version != PROTOCOL_VERSION:
+        raise VersionMismatch(_mismatch(request.version))
+    return request
+
+
+def peek(data: bytes) -> dict[str, Any]:
+    """The top-level map of a message that failed to decode, or {} if it is not one."""
+    try:
+        value = _ANY_DECODER.decode(data)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _mismatch(version: int) -> str:
+    return f"client speaks protocol {version}, the daemon speaks {PROTOCOL_VERSION}"
+
+
+def error_reply(request_id: str, code: str, message: str) -> bytes:
+    """Encoded error reply."""
+    return ENCODER.encode(Reply(id=request_id, ok=False, error=Error(code=code, message=message)))

@@ -1,0 +1,325 @@
+"""Where the daemon lives on disk: private runtime dir, connection file, CURVE keys, allow-list."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import platformdirs
+import zmq
+
+from core.errors import BadRequest, Unauthorized, Unavailable, VersionMismatch
+from core.protocol import PROTOCOL_VERSION
+
+CONNECTION_FILE = "daemon.json"
+"""Name of the connection file inside the runtime dir."""
+
+EVENTS_SOCKET = "events.sock"
+COMMANDS_SOCKET = "commands.sock"
+
+SERVER_KEYS_FILE = "server_keys.json"
+"""The daemon's CURVE key pair, in the state dir (0600)."""
+
+CLIENT_KEYS_FILE = "client_keys.json"
+"""This user's CURVE client key pair, in the state dir (0600); optional."""
+
+ALLOWED_CLIENTS_FILE = "allowed_clients"
+"""Client public keys (Z85, one a line, # comments) the daemon accepts over TCP; optional."""
+
+MAX_IPC_PATH = 100
+"""Unix socket paths longer than this do not fit in sockaddr_un on every system."""
+
+
+class ConnectionInfo(msgspec.Struct, kw_only=True):
+    """What a client needs to reach the daemon; written to the connection file."""
+
+    events: str
+    """Endpoint of the PUB socket (events and heartbeats)."""
+    commands: str
+    """Endpoint of the command socket (requests and replies)."""
+    version: int = PROTOCOL_VERSION
+    pid: int = 0
+    epoch: int = 0
+    heartbeat: float = 1.0
+    """Seconds between idle heartbeats on the PUB socket."""
+    server_public_key: str | None = None
+    """Z85 CURVE public key of the daemon for TCP endpoints; None for ipc."""
+    started_at: float = 0.0
+
+    @property
+    def curve(self) -> bool:
+        """True when clients must speak CURVE to this daemon."""
+        return self.server_public_key is not None
+
+
+def default_runtime_dir() -> Path:
+    """$TASKDECK_RUNTIME_DIR, else the per-user runtime dir (e.g. /run/user/UID/taskdeck)."""
+    env = os.environ.get("TASKDECK_RUNTIME_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return Path(base) / "taskdeck"
+    try:
+        return Path(platformdirs.user_runtime_dir("taskdeck"))
+    except OSError:  # no usable per-user runtime dir: a private one in the temp dir
+        return Path(tempfile.gettempdir()) / f"taskdeck-{os.geteuid()}"
+
+
+def default_state_dir() -> Path:
+    """$TASKDECK_STATE_DIR, else platformdirs' user state dir (e.g. ~/.local/state/taskdeck)."""
+    env = os.environ.get("TASKDECK_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_state_dir("taskdeck"))
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Create files and sockets readable by their owner only, inside the block."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` with mode 0700, or check an existing one is ours and private.
+
+    A dir of ours that others may only read is tightened to 0700; one that others
+    may write to, or one owned by somebody else, is refused.
+
+    Raises:
+        Unauthorized: the dir belongs to another user or others can write to it.
+        BadRequest: the path exists and is not a directory.
+    """
+    path = Path(path)
+    with private_umask():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise BadRequest(f"{path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise Unauthorized(
+            f"{path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}); "
+            "refusing to use it"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        raise Unauthorized(
+            f"{path} is writable by others (mode {mode:04o}); remove it or run `chmod 700 {path}`"
+        )
+    if mode != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file atomically with mode 0600."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with private_umask():
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def connection_path(runtime_dir: Path) -> Path:
+    """Where the connection file of the daemon using `runtime_dir` is."""
+    return Path(runtime_dir) / CONNECTION_FILE
+
+
+def write_connection(runtime_dir: Path, info: ConnectionInfo) -> Path:
+    """Write the connection file (JSON, mode 0600); returns its path."""
+    path = connection_path(runtime_dir)
+    write_private(path, msgspec.json.format(msgspec.json.encode(info)) + b"\n")
+    return path
+
+
+def read_connection(runtime_dir: Path | None = None) -> ConnectionInfo:
+    """Read the connection file of the daemon using `runtime_dir` (default: ours).
+
+    Raises:
+        Unavailable: no connection file, or it cannot be read.
+        Unauthorized: the file belongs to another user.
+        VersionMismatch: the daemon speaks another protocol version.
+    """
+    runtime_dir = Path(runtime_dir) if runtime_dir is not None else default_runtime_dir()
+    path = connection_path(runtime_dir)
+    try:
+        with open(path, "rb") as file:
+            owner = os.fstat(file.fileno()).st_uid
+            data = file.read()
+    except FileNotFoundError:
+        raise Unavailable(f"no daemon running (no connection file in {runtime_dir})") from None
+    except OSError as exc:
+        raise Unavailable(f"cannot read {path}: {exc.strerror}") from None
+    if owner != os.geteuid():
+        raise Unauthorized(f"{path} belongs to uid {owner}, not to you; refusing it")
+    try:
+        info = msgspec.json.decode(data, type=ConnectionInfo)
+    except msgspec.DecodeError as exc:
+        raise Unavailable(f"connection file {path} is unreadable: {exc}") from None
+    if info.version != PROTOCOL_VERSION:
+        raise VersionMismatch(
+            f"the daemon speaks protocol {info.version}, this client {PROTOCOL_VERSION}"
+        )
+    return info
+
+
+def remove_connection(runtime_dir: Path, *, pid: int, epoch: int) -> None:
+    """Remove the connection file if it still describes this daemon (pid and epoch)."""
+    path = connection_path(runtime_dir)
+    try:
+        info = msgspec.json.decode(path.read_bytes(), type=ConnectionInfo)
+    except (OSError, msgspec.DecodeError):
+        return
+    if info.pid == pid and info.epoch == epoch:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def running_daemon(runtime_dir: Path) -> ConnectionInfo | None:
+    """The connection info of a live daemon on `runtime_dir`, or None if there is none."""
+    try:
+        info = msgspec.json.decode(connection_path(runtime_dir).read_bytes(), type=ConnectionInfo)
+    except (OSError, msgspec.DecodeError):
+        return None
+    if info.pid <= 0:
+        return None
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return info
+    return info
+
+
+# -------------------------------------------------------------- endpoints
+
+
+def ipc_endpoints(runtime_dir: Path) -> tuple[str, str]:
+    """The (events, commands) ipc endpoints in `runtime_dir`.
+
+    Raises:
+        BadRequest: the socket paths would be too long for a unix socket.
+    """
+    paths = (Path(runtime_dir) / EVENTS_SOCKET, Path(runtime_dir) / COMMANDS_SOCKET)
+    for path in paths:
+        if len(os.fsencode(path)) > MAX_IPC_PATH:
+            raise BadRequest(
+                f"runtime dir {runtime_dir} is too long for a unix socket path "
+                f"({len(os.fsencode(path))} > {MAX_IPC_PATH} bytes); use a shorter --runtime-dir"
+            )
+    return f"ipc://{paths[0]}", f"ipc://{paths[1]}"
+
+
+def split_tcp(bind: str) -> tuple[str, int]:
+    """(host, port) of a `tcp://HOST:PORT` endpoint.
+
+    Raises:
+        BadRequest: not a tcp endpoint with a numeric port.
+    """
+    if not bind.startswith("tcp://"):
+        raise BadRequest(f"bind must be tcp://HOST:PORT, got {bind!r}")
+    host, sep, port = bind[len("tcp://"):].rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise BadRequest(f"bind must be tcp://HOST:PORT, got {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -------------------------------------------------------------------- keys
+
+
+class KeyPair(msgspec.Struct, frozen=True):
+    """A CURVE key pair, both halves Z85 text."""
+
+    public: str
+    secret: str
+
+
+def _load_or_create_keys(state_dir: Path, name: str) -> KeyPair:
+    state_dir = ensure_private_dir(Path(state_dir))
+    path = state_dir / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        public, secret = zmq.curve_keypair()
+        pair = KeyPair(public=public.decode(), secret=secret.decode())
+        write_private(path, msgspec.json.encode(pair) + b"\n")
+        return pair
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        raise Unauthorized(f"{path} is readable by others (mode {mode:04o}); run `chmod 600 {path}`")
+    try:
+        return msgspec.json.decode(data, type=KeyPair)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"key file {path} is unreadable: {exc}") from None
+
+
+def load_or_create_server_keys(state_dir: Path | None = None) -> KeyPair:
+    """The daemon's CURVE key pair, generated on first use (secret kept 0600)."""
+    return _load_or_create_keys(state_dir or default_state_dir(), SERVER_KEYS_FILE)
+
+
+def load_or_create_client_keys(state_dir: Path | None = None) -> KeyPair:
+    """This user's CURVE client key pair, generated on first use; put its public half
+    in the daemon's allow-list to let this user in."""
+    return _load_or_create_keys(state_dir or default_state_dir(), CLIENT_KEYS_FILE)
+
+
+def existing_client_keys(state_dir: Path | None = None) -> KeyPair | None:
+    """The client key pair if one was created before (never creates one)."""
+    path = Path(state_dir or default_state_dir()) / CLIENT_KEYS_FILE
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=KeyPair)
+    except (OSError, msgspec.DecodeError):
+        return None
+
+
+def read_allowed_clients(state_dir: Path | None = None) -> set[str] | None:
+    """Client public keys from the allow-list file, or None when there is no such file."""
+    path = Path(state_dir or default_state_dir()) / ALLOWED_CLIENTS_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    keys = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if len(line) != 40:
+            raise BadRequest(f"{path}:{number}: not a Z85 CURVE public key (40 characters)")
+        keys.add(line)
+    return keys
+
+
+def dump_json(info: ConnectionInfo) -> str:
+    """The connection info as indented JSON text."""
+    return json.dumps(msgspec.to_builtins(info), indent=2)

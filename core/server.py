@@ -1,0 +1,597 @@
+"""The daemon's ZeroMQ adapter: registry events out on PUB, commands in on a ROUTER socket.
+
+The command socket is a ROUTER rather than a REP: a REP socket silently drops a
+message whose routing envelope is malformed (a raw DEALER's multi-frame garbage),
+which would leave that sender without a reply. A ROUTER sees every message, so
+every request is answered, and REQ clients work with it unchanged.
+
+The PUB socket is an XPUB: when a subscriber joins, the daemon publishes a
+heartbeat at once, so a syncing client gets its first message in milliseconds
+instead of waiting for the next idle heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+import core
+from core import protocol as p
+from core.errors import BadRequest, InvalidState, TaskdeckError
+from core.model import Event
+from core.registry import Registry
+from core.runtime import (
+    ConnectionInfo,
+    KeyPair,
+    ensure_private_dir,
+    ipc_endpoints,
+    is_loopback,
+    load_or_create_server_keys,
+    private_umask,
+    read_allowed_clients,
+    remove_connection,
+    running_daemon,
+    split_tcp,
+    write_connection,
+)
+
+log = logging.getLogger(__name__)
+
+DEDUPE_SIZE = 4096
+"""Replies to mutating requests remembered by request id, so a retry is not applied twice."""
+
+Handler = Callable[[p.Request], "p.ResultBody | Awaitable[p.ResultBody]"]
+
+
+class Daemon:
+    """Serves a registry over ZeroMQ until stopped.
+
+    Args:
+        registry: the registry to serve.
+        runtime_dir: where the ipc sockets and the connection file go (made 0700).
+        bind: None for ipc sockets in `runtime_dir`; `tcp://HOST:PORT` for TCP, with
+            events on PORT and commands on PORT+1 (both chosen by the system for port 0).
+            TCP uses CURVE unless `allow_plain_tcp`.
+        allow_plain_tcp: serve TCP without CURVE; only on a loopback address.
+        journal: optional; gets `audit(...)` then `commit()` after each answer and abort,
+            before the reply is sent.
+        heartbeat: seconds of silence on PUB before an idle heartbeat.
+        state_dir: where the CURVE keys and the allow-list are (TCP only).
+        allowed_clients: Z85 client public keys allowed over CURVE; None reads the
+            allow-list file in `state_dir`, and no file means any client with the server key.
+        pub_hwm: messages queued per subscriber before the slowest start losing events.
+        max_message: largest request accepted, in bytes.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        runtime_dir: Path,
+        bind: str | None = None,
+        allow_plain_tcp: bool = False,
+        journal: object | None = None,
+        heartbeat: float = 1.0,
+        state_dir: Path | None = None,
+        allowed_clients: Iterable[str] | None = None,
+        pub_hwm: int = 10000,
+        max_message: int = p.MAX_MESSAGE,
+        dedupe_size: int = DEDUPE_SIZE,
+    ) -> None:
+        if heartbeat <= 0:
+            raise BadRequest("heartbeat must be positive")
+        self.registry = registry
+        self.runtime_dir = Path(runtime_dir)
+        self.bind = bind
+        self.allow_plain_tcp = allow_plain_tcp
+        self.journal = journal
+        self.heartbeat = heartbeat
+        self.state_dir = state_dir
+        self.allowed_clients = set(allowed_clients) if allowed_clients is not None else None
+        self.pub_hwm = pub_hwm
+        self.max_message = max_message
+        self._tcp: tuple[str, int] | None = None
+        if bind is not None:
+            self._tcp = split_tcp(bind)
+            if allow_plain_tcp and not is_loopback(self._tcp[0]):
+                raise BadRequest(
+                    f"plain TCP (no encryption, no authentication) is only allowed on a loopback "
+                    f"address, not {self._tcp[0]!r}; drop allow_plain_tcp to use CURVE"
+                )
+        self._replies: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._dedupe_size = dedupe_size
+        self._handlers: dict[type[p.Command], Handler] = {
+            p.Hello: self._hello,
+            p.GetSnapshot: self._snapshot,
+            p.ListTasks: self._list,
+            p.GetTask: self._get,
+            p.Submit: self._submit,
+            p.Answer: self._answer,
+            p.AnswerTask: self._answer_task,
+            p.Abort: self._abort,
+            p.Open: self._open,
+            p.Tokens: self._tokens,
+            p.Progress: self._progress,
+            p.Ask: self._ask,
+            p.Finish: self._finish,
+            p.Fail: self._fail,
+            p.LeaseHeartbeat: self._lease,
+        }
+        self._ctx: zmq.asyncio.Context | None = None
+        self._pub: zmq.asyncio.Socket | None = None
+        self._cmd: zmq.asyncio.Socket | None = None
+        self._auth: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unlisten: Callable[[], None] | None = None
+        self._last_pub = 0.0
+        self._connection: ConnectionInfo | None = None
+        self._stopped = asyncio.Event()
+        self.requests = 0
+        """Requests answered so far (any outcome)."""
+
+    @property
+    def connection(self) -> ConnectionInfo:
+        """Where clients reach this daemon (as written to the connection file)."""
+        if self._connection is None:
+            raise InvalidState("the daemon is not started")
+        return self._connection
+
+    async def __aenter__(self) -> Daemon:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind the sockets, write the connection file and start serving.
+
+        Raises:
+            InvalidState: another live daemon already uses the runtime dir.
+            Unauthorized: the runtime dir is not private.
+            BadRequest: a bad bind address.
+        """
+        ensure_private_dir(self.runtime_dir)
+        other = running_daemon(self.runtime_dir)
+        if other is not None:
+            raise InvalidState(
+                f"a daemon (pid {other.pid}) already serves {self.runtime_dir}; stop it first"
+            )
+        loop = asyncio.get_running_loop()
+        self._ctx = zmq.asyncio.Context()
+        try:
+            events, commands, keys = self._bind_sockets()
+        except BaseException:
+            self._close_sockets()
+            raise
+        self._connection = ConnectionInfo(
+            events=events,
+            commands=commands,
+            pid=os.getpid(),
+            epoch=self.registry.epoch,
+            heartbeat=self.heartbeat,
+            server_public_key=keys.public if keys is not None else None,
+            started_at=time.time(),
+        )
+        write_connection(self.runtime_dir, self._connection)
+        self._last_pub = loop.time()
+        self._unlisten = self.registry.listen(self._publish)
+        self._tasks = [
+            loop.create_task(self._serve(), name="taskdeck-commands"),
+            loop.create_task(self._beat(), name="taskdeck-heartbeat"),
+            loop.create_task(self._watch_subscribers(), name="taskdeck-subscribers"),
+        ]
+        log.info("serving on %s and %s", commands, events)
+
+    def _bind_sockets(self) -> tuple[str, str, KeyPair | None]:
+        assert self._ctx is not None
+        pub = self._pub = self._ctx.socket(zmq.XPUB)
+        cmd = self._cmd = self._ctx.socket(zmq.ROUTER)
+        for sock in (pub, cmd):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_message)
+        pub.setsockopt(zmq.SNDHWM, self.pub_hwm)
+        pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        keys: KeyPair | None = None
+        if self._tcp is None:
+            events, commands = ipc_endpoints(self.runtime_dir)
+        else:
+            host, port = self._tcp
+            if not self.allow_plain_tcp:
+                keys = load_or_create_server_keys(self.state_dir)
+                self._start_auth()
+                for sock in (pub, cmd):
+                    sock.curve_secretkey = keys.secret.encode()
+                    sock.curve_publickey = keys.public.encode()
+                    sock.curve_server = True
+            address = f"[{host}]" if ":" in host else host
+            events = f"tcp://{address}:{port}"
+            commands = f"tcp://{address}:{port + 1 if port else 0}"
+        with private_umask():
+            pub.bind(events)
+            cmd.bind(commands)
+        return (
+            pub.getsockopt_string(zmq.LAST_ENDPOINT),
+            cmd.getsockopt_string(zmq.LAST_ENDPOINT),
+            keys,
+        )
+
+    def _start_auth(self) -> None:
+        allowed = self.allowed_clients
+        if allowed is None:
+            allowed = read_allowed_clients(self.state_dir)
+        if allowed is None:
+            return  # CURVE without ZAP: any client that knows the server key gets in
+        from zmq.auth.asyncio import AsyncioAuthenticator
+
+        keys = frozenset(allowed)
+
+        class AllowList:
+            def callback(self, domain: str, key: bytes) -> bool:
+                return key.decode("ascii", "replace") in keys
+
+        self._auth = AsyncioAuthenticator(self._ctx)
+        self._auth.start()
+        self._auth.configure_curve_callback(domain="*", credentials_provider=AllowList())
+
+    async def stop(self) -> None:
+        """Stop serving: sockets closed (LINGER 0), connection file removed. Idempotent."""
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._close_sockets()
+        if self._connection is not None:
+            remove_connection(
+                self.runtime_dir, pid=self._connection.pid, epoch=self._connection.epoch
+            )
+            if self._tcp is None:
+                for endpoint in (self._connection.events, self._connection.commands):
+                    with contextlib.suppress(OSError):
+                        os.unlink(endpoint.removeprefix("ipc://"))
+        self._stopped.set()
+
+    def _close_sockets(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        for sock in (self._pub, self._cmd):
+            if sock is not None:
+                sock.close(linger=0)
+        self._pub = self._cmd = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    async def wait_stopped(self) -> None:
+        """Return once `stop()` has run."""
+        await self._stopped.wait()
+
+    # ------------------------------------------------------------ publishing
+
+    def _publish(self, event: Event) -> None:
+        """Send one registry event, in the registry's step; PUB never blocks."""
+        self._send_pub(p.EVENT_TOPIC, p.ENCODER.encode(event))
+
+    def _send_heartbeat(self) -> None:
+        beat = p.Heartbeat(epoch=self.registry.epoch, seq=self.registry.seq, ts=time.time())
+        self._send_pub(p.HEARTBEAT_TOPIC, p.ENCODER.encode(beat))
+
+    def _send_pub(self, topic: bytes, data: bytes) -> None:
+        if self._pub is None:
+            return
+        # Non-blocking: a PUB socket drops what a slow subscriber cannot take, and the
+        # subscriber sees the hole as a seq gap (or a heartbeat ahead) and resyncs.
+        sent = self._pub.send_multipart([topic, data], flags=zmq.NOBLOCK)
+        if sent.done():
+            sent.exception()
+        else:
+            sent.add_done_callback(_seen)
+        self._last_pub = asyncio.get_running_loop().time()
+
+    async def _beat(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = self._last_pub + self.heartbeat
+            now = loop.time()
+            if now >= due:
+                self._send_heartbeat()
+                continue
+            await asyncio.sleep(due - now)
+
+    async def _watch_subscribers(self) -> None:
+        """Greet every new subscription with a heartbeat, so clients sync at once."""
+        assert self._pub is not None
+        pub = self._pub
+        while True:
+            frame = await pub.recv()
+            if frame[:1] == b"\x01":
+                self._send_heartbeat()
+
+    # -------------------------------------------------------------- commands
+
+    async def _serve(self) -> None:
+        assert self._cmd is not None
+        cmd = self._cmd
+        while True:
+            frames = await cmd.recv_multipart()
+            envelope, payload = _split_envelope(frames)
+            reply = await self.handle(payload)
+            self.requests += 1
+            try:
+                cmd.send_multipart([*envelope, reply], zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("reply dropped: the client's queue is full")
+            except zmq.ZMQError as exc:
+                log.warning("reply dropped: %s", exc)
+
+    async def handle(self, payload: list[bytes]) -> bytes:
+        """Answer one request's frames with one encoded reply; never raises."""
+        if len(payload) != 1:
+            return p.error_reply(
+                "", "BAD_REQUEST", f"expected 1 request frame, got {len(payload)}"
+            )
+        data = payload[0]
+        if len(data) > self.max_message:
+            return p.error_reply(
+                "", "BAD_REQUEST", f"request of {len(data)} bytes exceeds {self.max_message}"
+            )
+        try:
+            request = p.decode_request(data)
+        except TaskdeckError as exc:
+            request_id = p.peek(data).get("id")
+            if not isinstance(request_id, str) or len(request_id) > p.MAX_NAME:
+                request_id = ""
+            return p.error_reply(request_id, exc.code, str(exc))
+        cached = self._replies.get(request.id)
+        if cached is not None:
+            self._replies.move_to_end(request.id)
+            return cached
+        try:
+            result = self._handlers[type(request.body)](request)
+            if inspect.isawaitable(result):
+                result = await result
+            reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
+        except TaskdeckError as exc:
+            reply = p.error_reply(request.id, exc.code, str(exc))
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            log.exception("request %s (%s) failed", request.id, type(request.body).__name__)
+            reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
+        if request.body.mutating:
+            self._replies[request.id] = reply
+            if len(self._replies) > self._dedupe_size:
+                self._replies.popitem(last=False)
+        return reply
+
+    # --------------------------------------------------------------- handlers
+
+    def _hello(self, request: p.Request) -> p.HelloResult:
+        return p.HelloResult(
+            version=p.PROTOCOL_VERSION,
+            epoch=self.registry.epoch,
+            seq=self.registry.seq,
+            server=f"taskdeck {core.__version__}",
+            pid=os.getpid(),
+            agents=self.registry.agents,
+            heartbeat=self.heartbeat,
+            max_message=self.max_message,
+        )
+
+    def _snapshot(self, request: p.Request) -> p.SnapshotResult:
+        return p.SnapshotResult(snapshot=self.registry.snapshot())
+
+    def _list(self, request: p.Request) -> p.TasksResult:
+        body: p.ListTasks = request.body  # type: ignore[assignment]
+        tasks = self.registry.list(
+            agent=body.agent,
+            status=body.status,
+            parent_id=body.parent_id,
+            roots_only=body.roots_only,
+            limit=body.limit,
+            before=body.before,
+        )
+        return p.TasksResult(tasks=tasks)
+
+    def _get(self, request: p.Request) -> p.TaskDetail:
+        body: p.GetTask = request.body  # type: ignore[assignment]
+        task = self.registry.get(body.task_id)
+        return p.TaskDetail(task=task, prompts=self.registry.prompts_of(body.task_id))
+
+    def _submit(self, request: p.Request) -> p.TaskResult:
+        body: p.Submit = request.body  # type: ignore[assignment]
+        task = self.registry.submit(
+            body.agent,
+            body.description,
+            parent_id=body.parent_id,
+            timeout=body.timeout,
+            created_by=body.created_by or "user",
+        )
+        return p.TaskResult(task=task)
+
+    async def _answer(self, request: p.Request) -> p.PromptResult:
+        body: p.Answer = request.body  # type: ignore[assignment]
+        by = body.by or request.origin.by
+        prompt = self.registry.answer(body.prompt_id, body.text, by=by, reason=body.reason)
+        await self._audit_answer(prompt, by, request.origin)
+        return p.PromptResult(prompt=prompt)
+
+    async def _answer_task(self, request: p.Request) -> p.PromptResult:
+        body: p.AnswerTask = request.body  # type: ignore[assignment]
+        task = self.registry.get(body.task_id)
+        if body.prompt_id is not None:
+            prompt_id = body.prompt_id
+            owner = self.registry.get_prompt(prompt_id).task_id
+            if owner != body.task_id:
+                raise BadRequest(f"prompt {prompt_id} belongs to task {owner}, not {body.task_id}")
+        elif task.blocked_on is not None:
+            prompt_id = task.blocked_on.prompt_id
+        else:
+            waits = "its sub-tasks" if task.blocked_reason is not None else "nothing"
+            raise InvalidState(
+                f"task {body.task_id} is {task.status.value} and waits on {waits}, "
+                "not on a question"
+            )
+        by = body.by or request.origin.by
+        prompt = self.registry.answer(prompt_id, body.text, by=by, reason=body.reason)
+        await self._audit_answer(prompt, by, request.origin)
+        return p.PromptResult(prompt=prompt)
+
+    async def _audit_answer(self, prompt: p.Prompt, by: str, origin: p.Origin) -> None:
+        detail = prompt.answer or ""
+        if prompt.reason:
+            detail = f"{detail}: {prompt.reason}"
+        await self._audit("answer", task_id=prompt.task_id, prompt_id=prompt.id,
+                          detail=detail, by=by, origin=origin)
+
+    async def _abort(self, request: p.Request) -> p.AbortResult:
+        body: p.Abort = request.body  # type: ignore[assignment]
+        by = request.origin.by
+        ended = self.registry.abort(body.task_id, recursive=not body.only, by=by)
+        what = "task" if body.only else "subtree"
+        detail = f"{what}: ended {', '.join(map(str, ended))}" if ended else f"{what}: nothing live"
+        await self._audit("abort", task_id=body.task_id, prompt_id=None, detail=detail,
+                          by=by, origin=request.origin)
+        return p.AbortResult(task_ids=ended)
+
+    async def _audit(self, action: str, **fields: Any) -> None:
+        if self.journal is None:
+            return
+        try:
+            done = self.journal.audit(action, **fields)  # type: ignore[attr-defined]
+            if inspect.isawaitable(done):
+                await done
+            done = self.journal.commit()  # type: ignore[attr-defined]
+            if inspect.isawaitable(done):
+                await done
+        except TaskdeckError:
+            raise
+        except Exception as exc:
+            log.exception("journal failed to record %s", action)
+            raise TaskdeckError(f"{action} applied, but the journal failed: {exc}") from None
+
+    def _open(self, request: p.Request) -> p.TaskResult:
+        body: p.Open = request.body  # type: ignore[assignment]
+        task = self.registry.open_external(
+            body.description,
+            agent=body.agent,
+            parent_id=body.parent_id,
+            created_by=body.created_by or "user",
+            lease=body.lease,
+            timeout=body.timeout,
+        )
+        return p.TaskResult(task=task)
+
+    def _external(self, task_id: int) -> None:
+        if not self.registry.get(task_id).external:
+            raise InvalidState(f"task {task_id} runs in-process; only its agent reports on it")
+
+    def _tokens(self, request: p.Request) -> p.TaskResult:
+        body: p.Tokens = request.body  # type: ignore[assignment]
+        self._external(body.task_id)
+        return p.TaskResult(
+            task=self.registry.add_tokens(body.task_id, body.prompt, body.completion)
+        )
+
+    def _progress(self, request: p.Request) -> p.TaskResult:
+        body: p.Progress = request.body  # type: ignore[assignment]
+        self._external(body.task_id)
+        return p.TaskResult(task=self.registry.set_progress(body.task_id, body.text))
+
+    def _ask(self, request: p.Request) -> p.PromptResult:
+        body: p.Ask = request.body  # type: ignore[assignment]
+        self._external(body.task_id)
+        prompt = self.registry.open_prompt(
+            body.task_id,
+            body.question,
+            choices=body.choices,
+            timeout=body.timeout,
+            default=body.default,
+        )
+        return p.PromptResult(prompt=prompt)
+
+    def _finish(self, request: p.Request) -> p.TaskResult:
+        body: p.Finish = request.body  # type: ignore[assignment]
+        return p.TaskResult(task=self.registry.finish(body.task_id, body.result))
+
+    def _fail(self, request: p.Request) -> p.TaskResult:
+        body: p.Fail = request.body  # type: ignore[assignment]
+        return p.TaskResult(task=self.registry.fail(body.task_id, body.error))
+
+    def _lease(self, request: p.Request) -> p.TaskResult:
+        body: p.LeaseHeartbeat = request.body  # type: ignore[assignment]
+        return p.TaskResult(task=self.registry.heartbeat(body.task_id, lease=body.lease))
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """(routing envelope, request frames) of a message read from the ROUTER socket.
+
+    A REQ peer sends [identity, b"", request]; a raw DEALER may send anything. The
+    envelope runs to the first empty frame, or is just the identity when there is none.
+    """
+    for index in range(1, len(frames)):
+        if not frames[index]:
+            return frames[: index + 1], frames[index + 1:]
+    return frames[:1], frames[1:]
+
+
+async def serve_forever(
+    registry: Registry,
+    runtime_dir: Path,
+    *,
+    stop_signals: bool = True,
+    on_ready: Callable[[Daemon], object] | None = None,
+    **options: Any,
+) -> None:
+    """Serve `registry` until SIGINT/SIGTERM (or cancellation), then shut down cleanly.
+
+    On the way out the sockets are closed, the connection file removed and the
+    registry's runs cancelled.
+
+    Args:
+        registry: the registry to serve.
+        runtime_dir: where the sockets and the connection file go.
+        stop_signals: install SIGINT/SIGTERM handlers that stop the daemon.
+        on_ready: called with the started daemon (e.g. to print where it listens).
+        **options: passed on to `Daemon`.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[int] = []
+    if stop_signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+            except (NotImplementedError, RuntimeError):
+                continue
+            installed.append(signum)
+    try:
+        async with Daemon(registry, runtime_dir=runtime_dir, **options) as daemon:
+            if on_ready is not None:
+                on_ready(daemon)
+            await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await registry.close()
