@@ -94,8 +94,8 @@ class Recorder:
 
     - seq goes up by exactly one, the epoch never changes;
     - a queued task only starts while in-process `in_progress` tasks are within the limit;
-      the count may pass the limit only when a blocked task resumes (the documented
-      over-commit), which is remembered in `overcommitted`.
+      the count may grow past the limit only when a blocked task resumes (the
+      documented over-commit), which is remembered in `overcommitted`.
     """
 
     def __init__(self, registry: Registry) -> None:
@@ -103,6 +103,7 @@ class Recorder:
         self.events: list[Event] = []
         self.status: dict[int, TaskStatus] = {}
         self.overcommitted = False
+        self.running = 0
         self.errors: list[str] = []
         self.stop = registry.listen(self._on_event)
 
@@ -132,7 +133,8 @@ class Recorder:
         limit = self.registry.max_concurrent
         if before is TaskStatus.QUEUED and task.status is TaskStatus.IN_PROGRESS:
             assert running <= limit, f"task {task.id} started with {running} running"
-        if running > limit:
+        grew, self.running = running > self.running, running
+        if running > limit and grew:
             assert before is TaskStatus.BLOCKED and task.status is TaskStatus.IN_PROGRESS, (
                 f"{running} running (limit {limit}) after seq {event.seq}, not a resume"
             )
