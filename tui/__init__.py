@@ -1,1 +1,1 @@
-"""taskdeck's dashboard: a Textual app over the client library."""
+"""taskdeck's terminal dashboard: the live task tree, inline answers and aborts."""

@@ -1,0 +1,687 @@
+"""The dashboard app: live task tree, inline answers and aborts, over `core.client.Client`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Footer, Static
+from textual.worker import Worker
+
+from core.errors import TaskdeckError
+from core.mirror import Mirror
+from core.model import Prompt, Task
+from tui.help import DeckCommands, HelpScreen
+from tui.messages import JumpToTask
+from tui.view import TreeView, is_asking
+from tui.widgets.bars import ConfirmBar, FilterBar, InlineInput, PromptBar, StatusBar
+from tui.widgets.panes import DetailPane, Inbox
+from tui.widgets.task_tree import TaskTree, header_text
+
+if TYPE_CHECKING:
+    from core.client import Changes, Client
+
+Connect = Callable[[], AbstractAsyncContextManager["Client"]]
+"""Makes the client the app talks through; entered when the app starts, exited when it stops."""
+
+Mode = Literal["normal", "reply", "reason", "confirm", "filter"]
+
+FRAME = 1 / 30
+"""Seconds between a change arriving and the screen applying it (changes in between coalesce)."""
+
+RATE_BUCKETS = 30
+"""Seconds of event-rate history in the sparkline."""
+
+ANSWER_ACTIONS = frozenset({"approve", "deny", "choose", "reply"})
+
+
+class DeckApp(App[int]):
+    """The taskdeck dashboard.
+
+    The client's mirror is the state; widgets draw from it through a `TreeView`.
+    The client calls `_on_change` for each batch of events; ids are collected and
+    applied at most once per frame inside `batch_update`, touching only rows that
+    changed.
+    """
+
+    CSS_PATH = "deck.tcss"
+    TITLE = "taskdeck"
+    COMMANDS = App.COMMANDS | {DeckCommands}
+    NOTIFICATION_TIMEOUT = 4
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "next_blocked", "next blocked", id="deck.next_blocked"),
+        Binding("a", "approve", "approve", id="deck.approve"),
+        Binding("d", "deny", "deny", id="deck.deny"),
+        Binding("r", "reply", "reply", id="deck.reply"),
+        *(
+            Binding(
+                str(n),
+                f"choose({n})",
+                "choose",
+                show=n == 1,
+                key_display="1-9",
+                id=f"deck.choose_{n}",
+            )
+            for n in range(1, 10)
+        ),
+        Binding("x", "abort", "abort", id="deck.abort"),
+        Binding("X", "abort(True)", "abort one", id="deck.abort_only"),
+        Binding("y", "confirm_yes", "yes, abort", id="deck.confirm_yes"),
+        Binding("n", "confirm_no", "no", id="deck.confirm_no"),
+        Binding("escape", "escape", "cancel", show=False, id="deck.escape"),
+        Binding("slash", "filter", "filter", key_display="/", id="deck.filter"),
+        Binding("f", "toggle_finished", "finished", id="deck.toggle_finished"),
+        Binding("question_mark", "help", "help", key_display="?", id="deck.help"),
+        Binding("q", "quit", "quit", id="deck.quit"),
+    ]
+
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        clock: Callable[[], float] = time.time,
+        theme: str | None = None,
+        blink: bool = True,
+        sync_timeout: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self._connect = connect
+        self.clock = clock
+        """Every elapsed time and the event rate are measured with this."""
+        self._blink = blink
+        self._sync_timeout = sync_timeout
+        self._wanted_theme = theme
+        self._stack = contextlib.AsyncExitStack()
+        self.client: Client | None = None
+        self.view = TreeView(Mirror())
+        self.mode: Mode = "normal"
+        self.ready = False
+        """True once the first snapshot is on screen."""
+        self.failure: str | None = None
+        """Why the app could not start, for `run_dashboard` to print."""
+        self.connection = "connecting"
+        self.notices: list[tuple[str, str]] = []
+        """Every notification shown (severity, text), oldest first."""
+        self.bells = 0
+        self._dirty: set[int] = set()
+        self._opened: list[Prompt] = []
+        self._resync = False
+        self._flush_pending = False
+        self._last_seq: int | None = None
+        self._rate: deque[tuple[int, int]] = deque(maxlen=RATE_BUCKETS + 2)
+        self._answering: tuple[int, int] | None = None
+        """(task id, prompt id) the open answer box sends to."""
+        self._confirming: tuple[int, bool] | None = None
+        """(task id, only) of the abort waiting for y / n."""
+        self._binding_key: object = None
+        self._detail_sig: object = None
+        self._detail_timer = None
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="tree-box"):
+                yield Static(id="tree-header")
+                yield TaskTree(self.view, self.clock, id="tree")
+            with Vertical(id="side"):
+                with VerticalScroll(id="detail-box"):
+                    yield DetailPane(self.view, self.clock, id="detail")
+                yield Inbox(self.view, id="inbox")
+        yield PromptBar(id="prompt-bar")
+        yield ConfirmBar(id="confirm-bar")
+        yield FilterBar(id="filter-bar")
+        yield StatusBar(id="status-bar")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        if self._wanted_theme:
+            if self._wanted_theme in self.available_themes:
+                self.theme = self._wanted_theme
+            else:
+                names = ", ".join(sorted(self.available_themes))
+                self.notify(f"unknown theme {self._wanted_theme!r} (one of {names})",
+                            severity="warning")
+        for box in self.query(InlineInput):
+            box.cursor_blink = self._blink
+        self.query_one("#tree-box").border_title = "Tasks"
+        self.query_one("#detail-box").border_title = "Detail"
+        self.query_one(StatusBar).set_connection(self.connection)
+        self.query_one(Inbox).redraw()
+        self._draw_status()
+        self.query_one(TaskTree).focus()
+        self.set_interval(1.0, self._tick)
+        self.run_worker(self._start(), name="connect", exit_on_error=False)
+
+    async def _start(self) -> None:
+        try:
+            self.client = await self._stack.enter_async_context(self._connect())
+            self.view.mirror = self.client.mirror
+            await self.client.start_mirror(self._on_change)
+            await self.client.wait_synced(timeout=self._sync_timeout)
+        except (TaskdeckError, TimeoutError) as exc:
+            self.failure = str(exc) or "the daemon did not answer"
+            self.exit(return_code=2)
+            return
+        self._resync = True
+        self._flush()
+        self.ready = True
+
+    async def on_unmount(self) -> None:
+        await self._stack.aclose()
+
+    def on_resize(self) -> None:
+        self._draw_header()
+
+    def _draw_header(self) -> None:
+        tree = self.query_one(TaskTree)
+        self.query_one("#tree-header", Static).update(
+            header_text(tree.scrollable_content_region.width)
+        )
+
+    # ------------------------------------------------------- live changes
+
+    def _on_change(self, changes: Changes) -> None:
+        """Collect a batch from the client; it is drawn on the next frame."""
+        self._dirty |= changes.task_ids
+        self._opened.extend(changes.opened)
+        self._resync = self._resync or changes.resynced
+        self.connection = _state_name(changes.state)
+        mirror = self.client.mirror if self.client is not None else None
+        if mirror is not None:
+            if self._last_seq is not None and not changes.resynced:
+                self._count_events(max(0, mirror.seq - self._last_seq))
+            self._last_seq = mirror.seq
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.set_timer(FRAME, self._flush)
+
+    def _count_events(self, count: int) -> None:
+        second = int(self.clock())
+        if self._rate and self._rate[-1][0] == second:
+            self._rate[-1] = (second, self._rate[-1][1] + count)
+        else:
+            self._rate.append((second, count))
+
+    def _flush(self) -> None:
+        """Apply every change collected since the last frame, touching only what changed."""
+        self._flush_pending = False
+        if self.client is None:
+            return
+        dirty, self._dirty = self._dirty, set()
+        opened, self._opened = self._opened, []
+        resync, self._resync = self._resync, False
+        tree = self.query_one(TaskTree)
+        with self.batch_update():
+            if resync:
+                self.view.mirror = self.client.mirror
+                self.view.reset()
+                tree.rows_changed()
+            elif dirty:
+                if self.view.apply(dirty):
+                    tree.rows_changed()
+                else:
+                    tree.tasks_changed(dirty)
+            self.query_one(Inbox).redraw()
+            self._draw_status()
+            if resync or tree.cursor_id in dirty:
+                self._cursor_changed(refetch=False)
+            self._draw_header()
+        if opened and not resync:
+            self._announce(opened)
+
+    def _announce(self, opened: list[Prompt]) -> None:
+        self.bells += 1
+        self.bell()
+        for prompt in opened[:3]:
+            path = " › ".join(t.agent for t in self.view.path_of(prompt.task_id))
+            self.notify(f"{path}: {prompt.question}", title=f"#{prompt.task_id} asks (b jumps)",
+                        severity="warning")
+        if len(opened) > 3:
+            self.notify(f"and {len(opened) - 3} more questions", severity="warning")
+
+    def _tick(self) -> None:
+        """Once a second: connection state, event rate, elapsed times."""
+        if self.client is not None:
+            self.connection = _state_name(self.client.state)
+        with self.batch_update():
+            self._draw_status()
+            self.query_one(TaskTree).refresh_visible()
+            self.query_one(DetailPane).redraw()
+
+    def _draw_status(self) -> None:
+        bar = self.query_one(StatusBar)
+        bar.set_connection(self.connection)
+        pending = len(self.view.mirror.prompts)
+        bar.set_counts(self.view.counts, pending, self.view.total_tokens)
+        now = int(self.clock())
+        counts = dict(self._rate)
+        bar.set_rate([float(counts.get(s, 0)) for s in range(now - RATE_BUCKETS + 1, now + 1)])
+
+    # ------------------------------------------------------ cursor, detail
+
+    @on(TaskTree.Highlighted)
+    def _on_highlighted(self, event: TaskTree.Highlighted) -> None:
+        if self.mode == "confirm" and self._confirming is not None:
+            if event.task_id != self._confirming[0]:
+                self._close_confirm()  # the confirmation named another task
+        self._cursor_changed(refetch=True)
+
+    def _cursor_changed(self, *, refetch: bool) -> None:
+        """Sync the detail pane, prompt bar and footer keys with the highlighted task."""
+        task = self.query_one(TaskTree).cursor_task
+        detail = self.query_one(DetailPane)
+        task_id = task.id if task is not None else None
+        detail.show(task_id)
+        sig = (task_id, task.status, task.blocked_on) if task is not None else None
+        if task is not None and (refetch or sig != self._detail_sig):
+            self._detail_sig = sig
+            if self._detail_timer is not None:
+                self._detail_timer.stop()
+            self._detail_timer = self.set_timer(0.1, lambda: self._fetch_detail(task.id))
+        self._sync_prompt_bar(task)
+        self._sync_bindings(task)
+
+    def _fetch_detail(self, task_id: int) -> None:
+        self.run_worker(self._get_history(task_id), group="detail", exclusive=True,
+                        exit_on_error=False)
+
+    async def _get_history(self, task_id: int) -> None:
+        if self.client is None:
+            return
+        try:
+            _, prompts = await self.client.get(task_id)
+        except TaskdeckError:
+            return  # evicted meanwhile, or the daemon is away: the mirror's view stands
+        detail = self.query_one(DetailPane)
+        if detail.task_id == task_id:
+            detail.show(task_id, prompts)
+
+    def _sync_prompt_bar(self, task: Task | None) -> None:
+        bar = self.query_one(PromptBar)
+        if self.mode in ("reply", "reason"):
+            return  # the open box keeps its prompt until sent or cancelled
+        if task is not None and is_asking(task) and self.mode != "confirm":
+            bar.show_prompt(task, self.view.path_of(task.id))
+            bar.display = True
+        else:
+            bar.display = False
+
+    def _sync_bindings(self, task: Task | None) -> None:
+        key = (
+            self.mode,
+            task is not None,
+            task is not None and task.status.is_ended,
+            len(task.blocked_on.choices) if task is not None and is_asking(task)
+            and task.blocked_on is not None else 0,
+        )
+        if key != self._binding_key:
+            self._binding_key = key
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("quit", "help", "command_palette", "escape"):
+            return True
+        if action in ("confirm_yes", "confirm_no"):
+            return self.mode == "confirm"
+        if self.mode != "normal":
+            return False
+        task = self._cursor_task()
+        if action in ANSWER_ACTIONS:
+            if task is None or not is_asking(task) or task.blocked_on is None:
+                return False
+            if action == "choose":
+                number = parameters[0] if parameters else 1
+                return isinstance(number, int) and number <= len(task.blocked_on.choices)
+            return True
+        if action == "abort":
+            return task is not None and not task.status.is_ended
+        return True
+
+    def _cursor_task(self) -> Task | None:
+        try:
+            return self.query_one(TaskTree).cursor_task
+        except NoMatches:
+            return None
+
+    # ------------------------------------------------------------ answers
+
+    def _asking(self) -> tuple[Task, int, list[str]] | None:
+        task = self.query_one(TaskTree).cursor_task
+        if task is None or not is_asking(task) or task.blocked_on is None:
+            return None
+        return task, task.blocked_on.prompt_id, task.blocked_on.choices
+
+    def action_approve(self) -> None:
+        asking = self._asking()
+        if asking is not None:
+            task, prompt_id, choices = asking
+            self._send(task.id, prompt_id, choices[0])
+
+    def action_choose(self, number: int) -> None:
+        asking = self._asking()
+        if asking is not None and 1 <= number <= len(asking[2]):
+            self._send(asking[0].id, asking[1], asking[2][number - 1])
+
+    def action_deny(self) -> None:
+        self._open_answer("reason", "deny reason")
+
+    def action_reply(self) -> None:
+        self._open_answer("reply", "reply")
+
+    def _open_answer(self, mode: Mode, label: str) -> None:
+        asking = self._asking()
+        if asking is None:
+            return
+        task, prompt_id, _ = asking
+        self._answering = (task.id, prompt_id)
+        self.mode = mode
+        bar = self.query_one(PromptBar)
+        bar.show_prompt(task, self.view.path_of(task.id))
+        bar.display = True
+        bar.open_input(label).focus()
+        self._sync_bindings(task)
+
+    @on(InlineInput.Submitted, "#prompt-input")
+    def _on_answer_submitted(self, event: InlineInput.Submitted) -> None:
+        event.stop()
+        if self._answering is None:
+            return
+        task_id, prompt_id = self._answering
+        text = event.value.strip()
+        if self.mode == "reason":
+            choices = self._choices_of(task_id, prompt_id)
+            self._send(task_id, prompt_id, choices[-1] if choices else "deny",
+                       reason=text or None)
+        elif text:
+            self._send(task_id, prompt_id, text)
+        else:
+            self.notify("type a reply first (Esc cancels)", severity="warning")
+            return
+        self._close_answer()
+
+    @on(InlineInput.Cancelled, "#prompt-input")
+    def _on_answer_cancelled(self, event: InlineInput.Cancelled) -> None:
+        event.stop()
+        self._close_answer()
+
+    def _close_answer(self) -> None:
+        self._answering = None
+        self.mode = "normal"
+        self.query_one(PromptBar).close_input()
+        tree = self.query_one(TaskTree)
+        tree.focus()
+        self._cursor_changed(refetch=False)
+
+    def _choices_of(self, task_id: int, prompt_id: int) -> list[str]:
+        prompt = self.view.mirror.prompts.get(prompt_id)
+        if prompt is not None:
+            return prompt.choices
+        for closed in self.view.mirror.history.get(task_id, []):
+            if closed.id == prompt_id:
+                return closed.choices
+        return []
+
+    def _send(self, task_id: int, prompt_id: int, text: str, *, reason: str | None = None) -> None:
+        self.run_worker(self._answer(task_id, prompt_id, text, reason), group="answer",
+                        exit_on_error=False)
+
+    async def _answer(self, task_id: int, prompt_id: int, text: str, reason: str | None) -> None:
+        if self.client is None:
+            return
+        try:
+            prompt = await self.client.answer(prompt_id, text, reason=reason)
+        except TaskdeckError as exc:
+            self.notify(f"#{task_id} not answered: {exc}", severity="error")
+            return
+        said = prompt.answer or text
+        if prompt.reason:
+            said += f" ({prompt.reason})"
+        self.notify(f"answered #{task_id}: {said}")
+
+    # ------------------------------------------------------------- aborts
+
+    def action_abort(self, only: bool = False) -> None:
+        task = self.query_one(TaskTree).cursor_task
+        if task is None or self.mode not in ("normal", "confirm"):
+            return
+        count = self.view.live_in_subtree(task.id, only=only)
+        if count == 0:
+            self.notify(f"#{task.id} and its sub-tasks have all ended: nothing to abort")
+            return
+        self._confirming = (task.id, only)
+        self.mode = "confirm"
+        self.query_one(ConfirmBar).ask(task, count, only=only)
+        self.query_one(ConfirmBar).display = True
+        self.query_one(PromptBar).display = False
+        self._sync_bindings(task)
+
+    def action_confirm_yes(self) -> None:
+        if self._confirming is None:
+            return
+        task_id, only = self._confirming
+        self._close_confirm()
+        self.run_worker(self._abort(task_id, only), group="abort", exit_on_error=False)
+
+    def action_confirm_no(self) -> None:
+        self._close_confirm()
+
+    def _close_confirm(self) -> None:
+        self._confirming = None
+        self.mode = "normal"
+        self.query_one(ConfirmBar).display = False
+        self._cursor_changed(refetch=False)
+
+    async def _abort(self, task_id: int, only: bool) -> None:
+        if self.client is None:
+            return
+        try:
+            stopped = await self.client.abort(task_id, only=only)
+        except TaskdeckError as exc:
+            self.notify(f"#{task_id} not aborted: {exc}", severity="error")
+            return
+        noun = "task" if len(stopped) == 1 else "tasks"
+        self.notify(f"aborted #{task_id}: {len(stopped)} {noun} stopped")
+
+    # ------------------------------------------------------ moving, views
+
+    def action_next_blocked(self) -> None:
+        tree = self.query_one(TaskTree)
+        had_filter = self.view.filter_text
+        target = self.view.next_asking(tree.cursor_id)
+        if target is None:
+            self.notify("no task is waiting for an answer")
+            return
+        if had_filter and not self.view.filter_text:
+            self._set_filter_box("")
+        tree.rows_changed()
+        tree.move_to(target)
+        tree.focus()
+
+    @on(JumpToTask)
+    def _on_jump(self, event: JumpToTask) -> None:
+        tree = self.query_one(TaskTree)
+        if event.task_id not in self.view.index:
+            for ancestor in self.view.mirror.ancestors(event.task_id):
+                self.view.collapsed.discard(ancestor.id)
+            self.view.filter_text = ""
+            self._set_filter_box("")
+            self.view.rebuild()
+            tree.rows_changed()
+        tree.move_to(event.task_id)
+        tree.focus()
+
+    def action_toggle_finished(self) -> None:
+        self.view.hide_finished = not self.view.hide_finished
+        self.view.rebuild()
+        self.query_one(TaskTree).rows_changed()
+        state = "hidden" if self.view.hide_finished else "shown"
+        self.notify(f"finished work {state} (f toggles)")
+        self._draw_tree_title()
+
+    def action_filter(self) -> None:
+        if self.mode != "normal":
+            return
+        self.mode = "filter"
+        bar = self.query_one(FilterBar)
+        bar.display = True
+        box = bar.query_one(InlineInput)
+        box.value = self.view.filter_text
+        box.focus()
+        self._sync_bindings(self.query_one(TaskTree).cursor_task)
+
+    @on(InlineInput.Changed, "#filter-input")
+    def _on_filter_changed(self, event: InlineInput.Changed) -> None:
+        event.stop()
+        self.view.filter_text = event.value.strip()
+        self.view.rebuild()
+        self.query_one(TaskTree).rows_changed()
+        self._draw_tree_title()
+
+    @on(InlineInput.Submitted, "#filter-input")
+    def _on_filter_submitted(self, event: InlineInput.Submitted) -> None:
+        event.stop()
+        self._leave_filter(keep=True)
+
+    @on(InlineInput.Cancelled, "#filter-input")
+    def _on_filter_cancelled(self, event: InlineInput.Cancelled) -> None:
+        event.stop()
+        self._leave_filter(keep=False)
+
+    def _leave_filter(self, *, keep: bool) -> None:
+        self.mode = "normal"
+        if not keep or not self.view.filter_text:
+            self._set_filter_box("")
+            self.query_one(FilterBar).display = False
+            self.view.filter_text = ""
+            self.view.rebuild()
+            self.query_one(TaskTree).rows_changed()
+        self.query_one(TaskTree).focus()
+        self._draw_tree_title()
+        self._sync_bindings(self.query_one(TaskTree).cursor_task)
+
+    def _set_filter_box(self, value: str) -> None:
+        box = self.query_one("#filter-input", InlineInput)
+        with box.prevent(InlineInput.Changed):
+            box.value = value
+        if not value:
+            self.query_one(FilterBar).display = False
+
+    def _draw_tree_title(self) -> None:
+        parts = ["Tasks"]
+        if self.view.filter_text:
+            parts.append(f"filter “{self.view.filter_text}”")
+        if self.view.hide_finished:
+            parts.append("finished hidden")
+        self.query_one("#tree-box").border_title = " · ".join(parts)
+
+    def action_escape(self) -> None:
+        if self.mode == "confirm":
+            self._close_confirm()
+        elif self.view.filter_text:
+            self._leave_filter(keep=False)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # --------------------------------------------------------- reporting
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Show a toast and keep it in `notices` (the daemon's replies are never swallowed)."""
+        self.notices.append((severity, message))
+        super().notify(message, title=title, severity=severity,  # type: ignore[arg-type]
+                       timeout=timeout, markup=markup)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.error is not None and worker.name != "connect":
+            self.notify(f"internal error: {worker.error}", severity="error")
+
+
+def _state_name(state: object) -> str:
+    value = getattr(state, "value", state)
+    return str(value)
+
+
+def make_app(
+    runtime_dir: Path | None = None,
+    *,
+    client: Client | None = None,
+    connect: Connect | None = None,
+    clock: Callable[[], float] = time.time,
+    theme: str | None = None,
+    blink: bool = True,
+) -> DeckApp:
+    """Build the dashboard.
+
+    Args:
+        runtime_dir: Where the daemon's connection file is (default: the usual runtime dir).
+        client: An entered client to use (its mirror is started by the app; the caller closes it).
+        connect: Or a factory of an async context manager yielding the client (tests use it to
+            start an in-process daemon inside the app's own event loop).
+        clock: Source of "now" for elapsed times and the event rate.
+        theme: A Textual theme name.
+        blink: Blink the cursor of text boxes (off for deterministic screenshots).
+    """
+    if connect is None:
+        if client is not None:
+            connect = _borrow(client)
+        else:
+            connect = _own(runtime_dir)
+    return DeckApp(connect, clock=clock, theme=theme, blink=blink)
+
+
+def _borrow(client: Client) -> Connect:
+    @contextlib.asynccontextmanager
+    async def borrowed() -> AsyncIterator[Client]:
+        yield client
+
+    return borrowed
+
+
+def _own(runtime_dir: Path | None) -> Connect:
+    @contextlib.asynccontextmanager
+    async def owned() -> AsyncIterator[Client]:
+        from core.client import Client
+
+        async with Client(runtime_dir, client_name="tui") as client:
+            yield client
+
+    return owned
+
+
+def run_dashboard(runtime_dir: Path | None, *, theme: str | None = None) -> int:
+    """Run the dashboard on the daemon of `runtime_dir` until the user quits.
+
+    Returns:
+        The exit code: 0 after a normal quit, 2 when the daemon cannot be reached
+        (after printing one line that says why).
+    """
+    from core.runtime import default_runtime_dir, read_connection
+
+    where = runtime_dir if runtime_dir is not None else default_runtime_dir()
+    try:
+        read_connection(where)
+    except TaskdeckError as exc:
+        print(f"taskdeck: {exc}", file=sys.stderr)
+        return 2
+    app = make_app(where, theme=theme)
+    code = app.run()
+    if app.failure is not None:
+        print(f"taskdeck: cannot reach the daemon: {app.failure}", file=sys.stderr)
+        return 2
+    return code if isinstance(code, int) else (app.return_code or 0)

@@ -1,0 +1,103 @@
+"""The `?` help screen and the command palette entries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from tui.app import DeckApp
+
+KEYS: tuple[tuple[str, str, str], ...] = (
+    ("Move", "j / ↓, k / ↑", "next / previous task"),
+    ("Move", "PgDn, PgUp, g, G", "page down / up, first, last"),
+    ("Move", "enter", "fold or unfold the highlighted task's sub-tasks"),
+    ("Move", "← / h, → / l", "fold (or go to parent), unfold"),
+    ("Move", "b", "jump to the next task waiting for an answer (cycles)"),
+    ("Move", "tab", "switch tree / inbox; enter in the inbox goes to the task"),
+    ("Answer", "a", "answer with the first choice (approve)"),
+    ("Answer", "d", "answer with the last choice (deny), with an optional reason"),
+    ("Answer", "1 – 9", "answer with that numbered choice"),
+    ("Answer", "r", "reply with free text; Enter sends, Esc cancels"),
+    ("Abort", "x", "abort the highlighted task and its sub-tasks (asks y / n)"),
+    ("Abort", "X", "abort only the highlighted task (asks y / n)"),
+    ("Abort", "y / n", "confirm / keep (Esc also keeps)"),
+    ("View", "/", "filter by id, agent, status or text; Enter keeps, Esc clears"),
+    ("View", "f", "hide / show finished work"),
+    ("View", "ctrl+p", "command palette (themes, abort, jump, ...)"),
+    ("View", "?", "this help"),
+    ("View", "q", "quit"),
+)
+"""Every key of the dashboard: section, key, what it does."""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key, grouped; any of Esc, q or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "dismiss", "close", id="help.close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        parts: list[str | tuple[str, str]] = []
+        section = ""
+        for group, key, what in KEYS:
+            if group != section:
+                if section:
+                    parts.append("\n")
+                parts.append((f"{group}\n", "bold $accent"))
+                section = group
+            parts.append((f"  {key:<18}", "bold"))
+            parts.append(f"{what}\n")
+        parts.append(("\nStatus bar: ", "bold"))
+        parts.append(
+            "connection (live / stale / disconnected), tasks per status,\n"
+            "     pending prompts, tokens, events per second.\n"
+        )
+        parts.append(("Row: ", "bold"))
+        parts.append(
+            "○ queued  ▶ running  ? asks you  ◐ waits for sub-tasks  ✓ done  ✗ failed;\n"
+            "     time, own tokens, Σ tokens with sub-tasks."
+        )
+        with VerticalScroll(id="help-body") as body:
+            body.border_title = "taskdeck keys"
+            body.border_subtitle = "Esc closes"
+            yield Static(Content.assemble(*parts), id="help-text")
+
+
+class DeckCommands(Provider):
+    """Dashboard actions in the command palette."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        app: DeckApp = self.app  # type: ignore[assignment]
+        return [
+            ("Abort task…", "abort the highlighted task and its sub-tasks (asks to confirm)",
+             app.action_abort),
+            ("Abort only this task…", "abort the highlighted task, not its sub-tasks",
+             partial(app.action_abort, True)),
+            ("Toggle finished", "hide or show finished work", app.action_toggle_finished),
+            ("Jump to next blocked", "move to the next task waiting for an answer",
+             app.action_next_blocked),
+            ("Filter…", "filter rows by text", app.action_filter),
+            ("Help", "list every key", app.action_help),
+        ]
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

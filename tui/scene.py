@@ -1,0 +1,238 @@
+"""A fixed, reproducible task tree served by a real in-process daemon, for screenshots and tests.
+
+Every task follows a script keyed by its description; the clock is a `FakeClock`
+moved by hand, so the same scene gives the same screen, byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from core.client import Client
+from core.context import AgentContext
+from core.model import BlockedReason, TaskStatus
+from core.registry import Registry
+from core.server import Daemon
+
+T0 = 1_767_225_600.0
+"""Midnight, 1 January 2026 UTC: where the fake clock starts."""
+
+Kind = Literal["hold", "ask", "fail", "done", "wait"]
+
+
+class FakeClock:
+    """A clock that moves only when told; callable like `time.time`."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+@dataclass
+class Step:
+    """What one task of the scene does."""
+
+    agent: str
+    description: str
+    kind: Kind
+    parent: str | None = None
+    """Description of the parent step."""
+    question: str = ""
+    choices: list[str] | None = None
+    tokens: tuple[int, int] = (0, 0)
+    progress: str | None = None
+    outcome: str = ""
+    """Result (done) or error message (fail)."""
+    after: float = 5.0
+    """Seconds the fake clock moves before this step starts."""
+    abort: bool = False
+    """Abort the task once it has settled."""
+
+
+SCENE: tuple[Step, ...] = (
+    Step("planner", "Ship release 2.4", "wait", tokens=(3_200, 840), after=0),
+    Step("coder", "Fix flaky retry in the HTTP client", "hold", parent="Ship release 2.4",
+         tokens=(18_400, 5_120), progress="editing client/retry.py", after=12),
+    Step("shell", "Run the test suite", "ask", parent="Fix flaky retry in the HTTP client",
+         question="Run `pytest -q tests/http`?", tokens=(600, 90), after=95),
+    Step("reviewer", "Review the changelog", "done", parent="Ship release 2.4",
+         tokens=(2_900, 410), outcome="changelog reads well; 2 typos fixed", after=20),
+    Step("researcher", "Compare vector databases", "wait", tokens=(4_100, 1_300), after=30),
+    Step("researcher", "Read the pgvector docs", "done", parent="Compare vector databases",
+         tokens=(22_000, 2_700), outcome="notes in docs/pgvector.md", after=8),
+    Step("researcher", "Benchmark qdrant", "fail", parent="Compare vector databases",
+         tokens=(1_200, 200), outcome="ConnectionError: qdrant at localhost:6333 refused",
+         after=40),
+    Step("writer", "Write up the comparison", "ask", parent="Compare vector databases",
+         question="Publish the comparison to the team wiki?",
+         choices=["publish", "draft", "discard"], tokens=(9_800, 3_900), after=61),
+    Step("deployer", "Deploy web to staging", "ask", question="Deploy build 1187 to staging?",
+         tokens=(1_500, 220), after=33),
+    Step("ops", "Rotate the API keys", "hold", tokens=(700, 80), abort=True, after=14),
+    Step("summariser", "Summarise yesterday's incidents", "done", tokens=(31_000, 2_200),
+         outcome="3 incidents, all closed", after=25),
+    Step("coder", "Bump dependencies", "hold", tokens=(5_600, 1_450),
+         progress="reading the lock file", after=17),
+    Step("coder", "Update the docs for 2.4", "hold", after=9),
+)
+"""The scene: five statuses, three questions, a failure, an abort, a queued task."""
+
+
+@dataclass
+class Scene:
+    """A registry, a daemon and the scripted tasks, all in the current event loop.
+
+    Use `connect` (an async context manager factory) as the dashboard's `connect=`:
+    entering it starts the daemon and plays the script, then yields a client.
+    """
+
+    runtime_dir: Path
+    clock: FakeClock = field(default_factory=FakeClock)
+    steps: tuple[Step, ...] = SCENE
+    heartbeat: float = 1.0
+    max_concurrent: int = 2
+    client_name: str = "tui"
+    registry: Registry | None = None
+    daemon: Daemon | None = None
+    client: Client | None = None
+    ids: dict[str, int] = field(default_factory=dict)
+    """Task id by step description."""
+    gates: dict[int, asyncio.Future[str]] = field(default_factory=dict)
+    """Futures that held tasks wait on; set a result to finish the task."""
+
+    def make_registry(self) -> Registry:
+        """A registry whose agents follow the script."""
+        by_desc = {step.description: step for step in self.steps}
+        registry = Registry(max_concurrent=self.max_concurrent, clock=self.clock, epoch=1,
+                            default_timeout=None)
+
+        async def scripted(ctx: AgentContext) -> str:
+            step = by_desc.get(ctx.description)
+            if step is None:
+                return await self.gate(ctx.task_id)
+            if step.tokens != (0, 0):
+                ctx.add_tokens(*step.tokens)
+            if step.progress:
+                ctx.progress(step.progress)
+            if step.kind == "hold":
+                return await self.gate(ctx.task_id)
+            if step.kind == "ask":
+                answer = await ctx.ask(step.question, choices=step.choices)
+                return await self.gate(ctx.task_id) or f"went on after {answer!r}"
+            if step.kind == "fail":
+                raise RuntimeError(step.outcome)
+            if step.kind == "wait":
+                # Wait (holding no slot) until released, then for the live sub-tasks.
+                registry.block_on_subtasks(ctx.task_id)
+                try:
+                    await self.gate(ctx.task_id)
+                    kids = [t.id for t in registry.children(ctx.task_id)]
+                    await registry.wait(kids)
+                finally:
+                    registry.unblock_from_subtasks(ctx.task_id)
+                return "all sub-tasks ended"
+            return step.outcome
+
+        for agent in {step.agent for step in self.steps} | {"worker"}:
+            registry.register_agent(agent, scripted)
+        return registry
+
+    def gate(self, task_id: int) -> asyncio.Future[str]:
+        """The future a held task waits on."""
+        if task_id not in self.gates:
+            self.gates[task_id] = asyncio.get_running_loop().create_future()
+        return self.gates[task_id]
+
+    def release(self, task_id: int, result: str = "") -> None:
+        """Let a held task go on (a `wait` step then waits for its sub-tasks)."""
+        gate = self.gate(task_id)
+        if not gate.done():
+            gate.set_result(result)
+
+    async def play(self) -> None:
+        """Submit every step in order, each once the one before has settled."""
+        registry = self.registry
+        assert registry is not None
+        for step in self.steps:
+            self.clock.advance(step.after)
+            parent = self.ids[step.parent] if step.parent is not None else None
+            task = registry.submit(step.agent, step.description, parent_id=parent,
+                                   created_by=registry.get(parent).agent if parent else "user")
+            self.ids[step.description] = task.id
+            await _settle(registry, task.id, step)
+            if step.abort:
+                registry.abort(task.id, by="ops-oncall")
+        self.clock.advance(42)
+
+    async def start_daemon(self) -> Daemon:
+        """Serve the registry (again, after `stop_daemon`)."""
+        assert self.registry is not None
+        self.daemon = Daemon(self.registry, runtime_dir=self.runtime_dir, heartbeat=self.heartbeat)
+        await self.daemon.start()
+        return self.daemon
+
+    async def stop_daemon(self) -> None:
+        """Stop serving; the registry and its tasks live on."""
+        if self.daemon is not None:
+            await self.daemon.stop()
+            self.daemon = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Scene]:
+        """Registry and daemon up, script played; everything stopped on exit."""
+        self.registry = self.make_registry()
+        await self.start_daemon()
+        try:
+            await self.play()
+            yield self
+        finally:
+            await self.stop_daemon()
+            await self.registry.close()
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[Client]:
+        """Start the scene, then yield a dashboard client (for `make_app(connect=...)`)."""
+        async with self.running():
+            async with Client(self.runtime_dir, client_name=self.client_name) as client:
+                self.client = client
+                yield client
+
+
+async def _settle(registry: Registry, task_id: int, step: Step) -> None:
+    """Wait until a freshly submitted task reached the state its step leads to."""
+
+    def settled() -> bool:
+        task = registry.get(task_id)
+        if task.status is TaskStatus.QUEUED:
+            return True
+        if step.kind == "ask":
+            return task.blocked_reason is BlockedReason.PROMPT
+        if step.kind == "wait":
+            return task.blocked_reason is BlockedReason.SUBTASKS
+        if step.kind in ("done", "fail"):
+            return task.status.is_ended
+        return task.status is TaskStatus.IN_PROGRESS and (
+            step.progress is None or task.progress == step.progress
+        )
+
+    await _until(settled)
+
+
+async def _until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the scene did not settle")
+        await asyncio.sleep(0.002)

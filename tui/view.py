@@ -1,0 +1,337 @@
+"""The dashboard's view state over the client mirror: visible rows, token totals, counts (no Textual)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from core.mirror import Mirror
+from core.model import BlockedReason, EndReason, Task, TaskStatus
+
+STATUS_ORDER: tuple[TaskStatus, ...] = (
+    TaskStatus.QUEUED,
+    TaskStatus.IN_PROGRESS,
+    TaskStatus.BLOCKED,
+    TaskStatus.FINISHED,
+    TaskStatus.FAILED,
+)
+"""Order in which statuses are counted and shown."""
+
+STATUS_LABELS: dict[TaskStatus, str] = {
+    TaskStatus.QUEUED: "queued",
+    TaskStatus.IN_PROGRESS: "running",
+    TaskStatus.BLOCKED: "blocked",
+    TaskStatus.FINISHED: "done",
+    TaskStatus.FAILED: "failed",
+}
+"""Short words for the status bar and detail pane."""
+
+
+def status_glyph(task: Task) -> str:
+    """The one-cell icon of a task's state."""
+    if task.status is TaskStatus.BLOCKED:
+        return "?" if task.blocked_reason is BlockedReason.PROMPT else "◐"
+    return {
+        TaskStatus.QUEUED: "○",
+        TaskStatus.IN_PROGRESS: "▶",
+        TaskStatus.FINISHED: "✓",
+        TaskStatus.FAILED: "✗",
+    }[task.status]
+
+
+def status_class(task: Task) -> str:
+    """A short name for the colour of a task's row (used for component classes)."""
+    if task.status is TaskStatus.BLOCKED:
+        return "asking" if task.blocked_reason is BlockedReason.PROMPT else "waiting"
+    if task.status is TaskStatus.FAILED and task.end_reason is EndReason.ABORTED:
+        return "aborted"
+    return {
+        TaskStatus.QUEUED: "queued",
+        TaskStatus.IN_PROGRESS: "running",
+        TaskStatus.FINISHED: "finished",
+        TaskStatus.FAILED: "failed",
+    }[task.status]
+
+
+def is_asking(task: Task) -> bool:
+    """True when the task waits on a person's answer (the only blocked state one can answer)."""
+    return (
+        task.status is TaskStatus.BLOCKED
+        and task.blocked_reason is BlockedReason.PROMPT
+        and task.blocked_on is not None
+    )
+
+
+def format_elapsed(seconds: float) -> str:
+    """Seconds as a compact duration: 7s, 3m05s, 2h04m, 3d02h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"
+
+
+def format_tokens(count: int) -> str:
+    """A token count in at most five cells: 812, 12.4k, 3.1M."""
+    if count < 1000:
+        return str(count)
+    if count < 100_000:
+        return f"{count / 1000:.1f}k"
+    if count < 1_000_000:
+        return f"{count // 1000}k"
+    return f"{count / 1_000_000:.1f}M"
+
+
+def elapsed_of(task: Task, now: float) -> float:
+    """How long the task has run (or waited, if queued), up to its end."""
+    start = task.started_at if task.started_at is not None else task.created_at
+    end = task.ended_at if task.ended_at is not None else now
+    return end - start
+
+
+def choice_hint(choices: list[str]) -> str:
+    """The keys that answer a prompt, e.g. "[a]pprove [d]eny [r]eply"."""
+
+    def keyed(key: str, word: str) -> str:
+        if word[:1].lower() == key:
+            return f"[{key}]{word[1:]}"
+        return f"[{key}] {word}"
+
+    parts = [keyed("a", choices[0])]
+    if len(choices) > 1:
+        parts.append(keyed("d", choices[-1]))
+    if len(choices) > 2:
+        parts.append(f"[1-{min(len(choices), 9)}]")
+    parts.append("[r]eply")
+    return " ".join(parts)
+
+
+@dataclass(slots=True)
+class Row:
+    """One visible line of the tree."""
+
+    task_id: int
+    depth: int
+    guide: str
+    """Tree guide drawn before the icon, e.g. "│  ├─ "."""
+    has_children: bool
+    collapsed: bool
+
+
+class TreeView:
+    """Which tasks show as rows and in what order, plus per-task subtree token totals.
+
+    Built from the mirror; `apply(ids)` folds in a batch of changed task ids and
+    says whether the row list must be rebuilt (a task appeared, left, or changed
+    in a way the current filter cares about). Token totals and status counts are
+    kept incrementally, so a batch costs O(changed x depth), not O(tasks).
+    """
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        self.collapsed: set[int] = set()
+        """Tasks whose children are folded away."""
+        self.hide_finished = False
+        """Hide ended tasks whose whole subtree has ended."""
+        self.filter_text = ""
+        """Show only tasks whose id, agent, status or description contain this (and their ancestors)."""
+        self.rows: list[Row] = []
+        self.index: dict[int, int] = {}
+        """Row index by task id, for visible tasks."""
+        self.subtree: dict[int, int] = {}
+        """Tokens of each task plus all its descendants."""
+        self.counts: dict[TaskStatus, int] = {s: 0 for s in STATUS_ORDER}
+        self.total_tokens = 0
+        self._seen: dict[int, tuple[TaskStatus, int, int | None]] = {}
+        """Per task: status, own tokens and parent as last folded in."""
+
+    # ------------------------------------------------------------- updates
+
+    def reset(self) -> None:
+        """Recompute everything from the mirror (after a snapshot)."""
+        self._seen.clear()
+        self.subtree = {}
+        self.counts = {s: 0 for s in STATUS_ORDER}
+        self.total_tokens = 0
+        tasks = self.mirror.tasks
+        for task_id in sorted(tasks, reverse=True):  # children have larger ids than parents
+            task = tasks[task_id]
+            own = task.tokens
+            self.subtree[task_id] = self.subtree.get(task_id, 0) + own
+            if task.parent_id is not None and task.parent_id in tasks:
+                self.subtree[task.parent_id] = (
+                    self.subtree.get(task.parent_id, 0) + self.subtree[task_id]
+                )
+            self._seen[task_id] = (task.status, own, task.parent_id)
+            self.counts[task.status] += 1
+            self.total_tokens += own
+        self.collapsed &= set(tasks)
+        self.rebuild()
+
+    def apply(self, task_ids: Iterable[int]) -> bool:
+        """Fold changed tasks into totals and counts.
+
+        Returns:
+            True when the visible rows must be rebuilt.
+        """
+        tasks = self.mirror.tasks
+        structural = False
+        filtering = bool(self.filter_text) or self.hide_finished
+        for task_id in task_ids:
+            task = tasks.get(task_id)
+            seen = self._seen.get(task_id)
+            if task is None:
+                if seen is not None:  # evicted
+                    status, own, parent = seen
+                    del self._seen[task_id]
+                    self.counts[status] -= 1
+                    self.total_tokens -= own
+                    self._add_up(parent, -self.subtree.pop(task_id, own))
+                    self.collapsed.discard(task_id)
+                    structural = True
+                continue
+            own = task.tokens
+            if seen is None:
+                self._seen[task_id] = (task.status, own, task.parent_id)
+                self.counts[task.status] += 1
+                self.total_tokens += own
+                self.subtree[task_id] = self.subtree.get(task_id, 0) + own
+                self._add_up(task.parent_id, own)
+                structural = True
+                continue
+            status, old_own, parent = seen
+            if status is not task.status:
+                self.counts[status] -= 1
+                self.counts[task.status] += 1
+                if filtering:
+                    structural = True
+            if own != old_own:
+                delta = own - old_own
+                self.total_tokens += delta
+                self.subtree[task_id] = self.subtree.get(task_id, 0) + delta
+                self._add_up(task.parent_id, delta)
+            self._seen[task_id] = (task.status, own, parent)
+        if structural:
+            self.rebuild()
+        return structural
+
+    def _add_up(self, parent_id: int | None, delta: int) -> None:
+        tasks = self.mirror.tasks
+        while parent_id is not None and delta:
+            self.subtree[parent_id] = self.subtree.get(parent_id, 0) + delta
+            parent = tasks.get(parent_id)
+            parent_id = parent.parent_id if parent is not None else None
+
+    # ---------------------------------------------------------------- rows
+
+    def matches(self, task: Task) -> bool:
+        """True when the task passes the hide-finished switch and the filter text by itself."""
+        if self.filter_text:
+            needle = self.filter_text.lower()
+            hay = f"#{task.id} {task.agent} {task.status.value} {task.description}".lower()
+            if task.blocked_on is not None:
+                hay += " " + task.blocked_on.question.lower()
+            if needle not in hay:
+                return False
+        return True
+
+    def rebuild(self) -> None:
+        """Recompute the visible rows: O(tasks)."""
+        tasks = self.mirror.tasks
+        children = self.mirror.children
+        shown: set[int] | None = None
+        if self.filter_text or self.hide_finished:
+            shown = set()
+            for task_id in sorted(tasks, reverse=True):
+                task = tasks[task_id]
+                keep = task_id in shown  # a descendant is shown
+                if not keep:
+                    if self.hide_finished and task.status.is_ended:
+                        keep = False
+                    else:
+                        keep = self.matches(task)
+                if keep:
+                    shown.add(task_id)
+                    if task.parent_id is not None:
+                        shown.add(task.parent_id)
+        rows: list[Row] = []
+        index: dict[int, int] = {}
+
+        def visible(ids: list[int]) -> list[int]:
+            return [i for i in ids if i in tasks and (shown is None or i in shown)]
+
+        stack: list[tuple[int, int, str, bool]] = []
+        roots = visible(children.get(None, []))
+        # Tasks whose parent left the mirror are shown as roots.
+        orphans = [
+            i for i, t in tasks.items()
+            if t.parent_id is not None and t.parent_id not in tasks
+            and (shown is None or i in shown)
+        ]
+        roots = sorted(set(roots) | set(orphans))
+        for pos in range(len(roots) - 1, -1, -1):
+            stack.append((roots[pos], 0, "", pos == len(roots) - 1))
+        while stack:
+            task_id, depth, lead, last = stack.pop()
+            kids = visible(children.get(task_id, []))
+            collapsed = task_id in self.collapsed and bool(kids)
+            guide = "" if depth == 0 else lead + ("└─" if last else "├─")
+            index[task_id] = len(rows)
+            rows.append(Row(task_id, depth, guide, bool(kids), collapsed))
+            if collapsed:
+                continue
+            child_lead = "" if depth == 0 else lead + ("  " if last else "│ ")
+            for pos in range(len(kids) - 1, -1, -1):
+                stack.append((kids[pos], depth + 1, child_lead, pos == len(kids) - 1))
+        self.rows = rows
+        self.index = index
+
+    # ------------------------------------------------------------ queries
+
+    def live_in_subtree(self, task_id: int, *, only: bool = False) -> int:
+        """How many tasks an abort of this task (or its subtree) would stop."""
+        tasks = self.mirror.tasks
+        ids = [task_id] if only else self.mirror.subtree_ids(task_id)
+        return sum(1 for i in ids if i in tasks and not tasks[i].status.is_ended)
+
+    def path_of(self, task_id: int) -> list[Task]:
+        """The task's ancestors then the task itself, root first."""
+        task = self.mirror.tasks.get(task_id)
+        if task is None:
+            return []
+        return [*self.mirror.ancestors(task_id), task]
+
+    def next_asking(self, after: int | None) -> int | None:
+        """The next task (in row order, cycling) that waits on a person, expanding folds to show it."""
+        asking = sorted(
+            (p.task_id for p in self.mirror.prompts.values()
+             if p.task_id in self.mirror.tasks and is_asking(self.mirror.tasks[p.task_id])),
+        )
+        if not asking:
+            return None
+        # Unfold and unfilter so every asking task has a row.
+        changed = False
+        for task_id in asking:
+            for ancestor in self.mirror.ancestors(task_id):
+                if ancestor.id in self.collapsed:
+                    self.collapsed.discard(ancestor.id)
+                    changed = True
+        if any(task_id not in self.index for task_id in asking) or changed:
+            if any(task_id not in self.index and not self.matches(self.mirror.tasks[task_id])
+                   for task_id in asking):
+                self.filter_text = ""
+            self.rebuild()
+        ordered = sorted(asking, key=lambda i: self.index.get(i, 0))
+        if after is None or after not in self.index:
+            return ordered[0]
+        here = self.index[after]
+        for task_id in ordered:
+            if self.index.get(task_id, -1) > here:
+                return task_id
+        return ordered[0]

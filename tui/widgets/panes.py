@@ -1,0 +1,177 @@
+"""Read-only panes: the highlighted task's details and the inbox of pending prompts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option, OptionDoesNotExist
+
+from core.model import Prompt, PromptState, Task
+from tui.messages import JumpToTask
+from tui.view import (
+    STATUS_LABELS,
+    TreeView,
+    choice_hint,
+    elapsed_of,
+    format_elapsed,
+    status_glyph,
+)
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "—"
+    return f"{format_elapsed(now - ts)} ago"
+
+
+class DetailPane(Static):
+    """Everything known about the highlighted task, with its question and answer history."""
+
+    def __init__(self, view: TreeView, clock: Callable[[], float], *, id: str | None = None):
+        super().__init__(id=id)
+        self.view = view
+        self.clock = clock
+        self.task_id: int | None = None
+        self.history: list[Prompt] = []
+        """Prompts of the shown task as fetched from the daemon, oldest first."""
+
+    def show(self, task_id: int | None, history: list[Prompt] | None = None) -> None:
+        """Show a task (keeping the fetched history if it is the same task)."""
+        if task_id != self.task_id:
+            self.history = []
+        self.task_id = task_id
+        if history is not None:
+            self.history = history
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Render again from the mirror (call when the task changed)."""
+        task = self.view.mirror.tasks.get(self.task_id) if self.task_id is not None else None
+        if task is None:
+            self.update(Content.styled("no task highlighted", "$text-muted"))
+        else:
+            self.update(Content.assemble(*self._render_task(task)))
+
+    def _render_task(self, task: Task) -> list[str | tuple[str, str]]:
+        parts: list[str | tuple[str, str]] = []
+
+        class _Out:
+            @staticmethod
+            def append(text: str, style: str = "") -> None:
+                parts.append((text, style))
+
+        out = _Out()
+        path = " › ".join(f"{t.agent}#{t.id}" for t in self.view.path_of(task.id))
+        out.append(f"{status_glyph(task)} #{task.id} ", style="bold")
+        out.append(task.agent, style="bold")
+        out.append(f"  {path}\n", style="$text-muted")
+        out.append(task.description + "\n")
+
+        def field(name: str, value: str, style: str = "") -> None:
+            out.append(f"{name:>9} ", style="$text-muted")
+            out.append(value + "\n", style=style)
+
+        status = STATUS_LABELS[task.status]
+        if task.end_reason is not None:
+            status += f" ({task.end_reason.value})"
+        elif task.blocked_reason is not None:
+            status += f" (on {task.blocked_reason.value})"
+        field("status", status, "bold")
+        if task.progress:
+            field("doing", task.progress)
+        if task.result:
+            field("result", task.result, "$success")
+        if task.error:
+            field("error", task.error, "$error")
+        subtotal = self.view.subtree.get(task.id, task.tokens)
+        field("tokens", f"{task.tokens:,} own · {subtotal:,} with sub-tasks")
+        field("", f"{task.prompt_tokens:,} prompt · {task.completion_tokens:,} completion",
+              "$text-muted")
+        field("elapsed", format_elapsed(elapsed_of(task, self.clock())))
+        now = self.clock()
+        field("created", f"{_ago(task.created_at, now)} by {task.created_by}")
+        field("started", _ago(task.started_at, now))
+        field("ended", _ago(task.ended_at, now))
+        prompts = {p.id: p for p in self.history}
+        for prompt in self.view.mirror.history.get(task.id, []):
+            prompts[prompt.id] = prompt
+        for prompt in self.view.mirror.prompts.values():
+            if prompt.task_id == task.id:
+                prompts[prompt.id] = prompt
+        if prompts:
+            out.append("\nprompts\n", style="bold")
+        for prompt in sorted(prompts.values(), key=lambda p: p.id):
+            out.append(f"  ?{prompt.id} ", style="$text-muted")
+            out.append(prompt.question + "\n", style="$warning")
+            if prompt.state is PromptState.PENDING and task.blocked_on is not None:
+                out.append(f"    {choice_hint(prompt.choices)}\n", style="bold")
+            elif prompt.state is PromptState.ANSWERED:
+                answer = f"    → {prompt.answer}"
+                if prompt.reason:
+                    answer += f" ({prompt.reason})"
+                out.append(answer, style="$error" if prompt.is_denial else "$success")
+                out.append(f"  by {prompt.answered_by}\n", style="$text-muted")
+            else:
+                out.append(f"    {prompt.state.value.replace('_', ' ')}\n", style="$text-muted")
+        return parts
+
+
+class Inbox(OptionList):
+    """Every pending prompt, oldest first, with the path of the task that asks."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select", "go to task", show=False, id="inbox.select"),
+    ]
+
+    def __init__(self, view: TreeView, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view = view
+        self._shown: list[int] = []
+
+    def redraw(self) -> None:
+        """Rebuild the list when the set or order of pending prompts changed."""
+        prompts = self.view.mirror.pending_oldest_first()
+        ids = [p.id for p in prompts]
+        self.border_title = f"Inbox ({len(ids)})"
+        if ids == self._shown:
+            return
+        highlighted = self.highlighted_option.id if self.highlighted_option else None
+        self._shown = ids
+        options: list[Option | None] = []
+        for prompt in prompts:
+            if options:
+                options.append(None)  # a separator line between questions
+            options.append(Option(self._render_prompt(prompt), id=str(prompt.id)))
+        self.set_options(options)
+        if not options:
+            self.add_option(
+                Option(Content.styled("no pending prompts", "$text-muted"), disabled=True)
+            )
+        elif highlighted is not None:
+            with contextlib.suppress(OptionDoesNotExist):
+                self.highlighted = self.get_option_index(highlighted)
+
+    def _render_prompt(self, prompt: Prompt) -> Content:
+        path = self.view.path_of(prompt.task_id)
+        parts: list[str | tuple[str, str]] = []
+        for pos, task in enumerate(path):
+            if pos:
+                parts.append((" › ", "$text-muted"))
+            style = "bold $warning" if pos == len(path) - 1 else "$text-muted"
+            parts.append((f"{task.agent}#{task.id}", style))
+        parts += ["\n", (f"? {prompt.question}", "$warning")]
+        return Content.assemble(*parts)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id is None:
+            return
+        prompt = self.view.mirror.prompts.get(int(event.option.id))
+        if prompt is not None:
+            self.post_message(JumpToTask(prompt.task_id))
+

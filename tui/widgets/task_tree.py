@@ -1,0 +1,360 @@
+"""The task tree: a Line API widget that draws only visible rows of the view state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from rich.cells import cell_len
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from core.model import Task, TaskStatus
+from tui.view import (
+    TreeView,
+    choice_hint,
+    elapsed_of,
+    format_elapsed,
+    format_tokens,
+    is_asking,
+    status_class,
+    status_glyph,
+)
+
+RIGHT_WIDTH = 20
+"""Cells of the right-hand columns: elapsed, own tokens, subtree tokens."""
+
+
+def right_columns(elapsed: str, own: str, total: str) -> str:
+    """The right-hand columns, aligned the same way in rows and in the header."""
+    return f"{elapsed:>6} {own:>6} {total:>6}"
+
+
+class TaskTree(ScrollView, can_focus=True):
+    """Rows of the task tree; keeps a cursor on a task id across rebuilds.
+
+    It renders from a `TreeView` (the state) and never changes the mirror. Only
+    rows that are on screen are drawn, so 10,000 tasks cost what 40 do.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j,down", "cursor_down", "down", show=False, id="tree.down"),
+        Binding("k,up", "cursor_up", "up", show=False, id="tree.up"),
+        Binding("pagedown", "page_down", "page down", show=False, id="tree.page_down"),
+        Binding("pageup", "page_up", "page up", show=False, id="tree.page_up"),
+        Binding("home,g", "first", "first", show=False, id="tree.first"),
+        Binding("end,G", "last", "last", show=False, id="tree.last"),
+        Binding("enter", "toggle", "fold", key_display="⏎", id="tree.toggle"),
+        Binding("left,h", "collapse", "collapse", show=False, id="tree.collapse"),
+        Binding("right,l", "expand", "expand", show=False, id="tree.expand"),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "task-tree--cursor",
+        "task-tree--guide",
+        "task-tree--id",
+        "task-tree--agent",
+        "task-tree--dim",
+        "task-tree--queued",
+        "task-tree--running",
+        "task-tree--asking",
+        "task-tree--waiting",
+        "task-tree--finished",
+        "task-tree--failed",
+        "task-tree--aborted",
+        "task-tree--question",
+        "task-tree--keys",
+    }
+
+    DEFAULT_CSS = """
+    TaskTree {
+        background: $surface;
+        scrollbar-size-vertical: 1;
+        scrollbar-gutter: stable;
+        overflow-x: hidden;
+        & > .task-tree--cursor { background: $block-cursor-blurred-background; }
+        &:focus > .task-tree--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+        }
+        & > .task-tree--guide { color: $foreground 30%; }
+        & > .task-tree--id { color: $foreground 50%; }
+        & > .task-tree--agent { color: $secondary; }
+        & > .task-tree--dim { color: $foreground 55%; }
+        & > .task-tree--queued { color: $foreground 50%; }
+        & > .task-tree--running { color: $primary; text-style: bold; }
+        & > .task-tree--asking { color: $warning; text-style: bold; }
+        & > .task-tree--waiting { color: $warning 70%; }
+        & > .task-tree--finished { color: $success; }
+        & > .task-tree--failed { color: $error; text-style: bold; }
+        & > .task-tree--aborted { color: $error 70%; }
+        & > .task-tree--question { color: $warning; }
+        & > .task-tree--keys { color: $accent; text-style: bold; }
+    }
+    """
+
+    class Highlighted(Message):
+        """The cursor moved to another task (or off every task)."""
+
+        def __init__(self, task_id: int | None) -> None:
+            super().__init__()
+            self.task_id = task_id
+
+    def __init__(
+        self,
+        view: TreeView,
+        clock: Callable[[], float],
+        *,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.view = view
+        self.clock = clock
+        self.cursor_id: int | None = None
+        """The highlighted task; survives rebuilds as long as the task has a row."""
+        self._cursor_row = 0
+
+    # --------------------------------------------------------------- state
+
+    @property
+    def cursor_task(self) -> Task | None:
+        """The highlighted task, if any."""
+        if self.cursor_id is None:
+            return None
+        return self.view.mirror.tasks.get(self.cursor_id)
+
+    def rows_changed(self) -> None:
+        """The row list was rebuilt: resize, keep the cursor on its task, redraw."""
+        rows = self.view.rows
+        self.virtual_size = Size(self.size.width, len(rows))
+        if self.cursor_id is not None and self.cursor_id in self.view.index:
+            self._cursor_row = self.view.index[self.cursor_id]
+        elif rows:
+            self._cursor_row = min(self._cursor_row, len(rows) - 1)
+            self._set_cursor(rows[self._cursor_row].task_id)
+        else:
+            self._cursor_row = 0
+            self._set_cursor(None)
+        self.refresh()
+
+    def tasks_changed(self, task_ids: Iterable[int]) -> None:
+        """Redraw only the rows of these tasks, if they are on screen."""
+        index = self.view.index
+        top = self.scroll_offset.y
+        bottom = top + self.size.height
+        for task_id in task_ids:
+            row = index.get(task_id)
+            if row is not None and top <= row < bottom:
+                self.refresh_line(row)
+
+    def refresh_visible(self) -> None:
+        """Redraw the rows on screen (elapsed times move with the clock)."""
+        self.refresh()
+
+    def move_to(self, task_id: int) -> None:
+        """Put the cursor on a task that has a row and scroll it into view."""
+        row = self.view.index.get(task_id)
+        if row is None:
+            return
+        self._move_row(row)
+
+    def _set_cursor(self, task_id: int | None) -> None:
+        if task_id != self.cursor_id:
+            self.cursor_id = task_id
+            self.post_message(self.Highlighted(task_id))
+
+    def _move_row(self, row: int) -> None:
+        rows = self.view.rows
+        if not rows:
+            return
+        row = max(0, min(row, len(rows) - 1))
+        old = self._cursor_row
+        self._cursor_row = row
+        self._set_cursor(rows[row].task_id)
+        self.refresh_line(old)
+        self.refresh_line(row)
+        self._scroll_cursor_into_view()
+
+    def _scroll_cursor_into_view(self) -> None:
+        height = max(1, self.scrollable_content_region.height)
+        top = round(self.scroll_offset.y)
+        if self._cursor_row < top:
+            self.scroll_to(y=self._cursor_row, animate=False)
+        elif self._cursor_row >= top + height:
+            self.scroll_to(y=self._cursor_row - height + 1, animate=False)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(event.size.width, len(self.view.rows))
+        self._scroll_cursor_into_view()
+
+    # ------------------------------------------------------------- actions
+
+    def action_cursor_down(self) -> None:
+        self._move_row(self._cursor_row + 1)
+
+    def action_cursor_up(self) -> None:
+        self._move_row(self._cursor_row - 1)
+
+    def action_page_down(self) -> None:
+        self._move_row(self._cursor_row + max(1, self.scrollable_content_region.height - 1))
+
+    def action_page_up(self) -> None:
+        self._move_row(self._cursor_row - max(1, self.scrollable_content_region.height - 1))
+
+    def action_first(self) -> None:
+        self._move_row(0)
+
+    def action_last(self) -> None:
+        self._move_row(len(self.view.rows) - 1)
+
+    def action_toggle(self) -> None:
+        if self.cursor_id is None:
+            return
+        if self.cursor_id in self.view.collapsed:
+            self.action_expand()
+        else:
+            self.action_collapse()
+
+    def action_collapse(self) -> None:
+        task_id = self.cursor_id
+        if task_id is None:
+            return
+        row = self.view.index.get(task_id)
+        if row is not None and not self.view.rows[row].has_children:
+            parent = self.view.mirror.tasks[task_id].parent_id
+            if parent is not None and parent in self.view.index:
+                self.move_to(parent)  # like a file tree: left on a leaf goes to its parent
+            return
+        self.view.collapsed.add(task_id)
+        self.view.rebuild()
+        self.rows_changed()
+
+    def action_expand(self) -> None:
+        task_id = self.cursor_id
+        if task_id is None or task_id not in self.view.collapsed:
+            return
+        self.view.collapsed.discard(task_id)
+        self.view.rebuild()
+        self.rows_changed()
+
+    def on_click(self, event: events.Click) -> None:
+        row = event.y + round(self.scroll_offset.y)
+        if 0 <= row < len(self.view.rows):
+            self._move_row(row)
+            if event.chain == 2:
+                self.action_toggle()
+
+    # ------------------------------------------------------------ drawing
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"task-tree--{name}", partial=True)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_y = round(self.scroll_offset.y)
+        row_index = y + scroll_y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if row_index >= len(self.view.rows):
+            return Strip.blank(width, base)
+        row = self.view.rows[row_index]
+        task = self.view.mirror.tasks.get(row.task_id)
+        if task is None:
+            return Strip.blank(width, base)
+        text = self.render_row(task, row.guide, row.depth, row.has_children, row.collapsed, width)
+        style = base
+        if row_index == self._cursor_row:
+            style = base + self.get_component_rich_style("task-tree--cursor", partial=True)
+        segments = list(text.render(self.app.console))
+        strip = Strip(segments, cell_len(text.plain)).adjust_cell_length(width)
+        return strip.apply_style(style) if style else strip
+
+    def render_row(
+        self,
+        task: Task,
+        guide: str,
+        depth: int,
+        has_children: bool,
+        collapsed: bool,
+        width: int,
+    ) -> Text:
+        """One row as styled text exactly `width` cells wide."""
+        state = status_class(task)
+        if collapsed:
+            marker = "▸"
+        elif has_children:
+            marker = "▾"
+        else:
+            marker = "─" if depth else " "
+        total = self.view.subtree.get(task.id, task.tokens)
+        right = right_columns(
+            format_elapsed(elapsed_of(task, self.clock())),
+            format_tokens(task.tokens),
+            format_tokens(total),
+        )
+        left = Text(no_wrap=True, overflow="ellipsis", end="")
+        left.append(guide + marker, self._style("guide"))
+        left.append(status_glyph(task), self._style(state))
+        left.append(f" #{task.id} ", self._style("id"))
+        left.append(task.agent, self._style("agent"))
+        left.append("  ")
+        avail = max(0, width - RIGHT_WIDTH - 1 - left.cell_len)
+        middle = self._middle(task, state, avail, collapsed)
+        middle.truncate(avail, overflow="ellipsis", pad=True)
+        left.append_text(middle)
+        left.append(" ")
+        dim = self._style("dim")
+        left.append(right, dim if task.status.is_ended else Style())
+        left.truncate(width, pad=True)
+        return left
+
+    def _middle(self, task: Task, state: str, avail: int, collapsed: bool) -> Text:
+        text = Text(no_wrap=True, end="")
+        if is_asking(task) and task.blocked_on is not None:
+            hint = choice_hint(task.blocked_on.choices)
+            question = task.blocked_on.question.replace("\n", " ")
+            room = avail - len(hint) - 4
+            desc_room = min(len(task.description), max(0, room - len(question)), room // 3)
+            if desc_room >= 8:
+                text.append(_clip(task.description, desc_room), self._style("dim"))
+                text.append("  ")
+            text.append("? ", self._style("asking"))
+            q_room = max(4, avail - text.cell_len - len(hint) - 2)
+            text.append(_clip(question, q_room), self._style("question"))
+            text.append("  ")
+            text.append(hint, self._style("keys"))
+            return text
+        text.append(task.description.replace("\n", " "))
+        if collapsed:
+            hidden = len(self.view.mirror.subtree_ids(task.id)) - 1
+            text.append(f"  (+{hidden})", self._style("dim"))
+        if task.status is TaskStatus.FAILED:
+            reason = task.end_reason.value if task.end_reason is not None else "failed"
+            detail = task.error or reason
+            text.append(f"  {detail}", self._style(state))
+        elif task.status is TaskStatus.IN_PROGRESS and task.progress:
+            text.append(f"  · {task.progress}", self._style("dim"))
+        elif task.status is TaskStatus.BLOCKED:
+            text.append("  waiting for sub-tasks", self._style("waiting"))
+        return text
+
+
+def _clip(text: str, room: int) -> str:
+    if room <= 0:
+        return ""
+    if len(text) <= room:
+        return text
+    return text[: max(0, room - 1)] + "…"
+
+
+def header_text(width: int) -> str:
+    """The column header matching `TaskTree` rows of this width."""
+    right = right_columns("time", "tok", "Σtok")
+    left = "  task"
+    return left + " " * max(1, width - len(left) - len(right)) + right
+
