@@ -54,8 +54,8 @@ def load_agent(spec: str) -> Agent:
             raise BadRequest(f"agent {spec!r}: {module_name!r} has no attribute {attr_path!r}") from None
     if not _is_async_callable(target):
         raise BadRequest(
-            f"agent {spec!r} is a {type(target).__name__}, not an async function "
-            "(expected: async def agent(ctx) -> str)"
+            f"agent {spec!r} is not an async function (found {type(target).__name__}; "
+            "expected: async def agent(ctx) -> str)"
         )
     return target  # type: ignore[return-value]
 
