@@ -314,7 +314,7 @@ class _Run:
     ) -> None:
         """Show what it does, think for a while, pay for it in tokens."""
         self.ctx.progress(text)
-        await asyncio.sleep(self.rng.uniform(1.0, 4.0) / self.speed)
+        await asyncio.sleep(self.rng.uniform(0.8, 2.8) / self.speed)
         self.ctx.add_tokens(self.rng.randint(*prompt), self.rng.randint(*completion))
 
     async def _delegate(self) -> None:

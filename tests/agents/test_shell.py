@@ -198,3 +198,15 @@ async def test_abort_while_waiting_for_approval_runs_nothing(
     done = await ended(registry, task.id)
     assert done.end_reason is EndReason.ABORTED
     assert not marker.exists()
+
+
+async def test_closing_the_registry_stops_running_commands() -> None:
+    registry = Registry(default_timeout=None)
+    registry.register_agent("shell", make_shell_agent(grace=0.2))
+    task_id = await start_approved(registry, "echo $$; sleep 60")
+    pgid = await pgid_of(registry, task_id)
+
+    await registry.close()
+
+    assert registry.get(task_id).end_reason is EndReason.ABORTED
+    await until(lambda: group_gone(pgid), what=f"process group {pgid} to vanish")
