@@ -51,7 +51,9 @@ def load_agent(spec: str) -> Agent:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise BadRequest(f"agent {spec!r}: {module_name!r} has no attribute {attr_path!r}") from None
+            raise BadRequest(
+                f"agent {spec!r}: {module_name!r} has no attribute {attr_path!r}"
+            ) from None
     if not _is_async_callable(target):
         raise BadRequest(
             f"agent {spec!r} is not an async function (found {type(target).__name__}; "

@@ -1,4 +1,4 @@
-"""The `demo` agent: a seeded stand-in for an LLM coding or research agent, and the demo workload."""
+"""The `demo` agent: a seeded stand-in for an LLM coding or research agent; the demo's roots."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ _SHELL_EXPORT = (
     "printf 'export: orders 88115 rows\\n'; sleep 0.5; "
     "printf 'export: wrote 3 files (41 MB)\\n' # nightly export"
 )
-_SHELL_CHECK = "printf 'checking disk and services\\n'; sleep 0.5; uname -sr; echo 'all green' # health"
+_SHELL_CHECK = (
+    "printf 'checking disk and services\\n'; sleep 0.5; uname -sr; echo 'all green' # health"
+)
 
 DEMO_TASKS: list[tuple[str, str]] = [
     ("demo", "Fix flaky test in tests/test_parser.py"),

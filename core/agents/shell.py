@@ -1,4 +1,4 @@
-"""The `shell` agent: asks approval for its command, runs it in its own process group, kills it on abort."""
+"""The `shell` agent: approval first, then the command in its own process group, killed on abort."""
 
 from __future__ import annotations
 
