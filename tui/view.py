@@ -112,6 +112,17 @@ def choice_hint(choices: list[str]) -> str:
     return " ".join(parts)
 
 
+def short_hint(choices: list[str]) -> str:
+    """The answer keys in a few cells, for narrow rows: "[a/d/r]"."""
+    keys = ["a"]
+    if len(choices) > 1:
+        keys.append("d")
+    if len(choices) > 2:
+        keys.append(f"1-{min(len(choices), 9)}")
+    keys.append("r")
+    return "[" + "/".join(keys) + "]"
+
+
 @dataclass(slots=True)
 class Row:
     """One visible line of the tree."""

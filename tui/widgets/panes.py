@@ -39,6 +39,8 @@ class DetailPane(Static):
         self.task_id: int | None = None
         self.history: list[Prompt] = []
         """Prompts of the shown task as fetched from the daemon, oldest first."""
+        self.fetched_for: int | None = None
+        """The task whose history was last fetched (it may since have changed)."""
 
     def show(self, task_id: int | None, history: list[Prompt] | None = None) -> None:
         """Show a task (keeping the fetched history if it is the same task)."""
@@ -47,6 +49,7 @@ class DetailPane(Static):
         self.task_id = task_id
         if history is not None:
             self.history = history
+            self.fetched_for = task_id
         self.redraw()
 
     def redraw(self) -> None:

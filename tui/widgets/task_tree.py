@@ -23,6 +23,7 @@ from tui.view import (
     format_elapsed,
     format_tokens,
     is_asking,
+    short_hint,
     status_class,
     status_glyph,
 )
@@ -316,14 +317,14 @@ class TaskTree(ScrollView, can_focus=True):
     def _middle(self, task: Task, state: str, avail: int, collapsed: bool) -> Text:
         text = Text(no_wrap=True, end="")
         if is_asking(task) and task.blocked_on is not None:
-            hint = choice_hint(task.blocked_on.choices)
             question = task.blocked_on.question.replace("\n", " ")
-            room = avail - len(hint) - 4
-            desc_room = min(len(task.description), max(0, room - len(question)), room // 3)
-            if desc_room >= 8:
-                text.append(_clip(task.description, desc_room), self._style("dim"))
+            hint = choice_hint(task.blocked_on.choices)
+            if len(question) + 2 + len(hint) > avail:
+                hint = short_hint(task.blocked_on.choices)
+            room = avail - len(question) - 2 - len(hint)
+            if room >= 12:  # the description fits too
+                text.append(_clip(task.description, room - 2), self._style("dim"))
                 text.append("  ")
-            text.append("? ", self._style("asking"))
             q_room = max(4, avail - text.cell_len - len(hint) - 2)
             text.append(_clip(question, q_room), self._style("question"))
             text.append("  ")
