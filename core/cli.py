@@ -81,13 +81,17 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("serve", _cmd_serve, "run the daemon in the foreground")
-    p.add_argument("--bind", metavar="tcp://HOST:PORT", help="also serve over TCP, with CURVE")
+    p.add_argument(
+        "--bind",
+        metavar="tcp://HOST:PORT",
+        help="serve over TCP with CURVE (events on PORT, commands on PORT+1); client keys "
+        "allowed are listed in the state dir's `allowed_clients` file, if it exists",
+    )
     p.add_argument(
         "--insecure-plain-tcp",
         action="store_true",
         help="serve TCP without encryption or authentication (loopback only)",
     )
-    p.add_argument("--allow-keys", type=Path, help="file of client public keys allowed over TCP")
     p.add_argument("--max-concurrent", type=int, default=4, help="tasks running at once")
     p.add_argument(
         "--task-timeout", type=float, default=300.0, help="seconds a task may run (0: none)"
@@ -209,8 +213,8 @@ async def _serve(args: argparse.Namespace) -> int:
             _runtime_dir(args),
             bind=args.bind,
             allow_plain_tcp=args.insecure_plain_tcp,
-            allow_keys=args.allow_keys,
             journal=journal,
+            on_ready=_announce,
         )
     finally:
         if workload is not None:
@@ -221,6 +225,16 @@ async def _serve(args: argparse.Namespace) -> int:
             journal.commit()
             journal.close()
     return EXIT_OK
+
+
+def _announce(daemon) -> None:
+    info = daemon.connection
+    print(
+        f"taskdeck: serving events on {info.events}, commands on {info.commands} "
+        f"(pid {info.pid}); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _runtime_dir(args: argparse.Namespace) -> Path:

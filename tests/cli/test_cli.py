@@ -38,7 +38,7 @@ class Deck:
             text=True,
         )
         until_sync(
-            lambda: (self.runtime_dir / "connection.json").exists() or self.process.poll() is not None,
+            lambda: (self.runtime_dir / "daemon.json").exists() or self.process.poll() is not None,
             timeout=15,
             what="the daemon's connection file",
         )
@@ -249,8 +249,8 @@ def test_commands_without_a_daemon_fail_with_one_line(tmp_path: Path) -> None:
 def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     deck = Deck(tmp_path)
     deck.serve()
-    assert (deck.runtime_dir / "connection.json").exists()
+    assert (deck.runtime_dir / "daemon.json").exists()
     deck.process.send_signal(signal.SIGTERM)
     assert deck.process.wait(timeout=10) == 0
-    assert not (deck.runtime_dir / "connection.json").exists()
+    assert not (deck.runtime_dir / "daemon.json").exists()
     assert "Traceback" not in deck.process.stdout.read()
