@@ -378,7 +378,7 @@ def decode_request(data: bytes) -> Request:
             known = ", ".join(sorted(COMMANDS))
             raise BadRequest(f"unknown command {op[:64]!r} (known: {known})") from None
         raise BadRequest(f"invalid request: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request is not valid MessagePack: {exc}") from None
     if request.version != PROTOCOL_VERSION:
         raise VersionMismatch(_mismatch(request.version))
@@ -389,7 +389,7 @@ def peek(data: bytes) -> dict[str, Any]:
     """The top-level map of a message that failed to decode, or {} if it is not one."""
     try:
         value = _ANY_DECODER.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
 

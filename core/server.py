@@ -333,7 +333,11 @@ class Daemon:
         while True:
             frames = await cmd.recv_multipart()
             envelope, payload = _split_envelope(frames)
-            reply = await self.handle(payload)
+            try:
+                reply = await self.handle(payload)
+            except Exception as exc:  # a bug must cost one request, never the daemon
+                log.exception("unexpected failure while handling a request")
+                reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
             self.requests += 1
             try:
                 cmd.send_multipart([*envelope, reply], zmq.NOBLOCK)
