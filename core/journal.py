@@ -168,6 +168,8 @@ class Journal:
         self._timer: asyncio.TimerHandle | None = None
         self._stop_listening: list[Callable[[], None]] = []
         self._epoch: int | None = None
+        self._floor = 0
+        self._warned = False
         self._closed = False
         self.commits = 0
         """Transactions written so far (group commits and durable commits)."""
@@ -227,8 +229,13 @@ class Journal:
     # ---------------------------------------------------------------- attach
 
     def attach(self, registry: Registry) -> None:
-        """Record every future event of `registry`; call before `registry.restore`."""
+        """Record every future event of `registry`; call before `registry.restore`.
+
+        Create the registry with `Registry(first_id=journal.next_id())`: evicted tasks
+        are not restored, so only the journal knows the highest id ever given.
+        """
         self._epoch = registry.epoch
+        self._floor = self.next_id()
         self._stop_listening.append(registry.listen(self._on_event))
         self._write(
             [("INSERT OR REPLACE INTO runs(epoch, started_at, pid) VALUES (?, ?, ?)",
@@ -239,7 +246,16 @@ class Journal:
     def _on_event(self, event: Event) -> None:
         body = event.body
         match body:
-            case TaskCreated(task=task) | TaskChanged(task=task):
+            case TaskCreated(task=task):
+                if task.id < self._floor and not self._warned:
+                    self._warned = True
+                    log.error(
+                        "task id %d is already in journal %s: create the registry with "
+                        "Registry(first_id=journal.next_id()) or history is overwritten",
+                        task.id, self.path,
+                    )
+                self._tasks[task.id] = task
+            case TaskChanged(task=task):
                 self._tasks[task.id] = task
             case PromptOpened(task=task, prompt=prompt) | PromptClosed(task=task, prompt=prompt):
                 self._tasks[task.id] = task

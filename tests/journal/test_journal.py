@@ -270,3 +270,34 @@ async def test_group_commit_never_blocks_a_burst(journal_path: Path) -> None:
     finally:
         journal.close()
         await registry.close()
+
+
+async def test_durable_commit_cost(journal_path: Path, figures: dict) -> None:
+    """What one person's decision costs the daemon: audit + fsynced commit, measured."""
+    import time
+
+    journal = Journal.open(journal_path, group_delay=60)
+    registry = Registry()
+    journal.attach(registry)
+    try:
+        ext = registry.open_external("t", lease=600)
+        costs = []
+        for i in range(200):
+            prompt = registry.open_prompt(ext.id, f"q{i}?")
+            registry.answer(prompt.id, "approve", by="x")
+            started = time.perf_counter()
+            journal.audit("answer", task_id=ext.id, prompt_id=prompt.id, detail="approve",
+                          by="x", origin=Origin())
+            journal.commit()
+            costs.append(time.perf_counter() - started)
+        assert len(journal.history(task_id=ext.id)) == 200
+        costs.sort()
+        figures["durable commit"] = {
+            "decisions": len(costs),
+            "median ms": round(costs[len(costs) // 2] * 1000, 2),
+            "p99 ms": round(costs[int(len(costs) * 0.99)] * 1000, 2),
+        }
+        assert costs[len(costs) // 2] < 0.5  # generous: a broken fsync path would hang far longer
+    finally:
+        journal.close()
+        await registry.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from core.context import AgentContext
 from core.journal import Journal
 from core.model import EndReason, PromptState, TaskStatus
@@ -178,3 +180,24 @@ async def test_clean_shutdown_then_start_leaves_nothing_live(journal_path: Path)
     finally:
         again.close()
         await second.close()
+
+
+async def test_a_registry_that_reuses_ids_is_reported(
+    journal_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal.open(journal_path)
+    first = Registry()
+    journal.attach(first)
+    first.open_external("old", lease=60)
+    journal.close()
+    await first.close()
+
+    again = Journal.open(journal_path)
+    careless = Registry()  # no first_id=again.next_id()
+    again.attach(careless)
+    try:
+        careless.open_external("new", lease=60)
+        assert "Registry(first_id=journal.next_id())" in caplog.text
+    finally:
+        again.close()
+        await careless.close()
