@@ -380,6 +380,8 @@ def decode_request(data: bytes) -> Request:
         raise BadRequest(f"invalid request: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request is not valid MessagePack: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request is nested too deeply") from None
     if request.version != PROTOCOL_VERSION:
         raise VersionMismatch(_mismatch(request.version))
     return request
@@ -389,7 +391,7 @@ def peek(data: bytes) -> dict[str, Any]:
     """The top-level map of a message that failed to decode, or {} if it is not one."""
     try:
         value = _ANY_DECODER.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

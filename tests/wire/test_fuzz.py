@@ -174,6 +174,8 @@ def test_bad_request_says_what_is_wrong(sockets: tuple[zmq.Socket, zmq.Socket]) 
         p.encode({"id": "a", "version": 1,
                   "body": {"op": "answer", "prompt_id": 1, "text": "x" * 5000}}):
             "length <= 4096 - at `$.body.text`",
+        b"\x81\xa1a" * 50000 + b"\xc0": "nested too deeply",
+        p.encode({"id": "a", "version": 1, "body": {"op": "hello"}})[:-3]: "truncated",
     }
     for data, message in cases.items():
         req.send(data)
