@@ -213,6 +213,18 @@ async def kill_during_answers(tmp_path: Path, *, prompts: int, kills: int, answe
 
         assert deck.stop() == 0  # and a clean stop still works after all that
         assert not connection_path(deck.runtime_dir).exists()
+
+        # `taskdeck history` (default journal path under the state dir) shows every decision.
+        shown = subprocess.run(
+            [sys.executable, "-m", "core.cli", "history", "--json", "--limit", "100000"],
+            cwd=ROOT, env=deck.env, capture_output=True, text=True, timeout=20,
+        )
+        assert shown.returncode == 0, shown.stderr
+        history = json.loads(shown.stdout)
+        shown_answers = {e["prompt_id"]: e["detail"] for e in history if e["action"] == "answer"}
+        assert {k: v for k, v in shown_answers.items() if k in acks} == acknowledged(logs)
+        assert shown_answers[reporter_prompt[0]] == "approve"
+        assert {e["client"] for e in history} >= {"answerer", "tui"}
         return {
             "kills": kills,
             "prompts": prompts,
