@@ -208,6 +208,11 @@ class DeckApp(App[int]):
             self._flush_pending = True
             self.set_timer(FRAME, self._flush)
 
+    @property
+    def seen_seq(self) -> int | None:
+        """The registry seq the app has been told about (for scripts that drive the scene)."""
+        return self._last_seq
+
     def _count_events(self, count: int) -> None:
         second = int(self.clock())
         if self._rate and self._rate[-1][0] == second:
@@ -262,6 +267,7 @@ class DeckApp(App[int]):
             self.query_one(DetailPane).redraw()
 
     def _draw_status(self) -> None:
+        self._draw_tree_title()
         bar = self.query_one(StatusBar)
         bar.set_connection(self.connection)
         pending = len(self.view.mirror.prompts)
@@ -581,6 +587,8 @@ class DeckApp(App[int]):
 
     def _draw_tree_title(self) -> None:
         parts = ["Tasks"]
+        if self.connection == "disconnected":
+            parts.append("disconnected: last known state")
         if self.view.filter_text:
             parts.append(f"filter “{self.view.filter_text}”")
         if self.view.hide_finished:

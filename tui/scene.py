@@ -227,10 +227,11 @@ async def _settle(registry: Registry, task_id: int, step: Step) -> None:
             step.progress is None or task.progress == step.progress
         )
 
-    await _until(settled)
+    await wait_for(settled)
 
 
-async def _until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+async def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll until the condition holds (bounded); the scene and screenshots wait on state, not time."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

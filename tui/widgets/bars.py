@@ -20,6 +20,7 @@ class InlineInput(Input):
     """An input that says when Esc gives up on it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "submit", "send", key_display="⏎", id="input.send"),
         Binding("escape", "cancel", "cancel", id="input.cancel"),
     ]
 

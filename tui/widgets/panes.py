@@ -69,10 +69,13 @@ class DetailPane(Static):
                 parts.append((text, style))
 
         out = _Out()
-        path = " › ".join(f"{t.agent}#{t.id}" for t in self.view.path_of(task.id))
         out.append(f"{status_glyph(task)} #{task.id} ", style="bold")
         out.append(task.agent, style="bold")
-        out.append(f"  {path}\n", style="$text-muted")
+        ancestors = self.view.mirror.ancestors(task.id)
+        if ancestors:
+            path = " › ".join(f"{t.agent}#{t.id}" for t in ancestors)
+            out.append(f"  under {path}", style="$text-muted")
+        out.append("\n")
         out.append(task.description + "\n")
 
         def field(name: str, value: str, style: str = "") -> None:
@@ -92,7 +95,7 @@ class DetailPane(Static):
         if task.error:
             field("error", task.error, "$error")
         subtotal = self.view.subtree.get(task.id, task.tokens)
-        field("tokens", f"{task.tokens:,} own · {subtotal:,} with sub-tasks")
+        field("tokens", f"{task.tokens:,} own · {subtotal:,} in subtree")
         field("", f"{task.prompt_tokens:,} prompt · {task.completion_tokens:,} completion",
               "$text-muted")
         field("elapsed", format_elapsed(elapsed_of(task, self.clock())))

@@ -86,7 +86,7 @@ class TaskTree(ScrollView, can_focus=True):
         }
         & > .task-tree--guide { color: $foreground 30%; }
         & > .task-tree--id { color: $foreground 50%; }
-        & > .task-tree--agent { color: $secondary; }
+        & > .task-tree--agent { color: $text-secondary; }
         & > .task-tree--dim { color: $foreground 55%; }
         & > .task-tree--queued { color: $foreground 50%; }
         & > .task-tree--running { color: $primary; text-style: bold; }

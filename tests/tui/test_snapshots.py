@@ -1,0 +1,89 @@
+"""SVG snapshots of the dashboard's main views over the scripted scene (fixed clock, no blink)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from tests.support import until
+from tests.tui.conftest import SIZE, deck, ready, settle
+from tui.scene import Scene
+
+Compare = Callable[..., bool]
+
+
+def run_before(app_scene: Scene, *keys: str) -> Callable[[Pilot], Awaitable[None]]:
+    """Wait for the scene to be on screen, then press keys and let the screen settle."""
+
+    async def before(pilot: Pilot) -> None:
+        app = pilot.app
+        await ready(app, pilot)  # type: ignore[arg-type]
+        if keys:
+            await pilot.press(*keys)
+        await settle(app, pilot)  # type: ignore[arg-type]
+
+    return before
+
+
+def test_populated_tree(snap_compare: Compare, scene: Scene) -> None:
+    """The whole scene: two trees and single tasks in every status (queued ○, running ▶,
+    asking ?, waiting for sub-tasks ◐, done ✓, failed ✗ incl. one aborted); asking rows show
+    their question and [a/d/r] keys; time, own and subtree tokens on the right; detail pane of
+    planner #1; inbox with three questions and their ancestor paths; status bar `● live`,
+    counts 1 queued 2 running 5 blocked 3 done 2 failed, `? 3 pending`, 118k tok."""
+    assert snap_compare(deck(scene), terminal_size=SIZE, run_before=run_before(scene))
+
+
+def test_inline_prompt_open(snap_compare: Compare, scene: Scene) -> None:
+    """After `b` then `r`: cursor on shell #3, the yellow prompt bar shows its question
+    "Run `pytest -q tests/http`?" with the path planner#1 › coder#2 › shell#3, and the inline
+    box "reply ›" holds the typed text "only the http tests"; the footer offers only `esc`."""
+    assert snap_compare(
+        deck(scene), terminal_size=SIZE,
+        run_before=run_before(scene, "b", "r", *"only the http tests"),
+    )
+
+
+def test_abort_confirmation(snap_compare: Compare, scene: Scene) -> None:
+    """Cursor on researcher #5 after `x`: the red bar reads "Abort #5 researcher “Compare
+    vector databases” and its sub-tasks: 2 live tasks will stop." with y / n keys; the footer
+    shows only y, n, help, quit."""
+    assert snap_compare(
+        deck(scene), terminal_size=SIZE,
+        run_before=run_before(scene, "j", "j", "j", "j", "x"),
+    )
+
+
+def test_help(snap_compare: Compare, scene: Scene) -> None:
+    """`?` opens the centred help: keys grouped Move / Answer / Abort / View, then what the
+    status bar and row icons mean; the main screen is dimmed behind it."""
+    assert snap_compare(
+        deck(scene), terminal_size=SIZE, run_before=run_before(scene, "question_mark")
+    )
+
+
+def test_disconnected(snap_compare: Compare, runtime_dir: Path) -> None:
+    """The daemon stopped: the status bar shows a red `✗ disconnected`; the tree still shows
+    the last known state (13 tasks) while the client keeps trying to reconnect."""
+    scene = Scene(runtime_dir, heartbeat=0.1)
+    app = deck(scene)
+
+    async def before(pilot: Pilot) -> None:
+        await ready(app, pilot)
+        await scene.stop_daemon()
+        status = app.query_one("#status-connection")
+        await until(lambda: "disconnected" in str(status.render()), what="disconnected shown")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_filter(snap_compare: Compare, scene: Scene) -> None:
+    """`/` then "bench": the filter line at the bottom holds "bench"; the tree shows only
+    researcher #5 (ancestor) and the failed "Benchmark qdrant" #7; the tree title says
+    filter “bench”."""
+    assert snap_compare(
+        deck(scene), terminal_size=SIZE, run_before=run_before(scene, "slash", *"bench")
+    )

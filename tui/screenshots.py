@@ -1,0 +1,133 @@
+"""Regenerate screenshots/*.svg (and .png when a converter is installed) from the real dashboard.
+
+Run `python -m tui.screenshots [OUT_DIR]`. Each shot starts the scripted scene on a
+real in-process daemon, opens the dashboard on it through the client library,
+presses keys like a user, and saves what the terminal shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui.app import DeckApp, make_app
+from tui.scene import Scene, wait_for
+from tui.widgets.panes import DetailPane
+from tui.widgets.task_tree import TaskTree
+
+SIZE = (140, 40)
+"""Terminal size of the screenshots."""
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One screenshot: a file name, the keys pressed, and what it shows."""
+
+    name: str
+    keys: tuple[str, ...]
+    caption: str
+
+
+SHOTS: tuple[Shot, ...] = (
+    Shot("main", ("b",), "The live tree with three questions waiting; the highlighted one "
+         "shows its answer keys below the tree."),
+    Shot("answer", ("b", "r", *"only the http tests"),
+         "Answering inline: `r` opens a reply box in place; Enter sends, Esc cancels."),
+    Shot("abort", ("j", "j", "j", "j", "x"),
+         "Abort asks first and says how many live tasks will stop; `y` confirms."),
+    Shot("help", ("question_mark",), "`?` lists every key."),
+)
+
+
+async def _settled(app: DeckApp) -> None:
+    await wait_for(lambda: app.ready or app.failure is not None)
+    if app.failure is not None:
+        raise SystemExit(f"screenshots: the dashboard could not start: {app.failure}")
+    tree = app.query_one(TaskTree)
+    detail = app.query_one(DetailPane)
+    await wait_for(lambda: tree.cursor_id is None or detail.fetched_for == tree.cursor_id)
+
+
+async def _activity(scene: Scene, app: DeckApp, seconds: int = 30) -> None:
+    """Some token traffic over the last fake half-minute, so the rate sparkline has a shape."""
+    registry = scene.registry
+    assert registry is not None
+    busy = [scene.ids["Bump dependencies"], scene.ids["Fix flaky retry in the HTTP client"]]
+    for second in range(seconds):
+        scene.clock.advance(1)
+        for n in range(4 + (second * 7) % 13):
+            registry.add_tokens(busy[n % 2], 40, 12)
+        await wait_for(lambda: app.seen_seq == registry.seq)
+    scene.clock.advance(1)
+
+
+async def shoot(shot: Shot, out: Path, runtime_root: Path) -> Path:
+    """Take one screenshot; returns the SVG's path."""
+    scene = Scene(runtime_root / shot.name)
+    app = make_app(connect=scene.connect, clock=scene.clock, blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await _settled(app)
+        await _activity(scene, app)
+        await pilot.pause()
+        if shot.keys:
+            await pilot.press(*shot.keys)
+        await _settled(app)
+        await pilot.pause()
+        app.query_one(TaskTree).refresh_visible()
+        await pilot.pause()
+        svg = app.export_screenshot(title="taskdeck")
+    path = out / f"{shot.name}.svg"
+    path.write_text(svg, encoding="utf-8")
+    return path
+
+
+def to_png(svg: Path) -> Path | None:
+    """Convert with cairosvg or rsvg-convert if either is installed; None if neither is."""
+    png = svg.with_suffix(".png")
+    if importlib.util.find_spec("cairosvg") is not None:
+        import cairosvg  # type: ignore[import-not-found]
+
+        cairosvg.svg2png(url=str(svg), write_to=str(png), output_width=1600)
+        return png
+    rsvg = shutil.which("rsvg-convert")
+    if rsvg is not None:
+        subprocess.run([rsvg, "-w", "1600", "-o", str(png), str(svg)], check=True)
+        return png
+    return None
+
+
+async def main_async(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="tdshot") as tmp:
+        for shot in SHOTS:
+            svg = await shoot(shot, out, Path(tmp))
+            made.append(svg)
+            png = to_png(svg)
+            if png is not None:
+                made.append(png)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tui.screenshots", description=__doc__)
+    parser.add_argument("out", nargs="?", type=Path, default=Path("screenshots"),
+                        help="where to write the files (default: screenshots/)")
+    args = parser.parse_args(argv)
+    made = asyncio.run(main_async(args.out))
+    for path in made:
+        print(path)
+    if not any(p.suffix == ".png" for p in made):
+        print("(no PNGs: install cairosvg or rsvg-convert to get them)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
