@@ -355,7 +355,10 @@ class Journal:
                 "INSERT INTO tasks(id, record, status, ended_at, parent_id) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET record=excluded.record, status=excluded.status,"
                 " ended_at=excluded.ended_at, parent_id=excluded.parent_id",
-                [(t.id, encode(t), t.status.value, t.ended_at, t.parent_id) for t in tasks.values()],
+                [
+                    (t.id, encode(t), t.status.value, t.ended_at, t.parent_id)
+                    for t in tasks.values()
+                ],
             ))
         if prompts:
             statements.append((
@@ -426,7 +429,9 @@ class Journal:
             rows = self._db.execute(
                 "SELECT id, record, parent_id, evicted_at FROM tasks ORDER BY id"
             ).fetchall()
-            prompt_rows = self._db.execute("SELECT task_id, record FROM prompts ORDER BY id").fetchall()
+            prompt_rows = self._db.execute(
+                "SELECT task_id, record FROM prompts ORDER BY id"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise JournalError(f"cannot read journal {self.path}: {exc}") from None
         tasks: dict[int, Task] = {}

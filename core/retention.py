@@ -1,4 +1,4 @@
-"""Retention: ended task trees leave memory (the journal keeps them) so a long-lived daemon stays small."""
+"""Retention: ended task trees leave memory (the journal keeps them), so a daemon stays small."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Agents the daemon under test loads with `taskdeck serve --agents NAME=tests.journal.agents:ATTR`."""
+"""Agents for the daemon under test: `taskdeck serve --agents NAME=tests.journal.agents:ATTR`."""
 
 from __future__ import annotations
 

@@ -55,7 +55,9 @@ def _wrong(rng: random.Random, *, not_: type | tuple[type, ...]) -> object:
             return value
 
 
-def _request(rid: str, body: object, *, version: object = PROTOCOL_VERSION, **extra: object) -> bytes:
+def _request(
+    rid: str, body: object, *, version: object = PROTOCOL_VERSION, **extra: object
+) -> bytes:
     return pack({"id": rid, "version": version, "body": body, **extra})
 
 
@@ -98,7 +100,7 @@ def wrong_types(rng: random.Random, n: int, t: Target) -> Iterator[Hostile]:
         {"op": "list", "limit": 10**6},
         {"op": "list", "status": "exploded"},
         {"op": "submit", "agent": "quick", "description": "x", "timeout": 0},
-        {"op": "answer", "prompt_id": t.prompt, "text": "approve", "extra": [1]} | {"prompt_id": -2},
+        {"op": "answer", "prompt_id": -2, "text": "approve", "extra": [1]},
     ]
     envelopes: list[dict[str, object]] = [
         {"id": 5, "version": PROTOCOL_VERSION, "body": {"op": "hello"}},

@@ -1,4 +1,4 @@
-"""Over 10,000 malformed and hostile requests: each gets an error reply, the daemon lives, state holds."""
+"""Over 10,000 malformed and hostile requests: each gets an error, the daemon lives, state holds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Faults: kill -9 the daemon in the middle of a load of answers and start it again on its journal."""
+"""Faults: kill -9 the daemon in the middle of a load of answers, then start it on its journal."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import pytest
 
 from core import protocol as p
 from core.client import Client
-from core.errors import TaskdeckError
 from core.journal import Journal
 from core.model import EndReason, PromptState, TaskStatus
 from core.runtime import connection_path
@@ -182,7 +181,9 @@ async def kill_during_answers(tmp_path: Path, *, prompts: int, kills: int, answe
                 # No task is left in a state that cannot end: live ones are external (leased).
                 snapshot = await client.snapshot()
                 assert all(t.status.is_ended or t.external for t in snapshot.tasks)
-                details = await asyncio.gather(*(client.get(t) for t in sorted(set(owner.values()))))
+                details = await asyncio.gather(
+                    *(client.get(t) for t in sorted(set(owner.values())))
+                )
                 answered = {
                     q.id for _, asked in details for q in asked if q.state is PromptState.ANSWERED
                 }

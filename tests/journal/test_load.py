@@ -1,4 +1,4 @@
-"""Load: many client processes against one journaled daemon; every request answered, counts exact."""
+"""Load: many client processes against one journaled daemon; all requests answered, counts exact."""
 
 from __future__ import annotations
 

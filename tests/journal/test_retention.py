@@ -1,4 +1,4 @@
-"""Retention: ended task trees leave memory, oldest first, whole trees only, still in the journal."""
+"""Retention: ended task trees leave memory oldest first, whole trees only, kept in the journal."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ async def answer(runtime_dir: Path, log: Path, prompt_ids: list[int]) -> dict[st
 
 
 def report(runtime_dir: Path) -> dict[str, object]:
-    """An external reporter: open a task, ask, wait for the answer however long the daemon is away."""
+    """An external reporter: open a task, ask, wait for the answer while the daemon is away."""
     with SyncClient(runtime_dir, client_name="reporter", request_timeout=1.0, retries=3) as client:
         with client.open_task("reporter's deploy", lease=30.0) as task:
             print(json.dumps({"task": task.id}), flush=True)
