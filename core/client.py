@@ -276,6 +276,8 @@ class Client:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_REPLY)
         self._secure(sock)
+        if self.connection.commands.startswith("tcp://["):
+            sock.setsockopt(zmq.IPV6, 1)
         sock.connect(self.connection.commands)
         self._req = sock
         self._req_endpoint = self.connection.commands
@@ -528,6 +530,8 @@ class Client:
             sub.setsockopt(zmq.RCVHWM, self.rcvhwm)
             sub.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
             self._secure(sub)
+            if conn.events.startswith("tcp://["):
+                sub.setsockopt(zmq.IPV6, 1)
             sub.connect(conn.events)
             sub.setsockopt(zmq.SUBSCRIBE, b"")
             # The first message proves the subscription is live: events from now on reach us.
@@ -544,25 +548,40 @@ class Client:
     async def _sync_and_follow(self, sub: zmq.asyncio.Socket) -> None:
         """Load a snapshot, drop what it already holds, then apply live batches."""
         snapshot = await self.snapshot()
+        was_synced = self.mirror.synced
+        before_tasks = set(self.mirror.tasks)
+        before_prompts = set(self.mirror.prompts)
         self.mirror.load(snapshot)
         self.resync_count += 1
         self.state = ConnectionState.LIVE
         self._synced.set()
-        changes = Changes(task_ids=set(self.mirror.tasks), resynced=True, state=self.state)
+        changes = Changes(task_ids=before_tasks | set(self.mirror.tasks), resynced=True,
+                          state=self.state)
+        if was_synced:  # prompts that opened while we were not looking still ring the bell
+            changes.opened = [q for i, q in sorted(self.mirror.prompts.items())
+                              if i not in before_prompts]
         self._check_waiters_after_resync()
         loop = asyncio.get_running_loop()
         heard = loop.time()
         pending: Changes | None = changes
+        # Drain through a plain view of the same socket: an asyncio poll + recv per
+        # message cost five times the message's own decode and apply (see
+        # docs/BENCHMARKS.md); `sub.poll` below still waits without blocking the loop.
+        raw = zmq.Socket.shadow(sub.underlying)
         while True:
             # Apply everything already queued, then report the batch once.
             count = 0
-            while count < BATCH_LIMIT and await sub.poll(0, zmq.POLLIN):
-                frames = await sub.recv_multipart()
-                heard = loop.time()
+            while count < BATCH_LIMIT:
+                try:
+                    frames = raw.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
                 count += 1
                 if pending is None:
                     pending = Changes(state=ConnectionState.LIVE)
                 self._take(frames, pending)
+            if count:
+                heard = loop.time()
             if pending is not None:
                 if self.state is not ConnectionState.LIVE:
                     self.state = ConnectionState.LIVE

@@ -167,7 +167,7 @@ class Daemon:
         """
         ensure_private_dir(self.runtime_dir)
         other = running_daemon(self.runtime_dir)
-        if other is not None:
+        if other is not None and await _answers(other):
             raise InvalidState(
                 f"a daemon (pid {other.pid}) already serves {self.runtime_dir}; stop it first"
             )
@@ -175,19 +175,20 @@ class Daemon:
         self._ctx = zmq.asyncio.Context()
         try:
             events, commands, keys = self._bind_sockets()
+            connection = ConnectionInfo(
+                events=events,
+                commands=commands,
+                pid=os.getpid(),
+                epoch=self.registry.epoch,
+                heartbeat=self.heartbeat,
+                server_public_key=keys.public if keys is not None else None,
+                started_at=time.time(),
+            )
+            write_connection(self.runtime_dir, connection)
         except BaseException:
             self._close_sockets()
             raise
-        self._connection = ConnectionInfo(
-            events=events,
-            commands=commands,
-            pid=os.getpid(),
-            epoch=self.registry.epoch,
-            heartbeat=self.heartbeat,
-            server_public_key=keys.public if keys is not None else None,
-            started_at=time.time(),
-        )
-        write_connection(self.runtime_dir, self._connection)
+        self._connection = connection
         self._last_pub = loop.time()
         self._unlisten = self.registry.listen(self._publish)
         self._tasks = [
@@ -204,6 +205,8 @@ class Daemon:
         for sock in (pub, cmd):
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_message)
+            if self._tcp is not None and ":" in self._tcp[0]:
+                sock.setsockopt(zmq.IPV6, 1)
         pub.setsockopt(zmq.SNDHWM, self.pub_hwm)
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)
         keys: KeyPair | None = None
@@ -541,6 +544,25 @@ class Daemon:
     def _lease(self, request: p.Request) -> p.TaskResult:
         body: p.LeaseHeartbeat = request.body  # type: ignore[assignment]
         return p.TaskResult(task=self.registry.heartbeat(body.task_id, lease=body.lease))
+
+
+async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
+    """True when the daemon a connection file describes answers a hello (it is not stale)."""
+    if info.server_public_key is not None:
+        return True  # cannot probe without a client key; trust the live pid
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(info.commands)
+        request = p.Request(id=f"probe-{os.getpid()}", version=p.PROTOCOL_VERSION, body=p.Hello())
+        await sock.send(p.encode(request))
+        return bool(await sock.poll(int(timeout * 1000), zmq.POLLIN))
+    except zmq.ZMQError:
+        return False
+    finally:
+        sock.close(linger=0)
+        ctx.term()
 
 
 def _seen(future: asyncio.Future[Any]) -> None:

@@ -24,6 +24,7 @@ from core.runtime import (
     ensure_private_dir,
     load_or_create_client_keys,
     read_connection,
+    write_connection,
 )
 from core.server import Daemon
 from tests.wire.conftest import HEARTBEAT
@@ -193,3 +194,35 @@ async def test_allow_list_admits_only_listed_clients(
 async def test_oversized_request_is_refused_before_sending(client: Client) -> None:
     with pytest.raises(BadRequest, match="exceeds"):
         await client.request(p.Finish(task_id=1, result="x" * (p.MAX_MESSAGE + 10)))
+
+
+async def test_stale_connection_file_does_not_block_a_new_daemon(
+    runtime_dir: Path, tmp_path: Path, connect: Connect
+) -> None:
+    # A daemon killed with SIGKILL leaves its file behind; its pid may even be alive again.
+    ensure_private_dir(runtime_dir)
+    stale = ConnectionInfo(events=f"ipc://{tmp_path}/gone-e", commands=f"ipc://{tmp_path}/gone-c",
+                           pid=os.getpid(), epoch=1)
+    write_connection(runtime_dir, stale)
+    registry = Registry()
+    async with Daemon(registry, runtime_dir=runtime_dir, heartbeat=HEARTBEAT):
+        client = await connect()
+        assert (await client.hello())["epoch"] == registry.epoch
+
+
+async def test_plain_tcp_on_ipv6_loopback(runtime_dir: Path, connect: Connect) -> None:
+    registry = Registry()
+    try:
+        daemon = Daemon(registry, runtime_dir=runtime_dir, bind="tcp://[::1]:0",
+                        allow_plain_tcp=True, heartbeat=HEARTBEAT)
+        await daemon.start()
+    except zmq.ZMQError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert daemon.connection.commands.startswith("tcp://[::1]:")
+        client = await connect()
+        await client.start_mirror()
+        await client.wait_synced()
+        assert client.mirror.epoch == registry.epoch
+    finally:
+        await daemon.stop()
