@@ -131,11 +131,14 @@ class Daemon:
         }
         self._ctx: zmq.asyncio.Context | None = None
         self._pub: zmq.asyncio.Socket | None = None
+        self._pub_raw: zmq.Socket[Any] | None = None
+        """A plain view of `_pub` for sending: no future, no EVENTS check per event."""
         self._cmd: zmq.asyncio.Socket | None = None
         self._auth: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unlisten: Callable[[], None] | None = None
-        self._last_pub = 0.0
+        self._published = False
+        """Set by every publish, cleared by the heartbeat loop."""
         self._connection: ConnectionInfo | None = None
         self._stopped = asyncio.Event()
         self.requests = 0
@@ -189,7 +192,6 @@ class Daemon:
             self._close_sockets()
             raise
         self._connection = connection
-        self._last_pub = loop.time()
         self._unlisten = self.registry.listen(self._publish)
         self._tasks = [
             loop.create_task(self._serve(), name="taskdeck-commands"),
@@ -209,6 +211,7 @@ class Daemon:
                 sock.setsockopt(zmq.IPV6, 1)
         pub.setsockopt(zmq.SNDHWM, self.pub_hwm)
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self._pub_raw = zmq.Socket.shadow(pub.underlying)
         keys: KeyPair | None = None
         if self._tcp is None:
             events, commands = ipc_endpoints(self.runtime_dir)
@@ -275,6 +278,7 @@ class Daemon:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+        self._pub_raw = None  # a shadow: closing `_pub` closes it
         for sock in (self._pub, self._cmd):
             if sock is not None:
                 sock.close(linger=0)
@@ -298,35 +302,61 @@ class Daemon:
         self._send_pub(p.HEARTBEAT_TOPIC, p.ENCODER.encode(beat))
 
     def _send_pub(self, topic: bytes, data: bytes) -> None:
-        if self._pub is None:
+        raw = self._pub_raw
+        if raw is None:
             return
-        # Non-blocking: a PUB socket drops what a slow subscriber cannot take, and the
-        # subscriber sees the hole as a seq gap (or a heartbeat ahead) and resyncs.
-        sent = self._pub.send_multipart([topic, data], flags=zmq.NOBLOCK)
-        if sent.done():
-            sent.exception()
-        else:
-            sent.add_done_callback(_seen)
-        self._last_pub = asyncio.get_running_loop().time()
+        # Non-blocking, through the plain view: the asyncio socket's send (a future and
+        # an EVENTS check per message) cost three times the send itself, and reading the
+        # clock here as much again (docs/BENCHMARKS.md). A PUB socket drops what a slow
+        # subscriber cannot take; the subscriber sees the hole as a seq gap (or a
+        # heartbeat ahead) and resyncs.
+        try:
+            raw.send_multipart([topic, data], zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as exc:
+            log.warning("event not published: %s", exc)
+        self._published = True
 
     async def _beat(self) -> None:
+        """Publish a heartbeat once `heartbeat` seconds pass with nothing published.
+
+        Publishing only sets a flag, checked eight times per interval: the longest
+        silence is 1.125 intervals, under the clients' stale mark of 1.5.
+        """
         loop = asyncio.get_running_loop()
+        tick = self.heartbeat / 8
+        last = loop.time()
         while True:
-            due = self._last_pub + self.heartbeat
+            await asyncio.sleep(tick)
             now = loop.time()
-            if now >= due:
+            if self._published:
+                self._published = False
+                last = now
+            elif now - last >= self.heartbeat - tick / 2:
                 self._send_heartbeat()
-                continue
-            await asyncio.sleep(due - now)
+                self._published = False
+                last = now
 
     async def _watch_subscribers(self) -> None:
-        """Greet every new subscription with a heartbeat, so clients sync at once."""
-        assert self._pub is not None
-        pub = self._pub
+        """Greet every new subscription with a heartbeat, so clients sync at once.
+
+        Sends through the plain view can consume the wake-up the asyncio socket waits
+        on, so the wait is bounded (an eighth of a heartbeat) and the queue drained
+        without blocking.
+        """
+        assert self._pub is not None and self._pub_raw is not None
+        pub, raw = self._pub, self._pub_raw
+        timeout = max(1, int(self.heartbeat * 1000 / 8))
         while True:
-            frame = await pub.recv()
-            if frame[:1] == b"\x01":
-                self._send_heartbeat()
+            await pub.poll(timeout, zmq.POLLIN)
+            while True:
+                try:
+                    frame = raw.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if frame[:1] == b"\x01":
+                    self._send_heartbeat()
 
     # -------------------------------------------------------------- commands
 
@@ -563,11 +593,6 @@ async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
     finally:
         sock.close(linger=0)
         ctx.term()
-
-
-def _seen(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
