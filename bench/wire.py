@@ -1,0 +1,312 @@
+"""A real daemon and a real client, each in its own process, driven over pipes by the bench.
+
+The daemon process serves a `Registry` with `core.server.Daemon` and makes state
+changes on request; the client process runs `core.client.Client` and times what its
+user would see. Both write only under the temporary directory they are given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from bench import spawn_context
+from bench.raw import _recv
+
+LEASE = 3600.0
+"""Lease of the live external tasks the load works on: long enough never to lapse."""
+
+
+async def _noop(ctx: Any) -> str:
+    return "ok"
+
+
+# ------------------------------------------------------------------ daemon
+
+
+class _DaemonSide:
+    """The registry and the operations the bench may ask of it."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self.live: list[int] = []
+
+    def fill(self, count: int, live: int) -> int:
+        """Add `count` external tasks in trees of ten; all but `live` end finished.
+
+        Returns the registry's seq afterwards.
+        """
+        reg = self.registry
+        made: list[int] = []
+        root = None
+        for i in range(count):
+            parent = None if i % 10 == 0 else root
+            task = reg.open_external(
+                f"summarise chapter {i} of the report", parent_id=parent, lease=LEASE
+            )
+            if parent is None:
+                root = task.id
+            made.append(task.id)
+        keep = set(made[-live:]) if live else set()
+        # Children end before their parents, as work does.
+        for task_id in reversed(made):
+            if task_id in keep:
+                continue
+            reg.add_tokens(task_id, 1200 + task_id % 997, 300 + task_id % 101)
+            reg.finish(task_id, f"done: {task_id % 7 + 1} files changed")
+        self.live.extend(t for t in made if t in keep)
+        return reg.seq
+
+    async def produce(self, count: int) -> tuple[float, int, bytes]:
+        """Make `count` state changes (token updates on the live tasks), as fast as we can.
+
+        Yields to the event loop every 256 changes, as a daemon with agents running does.
+
+        Returns:
+            The perf_counter time of the first change, the seq after the last, and one
+            encoded event of the load (for the baseline's message size).
+        """
+        from core import protocol as p
+        from core.model import Event, TaskChanged
+
+        reg = self.registry
+        live = self.live
+        n = len(live)
+        start = time.perf_counter()
+        for i in range(count):
+            reg.add_tokens(live[i % n], 17, 5)
+            if i & 255 == 255:
+                await asyncio.sleep(0)
+        sample = p.encode(
+            Event(epoch=reg.epoch, seq=reg.seq, ts=time.time(), body=TaskChanged(task=reg.get(live[0])))
+        )
+        return start, reg.seq, sample
+
+    def prompts(self, count: int) -> list[int]:
+        """Open `count` external tasks, each blocked on a pending question; their prompt ids."""
+        reg = self.registry
+        ids = []
+        for i in range(count):
+            task = reg.open_external(f"deploy build {i} to staging", lease=LEASE)
+            ids.append(reg.open_prompt(task.id, f"Run `make deploy-{i}`?").id)
+        return ids
+
+
+async def _daemon_main(conn: Connection, runtime_dir: str, bind: str | None, state_dir: str) -> None:
+    from core.registry import Registry
+    from core.server import Daemon
+
+    registry = Registry(max_concurrent=64, default_timeout=None, agents={"noop": _noop})
+    side = _DaemonSide(registry)
+    loop = asyncio.get_running_loop()
+    daemon = Daemon(
+        registry, runtime_dir=Path(runtime_dir), bind=bind, state_dir=Path(state_dir)
+    )
+    async with daemon:
+        conn.send(("ready", daemon.connection.events))
+        while True:
+            op, args = await loop.run_in_executor(None, conn.recv)
+            if op == "stop":
+                break
+            if op == "seq":
+                conn.send(registry.seq)
+            elif op == "fill":
+                conn.send(side.fill(*args))
+            elif op == "produce":
+                conn.send(await side.produce(*args))
+            elif op == "prompts":
+                conn.send(side.prompts(*args))
+            elif op == "len":
+                conn.send(len(registry))
+    await registry.close()
+    conn.send("stopped")
+
+
+def daemon_process(conn: Connection, runtime_dir: str, bind: str | None, state_dir: str) -> None:
+    """Entry point of the daemon process."""
+    asyncio.run(_daemon_main(conn, runtime_dir, bind, state_dir))
+
+
+# ------------------------------------------------------------------ client
+
+
+async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> None:
+    from core import protocol as p
+    from core.client import Client
+
+    loop = asyncio.get_running_loop()
+    client = Client(Path(runtime_dir), state_dir=Path(state_dir), client_name="bench")
+    await client.connect()
+    target = 0
+    reached: asyncio.Future[float] | None = None
+
+    def on_change(changes: Any) -> None:
+        nonlocal reached
+        if reached is not None and not reached.done() and client.mirror.seq >= target:
+            reached.set_result(time.perf_counter())
+
+    try:
+        while True:
+            op, args = await loop.run_in_executor(None, conn.recv)
+            if op == "stop":
+                break
+            if op == "mirror":
+                start = time.perf_counter()
+                await client.start_mirror(on_change)
+                await client.wait_synced(timeout=120)
+                conn.send(time.perf_counter() - start)
+            elif op == "await_seq":
+                (target,) = args
+                reached = loop.create_future()
+                resyncs = client.resync_count
+                if client.mirror.seq >= target:
+                    reached.set_result(time.perf_counter())
+                conn.send("armed")
+                end = await asyncio.wait_for(reached, 300)
+                conn.send((end, client.resync_count - resyncs, client.mirror.seq))
+            elif op == "answer":
+                (prompt_ids,) = args
+                latencies = []
+                prompt = None
+                for prompt_id in prompt_ids:
+                    t0 = time.perf_counter()
+                    prompt = await client.answer(prompt_id, "approve")
+                    latencies.append(time.perf_counter() - t0)
+                request = p.encode(
+                    p.Request(id=uuid.uuid4().hex, version=p.PROTOCOL_VERSION, origin=client.origin,
+                              body=p.Answer(prompt_id=prompt_ids[-1], text="approve"))
+                )
+                reply = p.encode(p.Reply(id=uuid.uuid4().hex, ok=True,
+                                         result=p.PromptResult(prompt=prompt)))
+                conn.send((latencies, len(request), len(reply)))
+            elif op == "submit":
+                (count,) = args
+                latencies = []
+                task = None
+                for i in range(count):
+                    t0 = time.perf_counter()
+                    task = await client.submit("noop", f"summarise chapter {i} of the report")
+                    latencies.append(time.perf_counter() - t0)
+                request = p.encode(
+                    p.Request(id=uuid.uuid4().hex, version=p.PROTOCOL_VERSION, origin=client.origin,
+                              body=p.Submit(agent="noop",
+                                            description=f"summarise chapter {count} of the report"))
+                )
+                reply = p.encode(p.Reply(id=uuid.uuid4().hex, ok=True,
+                                         result=p.TaskResult(task=task)))
+                conn.send((latencies, len(request), len(reply)))
+            elif op == "late_join":
+                (repeats,) = args
+                conn.send(await _late_join(Path(runtime_dir), Path(state_dir), repeats))
+            elif op == "decode_snapshot":
+                # The baseline for late join: decode the very bytes of the snapshot reply.
+                snap = await client.snapshot()
+                data = p.encode(p.Reply(id=uuid.uuid4().hex, ok=True,
+                                        result=p.SnapshotResult(snapshot=snap)))
+                best = min(_time(lambda: p.REPLY_DECODER.decode(data)) for _ in range(args[0]))
+                conn.send((best, len(data), len(snap.tasks)))
+    finally:
+        await client.close()
+    conn.send("stopped")
+
+
+def _time(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+async def _late_join(runtime_dir: Path, state_dir: Path, repeats: int) -> dict[str, float]:
+    """A new client's time from `start_mirror` to a synced mirror, best of `repeats`.
+
+    Also times the snapshot request alone, to split the cost.
+    """
+    from core.client import Client
+
+    best_sync = best_snap = float("inf")
+    tasks = 0
+    for _ in range(repeats):
+        client = Client(runtime_dir, state_dir=state_dir, client_name="bench-join")
+        try:
+            start = time.perf_counter()
+            await client.start_mirror()
+            await client.wait_synced(timeout=120)
+            best_sync = min(best_sync, time.perf_counter() - start)
+            tasks = len(client.mirror.tasks)
+            t0 = time.perf_counter()
+            await client.snapshot()
+            best_snap = min(best_snap, time.perf_counter() - t0)
+        finally:
+            await client.close()
+    return {"sync_s": best_sync, "snapshot_request_s": best_snap, "tasks": tasks}
+
+
+def client_process(conn: Connection, runtime_dir: str, state_dir: str) -> None:
+    """Entry point of the client process."""
+    asyncio.run(_client_main(conn, runtime_dir, state_dir))
+
+
+# ------------------------------------------------------------------ driver
+
+
+class Peer:
+    """One child process and the pipe to talk to it."""
+
+    def __init__(self, target: Any, *args: Any) -> None:
+        ctx = spawn_context()
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=target, args=(child, *args), daemon=True)
+        self.process.start()
+
+    def call(self, op: str, *args: Any, timeout: float = 300.0) -> Any:
+        """Send an operation and wait for its answer."""
+        self.conn.send((op, args))
+        return _recv(self.conn, timeout)
+
+    def send(self, op: str, *args: Any) -> None:
+        self.conn.send((op, args))
+
+    def recv(self, timeout: float = 300.0) -> Any:
+        return _recv(self.conn, timeout)
+
+    def stop(self) -> None:
+        """Ask the process to stop; kill it if it does not."""
+        with contextlib.suppress(OSError, EOFError, TimeoutError):
+            if self.process.is_alive():
+                self.call("stop", timeout=10)
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+@contextlib.contextmanager
+def daemon_and_client(transport: str = "ipc") -> Iterator[tuple[Peer, Peer]]:
+    """A daemon process and a client process talking over `transport` ("ipc" or "tcp").
+
+    TCP is served as taskdeck serves it off-host: with CURVE.
+    """
+    with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
+        runtime = Path(tmp) / "run"
+        state = Path(tmp) / "state"
+        state.mkdir(mode=0o700)
+        bind = "tcp://127.0.0.1:0" if transport == "tcp" else None
+        daemon = Peer(daemon_process, str(runtime), bind, str(state))
+        client: Peer | None = None
+        try:
+            ready = daemon.recv(60)
+            if ready[0] != "ready":
+                raise RuntimeError(f"daemon did not start: {ready!r}")
+            client = Peer(client_process, str(runtime), str(state))
+            yield daemon, client
+        finally:
+            if client is not None:
+                client.stop()
+            daemon.stop()
