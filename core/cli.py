@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import time
 import signal
@@ -183,21 +184,23 @@ async def _serve(args: argparse.Namespace) -> int:
         raise BadRequest("--max-concurrent must be at least 1")
     if args.speed <= 0:
         raise BadRequest("--speed must be positive")
+    journal = None
+    if not args.no_journal:
+        journal = Journal.open(args.journal or default_journal_path())
     registry = Registry(
         max_concurrent=args.max_concurrent,
         default_timeout=args.task_timeout or None,
+        first_id=journal.next_id() if journal is not None else 1,
     )
     for name, agent in builtin_agents(seed=args.seed, speed=args.speed).items():
         registry.register_agent(name, agent)
     for spec in args.agents:
         name, _, target = spec.rpartition("=")
         registry.register_agent(name or target.rpartition(":")[2], load_agent(target))
-
-    journal = None
-    if not args.no_journal:
-        journal = Journal.open(args.journal or default_journal_path())
+    if journal is not None:
         journal.attach(registry)
         registry.restore(*journal.load())
+        journal.commit()
     retention = Retention(registry, max_ended=args.retain)
     retention.start()
     workload = None
@@ -222,7 +225,6 @@ async def _serve(args: argparse.Namespace) -> int:
         retention.stop()
         await registry.close()
         if journal is not None:
-            journal.commit()
             journal.close()
     return EXIT_OK
 
@@ -259,28 +261,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     daemon = _start_demo_daemon(runtime_dir, args)
     try:
         _wait_for_daemon(runtime_dir, daemon)
-        print(_connect_hint(runtime_dir), file=sys.stderr)
+        restart = _demo_serve_command(runtime_dir, args)
+        print(_connect_hint(runtime_dir, restart=restart), file=sys.stderr)
         from tui.app import run_dashboard
 
         code = run_dashboard(runtime_dir, theme=args.theme)
     finally:
+        _stop_restarted_daemon(runtime_dir, daemon)
         _stop(daemon)
         shutil.rmtree(runtime_dir, ignore_errors=True)
     print("taskdeck: demo stopped", file=sys.stderr)
     return code
 
 
-def _start_demo_daemon(runtime_dir: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "core.cli", "serve",
+def _demo_serve_command(runtime_dir: Path, args: argparse.Namespace) -> list[str]:
+    """The demo daemon's command line; its journal lives as long as the demo does."""
+    return [
+        "taskdeck", "serve",
         "--runtime-dir", str(runtime_dir),
         "--journal", str(runtime_dir / "journal.sqlite3"),
         "--workload", "demo",
         "--seed", str(args.seed),
-        "--speed", str(args.speed),
+        "--speed", f"{args.speed:g}",
     ]  # fmt: skip
-    log = open(runtime_dir / "daemon.log", "wb")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _start_demo_daemon(runtime_dir: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "core.cli", *_demo_serve_command(runtime_dir, args)[1:]]
+    with open(runtime_dir / "daemon.log", "wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _wait_for_daemon(runtime_dir: Path, daemon: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -301,6 +312,21 @@ def _wait_for_daemon(runtime_dir: Path, daemon: subprocess.Popen[bytes], timeout
         time.sleep(0.05)
 
 
+def _stop_restarted_daemon(runtime_dir: Path, daemon: subprocess.Popen[bytes]) -> None:
+    """Stop a daemon the user restarted on the demo's runtime dir: its dir is going away."""
+    from core.runtime import read_connection
+
+    try:
+        pid = read_connection(runtime_dir).pid
+    except TaskdeckError:
+        return
+    if pid and pid != daemon.pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def _stop(daemon: subprocess.Popen[bytes]) -> None:
     if daemon.poll() is None:
         daemon.send_signal(signal.SIGTERM)
@@ -311,12 +337,15 @@ def _stop(daemon: subprocess.Popen[bytes]) -> None:
             daemon.wait()
 
 
-def _connect_hint(runtime_dir: Path) -> str:
-    return (
+def _connect_hint(runtime_dir: Path, *, restart: list[str] | None = None) -> str:
+    hint = (
         f"taskdeck demo: daemon runtime dir {runtime_dir}\n"
         f"  second dashboard:  taskdeck tui --runtime-dir {runtime_dir}\n"
         f"  ask from a script: TASKDECK_RUNTIME_DIR={runtime_dir} taskdeck ask 'Deploy?'"
     )
+    if restart is not None:
+        hint += f"\n  restart its daemon after a crash: {' '.join(restart)}"
+    return hint
 
 
 async def _headless_demo(args: argparse.Namespace) -> int:

@@ -254,3 +254,15 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert deck.process.wait(timeout=10) == 0
     assert not (deck.runtime_dir / "daemon.json").exists()
     assert "Traceback" not in deck.process.stdout.read()
+
+
+def test_headless_demo_runs_the_workload_and_answers_prompts(tmp_path: Path) -> None:
+    deck = Deck(tmp_path)
+    result = deck.run("demo", "--headless", "--seconds", "3", "--speed", "40", timeout=40)
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith("demo: ")
+    answered = int(summary.split(" prompts answered")[0].rsplit(" ", 1)[1])
+    assert answered > 0
+    assert " finished" in summary and "tokens" in summary
+    assert "taskdeck tui --runtime-dir" in result.stderr
