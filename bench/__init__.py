@@ -85,7 +85,7 @@ class Config:
             quick=True,
             registry_ops=5_000,
             pipeline_events=30_000,
-            roundtrips=500,
+            roundtrips=2_000,
             late_join_sizes=(1_000, 10_000, 100_000),
             dashboard_keys=40,
             repeats=1,

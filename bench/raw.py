@@ -168,9 +168,19 @@ def pubsub(transport: Transport, *, curve: bool, count: int, sample: bytes) -> d
 
 
 def _replier(
-    endpoint: str, reply: bytes, keys: tuple[bytes, bytes] | None, conn: Connection
+    endpoint: str,
+    reply: bytes,
+    keys: tuple[bytes, bytes] | None,
+    use_asyncio: bool,
+    conn: Connection,
 ) -> None:
-    """A REP socket that answers every request with `reply` until it gets b"stop"."""
+    """A REP socket that answers every request with `reply` until it gets b"stop".
+
+    With `use_asyncio`, a zmq.asyncio ROUTER in an event loop instead, as the daemon serves.
+    """
+    if use_asyncio:
+        asyncio.run(_async_replier(endpoint, reply, keys, conn))
+        return
     ctx = zmq.Context()
     rep = ctx.socket(zmq.REP)
     rep.linger = 0
@@ -184,6 +194,25 @@ def _replier(
             break
         rep.send(reply)
     rep.close()
+    ctx.term()
+
+
+async def _async_replier(
+    endpoint: str, reply: bytes, keys: tuple[bytes, bytes] | None, conn: Connection
+) -> None:
+    ctx = zmq.asyncio.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    _curve_server(router, keys)
+    router.bind(endpoint)
+    conn.send(router.getsockopt_string(zmq.LAST_ENDPOINT))
+    while True:
+        frames = await router.recv_multipart()
+        if frames[-1] == b"stop":
+            await router.send_multipart([*frames[:-1], b""])
+            break
+        router.send_multipart([*frames[:-1], reply], zmq.NOBLOCK)
+    router.close()
     ctx.term()
 
 
@@ -209,6 +238,7 @@ def _requester(
             for i in range(warmup + count):
                 t0 = time.perf_counter()
                 await req.send(request)
+                await req.poll(2500, zmq.POLLIN)  # as a Lazy Pirate client waits
                 await req.recv()
                 if i >= warmup:
                     latencies.append(time.perf_counter() - t0)
@@ -246,7 +276,8 @@ def reqrep(
         request: bytes the REQ side sends (the size of a taskdeck request).
         reply: bytes the REP side answers (the size of a taskdeck reply).
         count: round trips timed (after a warm-up of a tenth of them).
-        use_asyncio: drive the REQ side with zmq.asyncio, as taskdeck's client does.
+        use_asyncio: both sides in asyncio event loops with zmq.asyncio, as taskdeck's
+            client and daemon are (a ROUTER answering, a REQ polling then receiving).
         curve: encrypt with CURVE.
     """
     ctx = spawn_context()
@@ -256,7 +287,7 @@ def reqrep(
         req_conn, req_child = ctx.Pipe()
         replier = ctx.Process(
             target=_replier,
-            args=(_endpoint(transport, Path(tmp)), reply, keys, rep_child),
+            args=(_endpoint(transport, Path(tmp)), reply, keys, use_asyncio, rep_child),
             daemon=True,
         )
         replier.start()
