@@ -31,7 +31,8 @@ CLIENT_KEYS_FILE = "client_keys.json"
 """This user's CURVE client key pair, in the state dir (0600); optional."""
 
 ALLOWED_CLIENTS_FILE = "allowed_clients"
-"""Client public keys (Z85, one a line, # comments) the daemon accepts over TCP; optional."""
+"""Client public keys the daemon accepts over TCP; optional. One Z85 key a line, optionally
+followed by a space and a label; lines starting with # are comments."""
 
 MAX_IPC_PATH = 100
 """Unix socket paths longer than this do not fit in sockaddr_un on every system."""
@@ -311,12 +312,13 @@ def read_allowed_clients(state_dir: Path | None = None) -> set[str] | None:
         return None
     keys = set()
     for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
+        line = line.strip()
+        if not line or line.startswith("#"):
             continue
-        if len(line) != 40:
+        key = line.split()[0]  # Z85 may contain "#": only whole-line comments, or a label after
+        if len(key) != 40:
             raise BadRequest(f"{path}:{number}: not a Z85 CURVE public key (40 characters)")
-        keys.add(line)
+        keys.add(key)
     return keys
 
 

@@ -23,6 +23,7 @@ from core.runtime import (
     connection_path,
     ensure_private_dir,
     load_or_create_client_keys,
+    read_allowed_clients,
     read_connection,
     write_connection,
 )
@@ -175,7 +176,7 @@ async def test_allow_list_admits_only_listed_clients(
     mine = load_or_create_client_keys(tmp_path / "me")
     assert mode(tmp_path / "me" / "client_keys.json") == 0o600
     state_dir.mkdir(mode=0o700)
-    (state_dir / ALLOWED_CLIENTS_FILE).write_text(f"# laptop\n{mine.public}\n")
+    (state_dir / ALLOWED_CLIENTS_FILE).write_text(f"# who may connect\n{mine.public} laptop\n")
     async with Daemon(Registry(), runtime_dir=runtime_dir, bind="tcp://127.0.0.1:0",
                       state_dir=state_dir, heartbeat=HEARTBEAT) as served:
         server_key = served.connection.server_public_key
@@ -226,3 +227,13 @@ async def test_plain_tcp_on_ipv6_loopback(runtime_dir: Path, connect: Connect) -
         assert client.mirror.epoch == registry.epoch
     finally:
         await daemon.stop()
+
+
+def test_allow_list_file_format(state_dir: Path) -> None:
+    state_dir.mkdir()
+    hashy = "a#b" + "c" * 37  # Z85 keys may contain "#"
+    (state_dir / ALLOWED_CLIENTS_FILE).write_text(f"# team\n\n{hashy}\n  {'k' * 40} ci runner\n")
+    assert read_allowed_clients(state_dir) == {hashy, "k" * 40}
+    (state_dir / ALLOWED_CLIENTS_FILE).write_text("short\n")
+    with pytest.raises(BadRequest, match="allowed_clients:1: not a Z85"):
+        read_allowed_clients(state_dir)
