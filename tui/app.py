@@ -228,7 +228,10 @@ class DeckApp(App[int]):
         dirty, self._dirty = self._dirty, set()
         opened, self._opened = self._opened, []
         resync, self._resync = self._resync, False
-        tree = self.query_one(TaskTree)
+        try:
+            tree = self.query_one(TaskTree)
+        except NoMatches:
+            return  # shutting down: the screen is gone
         with self.batch_update():
             if resync:
                 self.view.mirror = self.client.mirror
@@ -252,7 +255,10 @@ class DeckApp(App[int]):
         self.bell()
         for prompt in opened[:3]:
             path = " › ".join(t.agent for t in self.view.path_of(prompt.task_id))
-            self.notify(f"{path}: {prompt.question}", title=f"#{prompt.task_id} asks (b jumps)",
+            question = prompt.question if len(prompt.question) <= 90 else (
+                prompt.question[:89] + "…"
+            )
+            self.notify(f"{path}: {question}", title=f"#{prompt.task_id} asks (b jumps)",
                         severity="warning")
         if len(opened) > 3:
             self.notify(f"and {len(opened) - 3} more questions", severity="warning")
@@ -261,9 +267,13 @@ class DeckApp(App[int]):
         """Once a second: connection state, event rate, elapsed times."""
         if self.client is not None:
             self.connection = _state_name(self.client.state)
+        try:
+            tree = self.query_one(TaskTree)
+        except NoMatches:
+            return
         with self.batch_update():
             self._draw_status()
-            self.query_one(TaskTree).refresh_visible()
+            tree.refresh_visible()
             self.query_one(DetailPane).redraw()
 
     def _draw_status(self) -> None:
@@ -301,6 +311,8 @@ class DeckApp(App[int]):
         self._sync_bindings(task)
 
     def _fetch_detail(self, task_id: int) -> None:
+        if not self.is_running:
+            return
         self.run_worker(self._get_history(task_id), group="detail", exclusive=True,
                         exit_on_error=False)
 
@@ -397,7 +409,7 @@ class DeckApp(App[int]):
         bar = self.query_one(PromptBar)
         bar.show_prompt(task, self.view.path_of(task.id))
         bar.display = True
-        bar.open_input(label).focus()
+        self._focus_now(bar.open_input(label))
         self._sync_bindings(task)
 
     @on(InlineInput.Submitted, "#prompt-input")
@@ -545,7 +557,7 @@ class DeckApp(App[int]):
         bar.display = True
         box = bar.query_one(InlineInput)
         box.value = self.view.filter_text
-        box.focus()
+        self._focus_now(box)
         self._sync_bindings(self.query_one(TaskTree).cursor_task)
 
     @on(InlineInput.Changed, "#filter-input")
@@ -594,6 +606,10 @@ class DeckApp(App[int]):
         if self.view.hide_finished:
             parts.append("finished hidden")
         self.query_one("#tree-box").border_title = " · ".join(parts)
+
+    def _focus_now(self, widget: InlineInput) -> None:
+        """Focus at once, so keys typed right after `/`, `r` or `d` land in the box."""
+        self.screen.set_focus(widget)
 
     def action_escape(self) -> None:
         if self.mode == "confirm":

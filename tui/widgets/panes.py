@@ -170,7 +170,10 @@ class Inbox(OptionList):
                 parts.append((" › ", "$text-muted"))
             style = "bold $warning" if pos == len(path) - 1 else "$text-muted"
             parts.append((f"{task.agent}#{task.id}", style))
-        parts += ["\n", (f"? {prompt.question}", "$warning")]
+        question = prompt.question if len(prompt.question) <= 120 else (
+            prompt.question[:119] + "…"
+        )
+        parts += ["\n", (f"? {question}", "$warning")]
         return Content.assemble(*parts)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
