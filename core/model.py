@@ -68,7 +68,13 @@ DEFAULT_CHOICES: tuple[str, ...] = ("approve", "deny")
 """Choices offered by a prompt that declares none."""
 
 
-class BlockedOn(msgspec.Struct, frozen=True):
+# Task, Prompt and BlockedOn hold only scalars, strings and lists of strings, so they can
+# never be part of a reference cycle: `gc=False` keeps them out of the cycle collector,
+# whose passes over 100k tracked tasks cost 4x the work itself in a snapshot, its
+# decode and the copies (docs/BENCHMARKS.md, late join).
+
+
+class BlockedOn(msgspec.Struct, frozen=True, gc=False):
     """The question a blocked task waits on, as shown beside the task."""
 
     prompt_id: int
@@ -76,7 +82,7 @@ class BlockedOn(msgspec.Struct, frozen=True):
     choices: list[str]
 
 
-class Task(msgspec.Struct, kw_only=True):
+class Task(msgspec.Struct, kw_only=True, gc=False):
     """One unit of agent work in the tree."""
 
     id: int
@@ -106,7 +112,7 @@ class Task(msgspec.Struct, kw_only=True):
         return self.prompt_tokens + self.completion_tokens
 
 
-class Prompt(msgspec.Struct, kw_only=True):
+class Prompt(msgspec.Struct, kw_only=True, gc=False):
     """A question a task asks a person; answered at most once."""
 
     id: int
