@@ -1,0 +1,50 @@
+"""Late join: a new client mirrors a daemon holding N tasks; time to a consistent mirror."""
+
+from __future__ import annotations
+
+from bench import Config, Result, growth_row
+from bench.wire import daemon_and_client
+
+LIVE = 50
+"""Tasks still running in the held registry (the rest ended)."""
+
+
+def run(config: Config) -> list[Result]:
+    """For each size: `start_mirror` -> synced in a fresh client process, vs decoding the snapshot.
+
+    The daemon holds trees of ten external tasks, all but a few finished with tokens
+    and a result. The baseline decodes the very bytes of that snapshot's reply with
+    msgspec in the client process: what the join cannot do without.
+    """
+    results: list[Result] = []
+    sizes = list(config.late_join_sizes)
+    sync_costs: list[float] = []
+    decode_costs: list[float] = []
+    for size in sizes:
+        with daemon_and_client("ipc") as (daemon, client):
+            daemon.call("fill", size, LIVE)
+            joined = client.call("late_join", config.repeats, timeout=600)
+            decode_s, nbytes, tasks = client.call("decode_snapshot", max(3, config.repeats))
+        if tasks != size or joined["tasks"] != size:
+            raise RuntimeError(f"mirror holds {joined['tasks']} tasks, daemon {size}")
+        sync_costs.append(joined["sync_s"])
+        decode_costs.append(decode_s)
+        results.append(
+            Result(
+                bench="late_join",
+                name=f"time to consistent mirror, {size:,} tasks",
+                unit="s",
+                figure=joined["sync_s"],
+                baseline=decode_s,
+                baseline_name="msgspec decode of the snapshot bytes",
+                better="lower",
+                params={
+                    "tasks": size,
+                    "snapshot_bytes": nbytes,
+                    "snapshot_request_s": joined["snapshot_request_s"],
+                },
+                note=f"snapshot request alone {joined['snapshot_request_s'] * 1e3:.1f} ms",
+            )
+        )
+    results.append(growth_row("late_join", "join time per task", sizes, sync_costs, decode_costs))
+    return results
