@@ -59,6 +59,7 @@ class DeckApp(App[int]):
     TITLE = "taskdeck"
     COMMANDS = App.COMMANDS | {DeckCommands}
     NOTIFICATION_TIMEOUT = 4
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "next_blocked", "next blocked", id="deck.next_blocked"),
