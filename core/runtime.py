@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import stat
 import tempfile
@@ -321,7 +320,3 @@ def read_allowed_clients(state_dir: Path | None = None) -> set[str] | None:
         keys.add(key)
     return keys
 
-
-def dump_json(info: ConnectionInfo) -> str:
-    """The connection info as indented JSON text."""
-    return json.dumps(msgspec.to_builtins(info), indent=2)

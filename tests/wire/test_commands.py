@@ -16,7 +16,6 @@ from core.errors import (
     AlreadyAnswered,
     BadRequest,
     InvalidState,
-    NotPending,
     PromptTimedOut,
     Unavailable,
     UnknownAgent,
