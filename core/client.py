@@ -549,6 +549,10 @@ class Client:
         """Load a snapshot, drop what it already holds, then apply live batches."""
         snapshot = await self.snapshot()
         was_synced = self.mirror.synced
+        if self.mirror.epoch != snapshot.epoch:
+            # A restarted daemon may reuse ids: old prompt history would be misleading.
+            self.mirror.history.clear()
+            self.mirror.prompts.clear()
         before_tasks = set(self.mirror.tasks)
         before_prompts = set(self.mirror.prompts)
         self.mirror.load(snapshot)
@@ -655,7 +659,8 @@ class Client:
     def _watch_prompt(self, prompt: Prompt) -> asyncio.Future[tuple[Task, Prompt]]:
         future: asyncio.Future[tuple[Task, Prompt]] = asyncio.get_running_loop().create_future()
         for closed in self.mirror.history.get(prompt.task_id, ()):
-            if closed.id == prompt.id:  # answered before we got the Ask reply
+            if closed.id == prompt.id and closed.created_at == prompt.created_at:
+                # answered before we got the Ask reply
                 future.set_result((self.mirror.tasks[prompt.task_id], closed))
                 return future
         self._prompt_waiters[prompt.id] = (prompt.task_id, future)

@@ -28,7 +28,7 @@ from core.registry import Registry
 from core.runtime import ConnectionInfo
 from core.server import Daemon
 from tests.support import until
-from tests.wire.conftest import HEARTBEAT
+from tests.wire.conftest import HEARTBEAT, make_registry
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -249,3 +249,32 @@ async def test_unavailable_when_nobody_answers(runtime_dir: Path, tmp_path: Path
         with pytest.raises(Unavailable, match=r"did not answer \(2 tries"):
             await client.hello()
         assert client.retry_count == 1
+
+
+async def test_ask_after_a_restart_that_reuses_ids_waits_for_its_own_answer(
+    runtime_dir: Path, connect: Connect
+) -> None:
+    first = make_registry()
+    async with Daemon(first, runtime_dir=runtime_dir, heartbeat=HEARTBEAT):
+        asker = await connect(request_timeout=0.2, retries=3)
+        old = await asker.open_task("before", lease=5)
+        asking = asyncio.ensure_future(old.ask("Old question?"))
+        await until(lambda: asker.mirror.prompts)
+        await asker.answer(next(iter(asker.mirror.prompts)), "deny")
+        assert (await asking).answer == "deny"
+        await old.close()
+    await first.close()
+    second = make_registry()  # no journal: task and prompt ids start again at 1
+    async with Daemon(second, runtime_dir=runtime_dir, heartbeat=HEARTBEAT):
+        await until(lambda: asker.mirror.epoch == second.epoch, timeout=10)
+        new = await asker.open_task("after", lease=5)
+        assert new.id == old.id
+        asking = asyncio.ensure_future(new.ask("New question?"))
+        await until(lambda: second.pending_prompts())
+        assert not asking.done()  # the old answer to prompt 1 is not taken for this one
+        answerer = await connect()
+        await answerer.answer(second.pending_prompts()[0].id, "approve")
+        answered = await asyncio.wait_for(asking, 5)
+        assert (answered.question, answered.answer) == ("New question?", "approve")
+        await new.close()
+    await second.close()
