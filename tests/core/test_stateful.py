@@ -211,6 +211,8 @@ class RegistryMachine(RuleBasedStateMachine):
 
         async def go() -> list[int]:
             ended = self.registry.abort(task_id, recursive=recursive)
+            for t in ended:  # before settling: it waits for what depends on these ends
+                self._end_in_model(t, TaskStatus.FAILED, EndReason.ABORTED, None)
             await self.settle()
             return ended
 
@@ -219,7 +221,6 @@ class RegistryMachine(RuleBasedStateMachine):
         for t in ended:
             if self.parent[t] in ended:
                 assert ended.index(self.parent[t]) < ended.index(t)
-            self._end_in_model(t, TaskStatus.FAILED, EndReason.ABORTED, None)
         for t in was_queued:
             assert self.registry.get(t).started_at is None, f"queued task {t} was started"
             assert t not in self.puppet.started
