@@ -69,7 +69,7 @@ class Config:
     """Requests timed per round-trip figure."""
     late_join_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     dashboard_tasks: int = 10_000
-    dashboard_keys: int = 100
+    dashboard_keys: int = 500
     dashboard_rate: float = 1_000.0
     """Events per second streamed while keys are pressed."""
     repeats: int = 3
@@ -87,7 +87,7 @@ class Config:
             pipeline_events=30_000,
             roundtrips=2_000,
             late_join_sizes=(1_000, 10_000, 100_000),
-            dashboard_keys=40,
+            dashboard_keys=200,
             repeats=1,
         )
 

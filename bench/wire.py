@@ -37,11 +37,14 @@ class _DaemonSide:
     def __init__(self, registry: Any) -> None:
         self.registry = registry
         self.live: list[int] = []
+        self._stream: asyncio.Task[None] | None = None
+        self._streamed = 0
 
-    def fill(self, count: int, live: int) -> int:
+    def fill(self, count: int, live: int, live_first: bool = False) -> int:
         """Add `count` external tasks in trees of ten; all but `live` end finished.
 
-        Returns the registry's seq afterwards.
+        The live ones are the newest, or with `live_first` the oldest (the top of a
+        tree view). Returns the registry's seq afterwards.
         """
         reg = self.registry
         made: list[int] = []
@@ -54,7 +57,10 @@ class _DaemonSide:
             if parent is None:
                 root = task.id
             made.append(task.id)
-        keep = set(made[-live:]) if live else set()
+        if not live:
+            keep: set[int] = set()
+        else:
+            keep = set(made[:live]) if live_first else set(made[-live:])
         # Children end before their parents, as work does.
         for task_id in reversed(made):
             if task_id in keep:
@@ -88,6 +94,39 @@ class _DaemonSide:
             Event(epoch=reg.epoch, seq=reg.seq, ts=time.time(), body=TaskChanged(task=reg.get(live[0])))
         )
         return start, reg.seq, sample
+
+    def stream_start(self, rate: float) -> None:
+        """Make `rate` token updates per second on the live tasks, in the background."""
+
+        async def stream() -> None:
+            reg, live = self.registry, self.live
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            i = 0
+            while True:
+                await asyncio.sleep(0.005)
+                due = int((loop.time() - start) * rate)
+                while i < due:
+                    reg.add_tokens(live[i % len(live)], 11, 3)
+                    i += 1
+                self._streamed = i
+
+        self._streamed = 0
+        self._stream = asyncio.get_running_loop().create_task(stream())
+
+    async def stream_stop(self) -> int:
+        """Stop the stream; the number of updates it made."""
+        if self._stream is not None:
+            self._stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stream
+            self._stream = None
+        return self._streamed
+
+    def probe(self, task_id: int) -> tuple[float, int]:
+        """One token update on a task: the perf_counter time of the change and its new count."""
+        task = self.registry.add_tokens(task_id, 1, 0)
+        return time.perf_counter(), task.prompt_tokens
 
     def prompts(self, count: int) -> list[int]:
         """Open `count` external tasks, each blocked on a pending question; their prompt ids."""
@@ -123,6 +162,12 @@ async def _daemon_main(conn: Connection, runtime_dir: str, bind: str | None, sta
                 conn.send(await side.produce(*args))
             elif op == "prompts":
                 conn.send(side.prompts(*args))
+            elif op == "stream_start":
+                conn.send(side.stream_start(*args))
+            elif op == "stream_stop":
+                conn.send(await side.stream_stop())
+            elif op == "probe":
+                conn.send(side.probe(*args))
             elif op == "len":
                 conn.send(len(registry))
     await registry.close()
@@ -288,25 +333,32 @@ class Peer:
 
 
 @contextlib.contextmanager
-def daemon_and_client(transport: str = "ipc") -> Iterator[tuple[Peer, Peer]]:
-    """A daemon process and a client process talking over `transport` ("ipc" or "tcp").
-
-    TCP is served as taskdeck serves it off-host: with CURVE.
-    """
+def daemon_only(transport: str = "ipc") -> Iterator[tuple[Peer, Path]]:
+    """A daemon process, and the runtime dir where its connection file is."""
     with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
         runtime = Path(tmp) / "run"
         state = Path(tmp) / "state"
         state.mkdir(mode=0o700)
         bind = "tcp://127.0.0.1:0" if transport == "tcp" else None
         daemon = Peer(daemon_process, str(runtime), bind, str(state))
-        client: Peer | None = None
         try:
             ready = daemon.recv(60)
             if ready[0] != "ready":
                 raise RuntimeError(f"daemon did not start: {ready!r}")
-            client = Peer(client_process, str(runtime), str(state))
+            yield daemon, runtime
+        finally:
+            daemon.stop()
+
+
+@contextlib.contextmanager
+def daemon_and_client(transport: str = "ipc") -> Iterator[tuple[Peer, Peer]]:
+    """A daemon process and a client process talking over `transport` ("ipc" or "tcp").
+
+    TCP is served as taskdeck serves it off-host: with CURVE.
+    """
+    with daemon_only(transport) as (daemon, runtime):
+        client = Peer(client_process, str(runtime), str(runtime.parent / "state"))
+        try:
             yield daemon, client
         finally:
-            if client is not None:
-                client.stop()
-            daemon.stop()
+            client.stop()
