@@ -53,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench",
         description="taskdeck benchmarks: each figure next to a baseline measured in the same run.",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (< 2 min on 2 cores)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller sizes (< 2 min on 2 cores)")
+    size.add_argument(
+        "--tiny", action="store_true", help="smoke sizes: checks the suite runs; figures mean little"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table too")
     parser.add_argument(
@@ -61,11 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"run only these ({', '.join(BENCHMARKS)})",
     )
     args = parser.parse_args(argv)
-    config = Config.quick_mode() if args.quick else Config.full()
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    config = {"tiny": Config.tiny, "quick": Config.quick_mode, "full": Config.full}[mode]()
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     info = machine()
     print(
-        f"taskdeck bench ({'quick' if args.quick else 'full'}): {info['cores']} cores, "
+        f"taskdeck bench ({mode}): {info['cores']} cores, "
         f"{info['cpu']}, Python {info['python']}, pyzmq {info['pyzmq']}, "
         f"libzmq {info['libzmq']}, msgspec {info['msgspec']}, textual {info['textual']}"
     )
@@ -83,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "mode": "quick" if args.quick else "full",
+            "mode": mode,
             "machine": info,
             "elapsed_s": elapsed,
             "results": [r.to_json() for r in results],

@@ -75,7 +75,8 @@ def run(config: Config) -> list[Result]:
         results.append(
             Result(
                 bench="pipeline",
-                name=f"events/s registry->mirror, {transport}{'+CURVE' if transport == 'tcp' else ''}",
+                name=f"events/s registry->mirror, {transport}{'+CURVE' if transport == 'tcp' else ''}"
+                + ("" if judged else " (vs no-CURVE raw)"),
                 unit="ev/s",
                 figure=figure,
                 baseline=base[key]["events_s"],
