@@ -396,6 +396,18 @@ class Client:
         result = await self._call(p.GetTask(task_id=task_id), p.TaskDetail)
         return result.task, result.prompts
 
+    async def history(self, *, task_id: int | None = None, limit: int = 200) -> list[p.Decision]:
+        """Who answered or aborted what, oldest first: the last `limit` decisions.
+
+        With `task_id`, only the decisions that touched that task, including the abort
+        of an ancestor that ended it.
+
+        Raises:
+            InvalidState: the daemon keeps no journal.
+        """
+        body = p.History(task_id=task_id, limit=limit)
+        return (await self._call(body, p.HistoryResult)).entries
+
     async def submit(
         self,
         agent: str,
@@ -879,6 +891,10 @@ class SyncClient:
     def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
         """See `Client.get`."""
         return self._run(self.client.get(task_id))
+
+    def history(self, *, task_id: int | None = None, limit: int = 200) -> list[p.Decision]:
+        """See `Client.history`."""
+        return self._run(self.client.history(task_id=task_id, limit=limit))
 
     def submit(self, agent: str, description: str, **options: Any) -> Task:
         """See `Client.submit`."""

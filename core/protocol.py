@@ -37,6 +37,9 @@ MAX_CHOICE = 64
 MAX_LIST = 10000
 """Most tasks one `list` request returns."""
 
+MAX_HISTORY = 10000
+"""Most decisions one `history` request returns."""
+
 EVENT_TOPIC = b"event"
 """First frame of an event message on the PUB socket."""
 
@@ -55,13 +58,19 @@ RequestId = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
 
 
 class Origin(msgspec.Struct, frozen=True, kw_only=True):
-    """Who sends a request, as the sender declares it (recorded, not authenticated)."""
+    """Who sends a request, as the sender declares it (recorded, not authenticated).
+
+    The exception is `curve_key`: the daemon fills it in from the transport.
+    """
 
     user: Name = ""
     host: Name = ""
     pid: Count = 0
     client: Name = ""
     """The kind of program: "cli", "tui", "ask", a library name..."""
+    curve_key: Name | None = None
+    """The Z85 CURVE public key the request came in with (TCP only). The daemon sets it
+    from the transport and overwrites whatever a client sends, so it can be trusted."""
 
     @property
     def by(self) -> str:
@@ -104,6 +113,17 @@ class GetTask(Command, tag="get"):
     """One task and its question history."""
 
     task_id: Id
+
+
+class History(Command, tag="history"):
+    """The audit trail: who answered or aborted what, oldest first (the last `limit`).
+
+    With `task_id`, the decisions that touched that task, including the abort of an
+    ancestor that ended it.
+    """
+
+    task_id: Id | None = None
+    limit: Annotated[int, Meta(ge=0, le=MAX_HISTORY)] = 200
 
 
 class Submit(Command, tag="submit"):
@@ -218,6 +238,7 @@ Body = (
     | GetSnapshot
     | ListTasks
     | GetTask
+    | History
     | Submit
     | Answer
     | AnswerTask
@@ -305,8 +326,48 @@ class AbortResult(Result, tag="aborted"):
     task_ids: list[int]
 
 
+class Decision(msgspec.Struct, kw_only=True):
+    """One recorded decision of a person: who answered or aborted what, when, from where."""
+
+    id: int
+    """Increasing in the order decisions were made (across daemon restarts)."""
+    ts: float
+    action: str
+    """"answer" or "abort" (later daemons may record other actions)."""
+    task_id: int | None = None
+    """The task acted on (for an abort, the root of what it ended)."""
+    prompt_id: int | None = None
+    """The prompt answered."""
+    detail: str = ""
+    """The answer (with ": reason" for a reason), or what an abort ended."""
+    by: str = ""
+    """Who the registry records as acting, e.g. "tui:ana@box"."""
+    user: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    client: str | None = None
+    """The request's origin, as its sender declared it."""
+    curve_key: str | None = None
+    """The sender's CURVE public key (Z85), as the daemon saw it; None off TCP."""
+    epoch: int | None = None
+    """The daemon run the decision was made in."""
+
+
+class HistoryResult(Result, tag="history"):
+    """Decisions, oldest first."""
+
+    entries: list[Decision]
+
+
 ResultBody = (
-    HelloResult | SnapshotResult | TasksResult | TaskDetail | TaskResult | PromptResult | AbortResult
+    HelloResult
+    | SnapshotResult
+    | TasksResult
+    | TaskDetail
+    | TaskResult
+    | PromptResult
+    | AbortResult
+    | HistoryResult
 )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -66,7 +67,8 @@ class Daemon:
             TCP uses CURVE unless `allow_plain_tcp`.
         allow_plain_tcp: serve TCP without CURVE; only on a loopback address.
         journal: optional; gets `audit(...)` then `commit()` after each answer and abort,
-            before the reply is sent.
+            before the reply is sent, and answers `history` requests through its
+            `history(task_id=..., limit=...)`.
         heartbeat: seconds of silence on PUB before an idle heartbeat.
         state_dir: where the CURVE keys and the allow-list are (TCP only).
         allowed_clients: Z85 client public keys allowed over CURVE; None reads the
@@ -117,6 +119,7 @@ class Daemon:
             p.GetSnapshot: self._snapshot,
             p.ListTasks: self._list,
             p.GetTask: self._get,
+            p.History: self._history,
             p.Submit: self._submit,
             p.Answer: self._answer,
             p.AnswerTask: self._answer_task,
@@ -135,6 +138,8 @@ class Daemon:
         """A plain view of `_pub` for sending: no future, no EVENTS check per event."""
         self._cmd: zmq.asyncio.Socket | None = None
         self._auth: Any = None
+        self._curve = False
+        """TCP with CURVE: each request's sender key is read from its "User-Id" property."""
         self._tasks: list[asyncio.Task[None]] = []
         self._unlisten: Callable[[], None] | None = None
         self._published = False
@@ -220,6 +225,7 @@ class Daemon:
             if not self.allow_plain_tcp:
                 keys = load_or_create_server_keys(self.state_dir)
                 self._start_auth()
+                self._curve = True
                 for sock in (pub, cmd):
                     sock.curve_secretkey = keys.secret.encode()
                     sock.curve_publickey = keys.public.encode()
@@ -237,21 +243,33 @@ class Daemon:
         )
 
     def _start_auth(self) -> None:
+        """Run a ZAP handler for the CURVE handshakes.
+
+        It admits the allow-listed keys (any key when there is no allow-list), and it
+        is what makes libzmq stamp each message with its sender's public key (the
+        "User-Id" property, Z85), which the audit trail records as `curve_key`.
+
+        The handler runs in its own thread: the asyncio one, stopped and started again
+        in one process (a daemon restarted in place), left a stale reader on a reused
+        file descriptor and the new handler never saw a request.
+        """
+        from zmq.auth import CURVE_ALLOW_ANY
+        from zmq.auth.thread import ThreadAuthenticator
+
         allowed = self.allowed_clients
         if allowed is None:
             allowed = read_allowed_clients(self.state_dir)
+        self._auth = ThreadAuthenticator(self._ctx)
+        self._auth.start()
         if allowed is None:
-            return  # CURVE without ZAP: any client that knows the server key gets in
-        from zmq.auth.asyncio import AsyncioAuthenticator
-
+            self._auth.configure_curve(domain="*", location=CURVE_ALLOW_ANY)
+            return
         keys = frozenset(allowed)
 
         class AllowList:
             def callback(self, domain: str, key: bytes) -> bool:
                 return key.decode("ascii", "replace") in keys
 
-        self._auth = AsyncioAuthenticator(self._ctx)
-        self._auth.start()
         self._auth.configure_curve_callback(domain="*", credentials_provider=AllowList())
 
     async def stop(self) -> None:
@@ -364,10 +382,16 @@ class Daemon:
         assert self._cmd is not None
         cmd = self._cmd
         while True:
-            frames = await cmd.recv_multipart()
+            curve_key: str | None = None
+            if self._curve:
+                received = await cmd.recv_multipart(copy=False)
+                curve_key = _sender_key(received[-1])
+                frames = [frame.bytes for frame in received]
+            else:
+                frames = await cmd.recv_multipart()
             envelope, payload = _split_envelope(frames)
             try:
-                reply = await self.handle(payload)
+                reply = await self.handle(payload, curve_key=curve_key)
             except Exception as exc:  # a bug must cost one request, never the daemon
                 log.exception("unexpected failure while handling a request")
                 reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
@@ -379,8 +403,14 @@ class Daemon:
             except zmq.ZMQError as exc:
                 log.warning("reply dropped: %s", exc)
 
-    async def handle(self, payload: list[bytes]) -> bytes:
-        """Answer one request's frames with one encoded reply; never raises."""
+    async def handle(self, payload: list[bytes], *, curve_key: str | None = None) -> bytes:
+        """Answer one request's frames with one encoded reply; never raises.
+
+        Args:
+            payload: the request frames (after the routing envelope).
+            curve_key: the sender's CURVE public key as the transport authenticated it;
+                it replaces whatever `origin.curve_key` the request declares.
+        """
         if len(payload) != 1:
             return p.error_reply(
                 "", "BAD_REQUEST", f"expected 1 request frame, got {len(payload)}"
@@ -397,6 +427,8 @@ class Daemon:
             if not isinstance(request_id, str) or len(request_id) > p.MAX_NAME:
                 request_id = ""
             return p.error_reply(request_id, exc.code, str(exc))
+        if request.origin.curve_key != curve_key:
+            request.origin = msgspec.structs.replace(request.origin, curve_key=curve_key)
         cached = self._replies.get(request.id)
         if cached is not None:
             self._replies.move_to_end(request.id)
@@ -451,6 +483,14 @@ class Daemon:
         task = self.registry.get(body.task_id)
         return p.TaskDetail(task=task, prompts=self.registry.prompts_of(body.task_id))
 
+    def _history(self, request: p.Request) -> p.HistoryResult:
+        body: p.History = request.body  # type: ignore[assignment]
+        history = getattr(self.journal, "history", None)
+        if history is None:
+            raise InvalidState("this daemon keeps no journal (started with --no-journal)")
+        entries = history(task_id=body.task_id, limit=body.limit)
+        return p.HistoryResult(entries=[_decision(entry) for entry in entries])
+
     def _submit(self, request: p.Request) -> p.TaskResult:
         body: p.Submit = request.body  # type: ignore[assignment]
         task = self.registry.submit(
@@ -504,7 +544,7 @@ class Daemon:
         what = "task" if body.only else "subtree"
         detail = f"{what}: ended {', '.join(map(str, ended))}" if ended else f"{what}: nothing live"
         await self._audit("abort", task_id=body.task_id, prompt_id=None, detail=detail,
-                          by=by, origin=request.origin)
+                          by=by, origin=request.origin, affected=ended)
         return p.AbortResult(task_ids=ended)
 
     async def _audit(self, action: str, **fields: Any) -> None:
@@ -593,6 +633,23 @@ async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def _sender_key(frame: zmq.Frame) -> str | None:
+    """The Z85 public key the ZAP handler vouched for (None when it set no "User-Id")."""
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return user_id or None
+
+
+def _decision(entry: object) -> p.Decision:
+    """The wire form of one journal audit entry (read by attribute, like the origin)."""
+    fields = {name: getattr(entry, name, None) for name in p.Decision.__struct_fields__}
+    fields["detail"] = fields["detail"] or ""
+    fields["by"] = fields["by"] or ""
+    return p.Decision(**fields)
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:

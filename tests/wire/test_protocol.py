@@ -20,6 +20,7 @@ COMMANDS = [
     p.ListTasks(agent="demo", status=TaskStatus.QUEUED, parent_id=1, roots_only=True, limit=5,
                 before=10),
     p.GetTask(task_id=3),
+    p.History(task_id=3, limit=20),
     p.Submit(agent="demo", description="x", parent_id=1, timeout=5.0, created_by="planner"),
     p.Answer(prompt_id=9, text="yes", reason="fine", by="me"),
     p.AnswerTask(task_id=3, text="no", prompt_id=9),
@@ -42,6 +43,12 @@ RESULTS = [
     p.TaskResult(task=TASK),
     p.PromptResult(prompt=PROMPT),
     p.AbortResult(task_ids=[3, 4]),
+    p.HistoryResult(entries=[
+        p.Decision(id=1, ts=1.5, action="answer", task_id=3, prompt_id=9, detail="deny: no",
+                   by="tui:ann@box", user="ann", host="box", pid=42, client="tui",
+                   curve_key="k" * 40, epoch=7),
+        p.Decision(id=2, ts=2.5, action="abort", task_id=1, detail="subtree: ended 1, 3"),
+    ]),
 ]
 
 
@@ -74,6 +81,17 @@ def test_origin_names_who_answered() -> None:
     assert p.Origin().by == "unknown:?@?"
 
 
+def test_curve_key_is_the_last_origin_field_and_optional() -> None:
+    """Clients written before `curve_key` existed still decode; the field comes last."""
+    assert p.Origin.__struct_fields__[-1] == "curve_key"
+    old = msgspec.msgpack.encode({"id": "1", "version": 1, "body": {"op": "history"},
+                                  "origin": {"user": "ann", "host": "box", "pid": 1,
+                                             "client": "cli"}})
+    request = p.decode_request(old)
+    assert request.origin.curve_key is None
+    assert request.body == p.History(task_id=None, limit=200)
+
+
 def test_minimal_request_from_another_language() -> None:
     """Only id, version and op are required; origin and defaults may be left out."""
     request = p.decode_request(msgspec.msgpack.encode(
@@ -89,6 +107,8 @@ def test_minimal_request_from_another_language() -> None:
         ({"op": "open", "description": "d", "lease": 0}, "Expected `float` > 0.0"),
         ({"op": "tokens", "task_id": 1, "prompt": -1}, "Expected `int` >= 0"),
         ({"op": "list", "limit": 10001}, "Expected `int` <= 10000"),
+        ({"op": "history", "limit": -1}, "Expected `int` >= 0"),
+        ({"op": "history", "task_id": "3"}, "Expected `int | null`, got `str`"),
         ({"op": "list", "status": "sleeping"}, "Invalid enum value 'sleeping'"),
         ({"op": "finish", "task_id": 1, "result": "r" * (p.MAX_RESULT + 1)}, "length <= 65536"),
         ({"op": "abort"}, "missing required field `task_id`"),
