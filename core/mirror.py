@@ -46,7 +46,13 @@ class Mirror:
         return self.epoch is not None
 
     def load(self, snapshot: Snapshot) -> None:
-        """Replace everything with the snapshot's state."""
+        """Replace everything with the snapshot's state.
+
+        Prompt history survives a resync within one daemon run, not a new epoch:
+        a daemon restarted without a journal hands out the same ids again.
+        """
+        if snapshot.epoch != self.epoch:
+            self.history = collections.defaultdict(list)
         self.epoch = snapshot.epoch
         self.seq = snapshot.seq
         self.tasks = {t.id: t for t in snapshot.tasks}

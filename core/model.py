@@ -130,12 +130,12 @@ class Prompt(msgspec.Struct, kw_only=True, gc=False):
 
     @property
     def is_denial(self) -> bool:
-        """True when the answer is the last of several choices ("deny" by default)."""
-        return (
-            self.answer is not None
-            and len(self.choices) >= 2
-            and self.answer == self.choices[-1]
-        )
+        """True for "deny", or for the second choice of a two-way prompt (e.g. "no")."""
+        if self.answer is None:
+            return False
+        if self.answer.lower() == "deny":
+            return True
+        return len(self.choices) == 2 and self.answer == self.choices[1]
 
 
 # Events: every state change of the registry is exactly one of these.

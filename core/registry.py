@@ -187,7 +187,11 @@ class Registry:
 
     def pending_prompts(self) -> list[Prompt]:
         """Prompts waiting for an answer, oldest first."""
-        return [copy.copy(self._prompts[pid]) for pid in sorted(self._pending)]
+        return [
+            copy.copy(prompt)
+            for pid in sorted(self._pending)
+            if (prompt := self._prompts[pid]).state is PromptState.PENDING
+        ]
 
     def children(self, task_id: int) -> list[Task]:
         """Direct sub-tasks, oldest first."""
@@ -392,9 +396,11 @@ class Registry:
                 self._end(task_id, TaskStatus.FAILED, error="cancelled", reason=EndReason.ABORTED)
             raise
         except Exception as exc:
+            self._runs.pop(task_id, None)  # done working: `_end` must not cancel us
             if not self._tasks[task_id].status.is_ended:
                 self._end(task_id, TaskStatus.FAILED, error=_describe(exc), reason=EndReason.ERROR)
         else:
+            self._runs.pop(task_id, None)
             if not self._tasks[task_id].status.is_ended:
                 text = "" if result is None else str(result)
                 self._end(task_id, TaskStatus.FINISHED, result=text)
@@ -411,11 +417,11 @@ class Registry:
         task = self._tasks.get(task_id)
         if task is None or task.status.is_ended:
             return
-        self._end(
+        self._end_subtree(
             task_id,
-            TaskStatus.FAILED,
             error=f"task timed out after {task.timeout:g}s",
             reason=EndReason.TIMEOUT,
+            descendants_error=f"parent task {task_id} timed out",
         )
 
     # ----------------------------------------------------------------- ending
@@ -455,7 +461,9 @@ class Registry:
             if not waiter.done():
                 waiter.set_result(None)
         run = self._runs.get(task_id)
-        if run is not None and run is not asyncio.current_task():
+        if run is not None:
+            # Also the current task, when an agent aborts a subtree holding itself:
+            # it then sees CancelledError at its next await.
             run.cancel()
         self._promote()
 
@@ -494,16 +502,39 @@ class Registry:
         Raises:
             UnknownTask: no such task.
         """
-        ids = self._subtree_ids(task_id) if recursive else [self._task(task_id).id]
+        if not recursive:
+            if self._task(task_id).status.is_ended:
+                return []
+            self._end(task_id, TaskStatus.FAILED, error=f"aborted by {by}", reason=EndReason.ABORTED)
+            return [task_id]
+        return self._end_subtree(task_id, error=f"aborted by {by}", reason=EndReason.ABORTED)
+
+    def _end_subtree(
+        self,
+        task_id: int,
+        *,
+        error: str,
+        reason: EndReason,
+        descendants_error: str | None = None,
+    ) -> list[int]:
+        """Fail every live task of the subtree; descendants end as aborted."""
         ended: list[int] = []
         # No promotion until the whole subtree has ended: a slot freed by one member
-        # must not start a queued member that is about to be aborted.
+        # must not start a queued member that is about to be ended too.
         self._hold_promotion += 1
         try:
-            for i in ids:
+            for i in self._subtree_ids(task_id):
                 if self._tasks[i].status.is_ended:
                     continue
-                self._end(i, TaskStatus.FAILED, error=f"aborted by {by}", reason=EndReason.ABORTED)
+                if i == task_id:
+                    self._end(i, TaskStatus.FAILED, error=error, reason=reason)
+                else:
+                    self._end(
+                        i,
+                        TaskStatus.FAILED,
+                        error=descendants_error or error,
+                        reason=EndReason.ABORTED,
+                    )
                 ended.append(i)
         finally:
             self._hold_promotion -= 1
@@ -772,8 +803,11 @@ class Registry:
                     futures, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
-                for future in futures:
+                for i, future in zip((i for i in wanted if i not in done), futures):
                     future.cancel()
+                    waiters = self._end_waiters.get(i)
+                    if waiters is not None and future in waiters:
+                        waiters.remove(future)
 
     def block_on_subtasks(self, task_id: int) -> None:
         """Mark a running task as waiting for its sub-tasks; its slot goes to the queue."""
@@ -858,16 +892,25 @@ class Registry:
                 self._children[task.parent_id].append(task.id)
             self._next_task_id = max(self._next_task_id, task.id + 1)
         loop = asyncio.get_running_loop()
+        now = self.clock()
         for prompt in sorted(prompts, key=lambda p: p.id):
             self._prompts[prompt.id] = prompt
             self._next_prompt_id = max(self._next_prompt_id, prompt.id + 1)
             if prompt.state is PromptState.PENDING:
                 self._pending[prompt.id] = loop.create_future()
+                if prompt.timeout is not None:  # the clock kept running while we were down
+                    left = max(0.0, prompt.created_at + prompt.timeout - now)
+                    self._prompt_timers[prompt.id] = loop.call_later(
+                        left, self._on_prompt_timeout, prompt.id
+                    )
         for task in list(self._tasks.values()):
             if task.status.is_ended:
                 continue
             if task.external:
                 self._renew_lease(task.id, DEFAULT_LEASE)
+                if task.timeout is not None:
+                    left = max(0.0, (task.started_at or task.created_at) + task.timeout - now)
+                    self._timers[task.id] = loop.call_later(left, self._on_timeout, task.id)
             else:
                 self._end(
                     task.id,

@@ -122,6 +122,32 @@ async def test_mirror_refuses_a_gap_and_a_new_epoch(registry: Registry, puppet: 
     await settle(registry, puppet)
 
 
+async def test_mirror_forgets_prompt_history_on_a_new_epoch(
+    registry: Registry, puppet: Puppet
+) -> None:
+    """A restarted daemon without a journal reuses ids: old answers must not stick to them."""
+    mirror = Mirror()
+    mirror.load(registry.snapshot())
+    events: list[Event] = []
+    stop = registry.listen(events.append)
+    task_id = registry.submit("puppet", "asks").id
+    await settle(registry, puppet)
+    puppet.run(task_id, lambda ctx: ctx.ask("Go?"))
+    await until(lambda: registry.pending_prompts())
+    registry.answer(registry.pending_prompts()[0].id, "approve")
+    stop()
+    for event in events:
+        mirror.apply(event)
+    assert [p.answer for p in mirror.history[task_id]] == ["approve"]
+    mirror.load(registry.snapshot())  # a resync in the same epoch keeps it
+    assert mirror.history[task_id]
+    restarted = Registry(epoch=registry.epoch + 1, agents={"puppet": puppet})
+    mirror.load(restarted.snapshot())
+    assert not mirror.history.get(task_id)
+    await restarted.close()
+    await settle(registry, puppet)
+
+
 async def test_every_subscriber_sees_the_same_sequence(
     registry: Registry, puppet: Puppet
 ) -> None:

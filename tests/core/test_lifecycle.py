@@ -9,6 +9,7 @@ import msgspec
 from core.model import EndReason, Prompt, PromptState, Task, TasksEvicted, TaskStatus
 from core.registry import Registry
 from tests.core.conftest import Puppet, Recorder, settle
+from tests.support import until
 
 
 async def test_close_cancels_runs_and_starts_nothing(registry: Registry, puppet: Puppet) -> None:
@@ -73,6 +74,19 @@ async def test_restore_ends_in_process_tasks_and_keeps_external_ones(
     await settle(registry, puppet)
     assert puppet.started == [6]
     assert [c.id for c in registry.children(1)] == [2]
+
+
+async def test_restore_rearms_the_timeout_of_a_pending_prompt(registry: Registry) -> None:
+    """A prompt whose time ran out while the daemon was down times out at once."""
+    now = registry.clock()
+    external = Task(
+        id=1, agent="ask", description="deploy?", status=TaskStatus.BLOCKED, external=True,
+        created_at=now - 60, started_at=now - 60,
+    )  # fmt: skip
+    late = Prompt(id=1, task_id=1, question="Deploy?", timeout=30, created_at=now - 60)
+    registry.restore([external], [late])
+    await until(lambda: registry.get_prompt(1).state is PromptState.TIMED_OUT)
+    assert registry.get(1).status is TaskStatus.IN_PROGRESS
 
 
 async def finished_tree(registry: Registry, puppet: Puppet) -> dict[str, int]:

@@ -167,6 +167,8 @@ async def test_choice_matching_ignores_case_and_free_text_is_kept(
         (["yes", "no"], "no", True),
         (["yes", "no"], "yes", False),
         (["ok"], "ok", False),
+        (["yes", "no"], "deny", True),
+        (["staging", "production", "skip"], "skip", False),
     ],
 )
 async def test_is_denial(
@@ -214,3 +216,14 @@ async def test_answer_given_inside_an_event_listener_reaches_the_agent(
     recorder.assert_clean()
     later.assert_clean()
     assert [e.seq for e in later.events] == [e.seq for e in recorder.events]
+
+
+async def test_a_snapshot_taken_during_the_answer_event_lists_it_no_more(
+    registry: Registry, puppet: Puppet
+) -> None:
+    task_id = await running_task(registry, puppet)
+    prompt, _ = await ask(registry, puppet, task_id)
+    seen: list[list[int]] = []
+    registry.listen(lambda event: seen.append([p.id for p in registry.snapshot().prompts]))
+    registry.answer(prompt.id, "approve")
+    assert seen[0] == []

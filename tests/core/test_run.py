@@ -144,3 +144,34 @@ async def test_answering_applies_only_to_a_person_s_wait(
     await settle(registry, puppet)
     puppet.finish(child)
     await asyncio.wait_for(waiting, 5)
+
+
+async def test_timeout_ends_the_subtree_of_the_task(
+    registry: Registry, puppet: Puppet
+) -> None:
+    parent = registry.submit("puppet", "slow parent", timeout=0.05).id
+    child = registry.submit("puppet", "child", parent_id=parent).id
+    await until(lambda: registry.get(parent).status.is_ended, what="the parent's timeout")
+    assert registry.get(parent).end_reason is EndReason.TIMEOUT
+    ended_child = registry.get(child)
+    assert ended_child.status is TaskStatus.FAILED
+    assert ended_child.end_reason is EndReason.ABORTED
+    assert ended_child.error == f"parent task {parent} timed out"
+    await registry.join(child)
+    assert child in puppet.cancelled
+
+
+async def test_an_agent_that_aborts_its_own_subtree_is_cancelled(
+    registry: Registry, puppet: Puppet
+) -> None:
+    task_id = registry.submit("puppet", "self-destructs").id
+    await settle(registry, puppet)
+
+    async def abort_myself(ctx) -> None:
+        registry.abort(ctx.task_id)
+        await asyncio.Event().wait()  # the next await must raise CancelledError
+
+    puppet.run(task_id, abort_myself)
+    await registry.join(task_id)
+    assert registry.get(task_id).end_reason is EndReason.ABORTED
+    assert task_id in puppet.cancelled
