@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
-from core.errors import TaskdeckError
+from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.mirror import Mirror
 from core.model import Prompt, Task
 from tui.help import DeckCommands, HelpScreen
@@ -31,6 +31,7 @@ from tui.widgets.task_tree import TaskTree, header_text
 
 if TYPE_CHECKING:
     from core.client import Changes, Client
+    from core.protocol import Decision
 
 Connect = Callable[[], AbstractAsyncContextManager["Client"]]
 """Makes the client the app talks through; entered when the app starts, exited when it stops."""
@@ -44,6 +45,9 @@ RATE_BUCKETS = 30
 """Seconds of event-rate history in the sparkline."""
 
 ANSWER_ACTIONS = frozenset({"approve", "deny", "choose", "reply"})
+
+DECISIONS_SHOWN = 50
+"""Latest decisions (answers, aborts) fetched for the detail pane."""
 
 
 class DeckApp(App[int]):
@@ -129,6 +133,8 @@ class DeckApp(App[int]):
         self._binding_key: object = None
         self._detail_sig: object = None
         self._detail_timer = None
+        self._journal_kept = True
+        """False once the daemon said it keeps no journal: stop asking for decisions."""
 
     # ------------------------------------------------------------ layout
 
@@ -235,6 +241,7 @@ class DeckApp(App[int]):
             return  # shutting down: the screen is gone
         with self.batch_update():
             if resync:
+                self._journal_kept = True  # maybe a restarted daemon, now with a journal
                 self.view.mirror = self.client.mirror
                 self.view.reset()
                 tree.rows_changed()
@@ -324,9 +331,24 @@ class DeckApp(App[int]):
             _, prompts = await self.client.get(task_id)
         except TaskdeckError:
             return  # evicted meanwhile, or the daemon is away: the mirror's view stands
+        decisions = await self._get_decisions(task_id)
         detail = self.query_one(DetailPane)
         if detail.task_id == task_id:
-            detail.show(task_id, prompts)
+            detail.show(task_id, prompts, decisions)
+
+    async def _get_decisions(self, task_id: int) -> list[Decision] | None:
+        """The task's answers and aborts from the daemon's journal; None keeps what is shown."""
+        if self.client is None or not self._journal_kept:
+            return None
+        try:
+            return await self.client.history(task_id=task_id, limit=DECISIONS_SHOWN)
+        except (InvalidState, BadRequest):
+            # No journal (--no-journal), or a daemon from before `history`: quietly
+            # stop asking; the pane shows the prompts' own answers.
+            self._journal_kept = False
+            return None
+        except TaskdeckError:
+            return None
 
     def _sync_prompt_bar(self, task: Task | None) -> None:
         bar = self.query_one(PromptBar)

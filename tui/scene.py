@@ -16,6 +16,7 @@ from typing import Literal
 
 from core.client import Client
 from core.context import AgentContext
+from core.journal import Journal
 from core.model import BlockedReason, TaskStatus
 from core.registry import Registry
 from core.server import Daemon
@@ -104,6 +105,9 @@ class Scene:
     heartbeat: float = 1.0
     max_concurrent: int = 2
     client_name: str = "tui"
+    journal_path: Path | None = None
+    """Keep a journal there, so the daemon answers `history`; None keeps none."""
+    journal: Journal | None = None
     registry: Registry | None = None
     daemon: Daemon | None = None
     client: Client | None = None
@@ -179,7 +183,8 @@ class Scene:
     async def start_daemon(self) -> Daemon:
         """Serve the registry (again, after `stop_daemon`)."""
         assert self.registry is not None
-        self.daemon = Daemon(self.registry, runtime_dir=self.runtime_dir, heartbeat=self.heartbeat)
+        self.daemon = Daemon(self.registry, runtime_dir=self.runtime_dir, heartbeat=self.heartbeat,
+                             journal=self.journal)
         await self.daemon.start()
         return self.daemon
 
@@ -193,13 +198,20 @@ class Scene:
     async def running(self) -> AsyncIterator[Scene]:
         """Registry and daemon up, script played; everything stopped on exit."""
         self.registry = self.make_registry()
+        if self.journal_path is not None:
+            self.journal = Journal.open(self.journal_path)
+            self.journal.attach(self.registry)
         await self.start_daemon()
         try:
             await self.play()
             yield self
         finally:
             await self.stop_daemon()
+            if self.journal is not None:
+                self.journal.detach()
             await self.registry.close()
+            if self.journal is not None:
+                self.journal.close()
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[Client]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,48 @@ async def test_app_exits_cleanly_when_sync_fails(runtime_dir: Path) -> None:
         await until(lambda: app.failure is not None)
     assert isinstance(Unavailable(app.failure), Unavailable)
     assert app.return_code == 2
+
+
+async def test_detail_shows_who_answered_and_aborted(runtime_dir: Path, tmp_path: Path) -> None:
+    scene = Scene(runtime_dir, journal_path=tmp_path / "journal.sqlite3")
+    app = deck(scene)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        detail = app.query_one(DetailPane)
+        assert "decisions" not in str(detail.render())  # nothing decided yet
+        await pilot.press("b", "a")
+        await until(lambda: "answered approve" in str(detail.render()),
+                    what="the answer in the detail pane")
+        assert f"by tui:{app.client.origin.user}@" in str(detail.render())  # type: ignore[union-attr]
+        assert f"ago · pid {os.getpid()}" in str(detail.render())
+        # Abort the researcher's subtree from the dashboard: the writer it ended, asking
+        # until then, shows that decision as its ancestor's.
+        researcher, writer = scene.ids["Compare vector databases"], scene.ids[
+            "Write up the comparison"]
+        await move_to(app, pilot, researcher)
+        await pilot.press("x", "y")
+        await until(lambda: "aborted subtree: ended" in str(detail.render()),
+                    what="the abort in the researcher's pane")
+        await move_to(app, pilot, writer)
+        await until(lambda: f"aborted via #{researcher} (subtree: ended" in str(detail.render()),
+                    what="the ancestor's abort in the writer's pane")
+        assert f"ended {researcher}, {writer})" in str(detail.render())
+        assert not [n for n in app.notices if n[0] == "error"]
+
+
+async def test_without_a_journal_the_pane_shows_no_decisions_and_asks_once(
+    scene: Scene,
+) -> None:
+    app = deck(scene)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        await pilot.press("b", "a")
+        detail = app.query_one(DetailPane)
+        await until(lambda: "→ approve" in str(detail.render()), what="the answer")
+        assert "decisions" not in str(detail.render())
+        assert scene.daemon is not None
+        daemon = scene.daemon
+        before = daemon.requests
+        await move_to(app, pilot, scene.ids["Review the changelog"])
+        assert daemon.requests - before == 1  # the task's `get`; `history` is not asked again
+        assert not [n for n in app.notices if n[0] == "error"]

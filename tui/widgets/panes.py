@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.content import Content
@@ -21,6 +21,12 @@ from tui.view import (
     format_elapsed,
     status_glyph,
 )
+
+if TYPE_CHECKING:
+    from core.protocol import Decision
+
+DETAIL_CHARS = 60
+"""Characters of a decision's detail shown (an abort's list of ended ids can be long)."""
 
 
 def _ago(ts: float | None, now: float) -> str:
@@ -39,14 +45,24 @@ class DetailPane(Static):
         self.task_id: int | None = None
         self.history: list[Prompt] = []
         """Prompts of the shown task as fetched from the daemon, oldest first."""
+        self.decisions: list[Decision] = []
+        """Answers and aborts that touched the shown task, from the daemon's journal."""
         self.fetched_for: int | None = None
         """The task whose history was last fetched (it may since have changed)."""
 
-    def show(self, task_id: int | None, history: list[Prompt] | None = None) -> None:
-        """Show a task (keeping the fetched history if it is the same task)."""
+    def show(
+        self,
+        task_id: int | None,
+        history: list[Prompt] | None = None,
+        decisions: list[Decision] | None = None,
+    ) -> None:
+        """Show a task (keeping what was fetched for it if it is the same task)."""
         if task_id != self.task_id:
             self.history = []
+            self.decisions = []
         self.task_id = task_id
+        if decisions is not None:
+            self.decisions = decisions
         if history is not None:
             self.history = history
             self.fetched_for = task_id
@@ -124,7 +140,31 @@ class DetailPane(Static):
                 out.append(f"  by {prompt.answered_by}\n", style="$text-muted")
             else:
                 out.append(f"    {prompt.state.value.replace('_', ' ')}\n", style="$text-muted")
+        if self.decisions:
+            out.append("\ndecisions\n", style="bold")
+        for decision in self.decisions:
+            self._render_decision(decision, task.id, now, out.append)
         return parts
+
+    @staticmethod
+    def _render_decision(
+        decision: Decision, task_id: int, now: float, append: Callable[..., None]
+    ) -> None:
+        """Two lines: what was decided, then by whom, when and from which process."""
+        verb = {"answer": "answered", "abort": "aborted"}.get(decision.action, decision.action)
+        detail = decision.detail
+        if len(detail) > DETAIL_CHARS:
+            detail = detail[: DETAIL_CHARS - 1] + "…"
+        if decision.action == "abort" and decision.task_id not in (None, task_id):
+            detail = f"via #{decision.task_id} ({detail})"  # an ancestor's abort ended it
+        append(f"  {verb} ", style="bold $error" if decision.action == "abort" else "bold")
+        append(detail + "\n")
+        where = [f"by {decision.by}", _ago(decision.ts, now)]
+        if decision.pid:
+            where.append(f"pid {decision.pid}")
+        if decision.curve_key:
+            where.append(f"key {decision.curve_key[:8]}…")
+        append("    " + " · ".join(where) + "\n", style="$text-muted")
 
 
 class Inbox(OptionList):
