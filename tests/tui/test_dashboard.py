@@ -375,7 +375,8 @@ async def test_detail_shows_who_answered_and_aborted(runtime_dir: Path, tmp_path
         await pilot.press("b", "a")
         await until(lambda: "answered approve" in str(detail.render()),
                     what="the answer in the detail pane")
-        assert f"by tui:{app.client.origin.user}@" in str(detail.render())  # type: ignore[union-attr]
+        assert app.client is not None
+        assert f"by tui:{app.client.origin.user}@" in str(detail.render())
         assert f"ago · pid {os.getpid()}" in str(detail.render())
         # Abort the researcher's subtree from the dashboard: the writer it ended, asking
         # until then, shows that decision as its ancestor's.

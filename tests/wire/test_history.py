@@ -111,7 +111,9 @@ async def test_a_task_shows_the_ancestor_abort_that_ended_it(
     assert [e.detail for e in again][-1] == "subtree: nothing live"
 
 
-async def test_limit_keeps_the_latest_decisions(journaled: JournaledDaemon, connect: Connect) -> None:
+async def test_limit_keeps_the_latest_decisions(
+    journaled: JournaledDaemon, connect: Connect
+) -> None:
     client = await connect()
     tasks = [await client.submit("forever", f"job {n}") for n in range(5)]
     for task in tasks:
