@@ -72,9 +72,15 @@ class DetailPane(Static):
         """Render again from the mirror (call when the task changed)."""
         task = self.view.mirror.tasks.get(self.task_id) if self.task_id is not None else None
         if task is None:
-            self.update(Content.styled("no task highlighted", "$text-muted"))
+            content = Content.styled("no task highlighted", "$text-muted")
         else:
-            self.update(Content.assemble(*self._render_task(task)))
+            content = Content.assemble(*self._render_task(task))
+        # A layout pass of the whole screen is needed only when the pane's height
+        # changes; skipping it otherwise cuts a j/k press from ~13 ms to ~3 ms with
+        # 10,000 tasks (docs/BENCHMARKS.md, dashboard).
+        width = self.content_region.width
+        height = len(content.wrap(width)) if width else -1
+        self.update(content, layout=height != self.content_region.height)
 
     def _render_task(self, task: Task) -> list[str | tuple[str, str]]:
         parts: list[str | tuple[str, str]] = []
