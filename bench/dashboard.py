@@ -345,7 +345,7 @@ def _paint_growth(config: Config) -> list[Result]:
     results = [
         Result(
             bench="dashboard",
-            name=f"first full paint, {n:,} tasks",
+            name=f"first full paint by size: {n:,} tasks",
             unit="s",
             figure=paint,
             baseline=empty,
