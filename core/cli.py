@@ -158,11 +158,16 @@ def _parser() -> argparse.ArgumentParser:
     p = command("watch", _cmd_watch, "print task changes as they happen")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    p = command("history", _cmd_history, "print who answered or aborted what, and when")
-    p.add_argument("--json", action="store_true")
+    p = command(
+        "history",
+        _cmd_history,
+        "print who answered or aborted what, and when (from the running daemon, "
+        "else from its journal)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON array of decisions")
     p.add_argument("--task", type=int, help="only decisions about this task")
-    p.add_argument("--journal", type=Path, help="journal path (default: per-user state dir)")
-    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--journal", type=Path, help="read this journal file instead of asking the daemon")
+    p.add_argument("--limit", type=int, default=200, help="the latest this many (default 200)")
     return parser
 
 
@@ -570,16 +575,14 @@ def _watch_line(task: Task) -> str:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from core.journal import Journal, default_journal_path
-
-    path = args.journal or default_journal_path()
-    if not path.exists():
-        raise Unavailable(f"no journal at {path}")
-    journal = Journal.open(path)
-    try:
-        entries = journal.history(task_id=args.task, limit=args.limit)
-    finally:
-        journal.close()
+    if args.limit < 0:
+        raise BadRequest("--limit must not be negative")
+    entries = _history_from_journal(args) if args.journal else None
+    if entries is None:
+        try:
+            entries = _history_from_daemon(args)
+        except Unavailable:  # no daemon: read the journal it left behind
+            entries = _history_from_journal(args)
     if args.json:
         sys.stdout.write(msgspec.json.encode(entries).decode() + "\n")
         return EXIT_OK
@@ -588,6 +591,27 @@ def _cmd_history(args: argparse.Namespace) -> int:
     for entry in entries:
         print(_history_line(entry))
     return EXIT_OK
+
+
+def _history_from_daemon(args: argparse.Namespace) -> list:
+    async def run() -> list:
+        async with _client(args) as client:
+            return await client.history(task_id=args.task, limit=args.limit)
+
+    return asyncio.run(run())
+
+
+def _history_from_journal(args: argparse.Namespace) -> list:
+    from core.journal import Journal, default_journal_path
+
+    path = args.journal or default_journal_path()
+    if not path.exists():
+        raise Unavailable(f"no daemon running and no journal at {path}")
+    journal = Journal.open(path)
+    try:
+        return journal.history(task_id=args.task, limit=args.limit)
+    finally:
+        journal.close()
 
 
 def _history_line(entry) -> str:

@@ -30,8 +30,9 @@ class Deck:
         self.process: subprocess.Popen[str] | None = None
 
     def serve(self, *extra: str) -> None:
+        journal = [] if "--journal" in extra else ["--no-journal"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", "--no-journal", *extra],
+            [sys.executable, "-m", "core.cli", "serve", *journal, *extra],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -266,3 +267,27 @@ def test_headless_demo_runs_the_workload_and_answers_prompts(tmp_path: Path) -> 
     assert answered > 0
     assert " finished" in summary and "tokens" in summary
     assert "taskdeck tui --runtime-dir" in result.stderr
+
+
+def test_history_shows_who_decided_from_the_daemon_and_from_its_journal(tmp_path: Path) -> None:
+    deck = Deck(tmp_path)
+    journal = tmp_path / "journal.sqlite3"
+    deck.serve("--journal", str(journal))
+    try:
+        asker = deck.start("ask", "Deploy?")
+        task = deck.blocked_task("Deploy?")
+        deck.run("answer", str(task["id"]), "deny", "--reason", "frozen")
+        asker.communicate(timeout=15)
+        live = deck.run("history", "--json")
+        assert live.returncode == 0, live.stderr
+        [decision] = json.loads(live.stdout)
+        assert decision["action"] == "answer" and decision["task_id"] == task["id"]
+        assert "deny" in decision["detail"] and "frozen" in decision["detail"]
+        assert decision["by"].startswith("cli:")
+    finally:
+        deck.stop()
+    offline = deck.run("history", "--journal", str(journal))
+    assert offline.returncode == 0, offline.stderr
+    assert f"answer  task {task['id']}" in offline.stdout and "deny" in offline.stdout
+    missing = deck.run("history", "--journal", str(tmp_path / "nope.sqlite3"))
+    assert missing.returncode == 2 and "no journal" in _one_line_error(missing)
