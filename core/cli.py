@@ -371,7 +371,7 @@ async def _headless_demo(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     answered = refused = 0
     try:
-        async with Daemon(registry, runtime_dir=runtime_dir) as daemon, Client(
+        async with Daemon(registry, runtime_dir=runtime_dir), Client(
             runtime_dir, client_name="demo-autoanswer"
         ) as client:
             print(_connect_hint(runtime_dir), file=sys.stderr)
@@ -398,7 +398,6 @@ async def _headless_demo(args: argparse.Namespace) -> int:
                         refused += 1
             workload.cancel()
             snapshot = registry.snapshot()
-            del daemon
     finally:
         await registry.close()
         shutil.rmtree(runtime_dir, ignore_errors=True)
