@@ -322,6 +322,7 @@ class _Run:
     async def _delegate(self) -> None:
         rng = self.rng
         most = 3 if self.depth == 0 else 2
+        most = min(most, len(self.flavor.subtasks))
         wanted = rng.sample(self.flavor.subtasks, k=rng.randint(1, most))
         me = self.ctx.task.agent
         ids = []

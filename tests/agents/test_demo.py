@@ -140,6 +140,17 @@ async def test_some_seed_makes_a_task_fail_with_a_realistic_error() -> None:
     assert all(t.error and t.error.startswith(known) for t in failed), [t.error for t in failed]
 
 
+async def test_every_failure_is_a_simulated_one() -> None:
+    """Whatever the seed, a demo task fails only the way it means to (no bug of its own)."""
+    known = ("RateLimitError: ", "ContextLengthError: ", "TestsFailed: ", "ToolError: ")
+    for seed in range(30):
+        registry, _ = await run_demo(seed=seed, roots=DEMO_ROOTS)
+        failed = registry.list(status=TaskStatus.FAILED, limit=None)
+        assert all(t.error and t.error.startswith(known) for t in failed), (
+            seed, [t.error for t in failed]
+        )
+
+
 async def test_sub_tasks_stop_at_the_depth_limit() -> None:
     for seed in range(6):
         registry, _ = await run_demo(seed=seed, roots=DEMO_ROOTS, max_depth=1)
