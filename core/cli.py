@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", choices=["demo"], help="submit a built-in workload")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo agent and workload")
     p.add_argument("--speed", type=float, default=1.0, help="demo speed factor")
+    p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # `demo`: die with it
 
     p = command("tui", _cmd_tui, "open the dashboard on the running daemon")
     p.add_argument("--theme", help="Textual theme name")
@@ -208,6 +209,9 @@ async def _serve(args: argparse.Namespace) -> int:
         journal.commit()
     retention = Retention(registry, max_ended=args.retain)
     retention.start()
+    watchdog = None
+    if args.parent_pid is not None:
+        watchdog = asyncio.get_running_loop().create_task(_stop_when_orphaned(args.parent_pid))
     workload = None
     if args.workload == "demo":
         from core.workload import run_demo_workload
@@ -225,13 +229,21 @@ async def _serve(args: argparse.Namespace) -> int:
             on_ready=_announce,
         )
     finally:
-        if workload is not None:
-            workload.cancel()
+        for background in (workload, watchdog):
+            if background is not None:
+                background.cancel()
         retention.stop()
         await registry.close()
         if journal is not None:
             journal.close()
     return EXIT_OK
+
+
+async def _stop_when_orphaned(parent_pid: int) -> None:
+    """Stop the daemon once the process that started it is gone (e.g. its terminal closed)."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)  # the same clean shutdown as Ctrl-C
 
 
 def _announce(daemon) -> None:
@@ -292,7 +304,10 @@ def _demo_serve_command(runtime_dir: Path, args: argparse.Namespace) -> list[str
 
 
 def _start_demo_daemon(runtime_dir: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "core.cli", *_demo_serve_command(runtime_dir, args)[1:]]
+    command = [
+        sys.executable, "-m", "core.cli", *_demo_serve_command(runtime_dir, args)[1:],
+        "--parent-pid", str(os.getpid()),
+    ]  # fmt: skip
     with open(runtime_dir / "daemon.log", "wb") as log:
         return subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

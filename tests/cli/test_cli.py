@@ -291,3 +291,34 @@ def test_history_shows_who_decided_from_the_daemon_and_from_its_journal(tmp_path
     assert f"answer  task {task['id']}" in offline.stdout and "deny" in offline.stdout
     missing = deck.run("history", "--journal", str(tmp_path / "nope.sqlite3"))
     assert missing.returncode == 2 and "no journal" in _one_line_error(missing)
+
+
+def test_a_demo_daemon_stops_when_its_parent_dies(tmp_path: Path) -> None:
+    """`taskdeck demo` starts its daemon with --parent-pid: closing the terminal must not orphan it."""
+    deck = Deck(tmp_path)
+    starter = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import os, subprocess, sys; "
+            "p = subprocess.Popen([sys.executable, '-m', 'core.cli', 'serve', '--no-journal', "
+            "'--parent-pid', str(os.getpid())]); print(p.pid, flush=True); p.wait()",
+        ],  # fmt: skip
+        env=deck.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    daemon_pid = int(starter.stdout.readline())
+    connection = deck.runtime_dir / "daemon.json"
+    until_sync(connection.exists, timeout=15, what="the daemon to start")
+    starter.kill()
+    starter.wait(timeout=5)
+    until_sync(lambda: not connection.exists(), timeout=15, what="the orphaned daemon to stop")
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{daemon_pid}/stat").read_text().split(") ", 1)[1][0]
+        except (FileNotFoundError, IndexError):
+            return True
+        return state == "Z"  # exited, waiting for init to reap it
+
+    until_sync(gone, timeout=15, what="the daemon process to exit")
