@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import zmq
@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 
 DEDUPE_SIZE = 4096
 """Replies to mutating requests remembered by request id, so a retry is not applied twice."""
+
+DRAIN_BATCH = 256
+"""Requests answered per wake-up before the loop gets a turn (agents, heartbeats, PUB)."""
+
+T = TypeVar("T")
 
 Handler = Callable[[p.Request], "p.ResultBody | Awaitable[p.ResultBody]"]
 
@@ -136,7 +141,13 @@ class Daemon:
         self._pub: zmq.asyncio.Socket | None = None
         self._pub_raw: zmq.Socket[Any] | None = None
         """A plain view of `_pub` for sending: no future, no EVENTS check per event."""
-        self._cmd: zmq.asyncio.Socket | None = None
+        self._cmd: zmq.Socket[Any] | None = None
+        """The command ROUTER: a plain socket served from the loop's reader on its FD."""
+        self._cmd_fd: int | None = None
+        """The command socket's FD while it is registered with the loop."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: asyncio.Task[None] | None = None
+        """A request waiting on async work (an async journal); draining pauses meanwhile."""
         self._auth: Any = None
         self._curve = False
         """TCP with CURVE: each request's sender key is read from its "User-Id" property."""
@@ -198,8 +209,10 @@ class Daemon:
             raise
         self._connection = connection
         self._unlisten = self.registry.listen(self._publish)
+        self._loop = loop
+        self._watch_commands()
+        loop.call_soon(self._drain_commands)  # a request may have arrived before the reader
         self._tasks = [
-            loop.create_task(self._serve(), name="taskdeck-commands"),
             loop.create_task(self._beat(), name="taskdeck-heartbeat"),
             loop.create_task(self._watch_subscribers(), name="taskdeck-subscribers"),
         ]
@@ -208,7 +221,8 @@ class Daemon:
     def _bind_sockets(self) -> tuple[str, str, KeyPair | None]:
         assert self._ctx is not None
         pub = self._pub = self._ctx.socket(zmq.XPUB)
-        cmd = self._cmd = self._ctx.socket(zmq.ROUTER)
+        # Plain, not asyncio: served by `_drain_commands` from the loop's reader on its FD.
+        cmd = self._cmd = zmq.Socket(self._ctx, zmq.ROUTER)
         for sock in (pub, cmd):
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_message)
@@ -277,7 +291,11 @@ class Daemon:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        self._unwatch_commands()  # before the socket closes: its FD number may be reused
         tasks, self._tasks = self._tasks, []
+        if self._waiting is not None:
+            tasks.append(self._waiting)
+            self._waiting = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -293,6 +311,7 @@ class Daemon:
         self._stopped.set()
 
     def _close_sockets(self) -> None:
+        self._unwatch_commands()
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
@@ -378,30 +397,98 @@ class Daemon:
 
     # -------------------------------------------------------------- commands
 
-    async def _serve(self) -> None:
-        assert self._cmd is not None
+    def _watch_commands(self) -> None:
+        """Have the loop call `_drain_commands` whenever the command socket's FD signals."""
+        if self._cmd is None or self._loop is None or self._cmd_fd is not None:
+            return
+        self._cmd_fd = self._cmd.getsockopt(zmq.FD)
+        self._loop.add_reader(self._cmd_fd, self._drain_commands)
+
+    def _unwatch_commands(self) -> None:
+        if self._cmd_fd is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._cmd_fd)
+        self._cmd_fd = None
+
+    def _drain_commands(self) -> None:
+        """Answer every queued request, each in full before the next; never raises.
+
+        Runs from the loop's reader on the socket's FD, with no future or task per
+        request: the zmq.asyncio recv -> handle -> send path cost about ten times the
+        request's own work (docs/BENCHMARKS.md). The FD is edge-triggered: it signals
+        when the socket's state may have changed, and only re-arms once a receive has
+        found the queue empty, so this reads until EAGAIN (then checks ZMQ_EVENTS) and
+        comes back on the next loop turn when it stops at `DRAIN_BATCH` with requests
+        left. A request whose handler must await (an async journal) goes to a task,
+        and draining pauses until it is answered: requests stay one at a time, in order.
+        """
         cmd = self._cmd
-        while True:
+        if cmd is None or self._loop is None or self._waiting is not None:
+            return
+        curve = self._curve
+        for _ in range(DRAIN_BATCH):
+            try:
+                received = cmd.recv_multipart(zmq.NOBLOCK, copy=not curve)
+            except zmq.Again:
+                try:
+                    if cmd.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        continue  # arrived between the receive and now
+                except zmq.ZMQError:
+                    pass
+                return
+            except zmq.ZMQError as exc:  # closed under us: stop() is on its way
+                log.debug("command socket: %s", exc)
+                return
             curve_key: str | None = None
-            if self._curve:
-                received = await cmd.recv_multipart(copy=False)
+            if curve:
                 curve_key = _sender_key(received[-1])
                 frames = [frame.bytes for frame in received]
             else:
-                frames = await cmd.recv_multipart()
+                frames = received
             envelope, payload = _split_envelope(frames)
             try:
-                reply = await self.handle(payload, curve_key=curve_key)
+                reply = self._reply_now(payload, curve_key)
             except Exception as exc:  # a bug must cost one request, never the daemon
                 log.exception("unexpected failure while handling a request")
                 reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
-            self.requests += 1
+            if not isinstance(reply, bytes):
+                self._wait_then_reply(envelope, reply)
+                return
+            self._send_reply(envelope, reply)
+        self._loop.call_soon(self._drain_commands)  # more may be queued: the FD will not say
+
+    def _send_reply(self, envelope: list[bytes], reply: bytes) -> None:
+        self.requests += 1
+        if self._cmd is None:
+            return
+        try:
+            self._cmd.send_multipart([*envelope, reply], zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("reply dropped: the client's queue is full")
+        except zmq.ZMQError as exc:
+            log.warning("reply dropped: %s", exc)
+
+    def _wait_then_reply(self, envelope: list[bytes], pending: Awaitable[bytes]) -> None:
+        """Finish one request in a task; stop reading requests until it has its reply."""
+        assert self._loop is not None
+        self._unwatch_commands()  # the FD stays readable while unread: do not spin on it
+
+        async def finish() -> None:
             try:
-                cmd.send_multipart([*envelope, reply], zmq.NOBLOCK)
-            except zmq.Again:
-                log.warning("reply dropped: the client's queue is full")
-            except zmq.ZMQError as exc:
-                log.warning("reply dropped: %s", exc)
+                reply = await pending
+            except Exception as exc:  # a bug must cost one request, never the daemon
+                log.exception("unexpected failure while handling a request")
+                reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
+            self._send_reply(envelope, reply)
+
+        def resume(task: asyncio.Task[None]) -> None:
+            if self._waiting is not task:
+                return  # stopped meanwhile
+            self._waiting = None
+            self._watch_commands()
+            self._drain_commands()
+
+        self._waiting = self._loop.create_task(finish(), name="taskdeck-command")
+        self._waiting.add_done_callback(resume)
 
     async def handle(self, payload: list[bytes], *, curve_key: str | None = None) -> bytes:
         """Answer one request's frames with one encoded reply; never raises.
@@ -411,6 +498,13 @@ class Daemon:
             curve_key: the sender's CURVE public key as the transport authenticated it;
                 it replaces whatever `origin.curve_key` the request declares.
         """
+        reply = self._reply_now(payload, curve_key)
+        if not isinstance(reply, bytes):
+            reply = await reply
+        return reply
+
+    def _reply_now(self, payload: list[bytes], curve_key: str | None) -> bytes | Awaitable[bytes]:
+        """The encoded reply to one request, or, when its handler must await, an awaitable of it."""
         if len(payload) != 1:
             return p.error_reply(
                 "", "BAD_REQUEST", f"expected 1 request frame, got {len(payload)}"
@@ -435,14 +529,38 @@ class Daemon:
             return cached
         try:
             result = self._handlers[type(request.body)](request)
-            if inspect.isawaitable(result):
-                result = await result
-            reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
-        except TaskdeckError as exc:
+        except Exception as exc:
+            return self._settle(request, None, exc)
+        if inspect.isawaitable(result):
+            return self._settle_later(request, result)
+        return self._settle(request, result, None)
+
+    async def _settle_later(self, request: p.Request, pending: Awaitable[p.ResultBody]) -> bytes:
+        try:
+            result = await pending
+        except Exception as exc:
+            return self._settle(request, None, exc)
+        return self._settle(request, result, None)
+
+    def _settle(
+        self, request: p.Request, result: p.ResultBody | None, exc: Exception | None
+    ) -> bytes:
+        """Encode a handler's outcome as the reply, remembered by id when it changed state."""
+        reply = b""
+        if exc is None:
+            try:
+                reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
+            except Exception as failed:
+                exc = failed
+        if isinstance(exc, TaskdeckError):
             reply = p.error_reply(request.id, exc.code, str(exc))
-        except Exception as exc:  # a bug must cost one request, never the daemon
-            log.exception("request %s (%s) failed", request.id, type(request.body).__name__)
+        elif exc is not None:  # a bug must cost one request, never the daemon
+            log.error("request %s (%s) failed", request.id, type(request.body).__name__,
+                      exc_info=exc)
             reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
+        return self._remember(request, reply)
+
+    def _remember(self, request: p.Request, reply: bytes) -> bytes:
         if request.body.mutating:
             self._replies[request.id] = reply
             if len(self._replies) > self._dedupe_size:
@@ -502,14 +620,13 @@ class Daemon:
         )
         return p.TaskResult(task=task)
 
-    async def _answer(self, request: p.Request) -> p.PromptResult:
+    def _answer(self, request: p.Request) -> p.PromptResult | Awaitable[p.PromptResult]:
         body: p.Answer = request.body  # type: ignore[assignment]
         by = body.by or request.origin.by
         prompt = self.registry.answer(body.prompt_id, body.text, by=by, reason=body.reason)
-        await self._audit_answer(prompt, by, request.origin)
-        return p.PromptResult(prompt=prompt)
+        return _then(self._audit_answer(prompt, by, request.origin), p.PromptResult(prompt=prompt))
 
-    async def _answer_task(self, request: p.Request) -> p.PromptResult:
+    def _answer_task(self, request: p.Request) -> p.PromptResult | Awaitable[p.PromptResult]:
         body: p.AnswerTask = request.body  # type: ignore[assignment]
         task = self.registry.get(body.task_id)
         if body.prompt_id is not None:
@@ -527,41 +644,66 @@ class Daemon:
             )
         by = body.by or request.origin.by
         prompt = self.registry.answer(prompt_id, body.text, by=by, reason=body.reason)
-        await self._audit_answer(prompt, by, request.origin)
-        return p.PromptResult(prompt=prompt)
+        return _then(self._audit_answer(prompt, by, request.origin), p.PromptResult(prompt=prompt))
 
-    async def _audit_answer(self, prompt: p.Prompt, by: str, origin: p.Origin) -> None:
+    def _audit_answer(self, prompt: p.Prompt, by: str, origin: p.Origin) -> Awaitable[None] | None:
         detail = prompt.answer or ""
         if prompt.reason:
             detail = f"{detail}: {prompt.reason}"
-        await self._audit("answer", task_id=prompt.task_id, prompt_id=prompt.id,
-                          detail=detail, by=by, origin=origin)
+        return self._audit("answer", task_id=prompt.task_id, prompt_id=prompt.id,
+                           detail=detail, by=by, origin=origin)
 
-    async def _abort(self, request: p.Request) -> p.AbortResult:
+    def _abort(self, request: p.Request) -> p.AbortResult | Awaitable[p.AbortResult]:
         body: p.Abort = request.body  # type: ignore[assignment]
         by = request.origin.by
         ended = self.registry.abort(body.task_id, recursive=not body.only, by=by)
         what = "task" if body.only else "subtree"
         detail = f"{what}: ended {', '.join(map(str, ended))}" if ended else f"{what}: nothing live"
-        await self._audit("abort", task_id=body.task_id, prompt_id=None, detail=detail,
-                          by=by, origin=request.origin, affected=ended)
-        return p.AbortResult(task_ids=ended)
+        audited = self._audit("abort", task_id=body.task_id, prompt_id=None, detail=detail,
+                              by=by, origin=request.origin, affected=ended)
+        return _then(audited, p.AbortResult(task_ids=ended))
 
-    async def _audit(self, action: str, **fields: Any) -> None:
+    def _audit(self, action: str, **fields: Any) -> Awaitable[None] | None:
+        """Record a decision and commit it; None when done, an awaitable for an async journal.
+
+        The journal's `audit` and `commit` are plain calls (the daemon's own journal is
+        synchronous), so a decision is answered in the same step; a journal whose
+        methods return awaitables is awaited, in a task, before the reply.
+
+        Raises:
+            TaskdeckError: the journal failed (the decision was applied, not recorded).
+        """
         if self.journal is None:
-            return
+            return None
         try:
             done = self.journal.audit(action, **fields)  # type: ignore[attr-defined]
             if inspect.isawaitable(done):
-                await done
+                return self._audit_later(action, done, commit=True)
             done = self.journal.commit()  # type: ignore[attr-defined]
             if inspect.isawaitable(done):
-                await done
+                return self._audit_later(action, done, commit=False)
         except TaskdeckError:
             raise
         except Exception as exc:
-            log.exception("journal failed to record %s", action)
-            raise TaskdeckError(f"{action} applied, but the journal failed: {exc}") from None
+            raise self._journal_failed(action, exc) from None
+        return None
+
+    async def _audit_later(self, action: str, pending: Awaitable[object], *, commit: bool) -> None:
+        try:
+            await pending
+            if commit:
+                done = self.journal.commit()  # type: ignore[attr-defined]
+                if inspect.isawaitable(done):
+                    await done
+        except TaskdeckError:
+            raise
+        except Exception as exc:
+            raise self._journal_failed(action, exc) from None
+
+    @staticmethod
+    def _journal_failed(action: str, exc: Exception) -> TaskdeckError:
+        log.error("journal failed to record %s", action, exc_info=exc)
+        return TaskdeckError(f"{action} applied, but the journal failed: {exc}")
 
     def _open(self, request: p.Request) -> p.TaskResult:
         body: p.Open = request.body  # type: ignore[assignment]
@@ -633,6 +775,18 @@ async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def _then(pending: Awaitable[None] | None, result: T) -> T | Awaitable[T]:
+    """`result` now when nothing is pending, else an awaitable of it once `pending` is done."""
+    if pending is None:
+        return result
+
+    async def after() -> T:
+        await pending
+        return result
+
+    return after()
 
 
 def _sender_key(frame: zmq.Frame) -> str | None:
