@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
+from textual.timer import Timer
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
@@ -24,7 +25,7 @@ from core.mirror import Mirror
 from core.model import Prompt, Task
 from tui.help import DeckCommands, HelpScreen
 from tui.messages import JumpToTask
-from tui.view import TreeView, is_asking
+from tui.view import TreeView, clip, is_asking
 from tui.widgets.bars import ConfirmBar, FilterBar, InlineInput, PromptBar, StatusBar
 from tui.widgets.panes import DetailPane, Inbox
 from tui.widgets.task_tree import TaskTree, header_text
@@ -45,6 +46,11 @@ RATE_BUCKETS = 30
 """Seconds of event-rate history in the sparkline."""
 
 ANSWER_ACTIONS = frozenset({"approve", "deny", "choose", "reply"})
+"""Actions that apply only while the highlighted task waits on a person's answer."""
+
+DETAIL_DELAY = 0.1
+"""Seconds the cursor rests on a task before its prompts and decisions are fetched, so
+holding j/k sends one request for where it stops, not one per row passed."""
 
 DECISIONS_SHOWN = 50
 """Latest decisions (answers, aborts) fetched for the detail pane."""
@@ -63,26 +69,21 @@ class DeckApp(App[int]):
     TITLE = "taskdeck"
     COMMANDS = App.COMMANDS | {DeckCommands}
     NOTIFICATION_TIMEOUT = 4
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "next_blocked", "next blocked", id="deck.next_blocked"),
-        Binding("a", "approve", "approve", id="deck.approve"),
-        Binding("d", "deny", "deny", id="deck.deny"),
-        Binding("r", "reply", "reply", id="deck.reply"),
+        # The answer keys are spelled out in the prompt bar above the footer whenever
+        # they apply, so the footer keeps its width (80 columns) for the other keys.
+        Binding("a", "approve", "approve", show=False, id="deck.approve"),
+        Binding("d", "deny", "deny", show=False, id="deck.deny"),
+        Binding("r", "reply", "reply", show=False, id="deck.reply"),
         *(
-            Binding(
-                str(n),
-                f"choose({n})",
-                "choose",
-                show=n == 1,
-                key_display="1-9",
-                id=f"deck.choose_{n}",
-            )
+            Binding(str(n), f"choose({n})", "choose", show=False, id=f"deck.choose_{n}")
             for n in range(1, 10)
         ),
         Binding("x", "abort", "abort", id="deck.abort"),
-        Binding("X", "abort(True)", "abort one", id="deck.abort_only"),
+        Binding("X", "abort(True)", "abort one", show=False, id="deck.abort_only"),
         Binding("y", "confirm_yes", "yes, abort", id="deck.confirm_yes"),
         Binding("n", "confirm_no", "no", id="deck.confirm_no"),
         Binding("escape", "escape", "cancel", show=False, id="deck.escape"),
@@ -117,6 +118,7 @@ class DeckApp(App[int]):
         self.failure: str | None = None
         """Why the app could not start, for `run_dashboard` to print."""
         self.connection = "connecting"
+        """The client's connection state by name (live / stale / disconnected / connecting)."""
         self.notices: list[tuple[str, str]] = []
         """Every notification shown (severity, text), oldest first."""
         self.bells = 0
@@ -132,7 +134,7 @@ class DeckApp(App[int]):
         """(task id, only) of the abort waiting for y / n."""
         self._binding_key: object = None
         self._detail_sig: object = None
-        self._detail_timer = None
+        self._detail_timer: Timer | None = None
         self._journal_kept = True
         """False once the daemon said it keeps no journal: stop asking for decisions."""
 
@@ -205,7 +207,7 @@ class DeckApp(App[int]):
         self._dirty |= changes.task_ids
         self._opened.extend(changes.opened)
         self._resync = self._resync or changes.resynced
-        self.connection = _state_name(changes.state)
+        self.connection = changes.state.value
         mirror = self.client.mirror if self.client is not None else None
         if mirror is not None:
             if self._last_seq is not None and not changes.resynced:
@@ -263,18 +265,15 @@ class DeckApp(App[int]):
         self.bell()
         for prompt in opened[:3]:
             path = " › ".join(t.agent for t in self.view.path_of(prompt.task_id))
-            question = prompt.question if len(prompt.question) <= 90 else (
-                prompt.question[:89] + "…"
-            )
-            self.notify(f"{path}: {question}", title=f"#{prompt.task_id} asks (b jumps)",
-                        severity="warning")
+            self.notify(f"{path}: {clip(prompt.question, 90)}",
+                        title=f"#{prompt.task_id} asks (b jumps)", severity="warning")
         if len(opened) > 3:
             self.notify(f"and {len(opened) - 3} more questions", severity="warning")
 
     def _tick(self) -> None:
         """Once a second: connection state, event rate, elapsed times."""
         if self.client is not None:
-            self.connection = _state_name(self.client.state)
+            self.connection = self.client.state.value
         try:
             tree = self.query_one(TaskTree)
         except NoMatches:
@@ -298,9 +297,8 @@ class DeckApp(App[int]):
 
     @on(TaskTree.Highlighted)
     def _on_highlighted(self, event: TaskTree.Highlighted) -> None:
-        if self.mode == "confirm" and self._confirming is not None:
-            if event.task_id != self._confirming[0]:
-                self._close_confirm()  # the confirmation named another task
+        if self._confirming is not None and event.task_id != self._confirming[0]:
+            self._close_confirm()  # the confirmation named another task
         self._cursor_changed(refetch=True)
 
     def _cursor_changed(self, *, refetch: bool) -> None:
@@ -314,7 +312,7 @@ class DeckApp(App[int]):
             self._detail_sig = sig
             if self._detail_timer is not None:
                 self._detail_timer.stop()
-            self._detail_timer = self.set_timer(0.1, lambda: self._fetch_detail(task.id))
+            self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._fetch_detail(task.id))
         self._sync_prompt_bar(task)
         self._sync_bindings(task)
 
@@ -657,11 +655,6 @@ class DeckApp(App[int]):
         worker = event.worker
         if worker.error is not None and worker.name != "connect":
             self.notify(f"internal error: {worker.error}", severity="error")
-
-
-def _state_name(state: object) -> str:
-    value = getattr(state, "value", state)
-    return str(value)
 
 
 def make_app(

@@ -95,6 +95,13 @@ def elapsed_of(task: Task, now: float) -> float:
     return end - start
 
 
+def clip(text: str, limit: int) -> str:
+    """The text cut to at most `limit` characters, an ellipsis marking the cut."""
+    if limit <= 0:
+        return ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def choice_hint(choices: list[str]) -> str:
     """The keys that answer a prompt, e.g. "[a]pprove [d]eny [r]eply"."""
 

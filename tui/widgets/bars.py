@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.content import Content
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Label, Sparkline, Static
 
 from core.model import Task, TaskStatus
-from tui.view import STATUS_LABELS, STATUS_ORDER, format_tokens
+from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens
 
 
 class InlineInput(Input):
@@ -64,8 +64,9 @@ class PromptBar(Vertical):
         keys: list[str | tuple[str, str]] = [(" a ", key), f" {blocked.choices[0]}  "]
         if len(blocked.choices) > 1:
             keys += [(" d ", key), f" {blocked.choices[-1]} (+reason)  "]
-        for number, choice in enumerate(blocked.choices[:9], start=1):
-            keys += [(f" {number} ", key), f" {choice}  "]
+        if len(blocked.choices) > 2:  # two choices are a and d already
+            for number, choice in enumerate(blocked.choices[:9], start=1):
+                keys += [(f" {number} ", key), f" {choice}  "]
         keys += [(" r ", key), " reply with text"]
         keys = Content.assemble(*keys)
         self.query_one("#prompt-keys", Static).update(keys)
@@ -85,6 +86,11 @@ class PromptBar(Vertical):
         self.query_one("#prompt-input", InlineInput).value = ""
 
 
+DESCRIPTION_SHOWN = 60
+"""Characters of a task's description quoted in the abort confirmation (a shell task's
+description is its whole command)."""
+
+
 class ConfirmBar(Static):
     """An abort waiting for `y` or `n`."""
 
@@ -93,10 +99,11 @@ class ConfirmBar(Static):
         noun = "task" if count == 1 else "tasks"
         scope = " only (its sub-tasks keep running)" if only else " and its sub-tasks"
         key = "bold reverse $accent"
+        description = clip(" ".join(task.description.split()), DESCRIPTION_SHOWN)
         text = Content.assemble(
             ("Abort ", "bold $error"),
             (f"#{task.id} {task.agent}", "bold"),
-            f" “{task.description}”{scope}: ",
+            f" “{description}”{scope}: ",
             (f"{count} live {noun} will stop.", "bold"),
             "   ",
             (" y ", key),

@@ -17,6 +17,7 @@ from tui.view import (
     STATUS_LABELS,
     TreeView,
     choice_hint,
+    clip,
     elapsed_of,
     format_elapsed,
     status_glyph,
@@ -85,24 +86,21 @@ class DetailPane(Static):
     def _render_task(self, task: Task) -> list[str | tuple[str, str]]:
         parts: list[str | tuple[str, str]] = []
 
-        class _Out:
-            @staticmethod
-            def append(text: str, style: str = "") -> None:
-                parts.append((text, style))
+        def out(text: str, style: str = "") -> None:
+            parts.append((text, style))
 
-        out = _Out()
-        out.append(f"{status_glyph(task)} #{task.id} ", style="bold")
-        out.append(task.agent, style="bold")
+        out(f"{status_glyph(task)} #{task.id} ", style="bold")
+        out(task.agent, style="bold")
         ancestors = self.view.mirror.ancestors(task.id)
         if ancestors:
             path = " › ".join(f"{t.agent}#{t.id}" for t in ancestors)
-            out.append(f"  under {path}", style="$text-muted")
-        out.append("\n")
-        out.append(task.description + "\n")
+            out(f"  under {path}", style="$text-muted")
+        out("\n")
+        out(task.description + "\n")
 
         def field(name: str, value: str, style: str = "") -> None:
-            out.append(f"{name:>9} ", style="$text-muted")
-            out.append(value + "\n", style=style)
+            out(f"{name:>9} ", style="$text-muted")
+            out(value + "\n", style=style)
 
         status = STATUS_LABELS[task.status]
         if task.end_reason is not None:
@@ -120,36 +118,37 @@ class DetailPane(Static):
         field("tokens", f"{task.tokens:,} own · {subtotal:,} in subtree")
         field("", f"{task.prompt_tokens:,} prompt · {task.completion_tokens:,} completion",
               "$text-muted")
-        field("elapsed", format_elapsed(elapsed_of(task, self.clock())))
         now = self.clock()
+        field("elapsed", format_elapsed(elapsed_of(task, now)))
         field("created", f"{_ago(task.created_at, now)} by {task.created_by}")
         field("started", _ago(task.started_at, now))
         field("ended", _ago(task.ended_at, now))
         prompts = {p.id: p for p in self.history}
         for prompt in self.view.mirror.history.get(task.id, []):
             prompts[prompt.id] = prompt
-        for prompt in self.view.mirror.prompts.values():
-            if prompt.task_id == task.id:
-                prompts[prompt.id] = prompt
+        if task.blocked_on is not None:  # a task asks one question at a time
+            pending = self.view.mirror.prompts.get(task.blocked_on.prompt_id)
+            if pending is not None:
+                prompts[pending.id] = pending
         if prompts:
-            out.append("\nprompts\n", style="bold")
+            out("\nprompts\n", style="bold")
         for prompt in sorted(prompts.values(), key=lambda p: p.id):
-            out.append(f"  ?{prompt.id} ", style="$text-muted")
-            out.append(prompt.question + "\n", style="$warning")
+            out(f"  ?{prompt.id} ", style="$text-muted")
+            out(prompt.question + "\n", style="$warning")
             if prompt.state is PromptState.PENDING and task.blocked_on is not None:
-                out.append(f"    {choice_hint(prompt.choices)}\n", style="bold")
+                out(f"    {choice_hint(prompt.choices)}\n", style="bold")
             elif prompt.state is PromptState.ANSWERED:
                 answer = f"    → {prompt.answer}"
                 if prompt.reason:
                     answer += f" ({prompt.reason})"
-                out.append(answer, style="$error" if prompt.is_denial else "$success")
-                out.append(f"  by {prompt.answered_by}\n", style="$text-muted")
+                out(answer, style="$error" if prompt.is_denial else "$success")
+                out(f"  by {prompt.answered_by}\n", style="$text-muted")
             else:
-                out.append(f"    {prompt.state.value.replace('_', ' ')}\n", style="$text-muted")
+                out(f"    {prompt.state.value.replace('_', ' ')}\n", style="$text-muted")
         if self.decisions:
-            out.append("\ndecisions\n", style="bold")
+            out("\ndecisions\n", style="bold")
         for decision in self.decisions:
-            self._render_decision(decision, task.id, now, out.append)
+            self._render_decision(decision, task.id, now, out)
         return parts
 
     @staticmethod
@@ -158,9 +157,7 @@ class DetailPane(Static):
     ) -> None:
         """Two lines: what was decided, then by whom, when and from which process."""
         verb = {"answer": "answered", "abort": "aborted"}.get(decision.action, decision.action)
-        detail = decision.detail
-        if len(detail) > DETAIL_CHARS:
-            detail = detail[: DETAIL_CHARS - 1] + "…"
+        detail = clip(decision.detail, DETAIL_CHARS)
         if decision.action == "abort" and decision.task_id not in (None, task_id):
             detail = f"via #{decision.task_id} ({detail})"  # an ancestor's abort ended it
         append(f"  {verb} ", style="bold $error" if decision.action == "abort" else "bold")
@@ -216,10 +213,7 @@ class Inbox(OptionList):
                 parts.append((" › ", "$text-muted"))
             style = "bold $warning" if pos == len(path) - 1 else "$text-muted"
             parts.append((f"{task.agent}#{task.id}", style))
-        question = prompt.question if len(prompt.question) <= 120 else (
-            prompt.question[:119] + "…"
-        )
-        parts += ["\n", (f"? {question}", "$warning")]
+        parts += ["\n", (f"? {clip(prompt.question, 120)}", "$warning")]
         return Content.assemble(*parts)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

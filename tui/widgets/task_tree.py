@@ -19,6 +19,7 @@ from core.model import Task, TaskStatus
 from tui.view import (
     TreeView,
     choice_hint,
+    clip,
     elapsed_of,
     format_elapsed,
     format_tokens,
@@ -51,7 +52,7 @@ class TaskTree(ScrollView, can_focus=True):
         Binding("pageup", "page_up", "page up", show=False, id="tree.page_up"),
         Binding("home,g", "first", "first", show=False, id="tree.first"),
         Binding("end,G", "last", "last", show=False, id="tree.last"),
-        Binding("enter", "toggle", "fold", key_display="⏎", id="tree.toggle"),
+        Binding("enter", "toggle", "fold", show=False, id="tree.toggle"),
         Binding("left,h", "collapse", "collapse", show=False, id="tree.collapse"),
         Binding("right,l", "expand", "expand", show=False, id="tree.expand"),
     ]
@@ -323,10 +324,10 @@ class TaskTree(ScrollView, can_focus=True):
                 hint = short_hint(task.blocked_on.choices)
             room = avail - len(question) - 2 - len(hint)
             if room >= 12:  # the description fits too
-                text.append(_clip(task.description, room - 2), self._style("dim"))
+                text.append(clip(task.description, room - 2), self._style("dim"))
                 text.append("  ")
             q_room = max(4, avail - text.cell_len - len(hint) - 2)
-            text.append(_clip(question, q_room), self._style("question"))
+            text.append(clip(question, q_room), self._style("question"))
             text.append("  ")
             text.append(hint, self._style("keys"))
             return text
@@ -343,14 +344,6 @@ class TaskTree(ScrollView, can_focus=True):
         elif task.status is TaskStatus.BLOCKED:
             text.append("  waiting for sub-tasks", self._style("waiting"))
         return text
-
-
-def _clip(text: str, room: int) -> str:
-    if room <= 0:
-        return ""
-    if len(text) <= room:
-        return text
-    return text[: max(0, room - 1)] + "…"
 
 
 def header_text(width: int) -> str:
