@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 
-from core.errors import Unavailable
 from core.model import EndReason, PromptState, TaskStatus
 from tests.support import until
 from tests.tui.conftest import SIZE, deck, move_to, pending_of, ready, row_of, rows, settle
@@ -150,11 +149,16 @@ async def test_answer_keys_apply_only_to_asking_rows(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
+        def answer_keys() -> set[str]:
+            bindings = app.screen.active_bindings
+            return {k for k, (_, _, enabled, _) in bindings.items() if enabled} & {"a", "d", "r"}
+
+        await pilot.press("b")
+        assert answer_keys() == {"a", "d", "r"}
         await move_to(app, pilot, scene.ids["Bump dependencies"])
         assert app.check_action("approve", ()) is False
         assert app.check_action("abort", ()) is True
-        bindings = app.screen.active_bindings
-        assert "a" not in {k for k, (_, b, enabled, _) in bindings.items() if enabled and b.show}
+        assert answer_keys() == set()
         await pilot.press("a", "r")
         assert app.mode == "normal"
         assert scene.registry is not None
@@ -210,7 +214,8 @@ async def test_stale_answer_shows_the_daemons_error(scene: Scene) -> None:
         scene.registry.answer(prompt.id, "deny", by="cli:alice@laptop")
         await pilot.press("enter")
         await until(lambda: any(sev == "error" for sev, _ in app.notices))
-        severity, text = app.notices[-1]
+        [text] = [text for sev, text in app.notices if sev == "error"]
+        assert text.startswith("#3 not answered: ")
         assert "already answered 'deny' by cli:alice@laptop" in text
         assert scene.registry.get_prompt(prompt.id).answer == "deny"
 
@@ -361,7 +366,7 @@ async def test_app_exits_cleanly_when_sync_fails(runtime_dir: Path) -> None:
     app = make_app(runtime_dir)
     async with app.run_test(size=SIZE):
         await until(lambda: app.failure is not None)
-    assert isinstance(Unavailable(app.failure), Unavailable)
+    assert app.failure == f"no daemon running (no connection file in {runtime_dir})"
     assert app.return_code == 2
 
 
