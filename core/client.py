@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import zmq
@@ -126,7 +126,247 @@ def _raise_error(error: p.Error | None) -> None:
     raise exc
 
 
-class Client:
+# ------------------------------------------------------------ commands, sans I/O
+#
+# What a command sends and what its caller gets back, with no socket in sight: the
+# async `Client` and the blocking `SyncClient` differ only in how they move the bytes.
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call(Generic[T]):
+    """One command: the body to send, the result type the daemon must answer, what to return."""
+
+    body: p.Command
+    kind: type[p.Result]
+    take: Callable[[Any], T]
+
+
+def _hello() -> _Call[dict[str, Any]]:
+    def take(result: p.HelloResult) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(result)
+        out.pop("type", None)
+        return out
+
+    return _Call(p.Hello(), p.HelloResult, take)
+
+
+def _snapshot() -> _Call[Snapshot]:
+    return _Call(p.GetSnapshot(), p.SnapshotResult, lambda r: r.snapshot)
+
+
+def _list_tasks(
+    agent: str | None,
+    status: TaskStatus | str | None,
+    parent_id: int | None,
+    limit: int,
+    roots_only: bool,
+    before: int | None,
+) -> _Call[list[Task]]:
+    if status is not None and not isinstance(status, TaskStatus):
+        try:
+            status = TaskStatus(status)
+        except ValueError:
+            names = ", ".join(s.value for s in TaskStatus)
+            raise BadRequest(f"unknown status {status!r} (one of {names})") from None
+    body = p.ListTasks(
+        agent=agent,
+        status=status,
+        parent_id=parent_id,
+        limit=limit,
+        roots_only=roots_only,
+        before=before,
+    )
+    return _Call(body, p.TasksResult, lambda r: r.tasks)
+
+
+def _get(task_id: int) -> _Call[tuple[Task, list[Prompt]]]:
+    return _Call(p.GetTask(task_id=task_id), p.TaskDetail, lambda r: (r.task, r.prompts))
+
+
+def _history(task_id: int | None, limit: int) -> _Call[list[p.Decision]]:
+    return _Call(p.History(task_id=task_id, limit=limit), p.HistoryResult, lambda r: r.entries)
+
+
+def _submit(
+    agent: str, description: str, parent_id: int | None, timeout: float | None
+) -> _Call[Task]:
+    body = p.Submit(agent=agent, description=description, parent_id=parent_id, timeout=timeout)
+    return _Call(body, p.TaskResult, lambda r: r.task)
+
+
+def _answer(prompt_id: int, text: str, reason: str | None, by: str | None) -> _Call[Prompt]:
+    body = p.Answer(prompt_id=prompt_id, text=text, reason=reason, by=by)
+    return _Call(body, p.PromptResult, lambda r: r.prompt)
+
+
+def _answer_task(
+    task_id: int, text: str, reason: str | None, prompt_id: int | None, by: str | None
+) -> _Call[Prompt]:
+    body = p.AnswerTask(task_id=task_id, text=text, reason=reason, prompt_id=prompt_id, by=by)
+    return _Call(body, p.PromptResult, lambda r: r.prompt)
+
+
+def _abort(task_id: int, only: bool) -> _Call[list[int]]:
+    return _Call(p.Abort(task_id=task_id, only=only), p.AbortResult, lambda r: r.task_ids)
+
+
+def _accept(raw: bytes, request_id: str) -> p.Reply | None:
+    """The reply to `request_id` read from `raw`; None for a stale reply to another request.
+
+    Raises:
+        TaskdeckError: the bytes are not a reply.
+    """
+    try:
+        reply = p.REPLY_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise TaskdeckError(f"the daemon sent an unreadable reply: {exc}") from None
+    return reply if reply.id in (request_id, "") else None
+
+
+def _result(reply: p.Reply, kind: type[R]) -> R:
+    """The reply's result, checked to be `kind`.
+
+    Raises:
+        TaskdeckError: the daemon's error, as its matching subclass, or a result of another type.
+    """
+    if not reply.ok:
+        _raise_error(reply.error)
+    result = reply.result
+    if not isinstance(result, kind):
+        raise TaskdeckError(
+            f"the daemon answered {type(result).__name__} where {kind.__name__} was expected"
+        )
+    return result
+
+
+def _settle_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Endpoint:
+    """Where the daemon is and how to reach its command socket: what both clients share.
+
+    Requests follow the Lazy Pirate pattern: wait `request_timeout` for the reply,
+    else close the socket (LINGER 0), re-read the connection file, open a new one and
+    send the same request again, with the same request id (so the daemon applies it
+    once), at most `retries` times.
+    """
+
+    def __init__(
+        self,
+        runtime_dir: Path | None = None,
+        *,
+        connection: ConnectionInfo | None = None,
+        client_name: str = "cli",
+        request_timeout: float = 2.5,
+        retries: int = 3,
+        heartbeat: float | None = None,
+        client_keys: KeyPair | None = None,
+        state_dir: Path | None = None,
+        rcvhwm: int = 100_000,
+        protocol_version: int = p.PROTOCOL_VERSION,
+    ) -> None:
+        if connection is None and runtime_dir is None:
+            runtime_dir = default_runtime_dir()
+        self.runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
+        self._fixed = connection
+        self.connection = connection
+        self.client_name = client_name
+        self.request_timeout = request_timeout
+        self.retries = max(1, retries)
+        self._heartbeat = heartbeat
+        self._client_keys = client_keys
+        self._state_dir = state_dir
+        self.rcvhwm = rcvhwm
+        self.protocol_version = protocol_version
+        self.origin = _origin(client_name)
+        self.retry_count = 0
+        """Requests re-sent after a timeout, since this client was made."""
+        self._req_endpoint: str | None = None
+
+    def _close_req(self) -> None:
+        raise NotImplementedError
+
+    def _refresh_connection(self) -> ConnectionInfo:
+        """Re-read the connection file (a restarted daemon may have new endpoints)."""
+        if self._fixed is not None:
+            self.connection = self._fixed
+        else:
+            self.connection = _read_connection(self.runtime_dir)
+        if self._req_endpoint is not None and self._req_endpoint != self.connection.commands:
+            self._close_req()
+        return self.connection
+
+    @property
+    def heartbeat(self) -> float:
+        """The daemon's idle heartbeat interval, in seconds."""
+        if self._heartbeat is not None:
+            return self._heartbeat
+        if self.connection is not None:
+            return self.connection.heartbeat
+        return 1.0
+
+    def _secure(self, sock: zmq.Socket[Any]) -> None:
+        assert self.connection is not None
+        key = self.connection.server_public_key
+        if key is None:
+            return
+        pair = self._client_keys or existing_client_keys(self._state_dir)
+        if pair is None:
+            public, secret = zmq.curve_keypair()
+            pair = self._client_keys = KeyPair(public=public.decode(), secret=secret.decode())
+        sock.curve_serverkey = key.encode()
+        sock.curve_publickey = pair.public.encode()
+        sock.curve_secretkey = pair.secret.encode()
+
+    def _new_req(self, ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
+        """A plain REQ socket connected to the daemon's command endpoint."""
+        if self.connection is None:
+            self._refresh_connection()
+        assert self.connection is not None
+        sock: zmq.Socket[Any] = zmq.Socket(ctx, zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_REPLY)
+        self._secure(sock)
+        if self.connection.commands.startswith("tcp://["):
+            sock.setsockopt(zmq.IPV6, 1)
+        sock.connect(self.connection.commands)
+        self._req_endpoint = self.connection.commands
+        return sock
+
+    def _prepare(self, body: p.Command) -> tuple[str, bytes]:
+        """A fresh request id and the encoded request.
+
+        Raises:
+            BadRequest: the request is over the size cap.
+        """
+        request_id = uuid.uuid4().hex
+        data = p.encode(
+            p.Request(id=request_id, version=self.protocol_version, origin=self.origin, body=body)
+        )
+        if len(data) > p.MAX_MESSAGE:
+            raise BadRequest(f"request of {len(data)} bytes exceeds the {p.MAX_MESSAGE} byte cap")
+        return request_id, data
+
+    def _before_attempt(self, attempt: int) -> None:
+        """Count a retry and look for a restarted daemon's new endpoints before it."""
+        if attempt:
+            self.retry_count += 1
+            with contextlib.suppress(TaskdeckError):
+                self._refresh_connection()
+        if self.connection is None:
+            self._refresh_connection()
+
+    def _gave_up(self) -> Unavailable:
+        endpoint = self.connection.commands if self.connection else "?"
+        return Unavailable(
+            f"the daemon at {endpoint} did not answer ({self.retries} tries, "
+            f"{self.request_timeout:g}s each); is `taskdeck serve` running?"
+        )
+
+
+class Client(_Endpoint):
     """Talks to one daemon: commands with timeouts and retries, and an optional live mirror.
 
     Args:
@@ -159,29 +399,29 @@ class Client:
         rcvhwm: int = 100_000,
         protocol_version: int = p.PROTOCOL_VERSION,
     ) -> None:
-        if connection is None and runtime_dir is None:
-            runtime_dir = default_runtime_dir()
-        self.runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
-        self._fixed = connection
-        self.connection = connection
-        self.client_name = client_name
-        self.request_timeout = request_timeout
-        self.retries = max(1, retries)
-        self._heartbeat = heartbeat
-        self._client_keys = client_keys
-        self._state_dir = state_dir
-        self.rcvhwm = rcvhwm
-        self.protocol_version = protocol_version
-        self.origin = _origin(client_name)
+        super().__init__(
+            runtime_dir,
+            connection=connection,
+            client_name=client_name,
+            request_timeout=request_timeout,
+            retries=retries,
+            heartbeat=heartbeat,
+            client_keys=client_keys,
+            state_dir=state_dir,
+            rcvhwm=rcvhwm,
+            protocol_version=protocol_version,
+        )
         self.mirror = Mirror()
         self.state = ConnectionState.CONNECTING
-        self.retry_count = 0
-        """Requests re-sent after a timeout, since this client was made."""
         self.resync_count = 0
         """Snapshots loaded into the mirror, since this client was made."""
         self._ctx: zmq.asyncio.Context | None = None
-        self._req: zmq.asyncio.Socket | None = None
-        self._req_endpoint: str | None = None
+        self._req: zmq.Socket[Any] | None = None
+        """The command socket: plain, woken through the loop's reader on its FD."""
+        self._req_fd: int | None = None
+        self._req_loop: asyncio.AbstractEventLoop | None = None
+        self._req_ready: asyncio.Future[None] | None = None
+        """Set by the reader when the command socket may have a reply."""
         self._lock = asyncio.Lock()
         self._mirror_task: asyncio.Task[None] | None = None
         self._on_change: Callable[[Changes], None] | None = None
@@ -234,60 +474,56 @@ class Client:
             self._ctx = zmq.asyncio.Context()
         return self._ctx
 
-    def _refresh_connection(self) -> ConnectionInfo:
-        """Re-read the connection file (a restarted daemon may have new endpoints)."""
-        if self._fixed is not None:
-            self.connection = self._fixed
-        else:
-            self.connection = _read_connection(self.runtime_dir)
-        if self._req is not None and self._req_endpoint != self.connection.commands:
-            self._close_req()
-        return self.connection
-
-    @property
-    def heartbeat(self) -> float:
-        """The daemon's idle heartbeat interval, in seconds."""
-        if self._heartbeat is not None:
-            return self._heartbeat
-        if self.connection is not None:
-            return self.connection.heartbeat
-        return 1.0
-
-    def _secure(self, sock: zmq.Socket[Any]) -> None:
-        assert self.connection is not None
-        key = self.connection.server_public_key
-        if key is None:
-            return
-        pair = self._client_keys or existing_client_keys(self._state_dir)
-        if pair is None:
-            public, secret = zmq.curve_keypair()
-            pair = self._client_keys = KeyPair(public=public.decode(), secret=secret.decode())
-        sock.curve_serverkey = key.encode()
-        sock.curve_publickey = pair.public.encode()
-        sock.curve_secretkey = pair.secret.encode()
-
-    def _open_req(self) -> zmq.asyncio.Socket:
+    def _open_req(self) -> zmq.Socket[Any]:
         if self._req is not None:
             return self._req
-        if self.connection is None:
-            self._refresh_connection()
-        assert self.connection is not None
-        sock = self._context().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_REPLY)
-        self._secure(sock)
-        if self.connection.commands.startswith("tcp://["):
-            sock.setsockopt(zmq.IPV6, 1)
-        sock.connect(self.connection.commands)
-        self._req = sock
-        self._req_endpoint = self.connection.commands
+        sock = self._new_req(self._context())
+        loop = asyncio.get_running_loop()
+        fd = sock.getsockopt(zmq.FD)
+        loop.add_reader(fd, self._req_signalled)
+        self._req, self._req_fd, self._req_loop = sock, fd, loop
         return sock
 
     def _close_req(self) -> None:
-        if self._req is not None:
-            self._req.close(linger=0)
-            self._req = None
-            self._req_endpoint = None
+        if self._req is None:
+            return
+        loop, fd = self._req_loop, self._req_fd
+        if loop is not None and fd is not None and not loop.is_closed():
+            loop.remove_reader(fd)  # before close: the FD number may be reused
+        self._req.close(linger=0)
+        self._req = self._req_fd = self._req_loop = None
+        self._req_endpoint = None
+
+    def _req_signalled(self) -> None:
+        ready = self._req_ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        elif self._req is not None:
+            # Nobody waits: read the state so the edge-triggered FD re-arms instead of
+            # staying readable and waking the loop on every turn.
+            with contextlib.suppress(zmq.ZMQError):
+                self._req.getsockopt(zmq.EVENTS)
+
+    async def _req_event(self, sock: zmq.Socket[Any], event: int, timeout: float) -> bool:
+        """Wait until the command socket can `event` (POLLIN/POLLOUT); False on timeout.
+
+        The FD signals a change, not a state: ZMQ_EVENTS is read after every wake-up
+        (which re-arms it) and before waiting, so an edge consumed elsewhere is not missed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not sock.getsockopt(zmq.EVENTS) & event:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            ready = self._req_ready = loop.create_future()
+            timer = loop.call_at(deadline, _settle_none, ready)
+            try:
+                await ready
+            finally:
+                timer.cancel()
+                self._req_ready = None
+        return True
 
     # --------------------------------------------------------------- requests
 
@@ -298,71 +534,67 @@ class Client:
             Unavailable: no reply after `retries` attempts of `request_timeout` seconds.
             TaskdeckError: the daemon's error, as its matching subclass.
         """
-        if self._closed:
-            raise Unavailable("the client is closed")
-        request_id = uuid.uuid4().hex
-        data = p.encode(
-            p.Request(id=request_id, version=self.protocol_version, origin=self.origin, body=body)
-        )
-        if len(data) > p.MAX_MESSAGE:
-            raise BadRequest(f"request of {len(data)} bytes exceeds the {p.MAX_MESSAGE} byte cap")
-        async with self._lock:
-            reply = await self._exchange(request_id, data)
+        reply = await self._reply(body)
         if not reply.ok:
             _raise_error(reply.error)
         return reply.result
 
+    async def _reply(self, body: p.Command) -> p.Reply:
+        if self._closed:
+            raise Unavailable("the client is closed")
+        request_id, data = self._prepare(body)
+        async with self._lock:
+            return await self._exchange(request_id, data)
+
     async def _exchange(self, request_id: str, data: bytes) -> p.Reply:
-        timeout_ms = max(1, int(self.request_timeout * 1000))
+        """Lazy Pirate over the plain REQ socket, waiting through the loop's reader.
+
+        A reply is tried for with a non-blocking receive before any wait: no future, no
+        task, no zmq.asyncio poll per request (docs/BENCHMARKS.md).
+        """
+        timeout = self.request_timeout
         for attempt in range(self.retries):
-            if attempt:
-                self.retry_count += 1
-                with contextlib.suppress(TaskdeckError):
-                    self._refresh_connection()  # maybe a restarted daemon: new endpoints
-            if self.connection is None:
-                self._refresh_connection()
+            self._before_attempt(attempt)
             sock = self._open_req()
             done = False
             try:
-                await sock.send(data)
-                while await sock.poll(timeout_ms, zmq.POLLIN):
-                    raw = await sock.recv()
+                try:
+                    sock.send(data, zmq.NOBLOCK)
+                except zmq.Again:  # no pipe to the daemon yet
+                    if not await self._req_event(sock, zmq.POLLOUT, timeout):
+                        continue
+                    sock.send(data, zmq.NOBLOCK)
+                while True:
                     try:
-                        reply = p.REPLY_DECODER.decode(raw)
-                    except msgspec.DecodeError as exc:
-                        raise TaskdeckError(f"the daemon sent an unreadable reply: {exc}") from None
-                    if reply.id in (request_id, ""):
+                        raw = sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        if await self._req_event(sock, zmq.POLLIN, timeout):
+                            continue
+                        break
+                    reply = _accept(raw, request_id)
+                    if reply is not None:
                         done = True
                         return reply
             finally:
                 if not done:  # timed out, failed or cancelled: the socket is unusable
                     self._close_req()
-        endpoint = self.connection.commands if self.connection else "?"
-        raise Unavailable(
-            f"the daemon at {endpoint} did not answer ({self.retries} tries, "
-            f"{self.request_timeout:g}s each); is `taskdeck serve` running?"
-        )
+        raise self._gave_up()
 
     async def _call(self, body: p.Command, kind: type[R]) -> R:
-        result = await self.request(body)
-        if not isinstance(result, kind):
-            raise TaskdeckError(
-                f"the daemon answered {type(result).__name__} where {kind.__name__} was expected"
-            )
-        return result
+        return _result(await self._reply(body), kind)
+
+    async def _do(self, call: _Call[T]) -> T:
+        return call.take(await self._call(call.body, call.kind))
 
     # ---------------------------------------------------------------- commands
 
     async def hello(self) -> dict[str, Any]:
         """The daemon's version, epoch, seq, pid, agents and heartbeat, as a dict."""
-        result = await self._call(p.Hello(), p.HelloResult)
-        out: dict[str, Any] = msgspec.to_builtins(result)
-        out.pop("type", None)
-        return out
+        return await self._do(_hello())
 
     async def snapshot(self) -> Snapshot:
         """Every task and pending prompt, and the seq they reflect."""
-        return (await self._call(p.GetSnapshot(), p.SnapshotResult)).snapshot
+        return await self._do(_snapshot())
 
     async def list_tasks(
         self,
@@ -375,26 +607,11 @@ class Client:
         before: int | None = None,
     ) -> list[Task]:
         """Tasks newest first, filtered, at most `limit`."""
-        if status is not None and not isinstance(status, TaskStatus):
-            try:
-                status = TaskStatus(status)
-            except ValueError:
-                names = ", ".join(s.value for s in TaskStatus)
-                raise BadRequest(f"unknown status {status!r} (one of {names})") from None
-        body = p.ListTasks(
-            agent=agent,
-            status=status,
-            parent_id=parent_id,
-            limit=limit,
-            roots_only=roots_only,
-            before=before,
-        )
-        return (await self._call(body, p.TasksResult)).tasks
+        return await self._do(_list_tasks(agent, status, parent_id, limit, roots_only, before))
 
     async def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
         """A task and every prompt it asked, oldest first."""
-        result = await self._call(p.GetTask(task_id=task_id), p.TaskDetail)
-        return result.task, result.prompts
+        return await self._do(_get(task_id))
 
     async def history(self, *, task_id: int | None = None, limit: int = 200) -> list[p.Decision]:
         """Who answered or aborted what, oldest first: the last `limit` decisions.
@@ -405,8 +622,7 @@ class Client:
         Raises:
             InvalidState: the daemon keeps no journal.
         """
-        body = p.History(task_id=task_id, limit=limit)
-        return (await self._call(body, p.HistoryResult)).entries
+        return await self._do(_history(task_id, limit))
 
     async def submit(
         self,
@@ -417,8 +633,7 @@ class Client:
         timeout: float | None = None,
     ) -> Task:
         """Start a task for one of the daemon's agents."""
-        body = p.Submit(agent=agent, description=description, parent_id=parent_id, timeout=timeout)
-        return (await self._call(body, p.TaskResult)).task
+        return await self._do(_submit(agent, description, parent_id, timeout))
 
     async def answer(
         self, prompt_id: int, text: str, *, reason: str | None = None, by: str | None = None
@@ -430,8 +645,7 @@ class Client:
             NotPending: it was cancelled or timed out.
             UnknownPrompt: no such prompt.
         """
-        body = p.Answer(prompt_id=prompt_id, text=text, reason=reason, by=by)
-        return (await self._call(body, p.PromptResult)).prompt
+        return await self._do(_answer(prompt_id, text, reason, by))
 
     async def answer_task(
         self,
@@ -447,12 +661,11 @@ class Client:
         Raises:
             InvalidState: the task waits on no question.
         """
-        body = p.AnswerTask(task_id=task_id, text=text, reason=reason, prompt_id=prompt_id, by=by)
-        return (await self._call(body, p.PromptResult)).prompt
+        return await self._do(_answer_task(task_id, text, reason, prompt_id, by))
 
     async def abort(self, task_id: int, *, only: bool = False) -> list[int]:
         """End the task and (unless `only`) its subtree; returns the ids it ended."""
-        return (await self._call(p.Abort(task_id=task_id, only=only), p.AbortResult)).task_ids
+        return await self._do(_abort(task_id, only))
 
     async def open_task(
         self,
@@ -830,38 +1043,40 @@ class ExternalTask:
 # -------------------------------------------------------------------- sync
 
 
-class SyncClient:
-    """Blocking wrapper over `Client` for scripts; runs its own event loop in a thread.
+class SyncClient(_Endpoint):
+    """Blocking client for scripts and one-shot commands: a plain REQ socket, no event loop.
 
-    The thread keeps lease heartbeats of open external tasks going between calls.
+    Each command is one blocking Lazy Pirate exchange (a receive timeout of
+    `request_timeout`; then the socket is closed with LINGER 0, reopened and the same
+    request, same id, sent again, at most `retries` times), built from the same
+    request and reply code as `Client`. Without an event loop in the way a round trip
+    costs about what the transport does (docs/BENCHMARKS.md).
+
+    External tasks need their lease renewed between calls, so `open_task` runs an
+    async `Client` on an event loop in a background thread, started on first use.
+
+    Takes the same arguments as `Client`.
+
+    Raises:
+        Unavailable: no daemon is running on the runtime dir (no connection file).
     """
 
     def __init__(self, runtime_dir: Path | None = None, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="taskdeck-client", daemon=True
-        )
-        self._thread.start()
-
-        async def make() -> Client:
-            client = Client(runtime_dir, **options)
-            await client.connect()
-            return client
-
+        super().__init__(runtime_dir, **options)
+        self._args = (runtime_dir, options)
+        self._ctx: zmq.Context[Any] = zmq.Context()
+        self._req: zmq.Socket[Any] | None = None
+        self._mutex = threading.Lock()
+        """One exchange at a time: a REQ socket must alternate send and receive."""
+        self._closed = False
+        self._client: Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         try:
-            self.client = self._run(make())
+            self._refresh_connection()
         except BaseException:
-            self._stop_loop()
+            self._ctx.destroy(linger=0)
             raise
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
 
     def __enter__(self) -> SyncClient:
         return self
@@ -870,51 +1085,183 @@ class SyncClient:
         self.close()
 
     def close(self) -> None:
-        """Close the client and stop its thread."""
-        if self._loop.is_closed():
+        """Close the command socket, and the background client and its thread if started."""
+        if self._closed:
             return
-        self._run(self.client.close())
-        self._stop_loop()
+        self._closed = True
+        if self._client is not None:
+            try:
+                self._run(self._client.close())
+            finally:
+                self._stop_loop()
+        with self._mutex:
+            self._close_req()
+            self._ctx.destroy(linger=0)
+
+    # ------------------------------------------------------------- requests
+
+    def _open_req(self) -> zmq.Socket[Any]:
+        if self._req is None:
+            sock = self._new_req(self._ctx)
+            timeout_ms = max(1, int(self.request_timeout * 1000))
+            sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+            self._req = sock
+        return self._req
+
+    def _close_req(self) -> None:
+        if self._req is not None:
+            self._req.close(linger=0)
+            self._req = None
+            self._req_endpoint = None
+
+    def _exchange(self, request_id: str, data: bytes) -> p.Reply:
+        """Lazy Pirate with blocking calls: a send and a receive, each bounded by the timeout."""
+        for attempt in range(self.retries):
+            self._before_attempt(attempt)
+            sock = self._open_req()
+            done = False
+            try:
+                sock.send(data)
+                while True:
+                    reply = _accept(sock.recv(), request_id)
+                    if reply is not None:
+                        done = True
+                        return reply
+            except zmq.Again:  # nothing within the timeout
+                continue
+            finally:
+                if not done:  # timed out, failed or interrupted: the socket is unusable
+                    self._close_req()
+        raise self._gave_up()
+
+    def _reply(self, body: p.Command) -> p.Reply:
+        if self._closed:
+            raise Unavailable("the client is closed")
+        request_id, data = self._prepare(body)
+        with self._mutex:
+            return self._exchange(request_id, data)
+
+    def request(self, body: p.Command) -> p.ResultBody | None:
+        """Send one command and return its result; see `Client.request`."""
+        reply = self._reply(body)
+        if not reply.ok:
+            _raise_error(reply.error)
+        return reply.result
+
+    def _do(self, call: _Call[T]) -> T:
+        return call.take(_result(self._reply(call.body), call.kind))
+
+    # ------------------------------------------------------------- commands
 
     def hello(self) -> dict[str, Any]:
         """See `Client.hello`."""
-        return self._run(self.client.hello())
+        return self._do(_hello())
 
     def snapshot(self) -> Snapshot:
         """See `Client.snapshot`."""
-        return self._run(self.client.snapshot())
+        return self._do(_snapshot())
 
-    def list_tasks(self, **filters: Any) -> list[Task]:
+    def list_tasks(
+        self,
+        *,
+        agent: str | None = None,
+        status: TaskStatus | str | None = None,
+        parent_id: int | None = None,
+        limit: int = 100,
+        roots_only: bool = False,
+        before: int | None = None,
+    ) -> list[Task]:
         """See `Client.list_tasks`."""
-        return self._run(self.client.list_tasks(**filters))
+        return self._do(_list_tasks(agent, status, parent_id, limit, roots_only, before))
 
     def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
         """See `Client.get`."""
-        return self._run(self.client.get(task_id))
+        return self._do(_get(task_id))
 
     def history(self, *, task_id: int | None = None, limit: int = 200) -> list[p.Decision]:
         """See `Client.history`."""
-        return self._run(self.client.history(task_id=task_id, limit=limit))
+        return self._do(_history(task_id, limit))
 
-    def submit(self, agent: str, description: str, **options: Any) -> Task:
+    def submit(
+        self,
+        agent: str,
+        description: str,
+        *,
+        parent_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Task:
         """See `Client.submit`."""
-        return self._run(self.client.submit(agent, description, **options))
+        return self._do(_submit(agent, description, parent_id, timeout))
 
-    def answer(self, prompt_id: int, text: str, **options: Any) -> Prompt:
+    def answer(
+        self, prompt_id: int, text: str, *, reason: str | None = None, by: str | None = None
+    ) -> Prompt:
         """See `Client.answer`."""
-        return self._run(self.client.answer(prompt_id, text, **options))
+        return self._do(_answer(prompt_id, text, reason, by))
 
-    def answer_task(self, task_id: int, text: str, **options: Any) -> Prompt:
+    def answer_task(
+        self,
+        task_id: int,
+        text: str,
+        *,
+        reason: str | None = None,
+        prompt_id: int | None = None,
+        by: str | None = None,
+    ) -> Prompt:
         """See `Client.answer_task`."""
-        return self._run(self.client.answer_task(task_id, text, **options))
+        return self._do(_answer_task(task_id, text, reason, prompt_id, by))
 
     def abort(self, task_id: int, *, only: bool = False) -> list[int]:
         """See `Client.abort`."""
-        return self._run(self.client.abort(task_id, only=only))
+        return self._do(_abort(task_id, only))
+
+    # ------------------------------------------------------- external tasks
+
+    @property
+    def client(self) -> Client:
+        """The async `Client` behind `open_task`, on its own loop in a background thread."""
+        if self._client is None:
+            if self._closed:
+                raise Unavailable("the client is closed")
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="taskdeck-client", daemon=True
+            )
+            self._thread.start()
+            runtime_dir, options = self._args
+
+            async def make() -> Client:
+                client = Client(runtime_dir, **options)
+                await client.connect()
+                return client
+
+            try:
+                self._client = self._run(make())
+            except BaseException:
+                self._stop_loop()
+                raise
+        return self._client
 
     def open_task(self, description: str, **options: Any) -> SyncExternalTask:
         """See `Client.open_task`."""
-        return SyncExternalTask(self, self._run(self.client.open_task(description, **options)))
+        client = self.client
+        return SyncExternalTask(self, self._run(client.open_task(description, **options)))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        assert self._loop is not None
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result()
+
+    def _stop_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        self._client = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 class SyncExternalTask:
