@@ -29,7 +29,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,8 @@ from core.model import (
     TaskCreated,
     TasksEvicted,
 )
+from core.protocol import Decision
+from core.runtime import default_state_dir
 
 if TYPE_CHECKING:
     from core.registry import Registry
@@ -109,39 +111,8 @@ class JournalError(TaskdeckError):
     """The journal file cannot be opened, read or written."""
 
 
-class AuditEntry(msgspec.Struct, kw_only=True):
-    """One decision a person made: who answered or aborted what, when, from where."""
-
-    id: int
-    ts: float
-    action: str
-    """"answer" or "abort" (the daemon may record other actions)."""
-    task_id: int | None
-    prompt_id: int | None
-    detail: str
-    """The answer text, the abort reason, the ids aborted ..."""
-    by: str
-    """Who the registry records as acting, e.g. "tui:ana@box"."""
-    user: str | None = None
-    host: str | None = None
-    pid: int | None = None
-    client: str | None = None
-    curve_key: str | None = None
-    epoch: int | None = None
-    """The daemon run the decision was made in."""
-
-
 def default_journal_path() -> Path:
     """The per-user journal file: `<state dir>/journal.sqlite3`."""
-    try:
-        from core.runtime import default_state_dir
-    except ImportError:
-        state = os.environ.get("TASKDECK_STATE_DIR")
-        if state:
-            return Path(state) / "journal.sqlite3"
-        import platformdirs
-
-        return Path(platformdirs.user_state_dir("taskdeck")) / "journal.sqlite3"
     return default_state_dir() / "journal.sqlite3"
 
 
@@ -380,7 +351,7 @@ class Journal:
         statements: list[tuple[str, list[tuple[object, ...]]]],
         *,
         durable: bool,
-        audits: list[tuple[tuple[object, ...], tuple[int, ...]]] = (),  # type: ignore[assignment]
+        audits: Sequence[tuple[tuple[object, ...], tuple[int, ...]]] = (),
     ) -> None:
         db = self._db
         try:
@@ -475,16 +446,14 @@ class Journal:
         ).fetchall()
         return self._task_codec.decode(row[0]), [self._prompt_codec.decode(r[0]) for r in prompts]
 
-    def history(self, *, task_id: int | None = None, limit: int | None = None) -> list[AuditEntry]:
+    def history(self, *, task_id: int | None = None, limit: int | None = None) -> list[Decision]:
         """Decisions oldest first (the last `limit` of them), all or those touching one task.
 
         A task's decisions include aborts of an ancestor that ended it.
         """
         self._flush(durable=False)
-        columns = (
-            "a.id, a.ts, a.action, a.task_id, a.prompt_id, a.detail, a.by,"
-            " a.user, a.host, a.pid, a.client, a.curve_key, a.epoch"
-        )
+        names = Decision.__struct_fields__  # the audit table has a column for each
+        columns = ", ".join(f"a.{name}" for name in names)
         if task_id is None:
             sql = f"SELECT {columns} FROM audit a"
             args: tuple[object, ...] = ()
@@ -502,11 +471,7 @@ class Journal:
             rows = self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise JournalError(f"cannot read journal {self.path}: {exc}") from None
-        names = (
-            "id", "ts", "action", "task_id", "prompt_id", "detail", "by",
-            "user", "host", "pid", "client", "curve_key", "epoch",
-        )
-        return [AuditEntry(**dict(zip(names, row))) for row in reversed(rows)]
+        return [Decision(**dict(zip(names, row, strict=True))) for row in reversed(rows)]
 
     # ----------------------------------------------------------------- close
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.journal import AuditEntry, Journal, JournalError, default_journal_path
+from core.journal import Journal, JournalError, default_journal_path
 from core.model import PromptState, TaskStatus
+from core.protocol import Decision
 from core.registry import Registry
 from tests.support import until
 
@@ -170,7 +171,7 @@ async def test_audit_history_filters_and_limits(journal_path: Path) -> None:
         assert [e.action for e in everything] == ["answer", "abort"]
         assert everything[0].curve_key == "0102"
         assert everything[0].epoch == registry.epoch
-        assert all(isinstance(e, AuditEntry) for e in everything)
+        assert all(isinstance(e, Decision) for e in everything)
         # The child was ended by its parent's abort: its history shows that decision.
         assert [e.action for e in journal.history(task_id=child.id)] == ["abort"]
         assert [e.action for e in journal.history(task_id=other.id)] == ["answer"]
