@@ -1,6 +1,7 @@
 """`python -m bench.profile WHAT`: where the time goes, sampled with py-spy on both processes.
 
-WHAT is `pipeline`, `roundtrip` or `late_join`. The daemon and client processes are
+WHAT is `pipeline`, `roundtrip` (the async `Client`), `roundtrip_sync` (the blocking
+`SyncClient`) or `late_join`. The daemon and client processes are
 started as the benchmark starts them, py-spy samples each while the load runs, and
 the hottest functions (own time and total time) are printed per process. py-spy is
 not a dependency of taskdeck: `pip install py-spy` first. For the dashboard, which
@@ -87,7 +88,7 @@ def profile_wire(what: str, size: int) -> None:
         elif what == "late_join":
             client.call("late_join", 5)
         else:
-            client.call("answer", prompt_ids)
+            client.call("answer", prompt_ids, what == "roundtrip_sync")
         elapsed = time.perf_counter() - started
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -117,14 +118,15 @@ def profile_dashboard(keys: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("what", choices=["pipeline", "roundtrip", "late_join", "dashboard"])
+    parser.add_argument("what", choices=["pipeline", "roundtrip", "roundtrip_sync", "late_join", "dashboard"])
     parser.add_argument("--size", type=int, default=0,
                         help="events, requests or tasks (default: 200k, 20k, 100k, 300 keys)")
     args = parser.parse_args(argv)
     if args.what == "dashboard":
         profile_dashboard(args.size or 300)
     else:
-        default = {"pipeline": 200_000, "roundtrip": 20_000, "late_join": 100_000}[args.what]
+        default = {"pipeline": 200_000, "roundtrip": 20_000, "roundtrip_sync": 20_000,
+                   "late_join": 100_000}[args.what]
         profile_wire(args.what, args.size or default)
     return 0
 

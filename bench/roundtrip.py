@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from bench import Config, Result, percentile, raw
 from bench.wire import daemon_and_client
@@ -16,24 +17,34 @@ BASELINE_TRIES = 3
 """Blocking-echo runs per round of ours."""
 
 
-def _measure(config: Config) -> dict[str, dict[str, list[float]] | dict[str, tuple[int, int]]]:
-    """Ours, the blocking echo and the asyncio echo, interleaved, best run of each kept."""
+PATHS = {"async": "Client", "sync": "SyncClient"}
+"""Client paths measured: the async `Client` (dashboard, agents) and the blocking
+`SyncClient` (scripts, one-shot commands)."""
+
+
+def _measure(config: Config) -> dict[str, Any]:
+    """Ours (both client paths), the blocking echo and the asyncio echo, interleaved.
+
+    The best run of each is kept.
+    """
     count = config.roundtrips
-    ours: dict[str, list[float]] = {"answer": [], "submit": []}
+    ours: dict[tuple[str, str], list[float]] = {}
     sizes: dict[str, tuple[int, int]] = {}
     base_sync: dict[str, list[float]] = {"answer": [], "submit": []}
     base_async: dict[str, list[float]] = {"answer": [], "submit": []}
     with daemon_and_client("ipc") as (daemon, client):
         daemon.call("fill", min(config.sizes), 10)
         for _ in range(config.repeats):
-            prompt_ids = daemon.call("prompts", count)
-            got = {
-                "answer": client.call("answer", prompt_ids),
-                "submit": client.call("submit", count),
-            }
-            for op, (latencies, req_size, rep_size) in got.items():
-                sizes[op] = (req_size, rep_size)
-                ours[op] = _better(ours[op], latencies)
+            for path in PATHS:
+                use_sync = path == "sync"
+                got = {
+                    "answer": client.call("answer", daemon.call("prompts", count), use_sync),
+                    "submit": client.call("submit", count, use_sync),
+                }
+                for op, (latencies, req_size, rep_size) in got.items():
+                    sizes[op] = (req_size, rep_size)
+                    ours[path, op] = _better(ours.get((path, op), []), latencies)
+            for op, (req_size, rep_size) in sizes.items():
                 request, reply = b"r" * req_size, b"a" * rep_size
                 for _ in range(BASELINE_TRIES):
                     base_sync[op] = _better(
@@ -60,6 +71,7 @@ def _one_core() -> Iterator[None]:
 def run(config: Config) -> list[Result]:
     """Sequential `answer` and `submit` from a client process to a daemon process over ipc.
 
+    Both client paths are measured: the async `Client` and the blocking `SyncClient`.
     Baselines: a raw REQ/REP echo between two processes with requests and replies of
     the same sizes, in plain blocking code (the machine's floor, which the target is
     judged against) and with both sides in asyncio event loops (the floor of any
@@ -74,36 +86,40 @@ def run(config: Config) -> list[Result]:
         pinned = _measure(config)
     free = _measure(config)
     results: list[Result] = []
-    for op in ("answer", "submit"):
-        req_size, rep_size = pinned["sizes"][op]  # type: ignore[index]
-        params = {"requests": config.roundtrips, "request_bytes": req_size,
-                  "reply_bytes": rep_size}
-        rows = (
-            (pinned, "sync", 50, "one core", "blocking REQ/REP echo, one core", True),
-            (pinned, "sync", 99, "one core", "blocking REQ/REP echo, one core", False),
-            (free, "sync", 50, "free", "blocking REQ/REP echo, free", False),
-            (free, "async", 50, "free", "echo, asyncio both sides, free", False),
-            (pinned, "async", 50, "one core", "echo, asyncio both sides, one core", False),
-        )
-        for data, kind, q, where, label, judged in rows:
-            figure = percentile(data["ours"][op], q)  # type: ignore[index]
-            base = percentile(data[kind][op], q)  # type: ignore[index]
-            results.append(
-                Result(
-                    bench="roundtrip",
-                    name=f"{op} p{q}, ipc, {where}" + (" (vs asyncio echo)" if kind == "async" else ""),
-                    unit="s",
-                    figure=figure,
-                    baseline=base,
-                    baseline_name=label,
-                    better="lower",
-                    target=f"ratio <= {TARGET:g}" if judged else None,
-                    met=figure / base <= TARGET if judged else None,
-                    params={**params, "placement": where},
-                    note="two event-loop wake-ups per round trip: the floor of an asyncio "
-                    "daemon and client" if kind == "async" else "",
+    for path, client_name in PATHS.items():
+        for op in ("answer", "submit"):
+            req_size, rep_size = pinned["sizes"][op]
+            params = {"requests": config.roundtrips, "request_bytes": req_size,
+                      "reply_bytes": rep_size, "client": client_name}
+            rows = [
+                (pinned, "sync", 50, "one core", "blocking REQ/REP echo, one core", True),
+                (pinned, "sync", 99, "one core", "blocking REQ/REP echo, one core", False),
+                (free, "sync", 50, "free", "blocking REQ/REP echo, free", False),
+            ]
+            if path == "async":
+                rows.append(
+                    (pinned, "async", 50, "one core", "echo, asyncio both sides, one core", False)
                 )
-            )
+            for data, kind, q, where, label, judged in rows:
+                figure = percentile(data["ours"][path, op], q)
+                base = percentile(data[kind][op], q)
+                results.append(
+                    Result(
+                        bench="roundtrip",
+                        name=f"{op} p{q}, {client_name}, ipc, {where}"
+                        + (" (vs asyncio echo)" if kind == "async" else ""),
+                        unit="s",
+                        figure=figure,
+                        baseline=base,
+                        baseline_name=label,
+                        better="lower",
+                        target=f"ratio <= {TARGET:g}" if judged else None,
+                        met=figure / base <= TARGET if judged else None,
+                        params={**params, "placement": where},
+                        note="an event-loop wake-up on each side is the floor of an asyncio "
+                        "daemon and client" if kind == "async" else "",
+                    )
+                )
     return results
 
 

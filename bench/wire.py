@@ -184,11 +184,12 @@ def daemon_process(conn: Connection, runtime_dir: str, bind: str | None, state_d
 
 async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> None:
     from core import protocol as p
-    from core.client import Client
+    from core.client import Client, SyncClient
 
     loop = asyncio.get_running_loop()
     client = Client(Path(runtime_dir), state_dir=Path(state_dir), client_name="bench")
     await client.connect()
+    sync = SyncClient(Path(runtime_dir), state_dir=Path(state_dir), client_name="bench")
     target = 0
     reached: asyncio.Future[float] | None = None
 
@@ -216,37 +217,9 @@ async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> No
                 conn.send("armed")
                 end = await asyncio.wait_for(reached, 300)
                 conn.send((end, client.resync_count - resyncs, client.mirror.seq))
-            elif op == "answer":
-                (prompt_ids,) = args
-                latencies = []
-                prompt = None
-                for prompt_id in prompt_ids:
-                    t0 = time.perf_counter()
-                    prompt = await client.answer(prompt_id, "approve")
-                    latencies.append(time.perf_counter() - t0)
-                request = p.encode(
-                    p.Request(id=uuid.uuid4().hex, version=p.PROTOCOL_VERSION, origin=client.origin,
-                              body=p.Answer(prompt_id=prompt_ids[-1], text="approve"))
-                )
-                reply = p.encode(p.Reply(id=uuid.uuid4().hex, ok=True,
-                                         result=p.PromptResult(prompt=prompt)))
-                conn.send((latencies, len(request), len(reply)))
-            elif op == "submit":
-                (count,) = args
-                latencies = []
-                task = None
-                for i in range(count):
-                    t0 = time.perf_counter()
-                    task = await client.submit("noop", f"summarise chapter {i} of the report")
-                    latencies.append(time.perf_counter() - t0)
-                request = p.encode(
-                    p.Request(id=uuid.uuid4().hex, version=p.PROTOCOL_VERSION, origin=client.origin,
-                              body=p.Submit(agent="noop",
-                                            description=f"summarise chapter {count} of the report"))
-                )
-                reply = p.encode(p.Reply(id=uuid.uuid4().hex, ok=True,
-                                         result=p.TaskResult(task=task)))
-                conn.send((latencies, len(request), len(reply)))
+            elif op in ("answer", "submit"):
+                items, use_sync = args
+                conn.send(await _roundtrips(client, sync, op, items, use_sync))
             elif op == "late_join":
                 (repeats,) = args
                 conn.send(await _late_join(Path(runtime_dir), Path(state_dir), repeats))
@@ -258,8 +231,49 @@ async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> No
                 best = min(_time(lambda: p.REPLY_DECODER.decode(data)) for _ in range(args[0]))
                 conn.send((best, len(data), len(snap.tasks)))
     finally:
+        sync.close()
         await client.close()
     conn.send("stopped")
+
+
+async def _roundtrips(
+    client: Any, sync: Any, op: str, items: Any, use_sync: bool
+) -> tuple[list[float], int, int]:
+    """Sequential `answer`s (one per prompt id in `items`) or `submit`s (`items` of them).
+
+    With `use_sync`, through the `SyncClient` (blocking, no event loop in the way: the
+    path of scripts and one-shot commands), else through the async `Client`.
+
+    Returns:
+        The latency of each, and the byte sizes of the last request and reply.
+    """
+    from core import protocol as p
+
+    perf = time.perf_counter
+    latencies: list[float] = []
+    if op == "answer":
+        bodies = [p.Answer(prompt_id=i, text="approve") for i in items]
+    else:
+        bodies = [p.Submit(agent="noop", description=f"summarise chapter {i} of the report")
+                  for i in range(items)]
+    result: Any = None
+    for body in bodies:
+        t0 = perf()
+        if op == "answer":
+            if use_sync:
+                result = sync.answer(body.prompt_id, body.text)
+            else:
+                result = await client.answer(body.prompt_id, body.text)
+        elif use_sync:
+            result = sync.submit(body.agent, body.description)
+        else:
+            result = await client.submit(body.agent, body.description)
+        latencies.append(perf() - t0)
+    wrapped = p.PromptResult(prompt=result) if op == "answer" else p.TaskResult(task=result)
+    request = p.encode(p.Request(id=uuid.uuid4().hex, version=p.PROTOCOL_VERSION,
+                                 origin=client.origin, body=bodies[-1]))
+    reply = p.encode(p.Reply(id=uuid.uuid4().hex, ok=True, result=wrapped))
+    return latencies, len(request), len(reply)
 
 
 def _time(fn: Any) -> float:
