@@ -7,8 +7,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from core.errors import BadRequest
-from core.model import Task
+from core.errors import BadRequest, UnknownTask
+from core.model import TaskStatus
 
 if TYPE_CHECKING:
     from core.registry import Registry
@@ -55,40 +55,41 @@ class Retention:
         self._runner: asyncio.Task[None] | None = None
 
     def sweep(self) -> list[int]:
-        """Evict what the policy no longer keeps; returns the evicted task ids."""
-        tasks = self.registry.list(limit=None)
-        by_id = {t.id: t for t in tasks}
-        children: dict[int, list[Task]] = {}
-        roots: list[Task] = []
-        ended = 0
-        for task in tasks:
-            if task.status.is_ended:
-                ended += 1
-            if task.parent_id is not None and task.parent_id in by_id:
-                children.setdefault(task.parent_id, []).append(task)
-            else:
-                roots.append(task)
-        if ended <= self.max_ended and self.max_age is None:
+        """Evict what the policy no longer keeps; returns the evicted task ids.
+
+        Only ended tasks are read, so a sweep of a registry within its limits costs
+        little however many tasks are live.
+        """
+        registry = self.registry
+        ended = [
+            *registry.list(status=TaskStatus.FINISHED, limit=None),
+            *registry.list(status=TaskStatus.FAILED, limit=None),
+        ]
+        count = len(ended)
+        if count <= self.max_ended and self.max_age is None:
             return []
-        candidates: list[tuple[float, int, list[int]]] = []
-        for root in roots:
-            members = _subtree(root, children)
+        ended_ids = {t.id for t in ended}
+        candidates: list[tuple[float, int, int]] = []
+        for task in ended:
+            if task.parent_id in ended_ids or _exists(registry, task.parent_id):
+                continue  # not a root: it leaves with its root
+            members = registry.subtree(task.id)
             if all(t.status.is_ended for t in members):
                 last = max((t.ended_at or 0.0) for t in members)
-                candidates.append((last, root.id, [t.id for t in reversed(members)]))
+                candidates.append((last, task.id, len(members)))
         candidates.sort()
-        now = self.registry.clock()
+        now = registry.clock()
         chosen: list[int] = []
-        for last, _, ids in candidates:
-            too_many = ended > self.max_ended
+        for last, root_id, size in candidates:
+            too_many = count > self.max_ended
             too_old = self.max_age is not None and now - last > self.max_age
             if not (too_many or too_old):
                 break
-            chosen.extend(ids)
-            ended -= len(ids)
+            chosen.append(root_id)
+            count -= size
         if not chosen:
             return []
-        dropped = self.registry.evict(chosen)
+        dropped = registry.evict(chosen)
         self.evicted += len(dropped)
         return dropped
 
@@ -125,12 +126,11 @@ class Retention:
                 await runner
 
 
-def _subtree(root: Task, children: dict[int, list[Task]]) -> list[Task]:
-    """The root and its descendants, parents before children."""
-    out = []
-    stack = [root]
-    while stack:
-        task = stack.pop()
-        out.append(task)
-        stack.extend(children.get(task.id, ()))
-    return out
+def _exists(registry: Registry, task_id: int | None) -> bool:
+    if task_id is None:
+        return False
+    try:
+        registry.get(task_id)
+    except UnknownTask:
+        return False
+    return True
