@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 
 from core.context import AgentContext
-from core.errors import InvalidState, TaskdeckError
+from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.registry import Agent
 
 PROGRESS_INTERVAL = 0.25
@@ -51,11 +51,14 @@ def make_shell_agent(*, grace: float = 2.0, tail_lines: int = 20) -> Agent:
     Returns:
         The agent. Its result is "exit 0" and the last `tail_lines` lines of output;
         a non-zero exit fails the task with "exit N: <last line>".
+
+    Raises:
+        BadRequest: grace is negative or tail_lines is below 1.
     """
     if grace < 0:
-        raise ValueError("grace must not be negative")
+        raise BadRequest("grace must not be negative")
     if tail_lines < 1:
-        raise ValueError("tail_lines must be at least 1")
+        raise BadRequest("tail_lines must be at least 1")
 
     async def shell(ctx: AgentContext) -> str:
         command = ctx.description
@@ -99,10 +102,7 @@ async def _run(ctx: AgentContext, command: str, *, grace: float, tail_lines: int
     tail = output.tail()
     if code == 0:
         return "exit 0" + (f"\n{tail}" if tail else "")
-    if code < 0:
-        status = f"killed by {_signal_name(-code)}"
-    else:
-        status = f"exit {code}"
+    status = f"killed by {_signal_name(-code)}" if code < 0 else f"exit {code}"
     last = output.last_line()
     raise CommandFailed(f"{status}: {last}" if last else status)
 

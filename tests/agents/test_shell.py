@@ -7,7 +7,10 @@ import shlex
 import time
 from pathlib import Path
 
+import pytest
+
 from core.agents.shell import make_shell_agent
+from core.errors import BadRequest
 from core.model import EndReason, TaskStatus
 from core.registry import Registry
 from tests.agents.conftest import ended, next_prompt
@@ -210,3 +213,10 @@ async def test_closing_the_registry_stops_running_commands() -> None:
 
     assert registry.get(task_id).end_reason is EndReason.ABORTED
     await until(lambda: group_gone(pgid), what=f"process group {pgid} to vanish")
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(BadRequest, match="grace"):
+        make_shell_agent(grace=-1)
+    with pytest.raises(BadRequest, match="tail_lines"):
+        make_shell_agent(tail_lines=0)
