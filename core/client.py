@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -59,6 +58,10 @@ STALE_AFTER = 1.5
 
 DISCONNECTED_AFTER = 3.0
 """Heartbeat intervals of silence before the mirror says it is disconnected and reconnects."""
+
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+"""As plain ints: `&` on the enum costs about what reading ZMQ_EVENTS does."""
 
 BATCH_LIMIT = 5000
 """Most messages applied before `on_change` is called (keeps a flood from starving the loop)."""
@@ -341,7 +344,7 @@ class _Endpoint:
         Raises:
             BadRequest: the request is over the size cap.
         """
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()  # as unique as a uuid4, a quarter of the cost
         data = p.encode(
             p.Request(id=request_id, version=self.protocol_version, origin=self.origin, body=body)
         )
@@ -510,12 +513,11 @@ class Client(_Endpoint):
         The FD signals a change, not a state: ZMQ_EVENTS is read after every wake-up
         (which re-arms it) and before waiting, so an edge consumed elsewhere is not missed.
         """
+        if sock.getsockopt(zmq.EVENTS) & event:
+            return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not sock.getsockopt(zmq.EVENTS) & event:
-            left = deadline - loop.time()
-            if left <= 0:
-                return False
+        while True:
             ready = self._req_ready = loop.create_future()
             timer = loop.call_at(deadline, _settle_none, ready)
             try:
@@ -523,7 +525,10 @@ class Client(_Endpoint):
             finally:
                 timer.cancel()
                 self._req_ready = None
-        return True
+            if sock.getsockopt(zmq.EVENTS) & event:
+                return True
+            if loop.time() >= deadline:
+                return False
 
     # --------------------------------------------------------------- requests
 
@@ -549,8 +554,9 @@ class Client(_Endpoint):
     async def _exchange(self, request_id: str, data: bytes) -> p.Reply:
         """Lazy Pirate over the plain REQ socket, waiting through the loop's reader.
 
-        A reply is tried for with a non-blocking receive before any wait: no future, no
-        task, no zmq.asyncio poll per request (docs/BENCHMARKS.md).
+        ZMQ_EVENTS is read before any wait, so a reply already there is taken with no
+        future; otherwise one future waits for the reader: no task and no zmq.asyncio
+        poll per request (docs/BENCHMARKS.md).
         """
         timeout = self.request_timeout
         for attempt in range(self.retries):
@@ -561,16 +567,14 @@ class Client(_Endpoint):
                 try:
                     sock.send(data, zmq.NOBLOCK)
                 except zmq.Again:  # no pipe to the daemon yet
-                    if not await self._req_event(sock, zmq.POLLOUT, timeout):
+                    if not await self._req_event(sock, _POLLOUT, timeout):
                         continue
                     sock.send(data, zmq.NOBLOCK)
-                while True:
+                while await self._req_event(sock, _POLLIN, timeout):
                     try:
                         raw = sock.recv(zmq.NOBLOCK)
                     except zmq.Again:
-                        if await self._req_event(sock, zmq.POLLIN, timeout):
-                            continue
-                        break
+                        continue
                     reply = _accept(raw, request_id)
                     if reply is not None:
                         done = True

@@ -58,6 +58,9 @@ DRAIN_BATCH = 256
 
 T = TypeVar("T")
 
+_POLLIN = int(zmq.POLLIN)
+"""As a plain int: `&` on the enum costs more than reading ZMQ_EVENTS does."""
+
 Handler = Callable[[p.Request], "p.ResultBody | Awaitable[p.ResultBody]"]
 
 
@@ -416,8 +419,8 @@ class Daemon:
         request: the zmq.asyncio recv -> handle -> send path cost about ten times the
         request's own work (docs/BENCHMARKS.md). The FD is edge-triggered: it signals
         when the socket's state may have changed, and only re-arms once a receive has
-        found the queue empty, so this reads until EAGAIN (then checks ZMQ_EVENTS) and
-        comes back on the next loop turn when it stops at `DRAIN_BATCH` with requests
+        found it empty, so this reads while ZMQ_EVENTS says POLLIN (checked after every
+        send and receive, as libzmq asks for an FD user) and comes back on the next loop turn when it stops at `DRAIN_BATCH` with requests
         left. A request whose handler must await (an async journal) goes to a task,
         and draining pauses until it is answered: requests stay one at a time, in order.
         """
@@ -427,13 +430,12 @@ class Daemon:
         curve = self._curve
         for _ in range(DRAIN_BATCH):
             try:
+                # ZMQ_EVENTS rather than a receive that fails: it re-arms the FD just
+                # the same, without raising (an Again costs three times the check).
+                if not cmd.getsockopt(zmq.EVENTS) & _POLLIN:
+                    return
                 received = cmd.recv_multipart(zmq.NOBLOCK, copy=not curve)
             except zmq.Again:
-                try:
-                    if cmd.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                        continue  # arrived between the receive and now
-                except zmq.ZMQError:
-                    pass
                 return
             except zmq.ZMQError as exc:  # closed under us: stop() is on its way
                 log.debug("command socket: %s", exc)
@@ -529,38 +531,30 @@ class Daemon:
             return cached
         try:
             result = self._handlers[type(request.body)](request)
-        except Exception as exc:
-            return self._settle(request, None, exc)
-        if inspect.isawaitable(result):
-            return self._settle_later(request, result)
-        return self._settle(request, result, None)
+            if inspect.isawaitable(result):
+                return self._reply_later(request, result)
+            reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
+        except TaskdeckError as exc:
+            reply = p.error_reply(request.id, exc.code, str(exc))
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            log.exception("request %s (%s) failed", request.id, type(request.body).__name__)
+            reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
+        return self._remember(request, reply)
 
-    async def _settle_later(self, request: p.Request, pending: Awaitable[p.ResultBody]) -> bytes:
+    async def _reply_later(self, request: p.Request, pending: Awaitable[p.ResultBody]) -> bytes:
+        """`_reply_now` for a handler that had to await (an async journal)."""
         try:
             result = await pending
-        except Exception as exc:
-            return self._settle(request, None, exc)
-        return self._settle(request, result, None)
-
-    def _settle(
-        self, request: p.Request, result: p.ResultBody | None, exc: Exception | None
-    ) -> bytes:
-        """Encode a handler's outcome as the reply, remembered by id when it changed state."""
-        reply = b""
-        if exc is None:
-            try:
-                reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
-            except Exception as failed:
-                exc = failed
-        if isinstance(exc, TaskdeckError):
+            reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
+        except TaskdeckError as exc:
             reply = p.error_reply(request.id, exc.code, str(exc))
-        elif exc is not None:  # a bug must cost one request, never the daemon
-            log.error("request %s (%s) failed", request.id, type(request.body).__name__,
-                      exc_info=exc)
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            log.exception("request %s (%s) failed", request.id, type(request.body).__name__)
             reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
         return self._remember(request, reply)
 
     def _remember(self, request: p.Request, reply: bytes) -> bytes:
+        """Keep the reply to a state change by request id, so a retry gets it unapplied."""
         if request.body.mutating:
             self._replies[request.id] = reply
             if len(self._replies) > self._dedupe_size:
@@ -685,7 +679,8 @@ class Daemon:
         except TaskdeckError:
             raise
         except Exception as exc:
-            raise self._journal_failed(action, exc) from None
+            log.exception("journal failed to record %s", action)
+            raise _journal_failed(action, exc) from None
         return None
 
     async def _audit_later(self, action: str, pending: Awaitable[object], *, commit: bool) -> None:
@@ -698,12 +693,8 @@ class Daemon:
         except TaskdeckError:
             raise
         except Exception as exc:
-            raise self._journal_failed(action, exc) from None
-
-    @staticmethod
-    def _journal_failed(action: str, exc: Exception) -> TaskdeckError:
-        log.error("journal failed to record %s", action, exc_info=exc)
-        return TaskdeckError(f"{action} applied, but the journal failed: {exc}")
+            log.exception("journal failed to record %s", action)
+            raise _journal_failed(action, exc) from None
 
     def _open(self, request: p.Request) -> p.TaskResult:
         body: p.Open = request.body  # type: ignore[assignment]
@@ -775,6 +766,10 @@ async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def _journal_failed(action: str, exc: Exception) -> TaskdeckError:
+    return TaskdeckError(f"{action} applied, but the journal failed: {exc}")
 
 
 def _then(pending: Awaitable[None] | None, result: T) -> T | Awaitable[T]:
