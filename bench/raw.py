@@ -172,14 +172,19 @@ def _replier(
     reply: bytes,
     keys: tuple[bytes, bytes] | None,
     use_asyncio: bool,
+    reader: bool,
     conn: Connection,
 ) -> None:
     """A REP socket that answers every request with `reply` until it gets b"stop".
 
-    With `use_asyncio`, a zmq.asyncio ROUTER in an event loop instead, as the daemon serves.
+    With `use_asyncio`, a zmq.asyncio ROUTER in an event loop instead; with `reader`, a
+    plain ROUTER drained from an event loop's reader on its FD, as the daemon serves.
     """
     if use_asyncio:
         asyncio.run(_async_replier(endpoint, reply, keys, conn))
+        return
+    if reader:
+        asyncio.run(_reader_replier(endpoint, reply, keys, conn))
         return
     ctx = zmq.Context()
     rep = ctx.socket(zmq.REP)
@@ -212,6 +217,38 @@ async def _async_replier(
             await router.send_multipart([*frames[:-1], b""])
             break
         router.send_multipart([*frames[:-1], reply], zmq.NOBLOCK)
+    router.close()
+    ctx.term()
+
+
+async def _reader_replier(
+    endpoint: str, reply: bytes, keys: tuple[bytes, bytes] | None, conn: Connection
+) -> None:
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    _curve_server(router, keys)
+    router.bind(endpoint)
+    conn.send(router.getsockopt_string(zmq.LAST_ENDPOINT))
+    loop = asyncio.get_running_loop()
+    stopped = loop.create_future()
+    pollin = int(zmq.POLLIN)
+
+    def drain() -> None:
+        while router.getsockopt(zmq.EVENTS) & pollin:
+            frames = router.recv_multipart(zmq.NOBLOCK)
+            if frames[-1] == b"stop":
+                router.send_multipart([*frames[:-1], b""], zmq.NOBLOCK)
+                if not stopped.done():
+                    stopped.set_result(None)
+                continue
+            router.send_multipart([*frames[:-1], reply], zmq.NOBLOCK)
+
+    fd = router.getsockopt(zmq.FD)
+    loop.add_reader(fd, drain)
+    drain()
+    await stopped
+    loop.remove_reader(fd)
     router.close()
     ctx.term()
 
@@ -267,6 +304,7 @@ def reqrep(
     reply: bytes,
     count: int,
     use_asyncio: bool = False,
+    reader: bool = False,
     curve: bool = False,
 ) -> list[float]:
     """Latencies (s) of `count` REQ/REP round trips between two processes.
@@ -276,8 +314,10 @@ def reqrep(
         request: bytes the REQ side sends (the size of a taskdeck request).
         reply: bytes the REP side answers (the size of a taskdeck reply).
         count: round trips timed (after a warm-up of a tenth of them).
-        use_asyncio: both sides in asyncio event loops with zmq.asyncio, as taskdeck's
-            client and daemon are (a ROUTER answering, a REQ polling then receiving).
+        use_asyncio: both sides in asyncio event loops with zmq.asyncio (a ROUTER
+            answering, a REQ polling then receiving).
+        reader: a blocking REQ, and a plain ROUTER drained from an asyncio loop's reader
+            on its FD: the floor of taskdeck's daemon with its `SyncClient`.
         curve: encrypt with CURVE.
     """
     ctx = spawn_context()
@@ -287,7 +327,7 @@ def reqrep(
         req_conn, req_child = ctx.Pipe()
         replier = ctx.Process(
             target=_replier,
-            args=(_endpoint(transport, Path(tmp)), reply, keys, use_asyncio, rep_child),
+            args=(_endpoint(transport, Path(tmp)), reply, keys, use_asyncio, reader, rep_child),
             daemon=True,
         )
         replier.start()

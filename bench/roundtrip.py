@@ -22,6 +22,14 @@ PATHS = {"async": "Client", "sync": "SyncClient"}
 `SyncClient` (scripts, one-shot commands)."""
 
 
+SUFFIX = {"sync": "", "async": " (vs asyncio echo)", "reader": " (vs loop-reader echo)"}
+NOTES = {
+    "sync": "",
+    "async": "an event-loop wake-up on each side: the floor of an asyncio daemon and client",
+    "reader": "the floor of a daemon on an event loop, as taskdeck's is",
+}
+
+
 def _measure(config: Config) -> dict[str, Any]:
     """Ours (both client paths), the blocking echo and the asyncio echo, interleaved.
 
@@ -32,6 +40,7 @@ def _measure(config: Config) -> dict[str, Any]:
     sizes: dict[str, tuple[int, int]] = {}
     base_sync: dict[str, list[float]] = {"answer": [], "submit": []}
     base_async: dict[str, list[float]] = {"answer": [], "submit": []}
+    base_reader: dict[str, list[float]] = {"answer": [], "submit": []}
     with daemon_and_client("ipc") as (daemon, client):
         daemon.call("fill", min(config.sizes), 10)
         for _ in range(config.repeats):
@@ -54,7 +63,12 @@ def _measure(config: Config) -> dict[str, Any]:
                     base_async[op],
                     raw.reqrep("ipc", request=request, reply=reply, count=count, use_asyncio=True),
                 )
-    return {"ours": ours, "sizes": sizes, "sync": base_sync, "async": base_async}
+                base_reader[op] = _better(
+                    base_reader[op],
+                    raw.reqrep("ipc", request=request, reply=reply, count=count, reader=True),
+                )
+    return {"ours": ours, "sizes": sizes, "sync": base_sync, "async": base_async,
+            "reader": base_reader}
 
 
 @contextlib.contextmanager
@@ -100,14 +114,16 @@ def run(config: Config) -> list[Result]:
                 rows.append(
                     (pinned, "async", 50, "one core", "echo, asyncio both sides, one core", False)
                 )
+            else:
+                rows.append((pinned, "reader", 50, "one core",
+                             "echo, blocking REQ -> ROUTER on a loop's reader, one core", False))
             for data, kind, q, where, label, judged in rows:
                 figure = percentile(data["ours"][path, op], q)
                 base = percentile(data[kind][op], q)
                 results.append(
                     Result(
                         bench="roundtrip",
-                        name=f"{op} p{q}, {client_name}, ipc, {where}"
-                        + (" (vs asyncio echo)" if kind == "async" else ""),
+                        name=f"{op} p{q}, {client_name}, ipc, {where}" + SUFFIX[kind],
                         unit="s",
                         figure=figure,
                         baseline=base,
@@ -116,8 +132,7 @@ def run(config: Config) -> list[Result]:
                         target=f"ratio <= {TARGET:g}" if judged else None,
                         met=figure / base <= TARGET if judged else None,
                         params={**params, "placement": where},
-                        note="an event-loop wake-up on each side is the floor of an asyncio "
-                        "daemon and client" if kind == "async" else "",
+                        note=NOTES[kind],
                     )
                 )
     return results
