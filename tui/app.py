@@ -537,30 +537,26 @@ class DeckApp(App[int]):
     # ------------------------------------------------------ moving, views
 
     def action_next_blocked(self) -> None:
-        tree = self.query_one(TaskTree)
-        had_filter = self.view.filter_text
-        target = self.view.next_asking(tree.cursor_id)
+        target = self.view.next_asking(self.query_one(TaskTree).cursor_id)
         if target is None:
             self.notify("no task is waiting for an answer")
             return
-        if had_filter and not self.view.filter_text:
-            self._set_filter_box("")
-        tree.rows_changed()
-        tree.move_to(target)
-        tree.focus()
+        self._go_to(target)
 
     @on(JumpToTask)
     def _on_jump(self, event: JumpToTask) -> None:
+        self.view.reveal([event.task_id])
+        self._go_to(event.task_id)
+
+    def _go_to(self, task_id: int) -> None:
+        """Move the cursor to a task the view has just revealed, and focus the tree."""
+        if not self.view.filter_text:
+            self._set_filter_box("")  # revealing it may have cleared the filter
         tree = self.query_one(TaskTree)
-        if event.task_id not in self.view.index:
-            for ancestor in self.view.mirror.ancestors(event.task_id):
-                self.view.collapsed.discard(ancestor.id)
-            self.view.filter_text = ""
-            self._set_filter_box("")
-            self.view.rebuild()
-            tree.rows_changed()
-        tree.move_to(event.task_id)
+        tree.rows_changed()
+        tree.move_to(task_id)
         tree.focus()
+        self._draw_tree_title()
 
     def action_toggle_finished(self) -> None:
         self.view.hide_finished = not self.view.hide_finished

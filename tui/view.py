@@ -325,6 +325,21 @@ class TreeView:
             return []
         return [*self.mirror.ancestors(task_id), task]
 
+    def reveal(self, task_ids: Iterable[int]) -> None:
+        """Give these tasks rows: unfold their ancestors, and drop a filter that hides one."""
+        wanted = [i for i in task_ids if i in self.mirror.tasks]
+        changed = False
+        for task_id in wanted:
+            for ancestor in self.mirror.ancestors(task_id):
+                if ancestor.id in self.collapsed:
+                    self.collapsed.discard(ancestor.id)
+                    changed = True
+        if changed or any(task_id not in self.index for task_id in wanted):
+            if any(task_id not in self.index and not self.matches(self.mirror.tasks[task_id])
+                   for task_id in wanted):
+                self.filter_text = ""
+            self.rebuild()
+
     def next_asking(self, after: int | None) -> int | None:
         """The next task (in row order, cycling) that waits on a person, expanding folds to show it."""
         asking = sorted(
@@ -333,18 +348,7 @@ class TreeView:
         )
         if not asking:
             return None
-        # Unfold and unfilter so every asking task has a row.
-        changed = False
-        for task_id in asking:
-            for ancestor in self.mirror.ancestors(task_id):
-                if ancestor.id in self.collapsed:
-                    self.collapsed.discard(ancestor.id)
-                    changed = True
-        if any(task_id not in self.index for task_id in asking) or changed:
-            if any(task_id not in self.index and not self.matches(self.mirror.tasks[task_id])
-                   for task_id in asking):
-                self.filter_text = ""
-            self.rebuild()
+        self.reveal(asking)
         ordered = sorted(asking, key=lambda i: self.index.get(i, 0))
         if after is None or after not in self.index:
             return ordered[0]
