@@ -23,7 +23,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Move", "enter", "fold or unfold the highlighted task's sub-tasks"),
     ("Move", "← / h, → / l", "fold (or go to parent), unfold"),
     ("Move", "b", "jump to the next task waiting for an answer (cycles)"),
-    ("Move", "tab", "switch tree / inbox; enter in the inbox goes to the task"),
+    ("Move", "tab", "tree → detail (↑ ↓ scroll) → inbox (enter: go to the task)"),
     ("Answer", "a", "answer with the first choice (approve)"),
     ("Answer", "d", "answer with the last choice (deny), with an optional reason"),
     ("Answer", "1 – 9", "answer with that numbered choice"),

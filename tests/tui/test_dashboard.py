@@ -414,3 +414,24 @@ async def test_without_a_journal_the_pane_shows_no_decisions_and_asks_once(
         await move_to(app, pilot, scene.ids["Review the changelog"])
         assert daemon.requests - before == 1  # the task's `get`; `history` is not asked again
         assert not [n for n in app.notices if n[0] == "error"]
+
+
+async def test_b_and_the_inbox_reveal_a_folded_or_filtered_asker(scene: Scene) -> None:
+    app = deck(scene)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        tree = app.query_one(TaskTree)
+        await pilot.press("enter")  # fold planner #1: shell #3 loses its row
+        assert 3 not in app.view.index
+        await pilot.press("tab", "tab")  # the tree, the detail pane, the inbox
+        assert app.focused is app.query_one(Inbox)
+        await pilot.press("enter")  # the oldest question: shell #3's
+        assert tree.cursor_id == 3 and app.focused is tree
+        assert "? #3 shell" in row_of(app, 3)
+        await pilot.press("slash", *"qdrant", "enter")
+        assert [r.task_id for r in app.view.rows] == [5, 7]
+        await pilot.press("b")  # the next asker is filtered away: the filter goes
+        assert tree.cursor_id == 8
+        assert app.view.filter_text == ""
+        assert not app.query_one("#filter-bar").display
+        assert "filter" not in str(app.query_one("#tree-box").border_title)

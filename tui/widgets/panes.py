@@ -201,9 +201,18 @@ class Inbox(OptionList):
             self.add_option(
                 Option(Content.styled("no pending prompts", "$text-muted"), disabled=True)
             )
-        elif highlighted is not None:
-            with contextlib.suppress(OptionDoesNotExist):
-                self.highlighted = self.get_option_index(highlighted)
+        else:
+            self.highlighted = None
+            if highlighted is not None:
+                with contextlib.suppress(OptionDoesNotExist):
+                    self.highlighted = self.get_option_index(highlighted)
+            if self.highlighted is None and self.has_focus:
+                self.highlighted = 0  # the highlighted question was answered: the oldest next
+
+    def on_focus(self) -> None:
+        """Highlight the oldest question on arrival, so Enter goes to it at once."""
+        if self.highlighted is None and self._shown:
+            self.highlighted = 0
 
     def _render_prompt(self, prompt: Prompt) -> Content:
         path = self.view.path_of(prompt.task_id)
