@@ -1,0 +1,173 @@
+"""The command path: the blocking SyncClient's Lazy Pirate exchange, and the daemon's order.
+
+The daemon answers requests from its loop's reader; one that waits on an async
+journal pauses the rest, so requests are still handled one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from core import protocol as p
+from core.client import Client, SyncClient
+from core.errors import UnknownTask, Unavailable
+from core.registry import Registry
+from core.runtime import ConnectionInfo
+from core.server import Daemon
+from tests.support import until, until_sync
+from tests.wire.conftest import HEARTBEAT, ThreadedDaemon
+
+Connect = Callable[..., Awaitable[Client]]
+
+
+class HeldJournal:
+    """A journal whose commit waits until the test releases it: replies are held back.
+
+    `log` records each audit and each finished commit, in the order they happened.
+    """
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object]] = []
+        self.release = asyncio.Event()
+
+    def audit(self, action: str, **fields: object) -> None:
+        self.log.append((action, fields["prompt_id"]))
+
+    async def commit(self) -> None:
+        await self.release.wait()
+        self.log.append(("committed", self.log[-1][1]))
+
+
+def _client_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "taskdeck-client"]
+
+
+def test_sync_commands_run_without_an_event_loop(threaded_daemon: ThreadedDaemon) -> None:
+    with SyncClient(threaded_daemon.runtime_dir, client_name="script") as client:
+        assert client.hello()["version"] == p.PROTOCOL_VERSION
+        task = client.submit("forever", "keep going")
+        assert [t.id for t in client.list_tasks(agent="forever")] == [task.id]
+        got, prompts = client.get(task.id)
+        assert got.description == "keep going" and prompts == []
+        with pytest.raises(UnknownTask, match="no task 999"):
+            client.get(999)
+        assert client.abort(task.id) == [task.id]
+        assert client.get(task.id)[0].status.is_ended
+        assert _client_threads() == []  # no background loop for plain commands
+        assert client.retry_count == 0
+
+
+def test_sync_answer_lost_reply_is_retried_and_applied_once(runtime_dir: Path) -> None:
+    journal = HeldJournal()
+    with ThreadedDaemon(runtime_dir, heartbeat=HEARTBEAT, journal=journal) as served:
+        registry = served.registry
+        assert registry is not None
+
+        def open_prompt() -> int:
+            task = registry.open_external("risky", lease=30.0)
+            return registry.open_prompt(task.id, "Go?").id
+
+        prompt_id = served.call(open_prompt)
+        with SyncClient(runtime_dir, request_timeout=0.2, retries=10) as client, \
+                concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answering = pool.submit(client.answer, prompt_id, "approve")
+            # The reply waits on the journal past the timeout: the client closes, reopens, resends.
+            until_sync(lambda: client.retry_count >= 1, what="a retry")
+            served.loop.call_soon_threadsafe(journal.release.set)
+            answered = answering.result(timeout=5)
+        assert answered.answer == "approve"  # the retry got the first reply, not ALREADY_ANSWERED
+        assert journal.log == [("answer", prompt_id), ("committed", prompt_id)]
+
+
+def test_sync_client_reaches_a_restarted_daemon(runtime_dir: Path) -> None:
+    with ThreadedDaemon(runtime_dir, heartbeat=HEARTBEAT) as first:
+        client = SyncClient(runtime_dir, request_timeout=0.2, retries=50)
+        assert first.registry is not None
+        assert client.hello()["epoch"] == first.registry.epoch
+    # The daemon is gone: the request times out, and each retry looks for it again.
+    with client, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        submitting = pool.submit(client.submit, "forever", "after the restart")
+        until_sync(lambda: client.retry_count >= 1, what="a retry against no daemon")
+        with ThreadedDaemon(runtime_dir, heartbeat=HEARTBEAT) as second:
+            task = submitting.result(timeout=10)
+            assert second.registry is not None
+            assert second.call(lambda: second.registry.get(task.id).description) == (  # type: ignore[union-attr]
+                "after the restart"
+            )
+            assert client.hello()["epoch"] == second.registry.epoch
+
+
+def test_sync_client_gives_up_after_bounded_retries(tmp_path: Path) -> None:
+    dead = ConnectionInfo(events=f"ipc://{tmp_path}/e", commands=f"ipc://{tmp_path}/c")
+    with SyncClient(connection=dead, request_timeout=0.05, retries=3) as client:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match=r"did not answer \(3 tries, 0.05s each\)"):
+            client.hello()
+        assert time.monotonic() - started < 2.0
+        assert client.retry_count == 2
+
+
+def test_sync_client_needs_a_daemon(runtime_dir: Path) -> None:
+    with pytest.raises(Unavailable, match="no daemon running"):
+        SyncClient(runtime_dir)
+
+
+async def test_requests_behind_a_journal_commit_wait_their_turn(
+    runtime_dir: Path, registry: Registry, connect: Connect
+) -> None:
+    journal = HeldJournal()
+    async with Daemon(registry, runtime_dir=runtime_dir, journal=journal, heartbeat=HEARTBEAT):
+        first, second = await connect(retries=20), await connect(request_timeout=0.1, retries=50)
+        prompts = []
+        for name in ("a", "b"):
+            task = registry.open_external(name, lease=30.0)
+            prompts.append(registry.open_prompt(task.id, "Go?").id)
+        answering = asyncio.ensure_future(first.answer(prompts[0], "approve"))
+        await until(lambda: journal.log == [("answer", prompts[0])], what="the first audit")
+        other = asyncio.ensure_future(second.answer(prompts[1], "deny"))
+        # Not served while the first waits on the journal: the second client times out.
+        await until(lambda: second.retry_count >= 1, what="the second client's retry")
+        assert journal.log == [("answer", prompts[0])]
+        journal.release.set()
+        done = await asyncio.wait_for(asyncio.gather(answering, other), 5)
+        assert [q.answer for q in done] == ["approve", "deny"]
+        assert journal.log == [
+            ("answer", prompts[0]), ("committed", prompts[0]),
+            ("answer", prompts[1]), ("committed", prompts[1]),
+        ]
+        assert (await second.hello())["version"] == p.PROTOCOL_VERSION  # still serving
+    await registry.close()
+
+
+def test_sync_and_async_clients_decode_the_same_errors(threaded_daemon: ThreadedDaemon) -> None:
+    async def via_async() -> str:
+        async with Client(threaded_daemon.runtime_dir, request_timeout=1.0) as client:
+            with pytest.raises(UnknownTask) as caught:
+                await client.answer_task(424242, "approve")
+            return str(caught.value)
+
+    with SyncClient(threaded_daemon.runtime_dir, request_timeout=1.0) as client:
+        with pytest.raises(UnknownTask) as caught:
+            client.answer_task(424242, "approve")
+    assert str(caught.value) == asyncio.run(via_async()) == "no task 424242"
+
+
+def test_sync_external_task_starts_its_background_loop_on_demand(
+    threaded_daemon: ThreadedDaemon,
+) -> None:
+    with SyncClient(threaded_daemon.runtime_dir, request_timeout=1.0) as client:
+        assert _client_threads() == []
+        with client.open_task("report", lease=5.0) as task:
+            assert _client_threads() == ["taskdeck-client"]  # renews the lease between calls
+            task.progress("half way")
+            assert client.get(task.id)[0].progress == "half way"
+        assert client.get(task.id)[0].status.value == "finished"
+    assert _client_threads() == []
+
