@@ -39,7 +39,8 @@ def test_populated_tree(snap_compare: Compare, scene: Scene) -> None:
 def test_inline_prompt_open(snap_compare: Compare, scene: Scene) -> None:
     """After `b` then `r`: cursor on shell #3, the yellow prompt bar shows its question
     "Run `pytest -q tests/http`?" with the path planner#1 › coder#2 › shell#3, and the inline
-    box "reply ›" holds the typed text "only the http tests"; the footer offers only `esc`."""
+    box "reply ›" holds the typed text "only the http tests"; the footer offers only ⏎ send and
+    esc cancel."""
     assert snap_compare(
         deck(scene), terminal_size=SIZE,
         run_before=run_before(scene, "b", "r", *"only the http tests"),
