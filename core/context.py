@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from core.model import Task
+from core.model import Prompt, Task
 
 if TYPE_CHECKING:
     from core.registry import Registry
@@ -42,6 +42,19 @@ class AgentContext:
             PromptTimedOut: nobody answered within `timeout` and there is no default.
         """
         return await self._registry.ask(
+            self.task_id, question, choices=choices, timeout=timeout, default=default
+        )
+
+    async def ask_prompt(
+        self,
+        question: str,
+        *,
+        choices: Sequence[str] | None = None,
+        timeout: float | None = None,
+        default: str | None = None,
+    ) -> Prompt:
+        """Like `ask`, but returns the answered prompt: its reason and who answered too."""
+        return await self._registry.ask_prompt(
             self.task_id, question, choices=choices, timeout=timeout, default=default
         )
 

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.errors import (
     AlreadyAnswered,
@@ -47,6 +47,9 @@ from core.model import (
 )
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from core.context import AgentContext
 
 Agent = Callable[["AgentContext"], Awaitable[object]]
 """An in-process agent: `async def agent(ctx) -> str`."""
@@ -94,6 +97,8 @@ class Registry:
         self._tasks: dict[int, Task] = {}
         self._children: dict[int, list[int]] = collections.defaultdict(list)
         self._prompts: dict[int, Prompt] = {}
+        self._task_prompts: dict[int, list[int]] = collections.defaultdict(list)
+        """Prompt ids by task id, oldest first: a task's history without a scan."""
         self._pending: dict[int, asyncio.Future[str]] = {}
         self._queue: collections.deque[int] = collections.deque()
         self._slots: set[int] = set()
@@ -183,7 +188,7 @@ class Registry:
     def prompts_of(self, task_id: int) -> list[Prompt]:
         """Every prompt the task asked, oldest first: its question and answer history."""
         self._task(task_id)
-        return [copy.copy(p) for p in self._prompts.values() if p.task_id == task_id]
+        return [copy.copy(self._prompts[i]) for i in self._task_prompts.get(task_id, ())]
 
     def pending_prompts(self) -> list[Prompt]:
         """Prompts waiting for an answer, oldest first."""
@@ -618,6 +623,7 @@ class Registry:
         )
         self._next_prompt_id += 1
         self._prompts[prompt.id] = prompt
+        self._task_prompts[task_id].append(prompt.id)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         self._pending[prompt.id] = future
@@ -648,12 +654,33 @@ class Registry:
             PromptTimedOut: nobody answered in time and there is no default.
             PromptCancelled: the prompt was cancelled.
         """
-        # Keep the future itself: a listener may answer inside the PromptOpened step,
-        # which closes the prompt before this line runs.
-        _, future = self._open_prompt(
+        prompt = await self.ask_prompt(
             task_id, question, choices=choices, timeout=timeout, default=default
         )
-        return await future
+        return prompt.answer or ""
+
+    async def ask_prompt(
+        self,
+        task_id: int,
+        question: str,
+        *,
+        choices: Iterable[str] | None = None,
+        timeout: float | None = None,
+        default: str | None = None,
+    ) -> Prompt:
+        """Ask and wait; returns the answered prompt (answer, reason, who, when).
+
+        Raises:
+            PromptTimedOut: nobody answered in time and there is no default.
+            PromptCancelled: the prompt was cancelled.
+        """
+        # Keep the future itself: a listener may answer inside the PromptOpened step,
+        # which closes the prompt before this line runs.
+        prompt, future = self._open_prompt(
+            task_id, question, choices=choices, timeout=timeout, default=default
+        )
+        await future
+        return copy.copy(self._prompts[prompt.id])
 
     def answer(
         self, prompt_id: int, text: str, *, by: str = "user", reason: str | None = None
@@ -895,6 +922,7 @@ class Registry:
         now = self.clock()
         for prompt in sorted(prompts, key=lambda p: p.id):
             self._prompts[prompt.id] = prompt
+            self._task_prompts[prompt.task_id].append(prompt.id)
             self._next_prompt_id = max(self._next_prompt_id, prompt.id + 1)
             if prompt.state is PromptState.PENDING:
                 self._pending[prompt.id] = loop.create_future()
@@ -946,8 +974,9 @@ class Registry:
                 siblings = self._children[task.parent_id]
                 if task_id in siblings:
                     siblings.remove(task_id)
-        for prompt_id in [p.id for p in self._prompts.values() if p.task_id in gone]:
-            del self._prompts[prompt_id]
+        for task_id in gone:
+            for prompt_id in self._task_prompts.pop(task_id, ()):
+                del self._prompts[prompt_id]
         self._emit(TasksEvicted(task_ids=dropped))
         return dropped
 

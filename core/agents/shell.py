@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.context import AgentContext
 from core.errors import BadRequest, InvalidState, TaskdeckError
+from core.model import Prompt
 from core.registry import Agent
 
 PROGRESS_INTERVAL = 0.25
@@ -64,14 +65,21 @@ def make_shell_agent(*, grace: float = 2.0, tail_lines: int = 20) -> Agent:
         command = ctx.description
         if not command.strip():
             raise CommandFailed("empty command")
-        answer = await ctx.ask(f"Run `{command}`?")
-        if answer != "approve":
-            raise CommandDenied("not approved" if answer == "deny" else f"not approved: {answer}")
+        prompt = await ctx.ask_prompt(f"Run `{command}`?")
+        if prompt.answer != "approve":
+            raise CommandDenied(_refusal(prompt))
         ctx.progress("starting")
         return await _run(ctx, command, grace=grace, tail_lines=tail_lines)
 
     shell.__qualname__ = shell.__name__ = "shell"
     return shell
+
+
+def _refusal(prompt: Prompt) -> str:
+    """Who said no and why, e.g. "denied by tui:ana@box: not on prod"."""
+    if prompt.answer == "deny":
+        return f"denied by {prompt.answered_by}" + (f": {prompt.reason}" if prompt.reason else "")
+    return f"not approved by {prompt.answered_by}: {prompt.answer}"
 
 
 async def _run(ctx: AgentContext, command: str, *, grace: float, tail_lines: int) -> str:

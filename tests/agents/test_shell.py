@@ -72,7 +72,7 @@ async def test_denied_command_fails_and_never_runs(registry: Registry, tmp_path:
     done = await ended(registry, task.id)
     assert done.status is TaskStatus.FAILED
     assert done.end_reason is EndReason.ERROR
-    assert done.error == "CommandDenied: not approved"
+    assert done.error == "CommandDenied: denied by bob: not on prod"
     assert not marker.exists()
 
 
@@ -86,7 +86,7 @@ async def test_free_text_answer_is_not_an_approval(registry: Registry, tmp_path:
     registry.answer(prompt.id, "use --dry-run first")
 
     done = await ended(registry, task.id)
-    assert done.error == "CommandDenied: not approved: use --dry-run first"
+    assert done.error == "CommandDenied: not approved by user: use --dry-run first"
     assert not marker.exists()
 
 

@@ -227,3 +227,19 @@ async def test_a_snapshot_taken_during_the_answer_event_lists_it_no_more(
     registry.listen(lambda event: seen.append([p.id for p in registry.snapshot().prompts]))
     registry.answer(prompt.id, "approve")
     assert seen[0] == []
+
+
+async def test_ask_prompt_tells_the_agent_who_answered_and_why(
+    registry: Registry, puppet: Puppet
+) -> None:
+    task_id = await running_task(registry, puppet)
+    reply = puppet.run(task_id, lambda ctx: ctx.ask_prompt("Drop the table?"))
+    await until(lambda: registry.get(task_id).blocked_on is not None)
+    prompt_id = registry.get(task_id).blocked_on.prompt_id
+    registry.answer(prompt_id, "deny", by="ana", reason="not on prod")
+    answered = await reply
+    assert (answered.id, answered.answer, answered.reason, answered.answered_by) == (
+        prompt_id, "deny", "not on prod", "ana"
+    )
+    assert answered.is_denial
+    assert [p.id for p in registry.prompts_of(task_id)] == [prompt_id]
