@@ -606,7 +606,7 @@ class Registry:
         options = list(choices) if choices is not None else list(DEFAULT_CHOICES)
         if not options or any(not c.strip() for c in options):
             raise BadRequest("choices must be non-empty words")
-        if len(set(c.lower() for c in options)) != len(options):
+        if len({c.lower() for c in options}) != len(options):
             raise BadRequest("choices must be distinct")
         if timeout is not None and timeout <= 0:
             raise BadRequest("timeout must be positive")

@@ -7,7 +7,15 @@ import asyncio
 import pytest
 
 from core.errors import AlreadyAnswered, BadRequest, NotPending, PromptTimedOut, UnknownPrompt
-from core.model import BlockedReason, Event, Prompt, PromptClosed, PromptOpened, PromptState, TaskStatus
+from core.model import (
+    BlockedReason,
+    Event,
+    Prompt,
+    PromptClosed,
+    PromptOpened,
+    PromptState,
+    TaskStatus,
+)
 from core.registry import Registry
 from tests.core.conftest import Puppet, Recorder, settle
 from tests.support import until

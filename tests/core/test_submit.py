@@ -80,7 +80,7 @@ async def test_limit_is_respected_at_every_event(
 
 
 async def test_blocked_task_releases_its_slot(registry: Registry, puppet: Puppet) -> None:
-    a, b, c = (registry.submit("puppet", f"t{i}").id for i in range(3))
+    a, _, c = (registry.submit("puppet", f"t{i}").id for i in range(3))
     await settle(registry, puppet)
     puppet.run(a, lambda ctx: ctx.ask("Go on?"))
     await until(lambda: registry.get(a).status is TaskStatus.BLOCKED)
