@@ -478,10 +478,12 @@ class Client(_Endpoint):
         return self._ctx
 
     def _open_req(self) -> zmq.Socket[Any]:
-        if self._req is not None:
-            return self._req
-        sock = self._new_req(self._context())
         loop = asyncio.get_running_loop()
+        if self._req is not None:
+            if self._req_loop is loop:
+                return self._req
+            self._close_req()  # used from another loop (a second asyncio.run): start afresh
+        sock = self._new_req(self._context())
         fd = sock.getsockopt(zmq.FD)
         loop.add_reader(fd, self._req_signalled)
         self._req, self._req_fd, self._req_loop = sock, fd, loop

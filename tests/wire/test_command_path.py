@@ -17,7 +17,7 @@ import pytest
 
 from core import protocol as p
 from core.client import Client, SyncClient
-from core.errors import UnknownTask, Unavailable
+from core.errors import Unavailable, UnknownTask
 from core.registry import Registry
 from core.runtime import ConnectionInfo
 from core.server import Daemon
@@ -153,9 +153,9 @@ def test_sync_and_async_clients_decode_the_same_errors(threaded_daemon: Threaded
                 await client.answer_task(424242, "approve")
             return str(caught.value)
 
-    with SyncClient(threaded_daemon.runtime_dir, request_timeout=1.0) as client:
-        with pytest.raises(UnknownTask) as caught:
-            client.answer_task(424242, "approve")
+    with SyncClient(threaded_daemon.runtime_dir, request_timeout=1.0) as client, \
+            pytest.raises(UnknownTask) as caught:
+        client.answer_task(424242, "approve")
     assert str(caught.value) == asyncio.run(via_async()) == "no task 424242"
 
 
@@ -171,3 +171,16 @@ def test_sync_external_task_starts_its_background_loop_on_demand(
         assert client.get(task.id)[0].status.value == "finished"
     assert _client_threads() == []
 
+
+
+def test_async_client_can_be_reused_across_event_loops(threaded_daemon: ThreadedDaemon) -> None:
+    client = Client(threaded_daemon.runtime_dir, request_timeout=10.0)
+
+    async def ask_hello() -> int:
+        return (await client.hello())["version"]
+
+    assert asyncio.run(ask_hello()) == p.PROTOCOL_VERSION
+    started = time.monotonic()
+    assert asyncio.run(ask_hello()) == p.PROTOCOL_VERSION  # a new loop, the same client
+    assert time.monotonic() - started < 5.0  # woken by the reply, not by the 10 s timeout
+    asyncio.run(client.close())
