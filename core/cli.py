@@ -433,19 +433,24 @@ async def _headless_demo(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace, name: str = "cli"):
+    """An async client, for commands that follow the live mirror (ask, watch)."""
     from core.client import Client
 
     return Client(args.runtime_dir, client_name=name)
 
 
-def _cmd_ls(args: argparse.Namespace) -> int:
-    async def run() -> list[Task]:
-        async with _client(args) as client:
-            return await client.list_tasks(
-                agent=args.agent, status=args.status, parent_id=args.parent, limit=args.limit
-            )
+def _sync_client(args: argparse.Namespace, name: str = "cli"):
+    """A blocking client, for one-shot commands: no event loop, the shortest round trip."""
+    from core.client import SyncClient
 
-    tasks = asyncio.run(run())
+    return SyncClient(args.runtime_dir, client_name=name)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    with _sync_client(args) as client:
+        tasks = client.list_tasks(
+            agent=args.agent, status=args.status, parent_id=args.parent, limit=args.limit
+        )
     if args.json:
         sys.stdout.write(msgspec.json.encode(tasks).decode() + "\n")
         return EXIT_OK
@@ -469,11 +474,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    async def run() -> Task:
-        async with _client(args) as client:
-            return await client.submit(args.agent, args.description, parent_id=args.parent)
-
-    task = asyncio.run(run())
+    with _sync_client(args) as client:
+        task = client.submit(args.agent, args.description, parent_id=args.parent)
     print(f"{task.id} {task.status.value}")
     return EXIT_OK
 
@@ -523,26 +525,17 @@ async def _quietly(coro) -> None:
 
 
 def _cmd_answer(args: argparse.Namespace) -> int:
-    async def run():
-        async with _client(args) as client:
-            if args.prompt is not None:
-                _, prompts = await client.get(args.task_id)
-                if all(p.id != args.prompt for p in prompts):
-                    raise BadRequest(f"task {args.task_id} never asked prompt {args.prompt}")
-                return await client.answer(args.prompt, args.text, reason=args.reason)
-            return await client.answer_task(args.task_id, args.text, reason=args.reason)
-
-    prompt = asyncio.run(run())
+    with _sync_client(args) as client:
+        prompt = client.answer_task(
+            args.task_id, args.text, reason=args.reason, prompt_id=args.prompt
+        )
     print(f"answered prompt {prompt.id} of task {prompt.task_id}: {prompt.answer}")
     return EXIT_OK
 
 
 def _cmd_abort(args: argparse.Namespace) -> int:
-    async def run() -> list[int]:
-        async with _client(args) as client:
-            return await client.abort(args.task_id, only=args.only)
-
-    ended = asyncio.run(run())
+    with _sync_client(args) as client:
+        ended = client.abort(args.task_id, only=args.only)
     if ended:
         print(f"aborted {len(ended)} task{'s' if len(ended) != 1 else ''}: "
               + " ".join(str(i) for i in ended))
@@ -608,11 +601,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _history_from_daemon(args: argparse.Namespace) -> list:
-    async def run() -> list:
-        async with _client(args) as client:
-            return await client.history(task_id=args.task, limit=args.limit)
-
-    return asyncio.run(run())
+    with _sync_client(args) as client:
+        return client.history(task_id=args.task, limit=args.limit)
 
 
 def _history_from_journal(args: argparse.Namespace) -> list:

@@ -165,6 +165,8 @@ def test_a_second_answer_is_refused_with_one_line(deck: Deck) -> None:
     again = deck.run("answer", str(task["id"]), "deny", "--prompt", str(prompt_id))
     assert again.returncode == 2
     assert "already answered" in _one_line_error(again)
+    elsewhere = deck.run("answer", "999", "deny", "--prompt", str(prompt_id))
+    assert elsewhere.returncode == 2 and "999" in _one_line_error(elsewhere)
 
 
 def test_ls_json_has_the_contract_fields(deck: Deck) -> None:
