@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", _cmd_demo, "start a demo daemon and workload, and open the dashboard")
     p.add_argument("--headless", action="store_true", help="no dashboard: answer automatically")
     p.add_argument("--seconds", type=float, default=20.0, help="headless run length")
+    p.add_argument("--json", action="store_true", help="headless: print the summary as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--theme", help="Textual theme name")
@@ -211,7 +206,9 @@ async def _serve(args: argparse.Namespace) -> int:
     retention.start()
     watchdog = None
     if args.parent_pid is not None:
-        watchdog = asyncio.get_running_loop().create_task(_stop_when_orphaned(args.parent_pid))
+        from core.demo import stop_when_orphaned
+
+        watchdog = asyncio.get_running_loop().create_task(stop_when_orphaned(args.parent_pid))
     workload = None
     if args.workload == "demo":
         from core.workload import run_demo_workload
@@ -237,13 +234,6 @@ async def _serve(args: argparse.Namespace) -> int:
         if journal is not None:
             journal.close()
     return EXIT_OK
-
-
-async def _stop_when_orphaned(parent_pid: int) -> None:
-    """Stop the daemon once the process that started it is gone (e.g. its terminal closed)."""
-    while os.getppid() == parent_pid:
-        await asyncio.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)  # the same clean shutdown as Ctrl-C
 
 
 def _announce(daemon) -> None:
@@ -272,161 +262,19 @@ def _cmd_tui(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from core.demo import DemoDaemon, run_headless
+
     if args.headless:
-        return asyncio.run(_headless_demo(args))
-    runtime_dir = Path(tempfile.mkdtemp(prefix="taskdeck-demo-"))
-    daemon = _start_demo_daemon(runtime_dir, args)
-    try:
-        _wait_for_daemon(runtime_dir, daemon)
-        restart = _demo_serve_command(runtime_dir, args)
-        print(_connect_hint(runtime_dir, restart=restart), file=sys.stderr)
+        summary = asyncio.run(run_headless(seconds=args.seconds, seed=args.seed, speed=args.speed))
+        print(msgspec.json.encode(summary).decode() if args.json else summary)
+        return EXIT_OK
+    with DemoDaemon(seed=args.seed, speed=args.speed) as demo:
+        print(demo.hint(), file=sys.stderr)
         from tui.app import run_dashboard
 
-        code = run_dashboard(runtime_dir, theme=args.theme)
-    finally:
-        _stop_restarted_daemon(runtime_dir, daemon)
-        _stop(daemon)
-        shutil.rmtree(runtime_dir, ignore_errors=True)
+        code = run_dashboard(demo.runtime_dir, theme=args.theme)
     print("taskdeck: demo stopped", file=sys.stderr)
     return code
-
-
-def _demo_serve_command(runtime_dir: Path, args: argparse.Namespace) -> list[str]:
-    """The demo daemon's command line; its journal lives as long as the demo does."""
-    return [
-        "taskdeck", "serve",
-        "--runtime-dir", str(runtime_dir),
-        "--journal", str(runtime_dir / "journal.sqlite3"),
-        "--workload", "demo",
-        "--seed", str(args.seed),
-        "--speed", f"{args.speed:g}",
-    ]  # fmt: skip
-
-
-def _start_demo_daemon(runtime_dir: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "core.cli", *_demo_serve_command(runtime_dir, args)[1:],
-        "--parent-pid", str(os.getpid()),
-    ]  # fmt: skip
-    with open(runtime_dir / "daemon.log", "wb") as log:
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _wait_for_daemon(runtime_dir: Path, daemon: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    from core.runtime import read_connection
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            read_connection(runtime_dir)
-            return
-        except Unavailable:
-            pass
-        if daemon.poll() is not None:
-            log = (runtime_dir / "daemon.log").read_text(errors="replace").strip().splitlines()
-            raise Unavailable(f"the demo daemon exited: {log[-1] if log else 'no output'}")
-        if time.monotonic() > deadline:
-            raise Unavailable(f"the demo daemon did not start within {timeout:g}s")
-        time.sleep(0.05)
-
-
-def _stop_restarted_daemon(runtime_dir: Path, daemon: subprocess.Popen[bytes]) -> None:
-    """Stop a daemon the user restarted on the demo's runtime dir: its dir is going away."""
-    from core.runtime import read_connection
-
-    try:
-        pid = read_connection(runtime_dir).pid
-    except TaskdeckError:
-        return
-    if pid and pid != daemon.pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-
-def _stop(daemon: subprocess.Popen[bytes]) -> None:
-    if daemon.poll() is None:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-
-
-def _connect_hint(runtime_dir: Path, *, restart: list[str] | None = None) -> str:
-    hint = (
-        f"taskdeck demo: daemon runtime dir {runtime_dir}\n"
-        f"  second dashboard:  taskdeck tui --runtime-dir {runtime_dir}\n"
-        f"  ask from a script: TASKDECK_RUNTIME_DIR={runtime_dir} taskdeck ask 'Deploy?'"
-    )
-    if restart is not None:
-        hint += f"\n  restart its daemon after a crash: {' '.join(restart)}"
-    return hint
-
-
-async def _headless_demo(args: argparse.Namespace) -> int:
-    """Run the demo workload in-process with an automatic answerer; print a summary."""
-    import random
-
-    from core.agents import builtin_agents
-    from core.agents.demo import auto_answer
-    from core.client import Client
-    from core.registry import Registry
-    from core.server import Daemon
-    from core.workload import run_demo_workload
-
-    if args.seconds <= 0 or args.speed <= 0:
-        raise BadRequest("--seconds and --speed must be positive")
-    registry = Registry(agents=builtin_agents(seed=args.seed, speed=args.speed))
-    runtime_dir = Path(tempfile.mkdtemp(prefix="taskdeck-demo-"))
-    rng = random.Random(args.seed)
-    answered = refused = 0
-    try:
-        async with Daemon(registry, runtime_dir=runtime_dir), Client(
-            runtime_dir, client_name="demo-autoanswer"
-        ) as client:
-            print(_connect_hint(runtime_dir), file=sys.stderr)
-            workload = asyncio.get_running_loop().create_task(
-                run_demo_workload(registry, seed=args.seed, speed=args.speed)
-            )
-            wake = asyncio.Event()
-            await client.start_mirror(lambda changes: wake.set())
-            await client.wait_synced()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + args.seconds
-            while (remaining := deadline - loop.time()) > 0:
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=remaining)
-                except TimeoutError:
-                    break
-                wake.clear()
-                for prompt in client.mirror.pending_oldest_first():
-                    text, reason = auto_answer(prompt, rng)
-                    try:
-                        await client.answer(prompt.id, text, reason=reason)
-                        answered += 1
-                    except NotPending:
-                        refused += 1
-            workload.cancel()
-            snapshot = registry.snapshot()
-    finally:
-        await registry.close()
-        shutil.rmtree(runtime_dir, ignore_errors=True)
-    counts = {s: 0 for s in TaskStatus}
-    for task in snapshot.tasks:
-        counts[task.status] += 1
-    tokens = sum(t.tokens for t in snapshot.tasks)
-    print(
-        f"demo: {len(snapshot.tasks)} tasks in {args.seconds:g}s, "
-        + ", ".join(f"{counts[s]} {s.value}" for s in TaskStatus)
-        + f"; {answered} prompts answered ({refused} refused); {tokens:,} tokens; "
-        f"{snapshot.seq} events"
-    )
-    return EXIT_OK
 
 
 # ---------------------------------------------------------------- scripting

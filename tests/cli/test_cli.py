@@ -269,6 +269,9 @@ def test_headless_demo_runs_the_workload_and_answers_prompts(tmp_path: Path) -> 
     assert answered > 0
     assert " finished" in summary and "tokens" in summary
     assert "taskdeck tui --runtime-dir" in result.stderr
+    as_json = deck.run("demo", "--headless", "--seconds", "1", "--speed", "40", "--json")
+    summary = json.loads(as_json.stdout)
+    assert summary["tasks"] == sum(summary["by_status"].values()) > 0
 
 
 def test_history_shows_who_decided_from_the_daemon_and_from_its_journal(tmp_path: Path) -> None:
