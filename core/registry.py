@@ -88,6 +88,8 @@ class Registry:
     ) -> None:
         if max_concurrent < 1:
             raise BadRequest("max_concurrent must be at least 1")
+        if default_timeout is not None and default_timeout <= 0:
+            raise BadRequest("default_timeout must be positive (None: no timeout)")
         self.max_concurrent = max_concurrent
         self.default_timeout = default_timeout
         self.clock = clock
@@ -96,6 +98,8 @@ class Registry:
         self._agents: dict[str, Agent] = dict(agents or {})
         self._tasks: dict[int, Task] = {}
         self._children: dict[int, list[int]] = collections.defaultdict(list)
+        self._agent_tasks: collections.Counter[str] = collections.Counter()
+        """Tasks in memory per agent name: `list(agent=...)` validates without a scan."""
         self._prompts: dict[int, Prompt] = {}
         self._task_prompts: dict[int, list[int]] = collections.defaultdict(list)
         """Prompt ids by task id, oldest first: a task's history without a scan."""
@@ -107,7 +111,8 @@ class Registry:
         self._prompt_timers: dict[int, asyncio.TimerHandle] = {}
         self._leases: dict[int, tuple[float, asyncio.TimerHandle]] = {}
         self._end_waiters: dict[int, list[asyncio.Future[None]]] = collections.defaultdict(list)
-        self._listeners: list[Listener] = []
+        self._listeners: tuple[Listener, ...] = ()
+        """Replaced, never mutated: `_emit` iterates it with no copy per event."""
         self._outbox: collections.deque[Event] = collections.deque()
         self._hold_promotion = 0
         self._delivering = False
@@ -131,11 +136,13 @@ class Registry:
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` with every future event; returns a function that stops it."""
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
 
         def stop() -> None:
             if listener in self._listeners:
-                self._listeners.remove(listener)
+                listeners = list(self._listeners)
+                listeners.remove(listener)
+                self._listeners = tuple(listeners)
 
         return stop
 
@@ -155,7 +162,7 @@ class Registry:
         try:
             while self._outbox:
                 queued = self._outbox.popleft()
-                for listener in list(self._listeners):
+                for listener in self._listeners:
                     try:
                         listener(queued)
                     except Exception:  # a broken listener must not break the registry
@@ -234,16 +241,16 @@ class Registry:
             except ValueError:
                 names = ", ".join(s.value for s in TaskStatus)
                 raise BadRequest(f"unknown status {status!r} (one of {names})") from None
-        if agent is not None and agent not in self._agents and not any(
-            t.agent == agent for t in self._tasks.values()
-        ):
+        if agent is not None and agent not in self._agents and not self._agent_tasks[agent]:
             raise UnknownAgent(f"no agent {agent!r}")
         if parent_id is not None:
             self._task(parent_id)
         if limit is not None and limit < 0:
             raise BadRequest("limit must not be negative")
+        # Ids only grow, and both indexes keep them in creation order: newest first is reversed.
+        candidates = self._tasks if parent_id is None else self._children.get(parent_id, ())
         out: list[Task] = []
-        for task_id in reversed(self._tasks):
+        for task_id in reversed(candidates):
             if limit is not None and len(out) >= limit:
                 break
             task = self._tasks[task_id]
@@ -348,6 +355,8 @@ class Registry:
         return copy.copy(task)
 
     def _create(self, *, parent_id: int | None, external: bool = False, **fields: object) -> Task:
+        if not str(fields["description"]).strip():
+            raise BadRequest("description must not be empty")
         if parent_id is not None and self._task(parent_id).status.is_ended:
             raise InvalidState(f"parent task {parent_id} has ended")
         task = Task(
@@ -361,6 +370,7 @@ class Registry:
         if task.session_id is None:
             task.session_id = f"{task.agent}-{task.id}"
         self._tasks[task.id] = task
+        self._agent_tasks[task.agent] += 1
         if parent_id is not None:
             self._children[parent_id].append(task.id)
         if not external:
@@ -400,7 +410,7 @@ class Registry:
             if not self._tasks[task_id].status.is_ended:  # cancelled from outside us
                 self._end(task_id, TaskStatus.FAILED, error="cancelled", reason=EndReason.ABORTED)
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- any agent failure is its task's failure
             self._runs.pop(task_id, None)  # done working: `_end` must not cancel us
             if not self._tasks[task_id].status.is_ended:
                 self._end(task_id, TaskStatus.FAILED, error=_describe(exc), reason=EndReason.ERROR)
@@ -915,6 +925,7 @@ class Registry:
             raise InvalidState("restore needs an empty registry")
         for task in sorted(tasks, key=lambda t: t.id):
             self._tasks[task.id] = task
+            self._agent_tasks[task.agent] += 1
             if task.parent_id is not None:
                 self._children[task.parent_id].append(task.id)
             self._next_task_id = max(self._next_task_id, task.id + 1)
@@ -969,6 +980,7 @@ class Registry:
             return []
         for task_id in dropped:
             task = self._tasks.pop(task_id)
+            self._agent_tasks[task.agent] -= 1
             self._children.pop(task_id, None)
             if task.parent_id is not None and task.parent_id in self._children:
                 siblings = self._children[task.parent_id]

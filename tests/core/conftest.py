@@ -60,7 +60,7 @@ class Puppet:
                     value = await arg(ctx)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # handed to the test, which asserts on it
+                except Exception as exc:  # noqa: BLE001 -- handed to the test, which asserts on it
                     reply.set_exception(exc)
                     reply.exception()
                 else:

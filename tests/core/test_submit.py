@@ -135,3 +135,20 @@ async def test_submit_refuses_unknown_agent_and_ended_parent(
     with pytest.raises(InvalidState):
         registry.submit("puppet", "late child", parent_id=parent)
     assert len(registry) == 1
+
+
+async def test_submit_and_open_refuse_an_empty_description(registry: Registry) -> None:
+    """A blank description is refused before any task exists (no stray task to clean up)."""
+    with pytest.raises(BadRequest, match="description"):
+        registry.submit("puppet", "  ")
+    with pytest.raises(BadRequest, match="description"):
+        registry.open_external("")
+    assert len(registry) == 0 and registry.seq == 0
+
+
+def test_a_non_positive_default_timeout_is_refused() -> None:
+    """0 or less would end every task at once; `None` is how to say "no timeout"."""
+    for bad in (0, -1.0):
+        with pytest.raises(BadRequest, match="default_timeout"):
+            Registry(default_timeout=bad)
+    assert Registry(default_timeout=None).default_timeout is None

@@ -89,3 +89,15 @@ async def test_list_refuses_unknown_filter_values(
 ) -> None:
     with pytest.raises(error):
         registry.list(**filters)  # type: ignore[arg-type]
+
+
+async def test_list_by_an_unregistered_agent_name_follows_the_tasks_in_memory(
+    registry: Registry,
+) -> None:
+    """External reporters name their own agent: it filters while its tasks are kept."""
+    task = registry.open_external("report", agent="ci")
+    assert [t.id for t in registry.list(agent="ci")] == [task.id]
+    registry.finish(task.id, "ok")
+    assert registry.evict([task.id]) == [task.id]
+    with pytest.raises(UnknownAgent):
+        registry.list(agent="ci")
