@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import msgspec
 
@@ -34,6 +35,24 @@ STATUS_ICONS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too, like every other error; `--help` has the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `taskdeck` command; errors become one line on stderr and a non-zero exit."""
     parser = _parser()
@@ -55,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="taskdeck",
         description="A live control deck for trees of AI-agent tasks.",
     )
@@ -70,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
             "--runtime-dir",
             type=Path,
             default=None,
+            metavar="DIR",
             help="directory of the daemon's sockets and connection file "
             "(env TASKDECK_RUNTIME_DIR; default: the per-user runtime dir)",
         )
@@ -87,9 +107,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve TCP without encryption or authentication (loopback only)",
     )
-    p.add_argument("--max-concurrent", type=int, default=4, help="tasks running at once")
     p.add_argument(
-        "--task-timeout", type=float, default=300.0, help="seconds a task may run (0: none)"
+        "--max-concurrent", type=int, default=4, metavar="N", help="tasks running at once (default 4)"
+    )
+    p.add_argument(
+        "--task-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="seconds a task may run (default 300; 0: no limit)",
     )
     p.add_argument(
         "--agents",
@@ -98,14 +124,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="[NAME=]MODULE:ATTR",
         help="register an agent `async def agent(ctx)` (repeatable)",
     )
-    p.add_argument("--journal", type=Path, help="SQLite journal path (default: per-user state dir)")
+    p.add_argument(
+        "--journal", type=Path, metavar="FILE", help="SQLite journal (default: per-user state dir)"
+    )
     p.add_argument("--no-journal", action="store_true", help="keep nothing on disk")
     p.add_argument(
-        "--retain", type=int, default=10_000, help="ended tasks kept in memory (rest: journal)"
+        "--retain",
+        type=_count,
+        default=10_000,
+        metavar="N",
+        help="ended tasks kept in memory (default 10000; older ones: journal only)",
     )
     p.add_argument("--workload", choices=["demo"], help="submit a built-in workload")
     p.add_argument("--seed", type=int, default=0, help="seed of the demo agent and workload")
-    p.add_argument("--speed", type=float, default=1.0, help="demo speed factor")
+    p.add_argument("--speed", type=float, default=1.0, help="demo speed factor (default 1)")
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # `demo`: die with it
 
     p = command("tui", _cmd_tui, "open the dashboard on the running daemon")
@@ -113,42 +145,46 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("demo", _cmd_demo, "start a demo daemon and workload, and open the dashboard")
     p.add_argument("--headless", action="store_true", help="no dashboard: answer automatically")
-    p.add_argument("--seconds", type=float, default=20.0, help="headless run length")
+    p.add_argument("--seconds", type=float, default=20.0, help="headless run length (default 20)")
     p.add_argument("--json", action="store_true", help="headless: print the summary as JSON")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the demo agent and workload")
+    p.add_argument("--speed", type=float, default=1.0, help="demo speed factor (default 1)")
     p.add_argument("--theme", help="Textual theme name")
 
     p = command("ls", _cmd_ls, "list tasks, newest first")
     p.add_argument("--json", action="store_true", help="print a JSON array of task objects")
     p.add_argument("--status", help="only tasks in this status")
     p.add_argument("--agent", help="only tasks of this agent")
-    p.add_argument("--parent", type=int, help="only sub-tasks of this task")
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--parent", type=int, metavar="ID", help="only sub-tasks of this task")
+    p.add_argument("--limit", type=_count, default=100, metavar="N", help="at most this many (default 100)")
 
     p = command("submit", _cmd_submit, "submit a task to an in-process agent")
-    p.add_argument("agent")
-    p.add_argument("description")
-    p.add_argument("--parent", type=int)
+    p.add_argument("agent", help="a registered agent (built in: demo, shell)")
+    p.add_argument("description", help="what to do (for shell: the command)")
+    p.add_argument("--parent", type=int, metavar="ID", help="make it a sub-task of this task")
 
     p = command(
         "ask",
         _cmd_ask,
         "ask a person and wait: exit 0 on approve or a free answer, 1 on deny, 2 otherwise",
     )
-    p.add_argument("question")
-    p.add_argument("--choices", help="comma-separated choices (default: approve,deny)")
-    p.add_argument("--timeout", type=float, help="give up after this many seconds")
-    p.add_argument("--parent", type=int, help="show the question under this task")
+    p.add_argument("question", help="what to ask")
+    p.add_argument(
+        "--choices", metavar="A,B", help="comma-separated choices (default: approve,deny)"
+    )
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    p.add_argument("--parent", type=int, metavar="ID", help="show the question under this task")
 
     p = command("answer", _cmd_answer, "answer the question a task waits on")
-    p.add_argument("task_id", type=int)
-    p.add_argument("text")
-    p.add_argument("--prompt", type=int, help="the prompt id (refused if it is not pending)")
+    p.add_argument("task_id", type=int, metavar="TASK_ID", help="the asking task")
+    p.add_argument("text", help="a choice (e.g. approve, deny) or any free answer")
+    p.add_argument(
+        "--prompt", type=int, metavar="ID", help="the prompt id (refused if it is not pending)"
+    )
     p.add_argument("--reason", help="why (for a denial)")
 
     p = command("abort", _cmd_abort, "abort a task and its sub-tasks")
-    p.add_argument("task_id", type=int)
+    p.add_argument("task_id", type=int, metavar="TASK_ID", help="the task to stop")
     p.add_argument("--only", action="store_true", help="abort this task alone")
 
     p = command("watch", _cmd_watch, "print task changes as they happen")
@@ -161,9 +197,11 @@ def _parser() -> argparse.ArgumentParser:
         "else from its journal)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON array of decisions")
-    p.add_argument("--task", type=int, help="only decisions about this task")
-    p.add_argument("--journal", type=Path, help="read this journal file instead of asking the daemon")
-    p.add_argument("--limit", type=int, default=200, help="the latest this many (default 200)")
+    p.add_argument("--task", type=int, metavar="ID", help="only decisions about this task")
+    p.add_argument(
+        "--journal", type=Path, metavar="FILE", help="read this journal instead of the daemon"
+    )
+    p.add_argument("--limit", type=_count, default=200, metavar="N", help="the latest this many (default 200)")
     return parser
 
 
@@ -185,6 +223,8 @@ async def _serve(args: argparse.Namespace) -> int:
         raise BadRequest("--max-concurrent must be at least 1")
     if args.speed <= 0:
         raise BadRequest("--speed must be positive")
+    if args.task_timeout < 0:
+        raise BadRequest("--task-timeout must not be negative (0: no timeout)")
     journal = None
     if not args.no_journal:
         journal = Journal.open(args.journal or default_journal_path())
@@ -305,20 +345,29 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if not tasks:
         print("no tasks")
         return EXIT_OK
-    print(f"{'ID':>5} {'PARENT':>6}  {'STATUS':<12} {'AGENT':<10} {'TOKENS':>8}  DESCRIPTION")
+    print(LS_HEADER)
     for task in tasks:
-        parent = "" if task.parent_id is None else str(task.parent_id)
-        line = (
-            f"{task.id:>5} {parent:>6}  {STATUS_ICONS[task.status]} {task.status.value:<10} "
-            f"{task.agent[:10]:<10} {task.tokens:>8,}  {task.description}"
-        )
-        if task.blocked_on is not None:
-            line += f"\n{'':>15}? {task.blocked_on.question}  [{' / '.join(task.blocked_on.choices)}]"
-            line += f"  (prompt {task.blocked_on.prompt_id})"
-        elif task.error:
-            line += f"\n{'':>15}{task.error}"
-        print(line)
+        print(_ls_line(task))
     return EXIT_OK
+
+
+LS_HEADER = f"{'ID':>5} {'PARENT':>6}  {'STATUS':<13} {'AGENT':<10} {'TOKENS':>8}  DESCRIPTION"
+"""The columns of `taskdeck ls`; the status column fits `in_progress` and its icon."""
+
+
+def _ls_line(task: Task) -> str:
+    """One `ls` row, and under it the question a blocked task asks or a failed one's error."""
+    parent = "" if task.parent_id is None else str(task.parent_id)
+    line = (
+        f"{task.id:>5} {parent:>6}  {STATUS_ICONS[task.status]} {task.status.value:<11} "
+        f"{task.agent[:10]:<10} {task.tokens:>8,}  {task.description}"
+    )
+    if task.blocked_on is not None:
+        line += f"\n{'':>15}? {task.blocked_on.question}  [{' / '.join(task.blocked_on.choices)}]"
+        line += f"  (prompt {task.blocked_on.prompt_id})"
+    elif task.error:
+        line += f"\n{'':>15}{task.error}"
+    return line
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -329,6 +378,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
+    if not args.question.strip():
+        raise BadRequest("the question must not be empty")
     choices = None
     if args.choices is not None:
         choices = [c.strip() for c in args.choices.split(",") if c.strip()]
@@ -351,6 +402,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
                 return EXIT_ERROR
             except asyncio.CancelledError:
                 await _quietly(task.fail("interrupted"))
+                raise
+            except TaskdeckError as exc:  # e.g. refused choices: end the task we opened
+                await _quietly(task.fail(str(exc)))
                 raise
             print(prompt.answer)
             if prompt.is_denial:
@@ -430,8 +484,6 @@ def _watch_line(task: Task) -> str:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    if args.limit < 0:
-        raise BadRequest("--limit must not be negative")
     entries = _history_from_journal(args) if args.journal else None
     if entries is None:
         try:

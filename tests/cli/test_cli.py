@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from core.cli import LS_HEADER, _ls_line, main
+from core.model import Task, TaskStatus
 from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,6 +54,7 @@ class Deck:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,  # the tests assert on the exit code
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
@@ -303,11 +306,14 @@ def test_a_demo_daemon_stops_when_its_parent_dies(tmp_path: Path) -> None:
     deck = Deck(tmp_path)
     starter = subprocess.Popen(
         [
-            sys.executable, "-c",
-            "import os, subprocess, sys; "
-            "p = subprocess.Popen([sys.executable, '-m', 'core.cli', 'serve', '--no-journal', "
-            "'--parent-pid', str(os.getpid())]); print(p.pid, flush=True); p.wait()",
-        ],  # fmt: skip
+            sys.executable,
+            "-c",
+            (
+                "import os, subprocess, sys; "
+                "p = subprocess.Popen([sys.executable, '-m', 'core.cli', 'serve', '--no-journal', "
+                "'--parent-pid', str(os.getpid())]); print(p.pid, flush=True); p.wait()"
+            ),
+        ],
         env=deck.env,
         stdout=subprocess.PIPE,
         text=True,
@@ -327,3 +333,61 @@ def test_a_demo_daemon_stops_when_its_parent_dies(tmp_path: Path) -> None:
         return state == "Z"  # exited, waiting for init to reap it
 
     until_sync(gone, timeout=15, what="the daemon process to exit")
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["ls", "--limit", "-1"], ["--limit", "negative"]),
+        (["ls", "--limit", "ten"], ["--limit", "'ten'"]),
+        (["history", "--limit", "-1"], ["--limit", "negative"]),
+        (["abort", "abc"], ["TASK_ID", "'abc'"]),
+        (["submit"], ["required", "agent"]),
+        (["serve", "--retain", "-5"], ["--retain", "negative"]),
+        (["nosuchcmd"], ["'nosuchcmd'"]),
+    ],
+)
+def test_usage_mistakes_are_one_line_naming_the_argument(
+    argv: list[str], words: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse would print the whole usage block too; one line, then `--help`, is the contract."""
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--runtime-dir", str(tmp_path)] if argv[0] != "nosuchcmd" else argv)
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("taskdeck") and line.endswith("--help)")
+    for word in words:
+        assert word in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--task-timeout", "-1", "--no-journal"], "--task-timeout must not be negative"),
+        (["ask", "  "], "the question must not be empty"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_starts(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No daemon runs here: the value is checked before a daemon starts or is contacted."""
+    assert main([*argv, "--runtime-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"taskdeck: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ls_columns_line_up_for_every_status() -> None:
+    """`in_progress` is the longest status; it must not push the agent column right."""
+    agent_column = LS_HEADER.index("AGENT")
+    for status in TaskStatus:
+        line = _ls_line(Task(id=7, agent="shell", description="x", status=status))
+        assert line.index("shell") == agent_column, status
+
+
+def test_ask_with_refused_choices_ends_the_task_it_opened(deck: Deck) -> None:
+    """The task `ask` opens must not stay in progress (until its lease lapses) after a refusal."""
+    result = deck.run("ask", "Pick?", "--choices", "yes,YES")
+    assert result.returncode == 2
+    assert "distinct" in _one_line_error(result)
+    [task] = deck.tasks()
+    assert task["status"] == "failed" and "distinct" in task["error"]
