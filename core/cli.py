@@ -53,6 +53,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _window(text: str) -> int:
+    """An argparse type: a `--limit` the daemon accepts (its reply would name a wire field)."""
+    from core.protocol import MAX_LIST
+
+    value = _count(text)
+    if value > MAX_LIST:
+        raise argparse.ArgumentTypeError(f"at most {MAX_LIST}, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `taskdeck` command; errors become one line on stderr and a non-zero exit."""
     parser = _parser()
@@ -156,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--status", help="only tasks in this status")
     p.add_argument("--agent", help="only tasks of this agent")
     p.add_argument("--parent", type=int, metavar="ID", help="only sub-tasks of this task")
-    p.add_argument("--limit", type=_count, default=100, metavar="N", help="at most this many (default 100)")
+    p.add_argument("--limit", type=_window, default=100, metavar="N", help="at most this many (default 100)")
 
     p = command("submit", _cmd_submit, "submit a task to an in-process agent")
     p.add_argument("agent", help="a registered agent (built in: demo, shell)")
@@ -201,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--journal", type=Path, metavar="FILE", help="read this journal instead of the daemon"
     )
-    p.add_argument("--limit", type=_count, default=200, metavar="N", help="the latest this many (default 200)")
+    p.add_argument("--limit", type=_window, default=200, metavar="N", help="the latest this many (default 200)")
     return parser
 
 

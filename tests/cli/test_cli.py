@@ -341,6 +341,7 @@ def test_a_demo_daemon_stops_when_its_parent_dies(tmp_path: Path) -> None:
         (["ls", "--limit", "-1"], ["--limit", "negative"]),
         (["ls", "--limit", "ten"], ["--limit", "'ten'"]),
         (["history", "--limit", "-1"], ["--limit", "negative"]),
+        (["ls", "--limit", "10001"], ["--limit", "at most 10000"]),
         (["abort", "abc"], ["TASK_ID", "'abc'"]),
         (["submit"], ["required", "agent"]),
         (["serve", "--retain", "-5"], ["--retain", "negative"]),
