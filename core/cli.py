@@ -211,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--journal", type=Path, metavar="FILE", help="read this journal instead of the daemon"
     )
-    p.add_argument("--limit", type=_window, default=200, metavar="N", help="the latest this many (default 200)")
+    p.add_argument("--limit", type=_count, default=200, metavar="N", help="the latest this many (default 200)")
     return parser
 
 
