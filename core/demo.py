@@ -136,6 +136,7 @@ class DemoSummary(msgspec.Struct, kw_only=True):
     by_status: dict[str, int]
     answered: int
     refused: int
+    """Answers the daemon refused because the prompt had closed first (e.g. timed out)."""
     tokens: int
     events: int
 
@@ -143,7 +144,7 @@ class DemoSummary(msgspec.Struct, kw_only=True):
         statuses = ", ".join(f"{n} {s}" for s, n in self.by_status.items())
         return (
             f"demo: {self.tasks} tasks in {self.seconds:g}s, {statuses}; "
-            f"{self.answered} prompts answered ({self.refused} refused); "
+            f"{self.answered} prompts answered ({self.refused} closed before the answer); "
             f"{self.tokens:,} tokens; {self.events} events"
         )
 
@@ -191,6 +192,7 @@ async def run_headless(*, seconds: float, seed: int = 0, speed: float = 1.0) -> 
                     except NotPending:
                         refused += 1
             workload.cancel()
+            await asyncio.gather(workload, return_exceptions=True)
             snapshot = registry.snapshot()
     finally:
         await registry.close()

@@ -118,7 +118,7 @@ class Daemon:
             if allow_plain_tcp and not is_loopback(self._tcp[0]):
                 raise BadRequest(
                     f"plain TCP (no encryption, no authentication) is only allowed on a loopback "
-                    f"address, not {self._tcp[0]!r}; drop allow_plain_tcp to use CURVE"
+                    f"address, not {self._tcp[0]!r}; drop --insecure-plain-tcp to use CURVE"
                 )
         self._replies: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._dedupe_size = dedupe_size
