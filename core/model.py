@@ -105,6 +105,8 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
     created_at: float = 0.0
     started_at: float | None = None
     ended_at: float | None = None
+    lease: float | None = None
+    """Seconds an external task lives without a heartbeat (kept so a restart honours it)."""
 
     @property
     def tokens(self) -> int:

@@ -347,6 +347,7 @@ class Registry:
             timeout=timeout,
             external=True,
         )
+        task.lease = lease
         task.status = TaskStatus.IN_PROGRESS
         task.started_at = self.clock()
         self._emit(TaskCreated(task=copy.copy(task)))
@@ -873,7 +874,10 @@ class Registry:
             raise InvalidState(f"task {task_id} is not external")
         if lease is not None and lease <= 0:
             raise BadRequest("lease must be positive")
-        self._renew_lease(task_id, lease if lease is not None else self._leases[task_id][0])
+        if lease is not None and lease != task.lease:
+            task.lease = lease
+            self._emit(TaskChanged(task=copy.copy(task)))
+        self._renew_lease(task_id, task.lease or DEFAULT_LEASE)
         return copy.copy(task)
 
     def _renew_lease(self, task_id: int, lease: float) -> None:
@@ -919,7 +923,8 @@ class Registry:
         """Load history (e.g. from a journal) into an empty registry, before any event.
 
         In-process tasks that were live end as failed/restarted; external tasks keep
-        their state and get a fresh lease; their pending prompts stay pending.
+        their state and a fresh lease of their own length; their pending prompts stay
+        pending; prompt and task timeouts run on from where they were.
         """
         if self._tasks or self.seq:
             raise InvalidState("restore needs an empty registry")
@@ -946,7 +951,7 @@ class Registry:
             if task.status.is_ended:
                 continue
             if task.external:
-                self._renew_lease(task.id, DEFAULT_LEASE)
+                self._renew_lease(task.id, task.lease or DEFAULT_LEASE)
                 if task.timeout is not None:
                     left = max(0.0, (task.started_at or task.created_at) + task.timeout - now)
                     self._timers[task.id] = loop.call_later(left, self._on_timeout, task.id)

@@ -89,6 +89,17 @@ async def test_restore_rearms_the_timeout_of_a_pending_prompt(registry: Registry
     assert registry.get(1).status is TaskStatus.IN_PROGRESS
 
 
+async def test_restore_keeps_an_external_task_s_own_lease(registry: Registry) -> None:
+    now = registry.clock()
+    reporter = Task(
+        id=1, agent="ask", description="export", status=TaskStatus.IN_PROGRESS, external=True,
+        created_at=now, started_at=now, lease=0.05,
+    )  # fmt: skip
+    registry.restore([reporter], [])
+    await until(lambda: registry.get(1).status.is_ended, timeout=5, what="the 0.05 s lease")
+    assert registry.get(1).end_reason is EndReason.LOST
+
+
 async def finished_tree(registry: Registry, puppet: Puppet) -> dict[str, int]:
     """root -> child -> grandchild, all finished; plus a finished root `lone`."""
     ids = {"root": registry.submit("puppet", "root").id}
