@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 import time
 from collections import deque
@@ -247,6 +248,7 @@ class DeckApp(App[int]):
                 self.view.mirror = self.client.mirror
                 self.view.reset()
                 tree.rows_changed()
+                self.call_after_refresh(self._settle_heap)
             elif dirty:
                 if self.view.apply(dirty):
                     tree.rows_changed()
@@ -259,6 +261,18 @@ class DeckApp(App[int]):
             self._draw_header()
         if opened and not resync:
             self._announce(opened)
+
+    @staticmethod
+    def _settle_heap() -> None:
+        """Collect once, then leave what a snapshot built out of later collections.
+
+        A snapshot of 10,000 tasks leaves a large heap of long-lived objects (rows,
+        indexes, widgets); every full collection walked all of it, a pause of ~25 ms
+        that landed in front of whatever key was pressed. Frozen objects are still
+        freed by reference counting when dropped.
+        """
+        gc.collect()
+        gc.freeze()
 
     def _announce(self, opened: list[Prompt]) -> None:
         self.bells += 1
