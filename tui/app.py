@@ -136,6 +136,7 @@ class DeckApp(App[int]):
         self._binding_key: object = None
         self._detail_sig: object = None
         self._detail_timer: Timer | None = None
+        self._header_width: int | None = None
         self._journal_kept = True
         """False once the daemon said it keeps no journal: stop asking for decisions."""
 
@@ -193,13 +194,14 @@ class DeckApp(App[int]):
         await self._stack.aclose()
 
     def on_resize(self) -> None:
-        self._draw_header()
+        self.call_after_refresh(self._draw_header)  # once the tree has its new width
 
     def _draw_header(self) -> None:
-        tree = self.query_one(TaskTree)
-        self.query_one("#tree-header", Static).update(
-            header_text(tree.scrollable_content_region.width)
-        )
+        """The column header, redrawn (with a layout pass) only when the tree's width changed."""
+        width = self.query_one(TaskTree).scrollable_content_region.width
+        if width != self._header_width:
+            self._header_width = width
+            self.query_one("#tree-header", Static).update(header_text(width))
 
     # ------------------------------------------------------- live changes
 
@@ -636,7 +638,10 @@ class DeckApp(App[int]):
             parts.append(f"filter “{self.view.filter_text}”")
         if self.view.hide_finished:
             parts.append("finished hidden")
-        self.query_one("#tree-box").border_title = " · ".join(parts)
+        title = " · ".join(parts)
+        box = self.query_one("#tree-box")
+        if box.border_title != title:
+            box.border_title = title  # setting it repaints the box, even to the same text
 
     def _focus_now(self, widget: InlineInput) -> None:
         """Focus at once, so keys typed right after `/`, `r` or `d` land in the box."""

@@ -135,7 +135,12 @@ CONNECTION_STYLES = {
 
 
 class StatusBar(Horizontal):
-    """Connection state, counts per status, tokens, event rate and pending prompts."""
+    """Connection state, counts per status, tokens, event rate and pending prompts.
+
+    Every part is redrawn only when its text changed, and asks for a layout pass
+    of the screen only when its width changed: under a stream of events the counts
+    change many times a second, and a layout pass redraws far more than the bar.
+    """
 
     def compose(self) -> ComposeResult:
         yield Static(id="status-connection")
@@ -145,11 +150,22 @@ class StatusBar(Horizontal):
         yield Sparkline([], id="status-rate-spark")
         yield Static(id="status-rate")
 
+    def on_mount(self) -> None:
+        self._shown: dict[str, Content] = {}
+
+    def _set(self, part: str, content: Content) -> None:
+        old = self._shown.get(part)
+        if old == content:
+            return
+        self._shown[part] = content
+        layout = old is None or old.cell_length != content.cell_length
+        self.query_one(f"#{part}", Static).update(content, layout=layout)
+
     def set_connection(self, state: str) -> None:
         """Show the client's connection state."""
         glyph, colour = CONNECTION_STYLES.get(state, ("?", "$text-muted"))
+        self._set("status-connection", Content.assemble((f"{glyph} {state}", f"bold {colour}")))
         widget = self.query_one("#status-connection", Static)
-        widget.update(Content.assemble((f"{glyph} {state}", f"bold {colour}")))
         for name in CONNECTION_STYLES:
             widget.set_class(name == state, f"-{name}")
 
@@ -160,21 +176,23 @@ class StatusBar(Horizontal):
             if parts:
                 parts.append(" ")
             parts += [(f"{counts.get(status, 0)}", "bold"), (f" {STATUS_LABELS[status]}", "$text-muted")]
-        self.query_one("#status-counts", Static).update(Content.assemble(*parts))
-        self.query_one("#status-pending", Static).update(
+        self._set("status-counts", Content.assemble(*parts))
+        self._set(
+            "status-pending",
             Content.assemble(
                 (f"? {pending}", "bold $warning" if pending else "$text-muted"),
                 (" pending", "$text-muted"),
-            )
+            ),
         )
-        self.query_one("#status-tokens", Static).update(
-            Content.assemble((format_tokens(tokens), "bold"), (" tok", "$text-muted"))
+        self._set(
+            "status-tokens",
+            Content.assemble((format_tokens(tokens), "bold"), (" tok", "$text-muted")),
         )
 
     def set_rate(self, buckets: list[float]) -> None:
         """Show events per second over the last buckets (newest last)."""
-        self.query_one("#status-rate-spark", Sparkline).data = buckets
+        spark = self.query_one("#status-rate-spark", Sparkline)
+        if list(spark.data or []) != buckets:
+            spark.data = buckets
         last = int(buckets[-2]) if len(buckets) >= 2 else 0
-        self.query_one("#status-rate", Static).update(
-            Content.assemble((f"{last}", "bold"), (" ev/s", "$text-muted"))
-        )
+        self._set("status-rate", Content.assemble((f"{last}", "bold"), (" ev/s", "$text-muted")))

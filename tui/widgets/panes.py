@@ -186,7 +186,9 @@ class Inbox(OptionList):
         """Rebuild the list when the set or order of pending prompts changed."""
         prompts = self.view.mirror.pending_oldest_first()
         ids = [p.id for p in prompts]
-        self.border_title = f"Inbox ({len(ids)})"
+        title = f"Inbox ({len(ids)})"
+        if title != self.border_title:
+            self.border_title = title  # setting it repaints, even to the same text
         if ids == self._shown:
             return
         highlighted = self.highlighted_option.id if self.highlighted_option else None
