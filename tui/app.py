@@ -307,7 +307,9 @@ class DeckApp(App[int]):
         bar.set_counts(self.view.counts, pending, self.view.total_tokens)
         now = int(self.clock())
         counts = dict(self._rate)
-        bar.set_rate([float(counts.get(s, 0)) for s in range(now - RATE_BUCKETS + 1, now + 1)])
+        # Complete seconds only: the second in progress would change the sparkline on
+        # every frame (a repaint and a frame of its own), and always look like a dip.
+        bar.set_rate([float(counts.get(s, 0)) for s in range(now - RATE_BUCKETS, now)])
 
     # ------------------------------------------------------ cursor, detail
 

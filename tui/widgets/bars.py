@@ -190,9 +190,9 @@ class StatusBar(Horizontal):
         )
 
     def set_rate(self, buckets: list[float]) -> None:
-        """Show events per second over the last buckets (newest last)."""
+        """Show events per second over the last complete seconds (newest last)."""
         spark = self.query_one("#status-rate-spark", Sparkline)
         if list(spark.data or []) != buckets:
             spark.data = buckets
-        last = int(buckets[-2]) if len(buckets) >= 2 else 0
+        last = int(buckets[-1]) if buckets else 0
         self._set("status-rate", Content.assemble((f"{last}", "bold"), (" ev/s", "$text-muted")))
