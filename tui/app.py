@@ -41,7 +41,7 @@ Connect = Callable[[], AbstractAsyncContextManager["Client"]]
 Mode = Literal["normal", "reply", "reason", "confirm", "filter"]
 
 FRAME = 1 / 30
-"""Seconds between a change arriving and the screen applying it (changes in between coalesce)."""
+"""Least seconds between two applications of changes to the screen (changes in between coalesce)."""
 
 RATE_BUCKETS = 30
 """Seconds of event-rate history in the sparkline."""
@@ -127,6 +127,8 @@ class DeckApp(App[int]):
         self._opened: list[Prompt] = []
         self._resync = False
         self._flush_pending = False
+        self._flushed_at = 0.0
+        """`time.monotonic()` of the last application of changes."""
         self._last_seq: int | None = None
         self._rate: deque[tuple[int, int]] = deque(maxlen=RATE_BUCKETS + 2)
         self._answering: tuple[int, int] | None = None
@@ -218,7 +220,14 @@ class DeckApp(App[int]):
             self._last_seq = mirror.seq
         if not self._flush_pending:
             self._flush_pending = True
-            self.set_timer(FRAME, self._flush)
+            # The first change after a quiet frame is drawn at once; changes that
+            # follow it within a frame wait for the rest of that frame, together.
+            # (Until the first snapshot is drawn, `_start` draws it: no flush of its own.)
+            wait = self._flushed_at + FRAME - time.monotonic() if self.ready else FRAME
+            if wait > 0:
+                self.set_timer(wait, self._flush)
+            else:
+                self.call_later(self._flush)
 
     @property
     def seen_seq(self) -> int | None:
@@ -235,6 +244,7 @@ class DeckApp(App[int]):
     def _flush(self) -> None:
         """Apply every change collected since the last frame, touching only what changed."""
         self._flush_pending = False
+        self._flushed_at = time.monotonic()
         if self.client is None:
             return
         dirty, self._dirty = self._dirty, set()
