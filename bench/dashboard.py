@@ -10,6 +10,7 @@ write is left out, since a headless driver has no terminal.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,11 @@ LIVE = 1000
 
 GAP = 0.02
 """Seconds between one key's frame and the next key (a fast typist's pace)."""
+
+PROBE_PHASE = 1 / 30
+"""Probes wait a random time up to this (the app's frame) before each token update: a
+probe sent right after the previous one was drawn would always land just after a
+frame's changes were applied, and measure the longest wait every time."""
 
 
 class Frames:
@@ -150,9 +156,11 @@ async def _dashboard(
             for r in app.view.rows[top : top + tree.size.height]
             if not app.view.mirror.tasks[r.task_id].status.is_ended
         ]
+        phase = random.Random(5)
         for i in range(probes):
             task_id = visible[i % len(visible)]
             row_drawn = _row_drawn(tree, task_id)
+            await asyncio.sleep(phase.uniform(0, PROBE_PHASE))
             changed_at, tokens = await loop.run_in_executor(None, daemon.call, "probe", task_id)
             mirror_at = await _mirror_has(app, task_id, tokens)
             drawn_at = await asyncio.wait_for(row_drawn(tokens), 10)
