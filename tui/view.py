@@ -278,14 +278,7 @@ class TreeView:
                     shown.add(task_id)
                     if task.parent_id is not None:
                         shown.add(task.parent_id)
-        rows: list[Row] = []
-        index: dict[int, int] = {}
-
-        def visible(ids: list[int]) -> list[int]:
-            return [i for i in ids if i in tasks and (shown is None or i in shown)]
-
-        stack: list[tuple[int, int, str, bool]] = []
-        roots = visible(children.get(None, []))
+        roots = self._visible(children.get(None, []), shown)
         # Tasks whose parent left the mirror are shown as roots.
         orphans = [
             i for i, t in tasks.items()
@@ -293,22 +286,85 @@ class TreeView:
             and (shown is None or i in shown)
         ]
         roots = sorted(set(roots) | set(orphans))
-        for pos in range(len(roots) - 1, -1, -1):
-            stack.append((roots[pos], 0, "", pos == len(roots) - 1))
+        rows = self._rows_of(
+            [(task_id, 0, "", pos == len(roots) - 1) for pos, task_id in enumerate(roots)], shown
+        )
+        self.rows = rows
+        self.index = {row.task_id: pos for pos, row in enumerate(rows)}
+
+    def _visible(self, ids: list[int], shown: set[int] | None) -> list[int]:
+        tasks = self.mirror.tasks
+        return [i for i in ids if i in tasks and (shown is None or i in shown)]
+
+    def _rows_of(self, starts: list[tuple[int, int, str, bool]], shown: set[int] | None) -> list[Row]:
+        """Rows of these tasks (id, depth, lead, last sibling) and their unfolded descendants, in order."""
+        children = self.mirror.children
+        rows: list[Row] = []
+        stack = starts[::-1]
         while stack:
             task_id, depth, lead, last = stack.pop()
-            kids = visible(children.get(task_id, []))
+            kids = self._visible(children.get(task_id, []), shown)
             collapsed = task_id in self.collapsed and bool(kids)
             guide = "" if depth == 0 else lead + ("└─" if last else "├─")
-            index[task_id] = len(rows)
             rows.append(Row(task_id, depth, guide, bool(kids), collapsed))
             if collapsed:
                 continue
             child_lead = "" if depth == 0 else lead + ("  " if last else "│ ")
             for pos in range(len(kids) - 1, -1, -1):
                 stack.append((kids[pos], depth + 1, child_lead, pos == len(kids) - 1))
-        self.rows = rows
-        self.index = index
+        return rows
+
+    def fold(self, task_id: int) -> None:
+        """Fold a task's descendants away: their rows are cut out, not rebuilt from the mirror.
+
+        Folding the first of 10,000 tasks cost a rebuild of every row (~12 ms); cutting
+        the slice and renumbering the rows after it costs a fraction of that.
+        """
+        self.collapsed.add(task_id)
+        at = self.index.get(task_id)
+        if at is None:
+            return
+        row = self.rows[at]
+        if not row.has_children or row.collapsed:
+            return
+        rows = self.rows
+        end = at + 1
+        while end < len(rows) and rows[end].depth > row.depth:
+            end += 1
+        for gone in rows[at + 1 : end]:
+            del self.index[gone.task_id]
+        del rows[at + 1 : end]
+        row.collapsed = True
+        self._renumber(at + 1)
+
+    def unfold(self, task_id: int) -> None:
+        """Show a folded task's descendants again, building rows for its subtree only."""
+        self.collapsed.discard(task_id)
+        at = self.index.get(task_id)
+        if at is None or self.filter_text or self.hide_finished:
+            self.rebuild()  # which tasks show under it depends on the whole tree
+            return
+        row = self.rows[at]
+        if not row.collapsed:
+            return
+        row.collapsed = False
+        kids = self._visible(self.mirror.children.get(task_id, []), None)
+        if row.depth == 0:
+            lead = ""
+        else:
+            lead = row.guide[:-2] + ("  " if row.guide.endswith("└─") else "│ ")
+        added = self._rows_of(
+            [(kid, row.depth + 1, lead, pos == len(kids) - 1) for pos, kid in enumerate(kids)],
+            None,
+        )
+        self.rows[at + 1 : at + 1] = added
+        self._renumber(at + 1)
+
+    def _renumber(self, start: int) -> None:
+        index = self.index
+        rows = self.rows
+        for pos in range(start, len(rows)):
+            index[rows[pos].task_id] = pos
 
     # ------------------------------------------------------------ queries
 

@@ -233,16 +233,14 @@ class TaskTree(ScrollView, can_focus=True):
             if parent is not None and parent in self.view.index:
                 self.move_to(parent)  # like a file tree: left on a leaf goes to its parent
             return
-        self.view.collapsed.add(task_id)
-        self.view.rebuild()
+        self.view.fold(task_id)
         self.rows_changed()
 
     def action_expand(self) -> None:
         task_id = self.cursor_id
         if task_id is None or task_id not in self.view.collapsed:
             return
-        self.view.collapsed.discard(task_id)
-        self.view.rebuild()
+        self.view.unfold(task_id)
         self.rows_changed()
 
     def on_click(self, event: events.Click) -> None:
