@@ -63,6 +63,9 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_LEASE = 30.0
 """Seconds an external task lives without a heartbeat before it fails as lost."""
 
+_DEFAULT_CHOICES = list(DEFAULT_CHOICES)
+"""One list shared by every prompt that declares no choices (choices are never mutated)."""
+
 
 class Registry:
     """Tasks, their tree, their prompts and the concurrency limit.
@@ -101,8 +104,11 @@ class Registry:
         self._agent_tasks: collections.Counter[str] = collections.Counter()
         """Tasks in memory per agent name: `list(agent=...)` validates without a scan."""
         self._prompts: dict[int, Prompt] = {}
-        self._task_prompts: dict[int, list[int]] = collections.defaultdict(list)
-        """Prompt ids by task id, oldest first: a task's history without a scan."""
+        self._task_prompts: dict[int, tuple[int, ...]] = {}
+        """Prompt ids by task id, oldest first: a task's history without a scan.
+
+        Tuples, not lists: most tasks ask once or never, and this is per task held.
+        """
         self._pending: dict[int, asyncio.Future[str]] = {}
         self._queue: collections.deque[int] = collections.deque()
         self._slots: set[int] = set()
@@ -614,7 +620,7 @@ class Registry:
             raise InvalidState(f"task {task_id} is {task.status.value}, cannot ask")
         if not question.strip():
             raise BadRequest("question must not be empty")
-        options = list(choices) if choices is not None else list(DEFAULT_CHOICES)
+        options = list(choices) if choices is not None else _DEFAULT_CHOICES
         if not options or any(not c.strip() for c in options):
             raise BadRequest("choices must be non-empty words")
         if len({c.lower() for c in options}) != len(options):
@@ -634,7 +640,7 @@ class Registry:
         )
         self._next_prompt_id += 1
         self._prompts[prompt.id] = prompt
-        self._task_prompts[task_id].append(prompt.id)
+        self._task_prompts[task_id] = (*self._task_prompts.get(task_id, ()), prompt.id)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
         self._pending[prompt.id] = future
@@ -938,7 +944,10 @@ class Registry:
         now = self.clock()
         for prompt in sorted(prompts, key=lambda p: p.id):
             self._prompts[prompt.id] = prompt
-            self._task_prompts[prompt.task_id].append(prompt.id)
+            self._task_prompts[prompt.task_id] = (
+                *self._task_prompts.get(prompt.task_id, ()),
+                prompt.id,
+            )
             self._next_prompt_id = max(self._next_prompt_id, prompt.id + 1)
             if prompt.state is PromptState.PENDING:
                 self._pending[prompt.id] = loop.create_future()
