@@ -511,6 +511,13 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _history_from_daemon(args: argparse.Namespace) -> list:
+    from core.protocol import MAX_HISTORY
+
+    if args.limit > MAX_HISTORY:
+        raise BadRequest(
+            f"a running daemon sends at most {MAX_HISTORY:,} decisions; "
+            "read more from its journal file with --journal PATH"
+        )
     with _sync_client(args) as client:
         return client.history(task_id=args.task, limit=args.limit)
 

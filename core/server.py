@@ -630,11 +630,14 @@ class Daemon:
                 raise BadRequest(f"prompt {prompt_id} belongs to task {owner}, not {body.task_id}")
         elif task.blocked_on is not None:
             prompt_id = task.blocked_on.prompt_id
+        elif task.status.is_ended:
+            raise InvalidState(f"task {body.task_id} has ended ({task.status.value}); "
+                               "there is no question to answer")
         else:
-            waits = "its sub-tasks" if task.blocked_reason is not None else "nothing"
+            waits = "its sub-tasks" if task.blocked_reason is not None else "no question"
             raise InvalidState(
-                f"task {body.task_id} is {task.status.value} and waits on {waits}, "
-                "not on a question"
+                f"task {body.task_id} is {task.status.value.replace('_', ' ')} "
+                f"and waits on {waits}"
             )
         by = body.by or request.origin.by
         prompt = self.registry.answer(prompt_id, body.text, by=by, reason=body.reason)

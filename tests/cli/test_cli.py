@@ -392,3 +392,14 @@ def test_ask_with_refused_choices_ends_the_task_it_opened(deck: Deck) -> None:
     assert "distinct" in _one_line_error(result)
     [task] = deck.tasks()
     assert task["status"] == "failed" and "distinct" in task["error"]
+
+
+def test_answering_an_ended_task_says_so_in_plain_words(deck: Deck) -> None:
+    result = deck.run("ask", "Gone?", "--timeout", "0.2")
+    assert result.returncode == 2
+    [task] = [t for t in deck.tasks() if t["description"] == "Gone?"]
+    answered = deck.run("answer", str(task["id"]), "approve")
+    assert answered.returncode == 2
+    assert "has ended (failed); there is no question to answer" in _one_line_error(answered)
+    too_many = deck.run("history", "--limit", "20000")
+    assert too_many.returncode == 2 and "--journal" in _one_line_error(too_many)

@@ -91,7 +91,7 @@ async def test_errors_arrive_as_their_classes(client: Client, registry: Registry
     with pytest.raises(BadRequest, match="length <= 4096"):
         await client.submit("echo", "x" * 5000)
     task = await client.submit("forever", "busy")
-    with pytest.raises(InvalidState, match="waits on nothing"):
+    with pytest.raises(InvalidState, match="waits on no question"):
         await client.answer_task(task.id, "approve")
     with pytest.raises(InvalidState, match="in-process"):
         await client.request(p.Ask(task_id=task.id, question="sneaky?"))
