@@ -512,7 +512,9 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 def _history_from_daemon(args: argparse.Namespace) -> list:
     from core.protocol import MAX_HISTORY
+    from core.runtime import read_connection
 
+    read_connection(args.runtime_dir)  # Unavailable when no daemon runs: read its journal
     if args.limit > MAX_HISTORY:
         raise BadRequest(
             f"a running daemon sends at most {MAX_HISTORY:,} decisions; "
