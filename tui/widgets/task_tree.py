@@ -136,7 +136,10 @@ class TaskTree(ScrollView, can_focus=True):
         rows = self.view.rows
         self.virtual_size = Size(self.size.width, len(rows))
         if self.cursor_id is not None and self.cursor_id in self.view.index:
+            moved = self._cursor_row != self.view.index[self.cursor_id]
             self._cursor_row = self.view.index[self.cursor_id]
+            if moved:  # rows came or went above it: keep the highlighted task on screen
+                self._scroll_cursor_into_view()
         elif rows:
             self._cursor_row = min(self._cursor_row, len(rows) - 1)
             self._set_cursor(rows[self._cursor_row].task_id)
@@ -186,10 +189,12 @@ class TaskTree(ScrollView, can_focus=True):
     def _scroll_cursor_into_view(self) -> None:
         height = max(1, self.scrollable_content_region.height)
         top = round(self.scroll_offset.y)
+        # Immediate: the scroll range is already set, and a deferred scroll computed
+        # from this frame's offset can be overtaken by the next move.
         if self._cursor_row < top:
-            self.scroll_to(y=self._cursor_row, animate=False)
+            self.scroll_to(y=self._cursor_row, animate=False, immediate=True)
         elif self._cursor_row >= top + height:
-            self.scroll_to(y=self._cursor_row - height + 1, animate=False)
+            self.scroll_to(y=self._cursor_row - height + 1, animate=False, immediate=True)
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(event.size.width, len(self.view.rows))
