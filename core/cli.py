@@ -279,8 +279,7 @@ async def _serve(args: argparse.Namespace) -> int:
         for background in (workload, watchdog):
             if background is not None:
                 background.cancel()
-        retention.stop()
-        await registry.close()
+        retention.stop()  # serve_forever has already closed the registry
         if journal is not None:
             journal.close()
     return EXIT_OK
