@@ -64,6 +64,17 @@ class PromptState(str, enum.Enum):
     """Nobody answered in time and it had no default."""
 
 
+class Verdict(str, enum.Enum):
+    """What an answer decided (see `Prompt.verdict`)."""
+
+    APPROVED = "approved"
+    """A listed choice that is not a denial: the asker may go ahead."""
+    DENIED = "denied"
+    """"deny", or the second of two choices."""
+    REPLIED = "replied"
+    """Free text: guidance for the asker, never an approval."""
+
+
 DEFAULT_CHOICES: tuple[str, ...] = ("approve", "deny")
 """Choices offered by a prompt that declares none."""
 
@@ -129,6 +140,23 @@ class Prompt(msgspec.Struct, kw_only=True, gc=False):
     reason: str | None = None
     answered_by: str | None = None
     answered_at: float | None = None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """What the answer decided, by one rule shared by the CLI, the client and the dashboard.
+
+        Only a listed choice approves: the first choice (or any but a denial, when
+        there are more than two) is `APPROVED`, "deny" or the second of two choices is
+        `DENIED`, and free text is `REPLIED`, never an approval, even when it reads "yes".
+        None while unanswered (pending, cancelled, timed out without a default).
+        """
+        if self.answer is None:
+            return None
+        if self.is_denial:
+            return Verdict.DENIED
+        if self.answer in self.choices:
+            return Verdict.APPROVED
+        return Verdict.REPLIED
 
     @property
     def is_denial(self) -> bool:
