@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import msgspec
 
@@ -19,12 +22,29 @@ from core.errors import (
     PromptTimedOut,
     TaskdeckError,
     Unavailable,
+    UnknownTask,
 )
-from core.model import Task, TaskStatus
+from core.model import EndReason, Prompt, Task, TaskStatus, Verdict
 
 EXIT_OK = 0
 EXIT_DENIED = 1
 EXIT_ERROR = 2
+EXIT_REPLIED = 3
+"""`ask`: a free-text reply, printed for the script to read; never an approval."""
+
+ASK_EXITS = {Verdict.APPROVED: EXIT_OK, Verdict.DENIED: EXIT_DENIED, Verdict.REPLIED: EXIT_REPLIED}
+
+ENDING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT") if hasattr(signal, name)
+)
+"""Signals that end a waiting `ask` or `submit --wait` (hook runners send them on timeout)."""
+
+CLEANUP_SECONDS = 1.5
+"""Most time spent telling the daemon a wait ended (it may be stopped or gone)."""
+
+MAX_ID = 2**63 - 1
+
+T = TypeVar("T")
 
 STATUS_ICONS = {
     TaskStatus.QUEUED: "○",
@@ -39,7 +59,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line too, like every other error; `--help` has the rest."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_ERROR, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
 
 
 def _count(text: str) -> int:
@@ -63,6 +83,78 @@ def _window(text: str) -> int:
     return value
 
 
+def _id(kind: str) -> Callable[[str], int]:
+    """An argparse type for ids, one check for every command: a whole number, 0 or more."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not 0 <= value <= MAX_ID:
+            raise argparse.ArgumentTypeError(f"not a {kind} id: {text!r}")
+        return value
+
+    return parse
+
+
+_task_id = _id("task")
+_prompt_id = _id("prompt")
+
+STATUS_WORDS: dict[str, TaskStatus] = {
+    **{status.value: status for status in TaskStatus},
+    "running": TaskStatus.IN_PROGRESS,
+    "waiting": TaskStatus.BLOCKED,
+    "asking": TaskStatus.BLOCKED,
+    "done": TaskStatus.FINISHED,
+}
+"""`ls --status` words: the wire's and the dashboard's."""
+
+
+def _status(text: str) -> TaskStatus:
+    """An argparse type: a status, in the wire's words or the dashboard's."""
+    try:
+        return STATUS_WORDS[text.strip().lower()]
+    except KeyError:
+        names = ", ".join(
+            "/".join(word for word, status in STATUS_WORDS.items() if status is each)
+            for each in TaskStatus
+        )
+        raise argparse.ArgumentTypeError(f"unknown status {text!r} (one of {names})") from None
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """`text` with control and bidi characters shown as escapes (`\\r`, `\\x1b`, `\\u202e`).
+
+    A description, question or answer reaches a person's terminal: raw, a carriage
+    return or an escape sequence could paint over what a command really runs.
+    """
+    return _CONTROL.sub(_escape, text)
+
+
+def printable_lines(text: str) -> str:
+    """`text` made `printable` line by line: its line breaks kept, every other control shown."""
+    return "\n".join(printable(line.removesuffix("\r")) for line in text.split("\n"))
+
+
+def one_line(text: str) -> str:
+    """The first line of `text`, marked with " …" if more follows, made `printable`."""
+    first, newline, _ = text.partition("\n")
+    if newline:
+        first = first.removesuffix("\r") + " …"
+    return printable(first)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `taskdeck` command; errors become one line on stderr and a non-zero exit."""
     parser = _parser()
@@ -73,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except TaskdeckError as exc:
-        print(f"taskdeck: {exc}", file=sys.stderr)
+        print(f"taskdeck: {printable(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("taskdeck: interrupted", file=sys.stderr)
@@ -92,8 +184,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.set_defaults(command=None)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def command(name: str, handler, help: str, **more: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=more.pop("description", help), **more)
         p.set_defaults(command=name, handler=handler)
         p.add_argument(
             "--runtime-dir",
@@ -101,7 +193,8 @@ def _parser() -> argparse.ArgumentParser:
             default=None,
             metavar="DIR",
             help="directory of the daemon's sockets and connection file "
-            "(env TASKDECK_RUNTIME_DIR; default: the per-user runtime dir)",
+            "(env TASKDECK_RUNTIME_DIR; default: $XDG_RUNTIME_DIR/taskdeck, "
+            "without XDG_RUNTIME_DIR /tmp/taskdeck-UID, made private to you)",
         )
         return p
 
@@ -163,38 +256,66 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("ls", _cmd_ls, "list tasks, newest first")
     p.add_argument("--json", action="store_true", help="print a JSON array of task objects")
-    p.add_argument("--status", help="only tasks in this status")
+    p.add_argument(
+        "--status",
+        type=_status,
+        help="only tasks in this status: queued, in_progress (running), blocked (waiting), "
+        "finished (done) or failed",
+    )
     p.add_argument("--agent", help="only tasks of this agent")
-    p.add_argument("--parent", type=int, metavar="ID", help="only sub-tasks of this task")
+    p.add_argument("--parent", type=_task_id, metavar="ID", help="only sub-tasks of this task")
     p.add_argument("--limit", type=_window, default=100, metavar="N", help="at most this many (default 100)")
 
     p = command("submit", _cmd_submit, "submit a task to an in-process agent")
     p.add_argument("agent", help="a registered agent (built in: demo, shell)")
     p.add_argument("description", help="what to do (for shell: the command)")
-    p.add_argument("--parent", type=int, metavar="ID", help="make it a sub-task of this task")
+    p.add_argument("--parent", type=_task_id, metavar="ID", help="make it a sub-task of this task")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the task ends and print its result; exit 0 finished, 1 failed, "
+        "2 aborted, timed out or otherwise ended",
+    )
+
+    p = command(
+        "show",
+        _cmd_show,
+        "show one task: status, result, its questions and answers, and the decisions about it",
+    )
+    p.add_argument("task_id", type=_task_id, metavar="TASK_ID", help="the task")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = command(
         "ask",
         _cmd_ask,
-        "ask a person and wait: exit 0 on approve or a free answer, 1 on deny, 2 otherwise",
+        "ask a person and wait; the exit code is the decision",
+        description="Ask a person and wait for the answer, printed on stdout. Exit 0: "
+        "approved (a listed choice other than a denial); 1: denied (deny, or the second "
+        "of two choices); 2: aborted, timed out, interrupted or an error; 3: a free-text "
+        "reply, which is never an approval.",
     )
     p.add_argument("question", help="what to ask")
     p.add_argument(
         "--choices", metavar="A,B", help="comma-separated choices (default: approve,deny)"
     )
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
-    p.add_argument("--parent", type=int, metavar="ID", help="show the question under this task")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up after this long (exit 2), even if the daemon does not answer",
+    )
+    p.add_argument("--parent", type=_task_id, metavar="ID", help="show the question under this task")
 
     p = command("answer", _cmd_answer, "answer the question a task waits on")
-    p.add_argument("task_id", type=int, metavar="TASK_ID", help="the asking task")
+    p.add_argument("task_id", type=_task_id, metavar="TASK_ID", help="the asking task")
     p.add_argument("text", help="a choice (e.g. approve, deny) or any free answer")
     p.add_argument(
-        "--prompt", type=int, metavar="ID", help="the prompt id (refused if it is not pending)"
+        "--prompt", type=_prompt_id, metavar="ID", help="the prompt id (refused if it is not pending)"
     )
     p.add_argument("--reason", help="why (for a denial)")
 
     p = command("abort", _cmd_abort, "abort a task and its sub-tasks")
-    p.add_argument("task_id", type=int, metavar="TASK_ID", help="the task to stop")
+    p.add_argument("task_id", type=_task_id, metavar="TASK_ID", help="the task to stop")
     p.add_argument("--only", action="store_true", help="abort this task alone")
 
     p = command("watch", _cmd_watch, "print task changes as they happen")
@@ -207,7 +328,7 @@ def _parser() -> argparse.ArgumentParser:
         "else from its journal)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON array of decisions")
-    p.add_argument("--task", type=int, metavar="ID", help="only decisions about this task")
+    p.add_argument("--task", type=_task_id, metavar="ID", help="only decisions about this task")
     p.add_argument(
         "--journal", type=Path, metavar="FILE", help="read this journal instead of the daemon"
     )
@@ -245,9 +366,20 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     for name, agent in builtin_agents(seed=args.seed, speed=args.speed).items():
         registry.register_agent(name, agent)
+    if args.agents:
+        _importable_here()
     for spec in args.agents:
         name, _, target = spec.rpartition("=")
-        registry.register_agent(name or target.rpartition(":")[2], load_agent(target))
+        try:
+            agent = load_agent(target)
+        except BadRequest as exc:
+            if "no module named" in str(exc):
+                raise BadRequest(
+                    f"{exc}; modules are looked up in the current directory ({os.getcwd()}) "
+                    "and on PYTHONPATH"
+                ) from None
+            raise
+        registry.register_agent(name or target.rpartition(":")[2], agent)
     if journal is not None:
         journal.attach(registry)
         registry.restore(*journal.load())
@@ -283,6 +415,16 @@ async def _serve(args: argparse.Namespace) -> int:
         if journal is not None:
             journal.close()
     return EXIT_OK
+
+
+def _importable_here() -> None:
+    """Let `--agents mypkg.agents:fn` find `mypkg` in the current directory, as `python -m` does.
+
+    The `taskdeck` script's own folder is first on sys.path, not the directory it runs in.
+    """
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or ".") == here for entry in sys.path):
+        sys.path.insert(0, here)
 
 
 def _announce(daemon) -> None:
@@ -369,21 +511,116 @@ def _ls_line(task: Task) -> str:
     parent = "" if task.parent_id is None else str(task.parent_id)
     line = (
         f"{task.id:>5} {parent:>6}  {STATUS_ICONS[task.status]} {task.status.value:<11} "
-        f"{task.agent[:10]:<10} {task.tokens:>8,}  {task.description}"
+        f"{printable(task.agent[:10]):<10} {task.tokens:>8,}  {one_line(task.description)}"
     )
     if task.blocked_on is not None:
-        line += f"\n{'':>15}? {task.blocked_on.question}  [{' / '.join(task.blocked_on.choices)}]"
+        line += f"\n{'':>15}? {_question(task.blocked_on.question, task.blocked_on.choices)}"
         line += f"  (prompt {task.blocked_on.prompt_id})"
     elif task.error:
-        line += f"\n{'':>15}{task.error}"
+        line += f"\n{'':>15}{one_line(task.error)}"
     return line
 
 
+def _question(question: str, choices: Sequence[str]) -> str:
+    return f"{one_line(question)}  [{' / '.join(printable(c) for c in choices)}]"
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
+    if args.wait:
+        return asyncio.run(_submit_and_wait(args))
     with _sync_client(args) as client:
         task = client.submit(args.agent, args.description, parent_id=args.parent)
     print(f"{task.id} {task.status.value}")
     return EXIT_OK
+
+
+async def _submit_and_wait(args: argparse.Namespace) -> int:
+    """Submit, follow the task in the live mirror until it ends, and exit by its outcome."""
+    async with _client(args, "submit") as client:
+        changed = asyncio.Event()
+        evicted: set[int] = set()
+
+        def on_change(changes) -> None:
+            evicted.update(changes.evicted)
+            changed.set()
+
+        await client.start_mirror(on_change)
+        await client.wait_synced(timeout=max(5.0, client.request_timeout * client.retries))
+        task = await client.submit(args.agent, args.description, parent_id=args.parent)
+        print(f"taskdeck: submitted as task {task.id}; waiting for it to end", file=sys.stderr)
+
+        async def until_ended() -> Task:
+            while True:
+                changed.clear()
+                current = client.mirror.tasks.get(task.id)
+                if current is not None and current.status.is_ended:
+                    return current
+                if current is None and task.id in evicted:  # ended and already let go
+                    return (await client.get(task.id))[0]
+                await changed.wait()
+
+        async def interrupted(name: str) -> int:
+            print(
+                f"taskdeck: stopped waiting ({name}); task {task.id} goes on "
+                f"(taskdeck abort {task.id} stops it)",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+
+        ended = await _until_signal(until_ended(), interrupted)
+        if isinstance(ended, int):
+            return ended
+        return _outcome(ended)
+
+
+def _outcome(task: Task) -> int:
+    """Print how a task ended and return its exit code: 0 finished, 1 failed, 2 otherwise."""
+    if task.status is TaskStatus.FINISHED:
+        print(printable_lines(task.result or ""))
+        return EXIT_OK
+    why = task.end_reason.value if task.end_reason is not None else task.status.value
+    print(f"taskdeck: task {task.id} {why}: {printable(task.error or '')}".rstrip(": "),
+          file=sys.stderr)
+    return EXIT_DENIED if task.end_reason in (None, EndReason.ERROR) else EXIT_ERROR
+
+
+async def _until_signal(
+    work: Coroutine[object, object, T], on_signal: Callable[[str], Awaitable[int]]
+) -> T | int:
+    """Run `work`; if TERM, HUP, INT or QUIT arrives first, cancel it and return `on_signal`.
+
+    A hook runner that gives up kills its command: the wait must end cleanly then,
+    not linger until the daemon notices. A second signal leaves at once.
+    """
+    loop = asyncio.get_running_loop()
+    caught: asyncio.Future[str] = loop.create_future()
+
+    def on(sig: signal.Signals) -> None:
+        if caught.done():
+            os._exit(EXIT_ERROR)  # asked twice: no more cleanup
+        caught.set_result(sig.name)
+
+    for sig in ENDING_SIGNALS:
+        loop.add_signal_handler(sig, on, sig)
+    job = loop.create_task(work)
+    try:
+        await asyncio.wait((job, caught), return_when=asyncio.FIRST_COMPLETED)
+        if job.done():
+            return job.result()
+        job.cancel()
+        await asyncio.wait((job,))
+        return await on_signal(caught.result())
+    finally:
+        for sig in ENDING_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def _bounded(coro: Awaitable[object]) -> None:
+    """Best-effort bookkeeping once the outcome is known: it may not keep the caller waiting."""
+    try:
+        await asyncio.wait_for(coro, CLEANUP_SECONDS)
+    except (TaskdeckError, TimeoutError):
+        pass
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
@@ -396,43 +633,69 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             raise BadRequest("--choices needs at least one choice, comma-separated")
     if args.timeout is not None and args.timeout <= 0:
         raise BadRequest("--timeout must be positive")
+    return asyncio.run(_ask(args, choices))
 
-    async def run() -> int:
-        async with _client(args, "ask") as client:
+
+async def _ask(args: argparse.Namespace, choices: list[str] | None) -> int:
+    """Open a task, ask, and turn the answer into an exit code; every other end is 2."""
+    from core import protocol as p
+
+    loop = asyncio.get_running_loop()
+    deadline = None if args.timeout is None else loop.time() + args.timeout
+    opened: list = []  # the ExternalTask, once the daemon has made it
+
+    def asked(prompt: Prompt) -> None:
+        where = f" --runtime-dir {args.runtime_dir}" if args.runtime_dir else ""
+        picks = "|".join(printable(c) for c in prompt.choices)
+        print(
+            f"taskdeck: asked as task {prompt.task_id} "
+            f"(answer with: taskdeck answer{where} {prompt.task_id} {picks})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def asking() -> int:
+        async with asyncio.timeout_at(deadline):
             task = await client.open_task(args.question, agent="ask", parent_id=args.parent)
-            try:
-                prompt = await task.ask(args.question, choices=choices, timeout=args.timeout)
-            except PromptTimedOut:
-                await _quietly(task.fail(f"no answer within {args.timeout:g}s"))
-                print(f"taskdeck: no answer within {args.timeout:g}s", file=sys.stderr)
-                return EXIT_ERROR
-            except (NotPending, InvalidState):
-                print("taskdeck: the question was aborted", file=sys.stderr)
-                return EXIT_ERROR
-            except asyncio.CancelledError:
-                await _quietly(task.fail("interrupted"))
-                raise
-            except TaskdeckError as exc:  # e.g. refused choices: end the task we opened
-                await _quietly(task.fail(str(exc)))
-                raise
-            print(prompt.answer)
-            if prompt.is_denial:
-                if prompt.reason:
-                    print(f"reason: {prompt.reason}", file=sys.stderr)
-                await _quietly(task.fail(f"denied: {prompt.reason or prompt.answer}"))
-                return EXIT_DENIED
-            await _quietly(task.finish(prompt.answer or ""))
-            return EXIT_OK
+        opened.append(task)
+        try:
+            left = None if deadline is None else max(0.001, deadline - loop.time())
+            prompt = await task.ask(args.question, choices=choices, timeout=left, on_asked=asked)
+        except PromptTimedOut:
+            await _bounded(task.fail(f"no answer within {args.timeout:g}s"))
+            raise PromptTimedOut(f"no answer within {args.timeout:g}s") from None
+        except (NotPending, InvalidState):
+            raise InvalidState("the question was aborted") from None
+        except TaskdeckError as exc:  # e.g. refused choices: end the task we opened
+            await _bounded(task.fail(str(exc)))
+            raise
+        answer = prompt.answer or ""
+        print(printable(answer))
+        verdict = prompt.verdict
+        if verdict is Verdict.DENIED:
+            if prompt.reason:
+                print(f"reason: {printable(prompt.reason)}", file=sys.stderr)
+            result = f"denied: {prompt.reason or answer}"
+        elif verdict is Verdict.REPLIED:
+            result = f"replied: {answer}"
+        else:
+            result = answer
+        await _bounded(task.finish(result[: p.MAX_RESULT]))
+        return ASK_EXITS[verdict]
 
-    return asyncio.run(run())
+    async def interrupted(name: str) -> int:
+        if opened:  # close the question now: nobody may answer a caller that has gone
+            await _bounded(opened[0].fail(f"ask interrupted by {name}; nobody is waiting"))
+        print(f"taskdeck: interrupted by {name}; the question is closed", file=sys.stderr)
+        return EXIT_ERROR
 
-
-async def _quietly(coro) -> None:
-    """Best-effort bookkeeping after the answer is known: the answer matters, not this."""
-    try:
-        await coro
-    except TaskdeckError:
-        pass
+    async with _client(args, "ask") as client:
+        try:
+            return await _until_signal(asking(), interrupted)
+        except TimeoutError:  # the daemon did not even open the task in time
+            raise PromptTimedOut(
+                f"no answer within {args.timeout:g}s (the daemon did not respond)"
+            ) from None
 
 
 def _cmd_answer(args: argparse.Namespace) -> int:
@@ -440,7 +703,7 @@ def _cmd_answer(args: argparse.Namespace) -> int:
         prompt = client.answer_task(
             args.task_id, args.text, reason=args.reason, prompt_id=args.prompt
         )
-    print(f"answered prompt {prompt.id} of task {prompt.task_id}: {prompt.answer}")
+    print(f"answered prompt {prompt.id} of task {prompt.task_id}: {printable(prompt.answer or '')}")
     return EXIT_OK
 
 
@@ -453,6 +716,77 @@ def _cmd_abort(args: argparse.Namespace) -> int:
     else:
         print(f"task {args.task_id} had already ended; nothing to abort")
     return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with _sync_client(args) as client:
+        task, prompts = client.get(args.task_id)
+        try:
+            decisions = client.history(task_id=args.task_id, limit=MAX_SHOWN_DECISIONS)
+        except InvalidState:  # the daemon keeps no journal
+            decisions = None
+    if args.json:
+        detail = {"task": task, "prompts": prompts, "decisions": decisions}
+        sys.stdout.write(msgspec.json.encode(detail).decode() + "\n")
+        return EXIT_OK
+    print("\n".join(_show_lines(task, prompts, decisions)))
+    return EXIT_OK
+
+
+MAX_SHOWN_DECISIONS = 1000
+"""Decisions `show` asks for: far more than one task gathers."""
+
+
+def _show_lines(task: Task, prompts: list[Prompt], decisions: list | None) -> list[str]:
+    """`taskdeck show`: the task, each question with who answered what, and the decisions."""
+
+    def field(name: str, value: object) -> None:
+        if value is None or value == "":
+            return
+        text = printable_lines(value if isinstance(value, str) else str(value))
+        lines.extend(
+            f"  {name if n == 0 else '':<12}{line}" for n, line in enumerate(text.split("\n"))
+        )
+
+    lines = [f"task {task.id}  {STATUS_ICONS[task.status]} {task.status.value}"]
+    field("description", task.description)
+    field("agent", task.agent)
+    field("parent", task.parent_id)
+    field("created by", task.created_by)
+    field("ended as", task.end_reason.value if task.end_reason else None)
+    field("result", task.result)
+    field("error", task.error)
+    field("progress", task.progress)
+    field("tokens", f"{task.tokens:,} ({task.prompt_tokens:,} prompt, "
+                    f"{task.completion_tokens:,} completion)")
+    field("created", _when(task.created_at))
+    field("started", _when(task.started_at))
+    field("ended", _when(task.ended_at))
+    for prompt in prompts:
+        lines.append(f"prompt {prompt.id}  {prompt.state.value}")
+        field("question", _question(prompt.question, prompt.choices))
+        if prompt.answer is not None:
+            verdict = prompt.verdict.value if prompt.verdict else ""
+            field("answer", f"{prompt.answer}  ({verdict})")
+        field("reason", prompt.reason)
+        field("by", prompt.answered_by)
+        field("at", _when(prompt.answered_at))
+    if decisions is None:
+        lines.append("decisions: not recorded (the daemon keeps no journal)")
+    elif not decisions:
+        lines.append("decisions: none")
+    else:
+        lines.append("decisions:")
+        lines.extend(f"  {_history_line(entry)}" for entry in decisions)
+    return lines
+
+
+def _when(ts: float | None) -> str | None:
+    import datetime
+
+    if not ts:
+        return None
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -484,11 +818,14 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _watch_line(task: Task) -> str:
-    line = f"{task.id:>5} {STATUS_ICONS[task.status]} {task.status.value:<11} {task.agent:<8} {task.description}"
+    line = (
+        f"{task.id:>5} {STATUS_ICONS[task.status]} {task.status.value:<11} "
+        f"{printable(task.agent):<8} {one_line(task.description)}"
+    )
     if task.blocked_on is not None:
-        line += f"  ? {task.blocked_on.question}"
+        line += f"  ? {one_line(task.blocked_on.question)}"
     elif task.error:
-        line += f"  ({task.error})"
+        line += f"  ({one_line(task.error)})"
     return line
 
 
@@ -520,7 +857,10 @@ def _history_from_daemon(args: argparse.Namespace) -> list:
             "read more from its journal file with --journal PATH"
         )
     with _sync_client(args) as client:
-        return client.history(task_id=args.task, limit=args.limit)
+        entries = client.history(task_id=args.task, limit=args.limit)
+        if args.task is not None and not entries:
+            client.get(args.task)  # an unknown task is an error, as in every other command
+    return entries
 
 
 def _history_from_journal(args: argparse.Namespace) -> list:
@@ -531,19 +871,20 @@ def _history_from_journal(args: argparse.Namespace) -> list:
         raise Unavailable(f"no daemon running and no journal at {path}")
     journal = Journal.open(path)
     try:
-        return journal.history(task_id=args.task, limit=args.limit)
+        entries = journal.history(task_id=args.task, limit=args.limit)
+        if args.task is not None and not entries and journal.task(args.task) is None:
+            raise UnknownTask(f"no task {args.task}")
+        return entries
     finally:
         journal.close()
 
 
 def _history_line(entry) -> str:
-    import datetime
-
-    when = datetime.datetime.fromtimestamp(entry.ts).strftime("%Y-%m-%d %H:%M:%S")
+    when = _when(entry.ts)
     target = f"task {entry.task_id}" if entry.task_id is not None else ""
     if entry.prompt_id is not None:
         target += f" prompt {entry.prompt_id}"
-    return f"{when}  {entry.action:<7} {target:<22} {entry.detail}  by {entry.by}"
+    return f"{when}  {entry.action:<7} {target:<22} {printable(entry.detail)}  by {printable(entry.by)}"
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 """As plain ints: `&` on the enum costs about what reading ZMQ_EVENTS does."""
 
+LOCAL_GRACE = 0.5
+"""Seconds an `ask` with a timeout waits past it for the daemon's word before giving up alone."""
+
 BATCH_LIMIT = 5000
 """Most messages applied before `on_change` is called (keeps a flood from starving the loop)."""
 
@@ -981,16 +984,43 @@ class ExternalTask:
         choices: Iterable[str] | None = None,
         timeout: float | None = None,
         default: str | None = None,
+        on_asked: Callable[[Prompt], None] | None = None,
     ) -> Prompt:
         """Ask a person and wait for the answer; returns the answered prompt.
 
         Subscribes to the daemon's events before asking, so the answer cannot be missed.
+        `on_asked` is called with the prompt once the daemon has accepted it.
+
+        `timeout` holds here too, not only in the daemon: a daemon that is stopped or
+        gone cannot keep the caller waiting past `timeout` plus `LOCAL_GRACE` seconds.
 
         Raises:
-            PromptTimedOut: nobody answered within `timeout` and there is no default.
+            PromptTimedOut: nobody answered within `timeout` and there is no default (or
+                the daemon did not say so in time).
             InvalidState: the task was aborted (or ended) while waiting.
             NotPending: the prompt was cancelled.
         """
+        if timeout is None:
+            return await self._ask(question, choices, timeout, default, on_asked)
+        deadline = asyncio.timeout(timeout + LOCAL_GRACE)
+        try:
+            async with deadline:
+                return await self._ask(question, choices, timeout, default, on_asked)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise PromptTimedOut(
+                f"no answer within {timeout:g}s (and no word from the daemon)"
+            ) from None
+
+    async def _ask(
+        self,
+        question: str,
+        choices: Iterable[str] | None,
+        timeout: float | None,
+        default: str | None,
+        on_asked: Callable[[Prompt], None] | None,
+    ) -> Prompt:
         client = self.client
         await client.start_mirror()
         await client.wait_synced(timeout=max(5.0, client.request_timeout * client.retries))
@@ -1003,6 +1033,8 @@ class ExternalTask:
         )
         prompt = (await client._call(body, p.PromptResult)).prompt
         try:
+            if on_asked is not None:
+                on_asked(prompt)
             task, closed = await client._watch_prompt(prompt)
         finally:
             client._prompt_waiters.pop(prompt.id, None)
@@ -1010,7 +1042,7 @@ class ExternalTask:
         if closed.state is PromptState.ANSWERED:
             return closed
         if closed.state is PromptState.TIMED_OUT:
-            raise PromptTimedOut(f"nobody answered within {closed.timeout:g}s")
+            raise PromptTimedOut(f"no answer within {closed.timeout:g}s")
         if task.status.is_ended:
             self._ended = True
             why = "aborted" if task.end_reason is EndReason.ABORTED else task.status.value

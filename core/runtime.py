@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,17 +61,30 @@ class ConnectionInfo(msgspec.Struct, kw_only=True):
 
 
 def default_runtime_dir() -> Path:
-    """$TASKDECK_RUNTIME_DIR, else the per-user runtime dir (e.g. /run/user/UID/taskdeck)."""
+    """$TASKDECK_RUNTIME_DIR, else $XDG_RUNTIME_DIR/taskdeck, else a private temp dir.
+
+    Without XDG_RUNTIME_DIR (containers, CI, root over ssh) platformdirs would warn on
+    every call, and in a hook that warning reaches the agent: the fallback is chosen
+    quietly instead, `/tmp/taskdeck-UID`, created 0700 and refused unless it is ours.
+
+    Raises:
+        Unauthorized: the fallback dir belongs to another user or others can write to it.
+    """
     env = os.environ.get("TASKDECK_RUNTIME_DIR")
     if env:
         return Path(env).expanduser()
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isdir(base):
         return Path(base) / "taskdeck"
-    try:
-        return Path(platformdirs.user_runtime_dir("taskdeck"))
-    except OSError:  # no usable per-user runtime dir: a private one in the temp dir
-        return Path(tempfile.gettempdir()) / f"taskdeck-{os.geteuid()}"
+    if sys.platform == "darwin" or os.name == "nt":  # a per-user dir with no XDG to miss
+        with contextlib.suppress(OSError):
+            return Path(platformdirs.user_runtime_dir("taskdeck"))
+    return fallback_runtime_dir()
+
+
+def fallback_runtime_dir() -> Path:
+    """`/tmp/taskdeck-UID` (the system temp dir), created 0700 and checked to be ours."""
+    return ensure_private_dir(Path(tempfile.gettempdir()) / f"taskdeck-{os.geteuid()}")
 
 
 def default_state_dir() -> Path:

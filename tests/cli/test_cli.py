@@ -14,99 +14,10 @@ import pytest
 
 from core.cli import LS_HEADER, _ls_line, main
 from core.model import Task, TaskStatus
+from tests.cli.conftest import Deck, one_line_error, usage_error
 from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Deck:
-    """A `taskdeck serve` process in a temp runtime dir, and a way to run commands against it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.runtime_dir = tmp / "run"
-        self.env = {
-            **os.environ,
-            "TASKDECK_RUNTIME_DIR": str(self.runtime_dir),
-            "TASKDECK_STATE_DIR": str(tmp / "state"),
-        }
-        self.process: subprocess.Popen[str] | None = None
-
-    def serve(self, *extra: str) -> None:
-        journal = [] if "--journal" in extra else ["--no-journal"]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", *journal, *extra],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        until_sync(
-            lambda: (self.runtime_dir / "daemon.json").exists() or self.process.poll() is not None,
-            timeout=15,
-            what="the daemon's connection file",
-        )
-        assert self.process.poll() is None, self.process.stdout.read()
-
-    def run(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "core.cli", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,  # the tests assert on the exit code
-        )
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "core.cli", *args],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def tasks(self) -> list[dict]:
-        result = self.run("ls", "--json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-    def blocked_task(self, description: str) -> dict:
-        """Wait until the task with that description is blocked on a question; return it."""
-        found: list[dict] = []
-
-        def blocked() -> bool:
-            found[:] = [
-                t for t in self.tasks()
-                if t["description"] == description and t["blocked_on"] is not None
-            ]
-            return bool(found)
-
-        until_sync(blocked, timeout=15, what=f"{description!r} to ask")
-        return found[0]
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def deck(tmp_path: Path) -> Iterator[Deck]:
-    deck = Deck(tmp_path)
-    deck.serve()
-    try:
-        yield deck
-    finally:
-        deck.stop()
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("taskdeck: ")
-    return lines[0]
 
 
 def test_ask_prints_the_answer_and_exits_0_on_approve(deck: Deck) -> None:
@@ -132,20 +43,24 @@ def test_ask_exits_1_on_deny_and_shows_the_reason(deck: Deck) -> None:
     assert "not on a Friday" in err
 
 
-def test_ask_with_choices_accepts_free_text(deck: Deck) -> None:
+def test_ask_with_choices_takes_free_text_as_a_reply_not_an_approval(deck: Deck) -> None:
     asker = deck.start("ask", "Which region?", "--choices", "eu,us")
     task = deck.blocked_task("Which region?")
     assert task["blocked_on"]["choices"] == ["eu", "us"]
     deck.run("answer", str(task["id"]), "ap-southeast, please")
     out, _ = asker.communicate(timeout=15)
-    assert asker.returncode == 0
+    assert asker.returncode == 3
     assert out.strip() == "ap-southeast, please"
+    [done] = [t for t in deck.tasks() if t["id"] == task["id"]]
+    assert (done["status"], done["result"]) == ("finished", "replied: ap-southeast, please")
 
 
 def test_ask_exits_2_on_timeout(deck: Deck) -> None:
     result = deck.run("ask", "Anyone there?", "--timeout", "0.3")
     assert result.returncode == 2
-    assert "no answer within 0.3s" in _one_line_error(result)
+    hint, error = result.stderr.strip().splitlines()
+    assert hint.startswith("taskdeck: asked as task ")
+    assert error == "taskdeck: no answer within 0.3s"
 
 
 def test_ask_exits_2_when_aborted(deck: Deck) -> None:
@@ -167,9 +82,9 @@ def test_a_second_answer_is_refused_with_one_line(deck: Deck) -> None:
     asker.communicate(timeout=15)
     again = deck.run("answer", str(task["id"]), "deny", "--prompt", str(prompt_id))
     assert again.returncode == 2
-    assert "already answered" in _one_line_error(again)
+    assert "already answered" in one_line_error(again)
     elsewhere = deck.run("answer", "999", "deny", "--prompt", str(prompt_id))
-    assert elsewhere.returncode == 2 and "999" in _one_line_error(elsewhere)
+    assert elsewhere.returncode == 2 and "999" in one_line_error(elsewhere)
 
 
 def test_ls_json_has_the_contract_fields(deck: Deck) -> None:
@@ -221,10 +136,9 @@ def test_ls_lists_newest_first_with_blocked_question(deck: Deck) -> None:
 def test_unknown_task_and_bad_filter_are_one_line_errors(deck: Deck) -> None:
     result = deck.run("answer", "999", "approve")
     assert result.returncode == 2
-    assert "999" in _one_line_error(result)
+    assert "999" in one_line_error(result)
     result = deck.run("ls", "--status", "sleeping")
-    assert result.returncode == 2
-    assert "sleeping" in _one_line_error(result)
+    assert "'sleeping'" in usage_error(result)
     assert deck.run("submit", "no-such-agent", "x").returncode == 2
 
 
@@ -249,7 +163,7 @@ def test_commands_without_a_daemon_fail_with_one_line(tmp_path: Path) -> None:
     deck = Deck(tmp_path)
     result = deck.run("ls")
     assert result.returncode == 2
-    assert "no daemon" in _one_line_error(result)
+    assert "no daemon" in one_line_error(result)
 
 
 def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -298,7 +212,7 @@ def test_history_shows_who_decided_from_the_daemon_and_from_its_journal(tmp_path
     assert offline.returncode == 0, offline.stderr
     assert f"answer  task {task['id']}" in offline.stdout and "deny" in offline.stdout
     missing = deck.run("history", "--journal", str(tmp_path / "nope.sqlite3"))
-    assert missing.returncode == 2 and "no journal" in _one_line_error(missing)
+    assert missing.returncode == 2 and "no journal" in one_line_error(missing)
 
 
 def test_a_demo_daemon_stops_when_its_parent_dies(tmp_path: Path) -> None:
@@ -389,7 +303,7 @@ def test_ask_with_refused_choices_ends_the_task_it_opened(deck: Deck) -> None:
     """The task `ask` opens must not stay in progress (until its lease lapses) after a refusal."""
     result = deck.run("ask", "Pick?", "--choices", "yes,YES")
     assert result.returncode == 2
-    assert "distinct" in _one_line_error(result)
+    assert "distinct" in one_line_error(result)
     [task] = deck.tasks()
     assert task["status"] == "failed" and "distinct" in task["error"]
 
@@ -400,6 +314,6 @@ def test_answering_an_ended_task_says_so_in_plain_words(deck: Deck) -> None:
     [task] = [t for t in deck.tasks() if t["description"] == "Gone?"]
     answered = deck.run("answer", str(task["id"]), "approve")
     assert answered.returncode == 2
-    assert "has ended (failed); there is no question to answer" in _one_line_error(answered)
+    assert "has ended (failed); there is no question to answer" in one_line_error(answered)
     too_many = deck.run("history", "--limit", "20000")
-    assert too_many.returncode == 2 and "--journal" in _one_line_error(too_many)
+    assert too_many.returncode == 2 and "--journal" in one_line_error(too_many)

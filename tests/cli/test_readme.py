@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.test_cli import Deck
+from tests.cli.conftest import Deck
 from tests.support import until_sync
 
 README = Path(__file__).resolve().parents[2] / "README.md"
