@@ -639,6 +639,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 async def _ask(args: argparse.Namespace, choices: list[str] | None) -> int:
     """Open a task, ask, and turn the answer into an exit code; every other end is 2."""
     from core import protocol as p
+    from core.client import NoWordInTime
 
     loop = asyncio.get_running_loop()
     deadline = None if args.timeout is None else loop.time() + args.timeout
@@ -661,9 +662,12 @@ async def _ask(args: argparse.Namespace, choices: list[str] | None) -> int:
         try:
             left = None if deadline is None else max(0.001, deadline - loop.time())
             prompt = await task.ask(args.question, choices=choices, timeout=left, on_asked=asked)
-        except PromptTimedOut:
-            await _bounded(task.fail(f"no answer within {args.timeout:g}s"))
-            raise PromptTimedOut(f"no answer within {args.timeout:g}s") from None
+        except PromptTimedOut as exc:
+            said = f"no answer within {args.timeout:g}s"
+            if isinstance(exc, NoWordInTime):
+                said += " (and no word from the daemon)"
+            await _bounded(task.fail(said))
+            raise PromptTimedOut(said) from None
         except (NotPending, InvalidState):
             raise InvalidState("the question was aborted") from None
         except TaskdeckError as exc:  # e.g. refused choices: end the task we opened

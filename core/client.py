@@ -924,6 +924,13 @@ class Client(_Endpoint):
                     future.set_result((task, prompt))
 
 
+class NoWordInTime(PromptTimedOut):
+    """An `ask`'s own deadline passed before the daemon said its prompt timed out.
+
+    The daemon may be stopped or gone; its own timer closes the prompt once it runs again.
+    """
+
+
 class ExternalTask:
     """A task this process does and reports on; its lease is renewed in the background.
 
@@ -995,8 +1002,8 @@ class ExternalTask:
         gone cannot keep the caller waiting past `timeout` plus `LOCAL_GRACE` seconds.
 
         Raises:
-            PromptTimedOut: nobody answered within `timeout` and there is no default (or
-                the daemon did not say so in time).
+            PromptTimedOut: nobody answered within `timeout` and there is no default.
+            NoWordInTime: nor did the daemon say so within `LOCAL_GRACE` after it.
             InvalidState: the task was aborted (or ended) while waiting.
             NotPending: the prompt was cancelled.
         """
@@ -1009,9 +1016,7 @@ class ExternalTask:
         except TimeoutError:
             if not deadline.expired():
                 raise
-            raise PromptTimedOut(
-                f"no answer within {timeout:g}s (and no word from the daemon)"
-            ) from None
+            raise NoWordInTime(f"no answer within {timeout:g}s (and no word from the daemon)") from None
 
     async def _ask(
         self,
@@ -1346,6 +1351,7 @@ __all__ = [
     "Client",
     "ConnectionState",
     "ExternalTask",
+    "NoWordInTime",
     "SyncClient",
     "SyncExternalTask",
 ]

@@ -18,6 +18,8 @@ from tests.support import until_sync
 class Deck:
     """A `taskdeck serve` process in a temp runtime dir, and a way to run commands against it."""
 
+    python = sys.executable
+
     def __init__(self, tmp: Path) -> None:
         self.runtime_dir = tmp / "run"
         self.env = {
