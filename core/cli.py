@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import os
 import re
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import msgspec
 
@@ -43,8 +44,6 @@ CLEANUP_SECONDS = 1.5
 """Most time spent telling the daemon a wait ended (it may be stopped or gone)."""
 
 MAX_ID = 2**63 - 1
-
-T = TypeVar("T")
 
 STATUS_ICONS = {
     TaskStatus.QUEUED: "○",
@@ -536,7 +535,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 async def _submit_and_wait(args: argparse.Namespace) -> int:
     """Submit, follow the task in the live mirror until it ends, and exit by its outcome."""
-    async with _client(args, "submit") as client:
+    submitted: list[Task] = []
+
+    async def until_ended() -> int:
         changed = asyncio.Event()
         evicted: set[int] = set()
 
@@ -547,30 +548,29 @@ async def _submit_and_wait(args: argparse.Namespace) -> int:
         await client.start_mirror(on_change)
         await client.wait_synced(timeout=max(5.0, client.request_timeout * client.retries))
         task = await client.submit(args.agent, args.description, parent_id=args.parent)
-        print(f"taskdeck: submitted as task {task.id}; waiting for it to end", file=sys.stderr)
+        submitted.append(task)
+        print(f"taskdeck: submitted as task {task.id}; waiting for it to end", file=sys.stderr,
+              flush=True)
+        while True:
+            changed.clear()
+            current = client.mirror.tasks.get(task.id)
+            if current is not None and current.status.is_ended:
+                return _outcome(current)
+            if current is None and task.id in evicted:  # ended and already let go
+                return _outcome((await client.get(task.id))[0])
+            await changed.wait()
 
-        async def until_ended() -> Task:
-            while True:
-                changed.clear()
-                current = client.mirror.tasks.get(task.id)
-                if current is not None and current.status.is_ended:
-                    return current
-                if current is None and task.id in evicted:  # ended and already let go
-                    return (await client.get(task.id))[0]
-                await changed.wait()
+    async def interrupted(name: str) -> int:
+        if submitted:
+            task_id = submitted[0].id
+            print(f"taskdeck: stopped waiting ({name}); task {task_id} goes on "
+                  f"(taskdeck abort {task_id} stops it)", file=sys.stderr)
+        else:
+            print(f"taskdeck: interrupted by {name}", file=sys.stderr)
+        return EXIT_ERROR
 
-        async def interrupted(name: str) -> int:
-            print(
-                f"taskdeck: stopped waiting ({name}); task {task.id} goes on "
-                f"(taskdeck abort {task.id} stops it)",
-                file=sys.stderr,
-            )
-            return EXIT_ERROR
-
-        ended = await _until_signal(until_ended(), interrupted)
-        if isinstance(ended, int):
-            return ended
-        return _outcome(ended)
+    async with _client(args, "submit") as client:
+        return await _until_signal(until_ended(), interrupted)
 
 
 def _outcome(task: Task) -> int:
@@ -578,15 +578,16 @@ def _outcome(task: Task) -> int:
     if task.status is TaskStatus.FINISHED:
         print(printable_lines(task.result or ""))
         return EXIT_OK
-    why = task.end_reason.value if task.end_reason is not None else task.status.value
-    print(f"taskdeck: task {task.id} {why}: {printable(task.error or '')}".rstrip(": "),
+    failed = task.end_reason in (None, EndReason.ERROR)
+    why = "failed" if failed else task.end_reason.value
+    print(f"taskdeck: task {task.id} {why}: {one_line(task.error or '')}".rstrip(": "),
           file=sys.stderr)
-    return EXIT_DENIED if task.end_reason in (None, EndReason.ERROR) else EXIT_ERROR
+    return EXIT_DENIED if failed else EXIT_ERROR
 
 
 async def _until_signal(
-    work: Coroutine[object, object, T], on_signal: Callable[[str], Awaitable[int]]
-) -> T | int:
+    work: Coroutine[object, object, int], on_signal: Callable[[str], Awaitable[int]]
+) -> int:
     """Run `work`; if TERM, HUP, INT or QUIT arrives first, cancel it and return `on_signal`.
 
     A hook runner that gives up kills its command: the wait must end cleanly then,
@@ -646,8 +647,8 @@ async def _ask(args: argparse.Namespace, choices: list[str] | None) -> int:
     opened: list = []  # the ExternalTask, once the daemon has made it
 
     def asked(prompt: Prompt) -> None:
-        where = f" --runtime-dir {args.runtime_dir}" if args.runtime_dir else ""
-        picks = "|".join(printable(c) for c in prompt.choices)
+        where = f" --runtime-dir {shlex.quote(str(args.runtime_dir))}" if args.runtime_dir else ""
+        picks = "|".join(printable(shlex.quote(c)) for c in prompt.choices)
         print(
             f"taskdeck: asked as task {prompt.task_id} "
             f"(answer with: taskdeck answer{where} {prompt.task_id} {picks})",

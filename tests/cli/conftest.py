@@ -15,6 +15,10 @@ import pytest
 from tests.support import until_sync
 
 
+TASKDECK = str(Path(sys.executable).with_name("taskdeck"))
+"""The `taskdeck` script pip installed next to this Python."""
+
+
 class Deck:
     """A `taskdeck serve` process in a temp runtime dir, and a way to run commands against it."""
 
@@ -29,10 +33,14 @@ class Deck:
         }
         self.process: subprocess.Popen[str] | None = None
 
-    def serve(self, *extra: str) -> None:
+    def serve(self, *extra: str, cwd: Path | None = None, script: bool = False) -> None:
+        """Start the daemon; `script` runs it through the installed `taskdeck` entry point
+        (as a user does) instead of `python -m`, which puts the current directory on the path."""
         journal = [] if "--journal" in extra else ["--no-journal"]
+        command = [TASKDECK] if script else [sys.executable, "-m", "core.cli"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", *journal, *extra],
+            [*command, "serve", *journal, *extra],
+            cwd=cwd,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
