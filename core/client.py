@@ -1016,7 +1016,9 @@ class ExternalTask:
         except TimeoutError:
             if not deadline.expired():
                 raise
-            raise NoWordInTime(f"no answer within {timeout:g}s (and no word from the daemon)") from None
+            raise NoWordInTime(
+                f"nobody answered within {timeout:g}s (and no word from the daemon)"
+            ) from None
 
     async def _ask(
         self,
@@ -1047,7 +1049,7 @@ class ExternalTask:
         if closed.state is PromptState.ANSWERED:
             return closed
         if closed.state is PromptState.TIMED_OUT:
-            raise PromptTimedOut(f"no answer within {closed.timeout:g}s")
+            raise PromptTimedOut(f"nobody answered within {closed.timeout:g}s")
         if task.status.is_ended:
             self._ended = True
             why = "aborted" if task.end_reason is EndReason.ABORTED else task.status.value
