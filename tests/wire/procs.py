@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from core.client import SyncClient
+from core.model import Verdict
 from core.server import serve_forever
 from tests.wire.conftest import HEARTBEAT, make_registry
 
@@ -27,13 +28,13 @@ def serve(runtime_dir: str) -> int:
 
 
 def ask(runtime_dir: str, question: str) -> int:
-    """Open an external task, ask, print the answer; exit 0 on approval, 1 on denial."""
+    """Open an external task, ask, print the answer; exit 0 on approval, 1 on denial, 3 on a reply."""
     with SyncClient(Path(runtime_dir), client_name="ask", request_timeout=1.0) as client:
         with client.open_task(question, agent="ask", lease=2.0) as task:
             print("asking", task.id, flush=True)
             prompt = task.ask(question)
             print(prompt.answer, prompt.reason or "", flush=True)
-            return 1 if prompt.is_denial else 0
+            return {Verdict.APPROVED: 0, Verdict.DENIED: 1}.get(prompt.verdict, 3)
 
 
 if __name__ == "__main__":
