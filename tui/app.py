@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.timer import Timer
@@ -23,11 +24,18 @@ from textual.worker import Worker
 
 from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.mirror import Mirror
-from core.model import Prompt, Task
+from core.model import Prompt, Task, TaskStatus, Verdict
 from tui.help import DeckCommands, HelpScreen
 from tui.messages import JumpToTask
-from tui.view import TreeView, clip, is_asking
-from tui.widgets.bars import ConfirmBar, FilterBar, InlineInput, PromptBar, StatusBar
+from tui.view import TreeView, answer_notice, clip, is_asking, verdict_of
+from tui.widgets.bars import (
+    ConfirmBar,
+    FilterBar,
+    InlineInput,
+    NoticeBar,
+    PromptBar,
+    StatusBar,
+)
 from tui.widgets.panes import DetailPane, Inbox
 from tui.widgets.task_tree import TaskTree, header_text
 
@@ -70,26 +78,36 @@ class DeckApp(App[int]):
     TITLE = "taskdeck"
     COMMANDS = App.COMMANDS | {DeckCommands}
     NOTIFICATION_TIMEOUT = 4
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"), (100, "-medium"), (110, "-wide"),
+    ]
+    """Below 100 columns the tree takes the whole width; `i` brings the side panes back."""
 
+    # Keys are bound with priority so each is acted on as it is read, in the order typed:
+    # a key that opens a box (d, r, /) moves the focus before the keys after it are routed,
+    # so a burst (a paste, tmux send-keys, a busy machine) lands in the box, in order.
+    # Escape, q and ? are not: the boxes and the help screen handle them first.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("b", "next_blocked", "next blocked", id="deck.next_blocked"),
+        Binding("b", "next_blocked", "next question", id="deck.next_blocked", priority=True),
         # The answer keys are spelled out in the prompt bar above the footer whenever
         # they apply, so the footer keeps its width (80 columns) for the other keys.
-        Binding("a", "approve", "approve", show=False, id="deck.approve"),
-        Binding("d", "deny", "deny", show=False, id="deck.deny"),
-        Binding("r", "reply", "reply", show=False, id="deck.reply"),
+        Binding("a", "approve", "approve", show=False, id="deck.approve", priority=True),
+        Binding("d", "deny", "deny", show=False, id="deck.deny", priority=True),
+        Binding("r", "reply", "reply", show=False, id="deck.reply", priority=True),
+        Binding("e", "expand", "expand question", show=False, id="deck.expand", priority=True),
         *(
-            Binding(str(n), f"choose({n})", "choose", show=False, id=f"deck.choose_{n}")
+            Binding(str(n), f"choose({n})", "choose", show=False, id=f"deck.choose_{n}",
+                    priority=True)
             for n in range(1, 10)
         ),
-        Binding("x", "abort", "abort", id="deck.abort"),
-        Binding("X", "abort(True)", "abort one", show=False, id="deck.abort_only"),
-        Binding("y", "confirm_yes", "yes, abort", id="deck.confirm_yes"),
-        Binding("n", "confirm_no", "no", id="deck.confirm_no"),
+        Binding("x", "abort", "abort", id="deck.abort", priority=True),
+        Binding("X", "abort(True)", "abort one", show=False, id="deck.abort_only", priority=True),
+        Binding("y", "confirm_yes", "yes, abort", id="deck.confirm_yes", priority=True),
+        Binding("n", "confirm_no", "no", id="deck.confirm_no", priority=True),
         Binding("escape", "escape", "cancel", show=False, id="deck.escape"),
-        Binding("slash", "filter", "filter", key_display="/", id="deck.filter"),
-        Binding("f", "toggle_finished", "finished", id="deck.toggle_finished"),
+        Binding("slash", "filter", "filter", key_display="/", id="deck.filter", priority=True),
+        Binding("f", "toggle_finished", "finished", id="deck.toggle_finished", priority=True),
+        Binding("i", "toggle_side", "details", show=False, id="deck.toggle_side", priority=True),
         Binding("question_mark", "help", "help", key_display="?", id="deck.help"),
         Binding("q", "quit", "quit", id="deck.quit"),
     ]
@@ -153,6 +171,7 @@ class DeckApp(App[int]):
                 with VerticalScroll(id="detail-box"):
                     yield DetailPane(self.view, self.clock, id="detail")
                 yield Inbox(self.view, id="inbox")
+        yield NoticeBar(id="notice-bar")
         yield PromptBar(id="prompt-bar")
         yield ConfirmBar(id="confirm-bar")
         yield FilterBar(id="filter-bar")
@@ -314,8 +333,8 @@ class DeckApp(App[int]):
         self._draw_tree_title()
         bar = self.query_one(StatusBar)
         bar.set_connection(self.connection)
-        pending = len(self.view.mirror.prompts)
-        bar.set_counts(self.view.counts, pending, self.view.total_tokens)
+        asking = len(self.view.mirror.prompts)
+        bar.set_counts(self.view.counts, asking, self.view.total_tokens)
         now = int(self.clock())
         counts = dict(self._rate)
         # Complete seconds only: the second in progress would change the sparkline on
@@ -402,20 +421,17 @@ class DeckApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("quit", "help", "command_palette", "escape"):
             return True
+        if len(self.screen_stack) > 1:
+            return False  # help or the palette is open: its keys are its own
         if action in ("confirm_yes", "confirm_no"):
             return self.mode == "confirm"
         if self.mode != "normal":
             return False
-        task = self._cursor_task()
-        if action in ANSWER_ACTIONS:
-            if task is None or not is_asking(task) or task.blocked_on is None:
-                return False
-            if action == "choose":
-                number = parameters[0] if parameters else 1
-                return isinstance(number, int) and number <= len(task.blocked_on.choices)
-            return True
         if action == "abort":
+            task = self._cursor_task()
             return task is not None and not task.status.is_ended
+        # Answer keys stay live on every row: on one that is not asking they say so,
+        # instead of doing nothing in silence.
         return True
 
     def _cursor_task(self) -> Task | None:
@@ -427,21 +443,50 @@ class DeckApp(App[int]):
     # ------------------------------------------------------------ answers
 
     def _asking(self) -> tuple[Task, int, list[str]] | None:
-        task = self.query_one(TaskTree).cursor_task
-        if task is None or not is_asking(task) or task.blocked_on is None:
+        """The highlighted task and the question it asks; None (said in a notice) if it asks none."""
+        task = self._cursor_task()
+        if task is None:
+            self.notify("no task highlighted")
+            return None
+        if not is_asking(task) or task.blocked_on is None:
+            self.notify(f"#{task.id} is not asking; b jumps to the next question",
+                        severity="warning")
             return None
         return task, task.blocked_on.prompt_id, task.blocked_on.choices
 
+    def _unseen(self, task: Task, prompt_id: int, choice: str) -> bool:
+        """True (said in a notice) when `choice` would approve a question not yet read in full."""
+        bar = self.query_one(PromptBar)
+        if prompt_id in bar.seen or verdict_of(task, choice) is not Verdict.APPROVED:
+            return False
+        hidden = bar.hidden_lines if bar.prompt_id == prompt_id else 0
+        more = f"{hidden} more lines" if hidden else "more lines"
+        self.notify(f"#{task.id}'s question has {more} you have not seen: e shows them; "
+                    "approve once you have read them", severity="warning")
+        return True
+
     def action_approve(self) -> None:
-        asking = self._asking()
-        if asking is not None:
-            task, prompt_id, choices = asking
-            self._send(task.id, prompt_id, choices[0])
+        self.action_choose(1)
 
     def action_choose(self, number: int) -> None:
         asking = self._asking()
-        if asking is not None and 1 <= number <= len(asking[2]):
-            self._send(asking[0].id, asking[1], asking[2][number - 1])
+        if asking is None:
+            return
+        task, prompt_id, choices = asking
+        if not 1 <= number <= len(choices):
+            self.notify(f"#{task.id} offers {len(choices)} choices: keys 1-{len(choices)}",
+                        severity="warning")
+            return
+        if not self._unseen(task, prompt_id, choices[number - 1]):
+            self._send(task.id, prompt_id, choices[number - 1])
+
+    def action_expand(self) -> None:
+        """Show more of a long question: the next lines, then back to the short view."""
+        task = self._cursor_task()
+        if task is None or not is_asking(task):
+            self._asking()  # says why nothing happens
+            return
+        self.query_one(PromptBar).expand()
 
     def action_deny(self) -> None:
         self._open_answer("reason", "deny reason")
@@ -514,10 +559,7 @@ class DeckApp(App[int]):
         except TaskdeckError as exc:
             self.notify(f"#{task_id} not answered: {exc}", severity="error")
             return
-        said = prompt.answer or text
-        if prompt.reason:
-            said += f" ({prompt.reason})"
-        self.notify(f"answered #{task_id}: {said}")
+        self.notify(answer_notice(prompt, text))
 
     # ------------------------------------------------------------- aborts
 
@@ -568,7 +610,9 @@ class DeckApp(App[int]):
     def action_next_blocked(self) -> None:
         target = self.view.next_asking(self.query_one(TaskTree).cursor_id)
         if target is None:
-            self.notify("no task is waiting for an answer")
+            waiting = self.view.counts[TaskStatus.BLOCKED] - len(self.view.mirror.prompts)
+            also = f" ({waiting} wait on sub-tasks, which need no answer)" if waiting > 0 else ""
+            self.notify(f"no task is asking a question{also}")
             return
         self._go_to(target)
 
@@ -594,6 +638,11 @@ class DeckApp(App[int]):
         state = "hidden" if self.view.hide_finished else "shown"
         self.notify(f"finished work {state} (f toggles)")
         self._draw_tree_title()
+
+    def action_toggle_side(self) -> None:
+        """Show or hide the detail and inbox panes (hidden by default below 100 columns)."""
+        self.screen.toggle_class("-side")
+        self.call_after_refresh(self._draw_header)
 
     def action_filter(self) -> None:
         if self.mode != "normal":
@@ -674,10 +723,18 @@ class DeckApp(App[int]):
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
                timeout: float | None = None, markup: bool = False) -> None:
-        """Show a toast and keep it in `notices` (the daemon's replies are never swallowed)."""
-        self.notices.append((severity, message))
-        super().notify(message, title=title, severity=severity,  # type: ignore[arg-type]
-                       timeout=timeout, markup=markup)
+        """Show a notice and keep it in `notices` (the daemon's replies are never swallowed).
+
+        Notices go to a line of their own above the bars, never over the tree or panes.
+        """
+        content = Content.from_markup(message) if markup else Content(message)
+        self.notices.append((severity, content.plain))
+        try:
+            bar = self.query_one(NoticeBar)
+        except NoMatches:
+            return  # shutting down: kept in `notices` only
+        bar.add(severity, content, title,
+                self.NOTIFICATION_TIMEOUT if timeout is None else timeout)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
