@@ -12,13 +12,14 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
@@ -454,15 +455,15 @@ class DeckApp(App[int]):
             return None
         return task, task.blocked_on.prompt_id, task.blocked_on.choices
 
-    def _unseen(self, task: Task, prompt_id: int, choice: str) -> bool:
+    def _unseen(self, task: Task, choice: str) -> bool:
         """True (said in a notice) when `choice` would approve a question not yet read in full."""
-        bar = self.query_one(PromptBar)
-        if prompt_id in bar.seen or verdict_of(task, choice) is not Verdict.APPROVED:
+        if verdict_of(task, choice) is not Verdict.APPROVED:
             return False
-        hidden = bar.hidden_lines if bar.prompt_id == prompt_id else 0
-        more = f"{hidden} more lines" if hidden else "more lines"
-        self.notify(f"#{task.id}'s question has {more} you have not seen: e shows them; "
-                    "approve once you have read them", severity="warning")
+        hidden = self.query_one(PromptBar).unread_lines(task, self.view.path_of(task.id))
+        if not hidden:
+            return False
+        self.notify(f"#{task.id}'s question has {hidden} more lines you have not seen: "
+                    "e shows them; approve once you have read them", severity="warning")
         return True
 
     def action_approve(self) -> None:
@@ -477,7 +478,7 @@ class DeckApp(App[int]):
             self.notify(f"#{task.id} offers {len(choices)} choices: keys 1-{len(choices)}",
                         severity="warning")
             return
-        if not self._unseen(task, prompt_id, choices[number - 1]):
+        if not self._unseen(task, choices[number - 1]):
             self._send(task.id, prompt_id, choices[number - 1])
 
     def action_expand(self) -> None:
@@ -507,13 +508,12 @@ class DeckApp(App[int]):
         self._focus_now(bar.open_input(label))
         self._sync_bindings(task)
 
-    @on(InlineInput.Submitted, "#prompt-input")
-    def _on_answer_submitted(self, event: InlineInput.Submitted) -> None:
-        event.stop()
+    def _send_answer(self, typed: str) -> None:
+        """Enter in the answer box: send the reply, or the denial with its reason."""
         if self._answering is None:
             return
         task_id, prompt_id = self._answering
-        text = event.value.strip()
+        text = typed.strip()
         if self.mode == "reason":
             choices = self._choices_of(task_id, prompt_id)
             self._send(task_id, prompt_id, choices[-1] if choices else "deny",
@@ -525,17 +525,12 @@ class DeckApp(App[int]):
             return
         self._close_answer()
 
-    @on(InlineInput.Cancelled, "#prompt-input")
-    def _on_answer_cancelled(self, event: InlineInput.Cancelled) -> None:
-        event.stop()
-        self._close_answer()
-
     def _close_answer(self) -> None:
         self._answering = None
         self.mode = "normal"
         self.query_one(PromptBar).close_input()
         tree = self.query_one(TaskTree)
-        tree.focus()
+        self._focus_now(tree)
         self._cursor_changed(refetch=False)
 
     def _choices_of(self, task_id: int, prompt_id: int) -> list[str]:
@@ -628,7 +623,7 @@ class DeckApp(App[int]):
         tree = self.query_one(TaskTree)
         tree.rows_changed()
         tree.move_to(task_id)
-        tree.focus()
+        self._focus_now(tree)
         self._draw_tree_title()
 
     def action_toggle_finished(self) -> None:
@@ -658,20 +653,16 @@ class DeckApp(App[int]):
     @on(InlineInput.Changed, "#filter-input")
     def _on_filter_changed(self, event: InlineInput.Changed) -> None:
         event.stop()
-        self.view.filter_text = event.value.strip()
+        if self.mode == "filter":  # not a change that arrives after Enter or Esc
+            self._apply_filter(event.value)
+
+    def _apply_filter(self, typed: str) -> None:
+        if self.view.filter_text == typed.strip():
+            return
+        self.view.filter_text = typed.strip()
         self.view.rebuild()
         self.query_one(TaskTree).rows_changed()
         self._draw_tree_title()
-
-    @on(InlineInput.Submitted, "#filter-input")
-    def _on_filter_submitted(self, event: InlineInput.Submitted) -> None:
-        event.stop()
-        self._leave_filter(keep=True)
-
-    @on(InlineInput.Cancelled, "#filter-input")
-    def _on_filter_cancelled(self, event: InlineInput.Cancelled) -> None:
-        event.stop()
-        self._leave_filter(keep=False)
 
     def _leave_filter(self, *, keep: bool) -> None:
         self.mode = "normal"
@@ -681,7 +672,7 @@ class DeckApp(App[int]):
             self.view.filter_text = ""
             self.view.rebuild()
             self.query_one(TaskTree).rows_changed()
-        self.query_one(TaskTree).focus()
+        self._focus_now(self.query_one(TaskTree))
         self._draw_tree_title()
         self._sync_bindings(self.query_one(TaskTree).cursor_task)
 
@@ -705,8 +696,58 @@ class DeckApp(App[int]):
         if box.border_title != title:
             box.border_title = title  # setting it repaints the box, even to the same text
 
-    def _focus_now(self, widget: InlineInput) -> None:
-        """Focus at once, so keys typed right after `/`, `r` or `d` land in the box."""
+    async def on_event(self, event: events.Event) -> None:
+        """Keys for an open box are typed into it here, as they are read (see `_type`)."""
+        if (
+            isinstance(event, events.Key)
+            and not event.is_forwarded
+            and isinstance(self.focused, InlineInput)
+            and len(self.screen_stack) == 1
+            and await self._type(self.focused, event)
+        ):
+            return
+        await super().on_event(event)
+
+    async def _type(self, box: InlineInput, event: events.Key) -> bool:
+        """Act on a key for the open box at once, in the order the keys were read.
+
+        Handed to the box, a key waits in the box's own queue while the app reads the
+        next one: Enter was acted on after the keys typed behind it, which joined the
+        reply being sent, and keys typed right after the box closed were lost.
+
+        Returns:
+            False for a key the box does not take (e.g. tab): it goes its usual way.
+        """
+        if event.key in ("enter", "escape"):
+            sent = event.key == "enter"
+            if box.id == "prompt-input":
+                if sent:
+                    self._send_answer(box.value)
+                else:
+                    self._close_answer()
+            else:
+                if sent:
+                    self._apply_filter(box.value)
+                self._leave_filter(keep=sent)
+        elif event.is_printable and event.character is not None:
+            selection = box.selection
+            if selection.is_empty:
+                box.insert_text_at_cursor(event.character)
+            else:
+                box.replace(event.character, *selection)
+        else:
+            active = self.screen.active_bindings.get(event.key)
+            if active is None or active.node is not box:
+                return False
+            await self.run_action(active.binding.action, box)
+        return True
+
+    def _focus_now(self, widget: Widget) -> None:
+        """Focus at once, not after a refresh: keys typed next go where this one sent them.
+
+        (`Widget.focus()` lands later: after `b r` it took the focus back from the box
+        `r` had just opened.)
+        """
         self.screen.set_focus(widget)
 
     def action_escape(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 
 from core.model import Prompt, Task
@@ -81,3 +82,23 @@ async def move_to(app: DeckApp, pilot: Pilot, task_id: int) -> None:
         here = app.view.index.get(tree.cursor_id or -1, 0)
         await pilot.press("j" if here < target else "k")
     await settle(app, pilot)
+
+
+NAMED_KEYS = {"/": "slash", " ": "space", "?": "question_mark", "-": "minus", "#": "number_sign"}
+"""Key names of the characters the tests type (letters, digits and these)."""
+
+
+async def burst(app: DeckApp, pilot: Pilot, *keys: str) -> None:
+    """Deliver keys all at once, as a terminal hands over a paste or `tmux send-keys`.
+
+    `pilot.press` waits for the app to go idle after every key; a person on a busy
+    machine gets no such pause, so these keys are all queued before the first is read.
+    """
+    for key in keys:
+        if len(key) == 1:
+            event = events.Key(NAMED_KEYS.get(key, key), key)
+        else:
+            event = events.Key(key, "\r" if key == "enter" else None)
+        app.post_message(event)
+    await pilot.pause()
+    await pilot.pause()

@@ -10,7 +10,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.widgets import Input, Label, Sparkline, Static
 
 from core.model import Task, TaskStatus
@@ -18,26 +17,15 @@ from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens
 
 
 class InlineInput(Input):
-    """An input that says when Esc gives up on it."""
+    """A one-line box whose keys the app types in as it reads them (`DeckApp._type`).
+
+    Its bindings only label the footer: Enter and Esc are acted on by the app.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "submit", "send", key_display="⏎", id="input.send"),
         Binding("escape", "cancel", "cancel", id="input.cancel"),
     ]
-
-    class Cancelled(Message):
-        """Esc was pressed: close without sending."""
-
-        def __init__(self, input: InlineInput) -> None:
-            super().__init__()
-            self.input = input
-
-        @property
-        def control(self) -> InlineInput:
-            return self.input
-
-    def action_cancel(self) -> None:
-        self.post_message(self.Cancelled(self))
 
 
 QUESTION_LINES = 3
@@ -81,12 +69,7 @@ class PromptBar(Vertical):
             self.prompt_id = blocked.prompt_id
             self._top = 0
             self._expanded = False
-        parts: list[str | tuple[str, str]] = [("? ", "bold $warning"), (blocked.question, "bold"), "   "]
-        for pos, step in enumerate(path):
-            if pos:
-                parts.append((" › ", "$text-muted"))
-            parts.append((f"{step.agent}#{step.id}", "$text-muted" if step.id != task.id else ""))
-        self._question = Content.assemble(*parts)
+        self._question = self._content(task, path)
         self._draw_question()
         key = "bold reverse $accent"
         keys: list[str | tuple[str, str]] = [(" a ", key), f" {blocked.choices[0]}  "]
@@ -97,6 +80,31 @@ class PromptBar(Vertical):
                 keys += [(f" {number} ", key), f" {choice}  "]
         keys += [(" r ", key), " reply with text (not an approval)"]
         self.query_one("#prompt-keys", Static).update(Content.assemble(*keys))
+
+    @staticmethod
+    def _content(task: Task, path: Sequence[Task]) -> Content:
+        """The question, then the path of the task that asks it."""
+        assert task.blocked_on is not None
+        parts: list[str | tuple[str, str]] = [
+            ("? ", "bold $warning"), (task.blocked_on.question, "bold"), "   "]
+        for pos, step in enumerate(path):
+            if pos:
+                parts.append((" › ", "$text-muted"))
+            parts.append((f"{step.agent}#{step.id}", "$text-muted" if step.id != task.id else ""))
+        return Content.assemble(*parts)
+
+    def unread_lines(self, task: Task, path: Sequence[Task]) -> int:
+        """Lines of the task's question never on screen: 0 once seen, or if it fits the bar.
+
+        Asked of the task itself, not of what the bar shows now: after `j a` typed in one
+        burst the bar may not have caught up with the cursor yet.
+        """
+        if task.blocked_on is None or task.blocked_on.prompt_id in self.seen:
+            return 0
+        if task.blocked_on.prompt_id == self.prompt_id:
+            return self.hidden_lines
+        lines = len(self._lines(self._content(task, path)))
+        return 0 if lines <= QUESTION_LINES else lines - (QUESTION_LINES - 1)
 
     def expand(self) -> None:
         """Show the next lines of a cut question; after the last, the short view again."""
@@ -114,11 +122,11 @@ class PromptBar(Vertical):
         if self.prompt_id is not None:
             self._draw_question()
 
-    def _lines(self) -> list[Content]:
+    def _lines(self, question: Content | None = None) -> list[Content]:
         # Before its first layout the bar has no width: assume the screen's, less the
-        # bar's edge and padding, so a question is never taken as fitting by mistake.
+        # bar's edge and padding.
         width = self.content_region.width or max(10, self.app.size.width - 3)
-        return self._question.wrap(width)
+        return (self._question if question is None else question).wrap(width)
 
     def _page(self) -> int:
         """Lines of question the expanded bar shows at once (one more is its marker)."""
