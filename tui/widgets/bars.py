@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -26,6 +26,11 @@ class InlineInput(Input):
         Binding("enter", "submit", "send", key_display="⏎", id="input.send"),
         Binding("escape", "cancel", "cancel", id="input.cancel"),
     ]
+
+    def __init__(self, **options: Any) -> None:
+        # Selecting on focus selected what was typed before the focus event was read,
+        # and the next key replaced it: keys typed in a burst after `r` were lost.
+        super().__init__(select_on_focus=False, **options)
 
 
 QUESTION_LINES = 3
