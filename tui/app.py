@@ -756,6 +756,10 @@ class DeckApp(App[int]):
         elif self.view.filter_text:
             self._leave_filter(keep=False)
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C: say in plain words how to quit (Textual's own notice was markup)."""
+        self.notify("press q (or ctrl+q) to quit the dashboard", title="ctrl+c does not quit")
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
