@@ -312,7 +312,9 @@ class DeckApp(App[int]):
         self.bell()
         for prompt in opened[:3]:
             path = " › ".join(t.agent for t in self.view.path_of(prompt.task_id))
-            self.notify(f"{path}: {clip(prompt.question, 90)}",
+            first, *more = prompt.question.splitlines() or [""]
+            lines = f" (+{len(more)} lines)" if more else ""
+            self.notify(f"{path}: {clip(first, 90)}{lines}",
                         title=f"#{prompt.task_id} asks (b jumps)", severity="warning")
         if len(opened) > 3:
             self.notify(f"and {len(opened) - 3} more questions", severity="warning")
@@ -772,6 +774,7 @@ class DeckApp(App[int]):
 
         Notices go to a line of their own above the bars, never over the tree or panes.
         """
+        message = " ".join(message.splitlines())  # a notice is one line
         content = Content.from_markup(message) if markup else Content(message)
         self.notices.append((severity, content.plain))
         try:

@@ -24,7 +24,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Move", "← / h, → / l", "fold (or go to parent), unfold"),
     ("Move", "b", "jump to the next task asking a question (cycles; skips ◐ waits)"),
     ("Move", "tab", "tree → detail (↑ ↓ scroll) → inbox (enter: go to the task)"),
-    ("Answer", "a", "answer with the first choice (approve); a long question first e"),
+    ("Answer", "a", "answer with the first choice (approve), once the whole question was shown"),
     ("Answer", "e", "show the rest of a question cut short (again: next lines)"),
     ("Answer", "d", "answer with the last choice (deny), with an optional reason"),
     ("Answer", "1 – 9", "answer with that numbered choice"),

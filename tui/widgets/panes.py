@@ -181,7 +181,7 @@ class Inbox(OptionList):
     def __init__(self, view: TreeView, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.view = view
-        self._shown: list[int] = []
+        self._shown: list[int] | None = None  # None: not drawn yet, even as empty
 
     def redraw(self) -> None:
         """Rebuild the list when the set or order of pending prompts changed."""

@@ -29,6 +29,9 @@ from tui.view import (
     status_glyph,
 )
 
+DESCRIPTION_MIN = 20
+"""Least characters of an asking task's description worth showing before its question."""
+
 RIGHT_WIDTH = 20
 """Cells of the right-hand columns: elapsed, own tokens, subtree tokens."""
 
@@ -368,7 +371,10 @@ class TaskTree(ScrollView, can_focus=True):
             if len(flag) + len(question) + 2 + len(hint) > avail:
                 hint = short_hint(task.blocked_on.choices)
             room = avail - len(flag) - len(question) - 2 - len(hint)
-            if room >= 12 and not _repeats(task.description, question):
+            # The description only if it fits whole or keeps a readable start: the question
+            # and its keys come first.
+            wanted = min(len(task.description), DESCRIPTION_MIN)
+            if room - 2 >= wanted and not _repeats(task.description, question):
                 text.append(clip(task.description, room - 2), self._style("dim"))
                 text.append("  ")
             if flag:
