@@ -8,7 +8,7 @@ import pytest
 from textual import events
 from textual.pilot import Pilot
 
-from core.model import Prompt, Task
+from core.model import Prompt, PromptState, Task
 from tests.support import until
 from tui.app import DeckApp, make_app
 from tui.scene import Scene
@@ -102,3 +102,20 @@ async def burst(app: DeckApp, pilot: Pilot, *keys: str) -> None:
         app.post_message(event)
     await pilot.pause()
     await pilot.pause()
+
+
+async def type_keys(app: DeckApp, pilot: Pilot, keys: tuple[str, ...], *, paced: bool) -> None:
+    """Keys as `pilot.press(*keys)` sends them (a pause after each), or in one burst."""
+    if paced:
+        await pilot.press(*keys)
+    else:
+        await burst(app, pilot, *keys)
+
+
+async def answered(scene: Scene, prompt: Prompt) -> Prompt:
+    """The prompt once the daemon's registry holds its answer."""
+    registry = scene.registry
+    assert registry is not None
+    await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED,
+                what=f"an answer to prompt {prompt.id}")
+    return registry.get_prompt(prompt.id)

@@ -102,21 +102,6 @@ async def test_r_sends_free_text(scene: Scene) -> None:
         assert app.focused is app.query_one(TaskTree)
 
 
-async def test_d_denies_with_a_reason(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app, pilot)
-        prompt = pending_of(scene, "Estimate hosting cost for 10M vectors")
-        await move_to(app, pilot, prompt.task_id)
-        await pilot.press("d", *"freeze until Monday", "enter")
-        assert scene.registry is not None
-        registry = scene.registry
-        await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
-        answered = registry.get_prompt(prompt.id)
-        assert (answered.answer, answered.reason) == ("deny", "freeze until Monday")
-        assert answered.is_denial
-
-
 async def test_esc_cancels_an_answer(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:

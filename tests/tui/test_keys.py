@@ -7,7 +7,18 @@ import pytest
 
 from core.model import PromptState, TaskStatus, Verdict
 from tests.support import until
-from tests.tui.conftest import SIZE, burst, deck, move_to, pending_of, ready, row_of, settle
+from tests.tui.conftest import (
+    SIZE,
+    answered,
+    burst,
+    deck,
+    move_to,
+    pending_of,
+    ready,
+    row_of,
+    settle,
+    type_keys,
+)
 from tui.scene import Scene
 from tui.widgets.bars import PromptBar
 from tui.widgets.panes import DetailPane
@@ -33,17 +44,15 @@ async def test_a_typed_no_is_sent_and_shown_as_a_reply(scene: Scene) -> None:
         await ready(app, pilot)
         prompt = pending_of(scene, "Write tests for tokenizer edge cases")
         await pilot.press("b", "r", *"no", "enter")
-        assert scene.registry is not None
-        registry = scene.registry
-        await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
-        assert registry.get_prompt(prompt.id).verdict is Verdict.REPLIED
+        assert (await answered(scene, prompt)).verdict is Verdict.REPLIED
         notice = "replied to #3: “no” (sent as a reply, not an approval)"
         await until(lambda: ("information", notice) in app.notices, what="the reply notice")
         assert not any("approved" in text for _, text in app.notices)
         detail = app.query_one(DetailPane)
         await until(lambda: "↩ replied “no”" in str(detail.render()), what="the reply shown")
         assert "→ no" not in str(detail.render())
-        task = registry.get(prompt.task_id)
+        assert scene.registry is not None
+        task = scene.registry.get(prompt.task_id)
         # Shown in the pane's plain colour: neither the approval's green nor a denial's red.
         assert ("    ↩ replied “no”", "") in detail._render_task(task)
 
@@ -73,16 +82,10 @@ async def test_d_then_a_reason_then_enter_denies_with_that_reason(
         await ready(app, pilot)
         prompt = pending_of(scene, "Estimate hosting cost for 10M vectors")
         await move_to(app, pilot, prompt.task_id)
-        keys = ("d", *"too risky", "enter")
-        if paced:
-            await pilot.press(*keys)
-        else:
-            await burst(app, pilot, *keys)
-        assert scene.registry is not None
-        registry = scene.registry
-        await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
-        answered = registry.get_prompt(prompt.id)
-        assert (answered.answer, answered.reason) == ("deny", "too risky")
+        await type_keys(app, pilot, ("d", *"too risky", "enter"), paced=paced)
+        denied = await answered(scene, prompt)
+        assert (denied.answer, denied.reason, denied.verdict) == (
+            "deny", "too risky", Verdict.DENIED)
 
 
 @pytest.mark.parametrize("paced", [True, False], ids=["pilot-press", "burst"])
@@ -93,15 +96,8 @@ async def test_b_r_and_a_reply_in_one_burst_reply_to_the_question_b_found(
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
         prompt = pending_of(scene, "Write tests for tokenizer edge cases")
-        keys = ("b", "r", *"hello there", "enter")
-        if paced:
-            await pilot.press(*keys)
-        else:
-            await burst(app, pilot, *keys)
-        assert scene.registry is not None
-        registry = scene.registry
-        await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
-        assert registry.get_prompt(prompt.id).answer == "hello there"
+        await type_keys(app, pilot, ("b", "r", *"hello there", "enter"), paced=paced)
+        assert (await answered(scene, prompt)).answer == "hello there"
         assert not [text for _, text in app.notices if "type a reply first" in text]
         await until(lambda: app.mode == "normal" and app.focused is app.query_one(TaskTree))
 
