@@ -80,6 +80,8 @@ def answer_notice(prompt: Prompt, sent: str) -> str:
     answer = prompt.answer if prompt.answer is not None else sent
     verdict = prompt.verdict
     if verdict is Verdict.APPROVED:
+        if prompt.choices and answer != prompt.choices[0]:
+            return f"answered #{prompt.task_id}: chose “{answer}”"  # e.g. a branch, a region
         return f"approved #{prompt.task_id}: {answer}"
     if verdict is Verdict.DENIED:
         reason = f" ({prompt.reason})" if prompt.reason else ""

@@ -128,6 +128,7 @@ async def test_number_picks_a_choice(scene: Scene) -> None:
         registry = scene.registry
         await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
         assert registry.get_prompt(prompt.id).answer == "release/2.4"
+        await until(lambda: ("information", "answered #9: chose “release/2.4”") in app.notices)
 
 
 async def test_answer_keys_on_a_row_not_asking_say_so_and_send_nothing(scene: Scene) -> None:
