@@ -12,22 +12,31 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
 from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.mirror import Mirror
-from core.model import Prompt, Task
+from core.model import Prompt, Task, TaskStatus, Verdict
 from tui.help import DeckCommands, HelpScreen
 from tui.messages import JumpToTask
-from tui.view import TreeView, clip, is_asking
-from tui.widgets.bars import ConfirmBar, FilterBar, InlineInput, PromptBar, StatusBar
+from tui.view import TreeView, answer_notice, clip, is_asking, verdict_of
+from tui.widgets.bars import (
+    ConfirmBar,
+    FilterBar,
+    InlineInput,
+    NoticeBar,
+    PromptBar,
+    StatusBar,
+)
 from tui.widgets.panes import DetailPane, Inbox
 from tui.widgets.task_tree import TaskTree, header_text
 
@@ -70,26 +79,36 @@ class DeckApp(App[int]):
     TITLE = "taskdeck"
     COMMANDS = App.COMMANDS | {DeckCommands}
     NOTIFICATION_TIMEOUT = 4
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"), (100, "-medium"), (110, "-wide"),
+    ]
+    """Below 100 columns the tree takes the whole width; `i` brings the side panes back."""
 
+    # Keys are bound with priority so each is acted on as it is read, in the order typed:
+    # a key that opens a box (d, r, /) moves the focus before the keys after it are routed,
+    # so a burst (a paste, tmux send-keys, a busy machine) lands in the box, in order.
+    # Escape, q and ? are not: the boxes and the help screen handle them first.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("b", "next_blocked", "next blocked", id="deck.next_blocked"),
+        Binding("b", "next_blocked", "next question", id="deck.next_blocked", priority=True),
         # The answer keys are spelled out in the prompt bar above the footer whenever
         # they apply, so the footer keeps its width (80 columns) for the other keys.
-        Binding("a", "approve", "approve", show=False, id="deck.approve"),
-        Binding("d", "deny", "deny", show=False, id="deck.deny"),
-        Binding("r", "reply", "reply", show=False, id="deck.reply"),
+        Binding("a", "approve", "approve", show=False, id="deck.approve", priority=True),
+        Binding("d", "deny", "deny", show=False, id="deck.deny", priority=True),
+        Binding("r", "reply", "reply", show=False, id="deck.reply", priority=True),
+        Binding("e", "expand", "expand question", show=False, id="deck.expand", priority=True),
         *(
-            Binding(str(n), f"choose({n})", "choose", show=False, id=f"deck.choose_{n}")
+            Binding(str(n), f"choose({n})", "choose", show=False, id=f"deck.choose_{n}",
+                    priority=True)
             for n in range(1, 10)
         ),
-        Binding("x", "abort", "abort", id="deck.abort"),
-        Binding("X", "abort(True)", "abort one", show=False, id="deck.abort_only"),
-        Binding("y", "confirm_yes", "yes, abort", id="deck.confirm_yes"),
-        Binding("n", "confirm_no", "no", id="deck.confirm_no"),
+        Binding("x", "abort", "abort", id="deck.abort", priority=True),
+        Binding("X", "abort(True)", "abort one", show=False, id="deck.abort_only", priority=True),
+        Binding("y", "confirm_yes", "yes, abort", id="deck.confirm_yes", priority=True),
+        Binding("n", "confirm_no", "no", id="deck.confirm_no", priority=True),
         Binding("escape", "escape", "cancel", show=False, id="deck.escape"),
-        Binding("slash", "filter", "filter", key_display="/", id="deck.filter"),
-        Binding("f", "toggle_finished", "finished", id="deck.toggle_finished"),
+        Binding("slash", "filter", "filter", key_display="/", id="deck.filter", priority=True),
+        Binding("f", "toggle_finished", "finished", id="deck.toggle_finished", priority=True),
+        Binding("i", "toggle_side", "details", show=False, id="deck.toggle_side", priority=True),
         Binding("question_mark", "help", "help", key_display="?", id="deck.help"),
         Binding("q", "quit", "quit", id="deck.quit"),
     ]
@@ -153,6 +172,7 @@ class DeckApp(App[int]):
                 with VerticalScroll(id="detail-box"):
                     yield DetailPane(self.view, self.clock, id="detail")
                 yield Inbox(self.view, id="inbox")
+        yield NoticeBar(id="notice-bar")
         yield PromptBar(id="prompt-bar")
         yield ConfirmBar(id="confirm-bar")
         yield FilterBar(id="filter-bar")
@@ -292,7 +312,9 @@ class DeckApp(App[int]):
         self.bell()
         for prompt in opened[:3]:
             path = " › ".join(t.agent for t in self.view.path_of(prompt.task_id))
-            self.notify(f"{path}: {clip(prompt.question, 90)}",
+            first, *more = prompt.question.splitlines() or [""]
+            lines = f" (+{len(more)} lines)" if more else ""
+            self.notify(f"{path}: {clip(first, 90)}{lines}",
                         title=f"#{prompt.task_id} asks (b jumps)", severity="warning")
         if len(opened) > 3:
             self.notify(f"and {len(opened) - 3} more questions", severity="warning")
@@ -314,8 +336,8 @@ class DeckApp(App[int]):
         self._draw_tree_title()
         bar = self.query_one(StatusBar)
         bar.set_connection(self.connection)
-        pending = len(self.view.mirror.prompts)
-        bar.set_counts(self.view.counts, pending, self.view.total_tokens)
+        asking = len(self.view.mirror.prompts)
+        bar.set_counts(self.view.counts, asking, self.view.total_tokens)
         now = int(self.clock())
         counts = dict(self._rate)
         # Complete seconds only: the second in progress would change the sparkline on
@@ -402,20 +424,17 @@ class DeckApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("quit", "help", "command_palette", "escape"):
             return True
+        if len(self.screen_stack) > 1:
+            return False  # help or the palette is open: its keys are its own
         if action in ("confirm_yes", "confirm_no"):
             return self.mode == "confirm"
         if self.mode != "normal":
             return False
-        task = self._cursor_task()
-        if action in ANSWER_ACTIONS:
-            if task is None or not is_asking(task) or task.blocked_on is None:
-                return False
-            if action == "choose":
-                number = parameters[0] if parameters else 1
-                return isinstance(number, int) and number <= len(task.blocked_on.choices)
-            return True
         if action == "abort":
+            task = self._cursor_task()
             return task is not None and not task.status.is_ended
+        # Answer keys stay live on every row: on one that is not asking they say so,
+        # instead of doing nothing in silence.
         return True
 
     def _cursor_task(self) -> Task | None:
@@ -427,21 +446,50 @@ class DeckApp(App[int]):
     # ------------------------------------------------------------ answers
 
     def _asking(self) -> tuple[Task, int, list[str]] | None:
-        task = self.query_one(TaskTree).cursor_task
-        if task is None or not is_asking(task) or task.blocked_on is None:
+        """The highlighted task and the question it asks; None (said in a notice) if it asks none."""
+        task = self._cursor_task()
+        if task is None:
+            self.notify("no task highlighted")
+            return None
+        if not is_asking(task) or task.blocked_on is None:
+            self.notify(f"#{task.id} is not asking; b jumps to the next question",
+                        severity="warning")
             return None
         return task, task.blocked_on.prompt_id, task.blocked_on.choices
 
+    def _unseen(self, task: Task, choice: str) -> bool:
+        """True (said in a notice) when `choice` would approve a question not yet read in full."""
+        if verdict_of(task, choice) is not Verdict.APPROVED:
+            return False
+        hidden = self.query_one(PromptBar).unread_lines(task, self.view.path_of(task.id))
+        if not hidden:
+            return False
+        self.notify(f"#{task.id}'s question has {hidden} more lines you have not seen: "
+                    "e shows them; approve once you have read them", severity="warning")
+        return True
+
     def action_approve(self) -> None:
-        asking = self._asking()
-        if asking is not None:
-            task, prompt_id, choices = asking
-            self._send(task.id, prompt_id, choices[0])
+        self.action_choose(1)
 
     def action_choose(self, number: int) -> None:
         asking = self._asking()
-        if asking is not None and 1 <= number <= len(asking[2]):
-            self._send(asking[0].id, asking[1], asking[2][number - 1])
+        if asking is None:
+            return
+        task, prompt_id, choices = asking
+        if not 1 <= number <= len(choices):
+            self.notify(f"#{task.id} offers {len(choices)} choices: keys 1-{len(choices)}",
+                        severity="warning")
+            return
+        if not self._unseen(task, choices[number - 1]):
+            self._send(task.id, prompt_id, choices[number - 1])
+
+    def action_expand(self) -> None:
+        """Show more of a long question: the next lines, then back to the short view."""
+        task = self._cursor_task()
+        if task is None or not is_asking(task):
+            self._asking()  # says why nothing happens
+            return
+        self.query_one(PromptBar).expand()
 
     def action_deny(self) -> None:
         self._open_answer("reason", "deny reason")
@@ -462,13 +510,12 @@ class DeckApp(App[int]):
         self._focus_now(bar.open_input(label))
         self._sync_bindings(task)
 
-    @on(InlineInput.Submitted, "#prompt-input")
-    def _on_answer_submitted(self, event: InlineInput.Submitted) -> None:
-        event.stop()
+    def _send_answer(self, typed: str) -> None:
+        """Enter in the answer box: send the reply, or the denial with its reason."""
         if self._answering is None:
             return
         task_id, prompt_id = self._answering
-        text = event.value.strip()
+        text = typed.strip()
         if self.mode == "reason":
             choices = self._choices_of(task_id, prompt_id)
             self._send(task_id, prompt_id, choices[-1] if choices else "deny",
@@ -480,17 +527,12 @@ class DeckApp(App[int]):
             return
         self._close_answer()
 
-    @on(InlineInput.Cancelled, "#prompt-input")
-    def _on_answer_cancelled(self, event: InlineInput.Cancelled) -> None:
-        event.stop()
-        self._close_answer()
-
     def _close_answer(self) -> None:
         self._answering = None
         self.mode = "normal"
         self.query_one(PromptBar).close_input()
         tree = self.query_one(TaskTree)
-        tree.focus()
+        self._focus_now(tree)
         self._cursor_changed(refetch=False)
 
     def _choices_of(self, task_id: int, prompt_id: int) -> list[str]:
@@ -514,10 +556,7 @@ class DeckApp(App[int]):
         except TaskdeckError as exc:
             self.notify(f"#{task_id} not answered: {exc}", severity="error")
             return
-        said = prompt.answer or text
-        if prompt.reason:
-            said += f" ({prompt.reason})"
-        self.notify(f"answered #{task_id}: {said}")
+        self.notify(answer_notice(prompt, text))
 
     # ------------------------------------------------------------- aborts
 
@@ -568,7 +607,9 @@ class DeckApp(App[int]):
     def action_next_blocked(self) -> None:
         target = self.view.next_asking(self.query_one(TaskTree).cursor_id)
         if target is None:
-            self.notify("no task is waiting for an answer")
+            waiting = self.view.counts[TaskStatus.BLOCKED] - len(self.view.mirror.prompts)
+            also = f" ({waiting} wait on sub-tasks, which need no answer)" if waiting > 0 else ""
+            self.notify(f"no task is asking a question{also}")
             return
         self._go_to(target)
 
@@ -584,7 +625,7 @@ class DeckApp(App[int]):
         tree = self.query_one(TaskTree)
         tree.rows_changed()
         tree.move_to(task_id)
-        tree.focus()
+        self._focus_now(tree)
         self._draw_tree_title()
 
     def action_toggle_finished(self) -> None:
@@ -594,6 +635,11 @@ class DeckApp(App[int]):
         state = "hidden" if self.view.hide_finished else "shown"
         self.notify(f"finished work {state} (f toggles)")
         self._draw_tree_title()
+
+    def action_toggle_side(self) -> None:
+        """Show or hide the detail and inbox panes (hidden by default below 100 columns)."""
+        self.screen.toggle_class("-side")
+        self.call_after_refresh(self._draw_header)
 
     def action_filter(self) -> None:
         if self.mode != "normal":
@@ -609,20 +655,16 @@ class DeckApp(App[int]):
     @on(InlineInput.Changed, "#filter-input")
     def _on_filter_changed(self, event: InlineInput.Changed) -> None:
         event.stop()
-        self.view.filter_text = event.value.strip()
+        if self.mode == "filter":  # not a change that arrives after Enter or Esc
+            self._apply_filter(event.value)
+
+    def _apply_filter(self, typed: str) -> None:
+        if self.view.filter_text == typed.strip():
+            return
+        self.view.filter_text = typed.strip()
         self.view.rebuild()
         self.query_one(TaskTree).rows_changed()
         self._draw_tree_title()
-
-    @on(InlineInput.Submitted, "#filter-input")
-    def _on_filter_submitted(self, event: InlineInput.Submitted) -> None:
-        event.stop()
-        self._leave_filter(keep=True)
-
-    @on(InlineInput.Cancelled, "#filter-input")
-    def _on_filter_cancelled(self, event: InlineInput.Cancelled) -> None:
-        event.stop()
-        self._leave_filter(keep=False)
 
     def _leave_filter(self, *, keep: bool) -> None:
         self.mode = "normal"
@@ -632,7 +674,7 @@ class DeckApp(App[int]):
             self.view.filter_text = ""
             self.view.rebuild()
             self.query_one(TaskTree).rows_changed()
-        self.query_one(TaskTree).focus()
+        self._focus_now(self.query_one(TaskTree))
         self._draw_tree_title()
         self._sync_bindings(self.query_one(TaskTree).cursor_task)
 
@@ -656,8 +698,58 @@ class DeckApp(App[int]):
         if box.border_title != title:
             box.border_title = title  # setting it repaints the box, even to the same text
 
-    def _focus_now(self, widget: InlineInput) -> None:
-        """Focus at once, so keys typed right after `/`, `r` or `d` land in the box."""
+    async def on_event(self, event: events.Event) -> None:
+        """Keys for an open box are typed into it here, as they are read (see `_type`)."""
+        if (
+            isinstance(event, events.Key)
+            and not event.is_forwarded
+            and isinstance(self.focused, InlineInput)
+            and len(self.screen_stack) == 1
+            and await self._type(self.focused, event)
+        ):
+            return
+        await super().on_event(event)
+
+    async def _type(self, box: InlineInput, event: events.Key) -> bool:
+        """Act on a key for the open box at once, in the order the keys were read.
+
+        Handed to the box, a key waits in the box's own queue while the app reads the
+        next one: Enter was acted on after the keys typed behind it, which joined the
+        reply being sent, and keys typed right after the box closed were lost.
+
+        Returns:
+            False for a key the box does not take (e.g. tab): it goes its usual way.
+        """
+        if event.key in ("enter", "escape"):
+            sent = event.key == "enter"
+            if box.id == "prompt-input":
+                if sent:
+                    self._send_answer(box.value)
+                else:
+                    self._close_answer()
+            else:
+                if sent:
+                    self._apply_filter(box.value)
+                self._leave_filter(keep=sent)
+        elif event.is_printable and event.character is not None:
+            selection = box.selection
+            if selection.is_empty:
+                box.insert_text_at_cursor(event.character)
+            else:
+                box.replace(event.character, *selection)
+        else:
+            active = self.screen.active_bindings.get(event.key)
+            if active is None or active.node is not box:
+                return False
+            await self.run_action(active.binding.action, box)
+        return True
+
+    def _focus_now(self, widget: Widget) -> None:
+        """Focus at once, not after a refresh: keys typed next go where this one sent them.
+
+        (`Widget.focus()` lands later: after `b r` it took the focus back from the box
+        `r` had just opened.)
+        """
         self.screen.set_focus(widget)
 
     def action_escape(self) -> None:
@@ -665,6 +757,10 @@ class DeckApp(App[int]):
             self._close_confirm()
         elif self.view.filter_text:
             self._leave_filter(keep=False)
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C: say in plain words how to quit (Textual's own notice was markup)."""
+        self.notify("press q (or ctrl+q) to quit the dashboard", title="ctrl+c does not quit")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -674,10 +770,19 @@ class DeckApp(App[int]):
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
                timeout: float | None = None, markup: bool = False) -> None:
-        """Show a toast and keep it in `notices` (the daemon's replies are never swallowed)."""
-        self.notices.append((severity, message))
-        super().notify(message, title=title, severity=severity,  # type: ignore[arg-type]
-                       timeout=timeout, markup=markup)
+        """Show a notice and keep it in `notices` (the daemon's replies are never swallowed).
+
+        Notices go to a line of their own above the bars, never over the tree or panes.
+        """
+        message = " ".join(message.splitlines())  # a notice is one line
+        content = Content.from_markup(message) if markup else Content(message)
+        self.notices.append((severity, content.plain))
+        try:
+            bar = self.query_one(NoticeBar)
+        except NoMatches:
+            return  # shutting down: kept in `notices` only
+        bar.add(severity, content, title,
+                self.NOTIFICATION_TIMEOUT if timeout is None else timeout)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

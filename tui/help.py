@@ -22,17 +22,19 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Move", "PgDn, PgUp, g, G", "page down / up, first, last"),
     ("Move", "enter", "fold or unfold the highlighted task's sub-tasks"),
     ("Move", "← / h, → / l", "fold (or go to parent), unfold"),
-    ("Move", "b", "jump to the next task waiting for an answer (cycles)"),
+    ("Move", "b", "jump to the next task asking a question (cycles; skips ◐ waits)"),
     ("Move", "tab", "tree → detail (↑ ↓ scroll) → inbox (enter: go to the task)"),
-    ("Answer", "a", "answer with the first choice (approve)"),
+    ("Answer", "a", "answer with the first choice (approve), once the whole question was shown"),
+    ("Answer", "e", "show the rest of a question cut short (again: next lines)"),
     ("Answer", "d", "answer with the last choice (deny), with an optional reason"),
     ("Answer", "1 – 9", "answer with that numbered choice"),
-    ("Answer", "r", "reply with free text; Enter sends, Esc cancels"),
+    ("Answer", "r", "reply with free text (never an approval); Enter sends, Esc cancels"),
     ("Abort", "x", "abort the highlighted task and its sub-tasks (asks y / n)"),
     ("Abort", "X", "abort only the highlighted task (asks y / n)"),
     ("Abort", "y / n", "confirm / keep (Esc also keeps)"),
     ("View", "/", "filter by id, agent, status or text; Enter keeps, Esc clears"),
     ("View", "f", "hide / show finished work"),
+    ("View", "i", "show / hide the detail and inbox panes (narrow terminals)"),
     ("View", "ctrl+p", "command palette (themes, abort, jump, ...)"),
     ("View", "?", "this help"),
     ("View", "q", "quit"),
@@ -60,8 +62,8 @@ class HelpScreen(ModalScreen[None]):
             parts.append(f"{what}\n")
         parts.append(("\nStatus bar: ", "bold"))
         parts.append(
-            "connection (live / stale / disconnected), tasks per status,\n"
-            "     pending prompts, tokens, events per second.\n"
+            "connection (live / stale / disconnected), tasks per status\n"
+            "     (waiting: on sub-tasks), ? tasks asking you, tokens, events per second.\n"
         )
         parts.append(("Row: ", "bold"))
         parts.append(
@@ -85,7 +87,7 @@ class DeckCommands(Provider):
             ("Abort only this task…", "abort the highlighted task, not its sub-tasks",
              partial(app.action_abort, True)),
             ("Toggle finished", "hide or show finished work", app.action_toggle_finished),
-            ("Jump to next blocked", "move to the next task waiting for an answer",
+            ("Jump to next question", "move to the next task asking a question",
              app.action_next_blocked),
             ("Filter…", "filter rows by text", app.action_filter),
             ("Help", "list every key", app.action_help),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from core.agents.demo import ToolError
 from core.client import Client
 from core.context import AgentContext
 from core.journal import Journal
@@ -62,33 +63,42 @@ class Step:
     """Abort the task once it has settled."""
 
 
+FIX = "Fix flaky test in tests/test_parser.py"
+REPRODUCE = "Reproduce the flaky failure with -p no:randomly"
+RESEARCH = "Research: compare vector DBs for 10M embeddings"
+HEALTH = "printf 'checking disk and services\\n'; sleep 0.5; uname -sr; echo 'all green' # health"
+
 SCENE: tuple[Step, ...] = (
-    Step("planner", "Ship release 2.4", "wait", tokens=(3_200, 840), after=0),
-    Step("coder", "Fix flaky retry in the HTTP client", "hold", parent="Ship release 2.4",
-         tokens=(18_400, 5_120), progress="editing client/retry.py", after=12),
-    Step("shell", "Run the test suite", "ask", parent="Fix flaky retry in the HTTP client",
-         question="Run `pytest -q tests/http`?", tokens=(600, 90), after=95),
-    Step("reviewer", "Review the changelog", "done", parent="Ship release 2.4",
-         tokens=(2_900, 410), outcome="changelog reads well; 2 typos fixed", after=20),
-    Step("researcher", "Compare vector databases", "wait", tokens=(4_100, 1_300), after=30),
-    Step("researcher", "Read the pgvector docs", "done", parent="Compare vector databases",
-         tokens=(22_000, 2_700), outcome="notes in docs/pgvector.md", after=8),
-    Step("researcher", "Benchmark qdrant", "fail", parent="Compare vector databases",
-         tokens=(1_200, 200), outcome="ConnectionError: qdrant at localhost:6333 refused",
+    Step("demo", FIX, "wait", tokens=(3_200, 840), after=0),
+    Step("demo", REPRODUCE, "hold", parent=FIX, tokens=(18_400, 5_120),
+         progress="editing src/parser.py", after=12),
+    Step("demo", "Write tests for tokenizer edge cases", "ask", parent=REPRODUCE,
+         question="Run `pytest tests/test_parser.py -x -p no:randomly`?", tokens=(600, 90),
+         after=95),
+    Step("demo", "Add a regression test for issue #412", "done", parent=FIX,
+         tokens=(2_900, 410), outcome="Fixed race in src/tokenizer.py; 4 tests added", after=20),
+    Step("demo", RESEARCH, "wait", tokens=(4_100, 1_300), after=30),
+    Step("demo", "Survey pgvector HNSW tuning advice", "done", parent=RESEARCH,
+         tokens=(22_000, 2_700),
+         outcome="Report ready: 4 options compared, pgvector good enough up to 5M", after=8),
+    Step("demo", "Summarise Qdrant benchmark results", "fail", parent=RESEARCH,
+         tokens=(1_200, 200), outcome="fetching docs.qdrant.tech/benchmarks timed out after 30s",
          after=40),
-    Step("writer", "Write up the comparison", "ask", parent="Compare vector databases",
-         question="Publish the comparison to the team wiki?",
-         choices=["publish", "draft", "discard"], tokens=(9_800, 3_900), after=61),
-    Step("deployer", "Deploy web to staging", "ask", question="Deploy build 1187 to staging?",
-         tokens=(1_500, 220), after=33),
-    Step("ops", "Rotate the API keys", "hold", tokens=(700, 80), abort=True, after=14),
-    Step("summariser", "Summarise yesterday's incidents", "done", tokens=(31_000, 2_200),
-         outcome="3 incidents, all closed", after=25),
-    Step("coder", "Bump dependencies", "hold", tokens=(5_600, 1_450),
-         progress="reading the lock file", after=17),
-    Step("coder", "Update the docs for 2.4", "hold", after=9),
+    Step("demo", "Estimate hosting cost for 10M vectors", "ask", parent=RESEARCH,
+         question="Fetch 14 pages from vendor sites?", tokens=(9_800, 3_900), after=61),
+    Step("demo", "Investigate memory growth in the ingest worker", "ask",
+         question="Which branch should I base the fix on?",
+         choices=["main", "release/2.4", "cancel"], tokens=(1_500, 220), after=33),
+    Step("demo", "Add rate limiting to the public API", "hold", tokens=(700, 80), abort=True,
+         after=14),
+    Step("demo", "Write release notes for v2.4 from merged PRs", "done", tokens=(31_000, 2_200),
+         outcome="Release notes ready (96 lines)", after=25),
+    Step("demo", "Refactor auth middleware to async", "hold", tokens=(5_600, 1_450),
+         progress="reworking error handling", after=17),
+    Step("shell", HEALTH, "hold", after=9),
 )
-"""The scene: five statuses, three questions, a failure, an abort, a queued task."""
+"""The scene: what `taskdeck demo` shows (its agents, tasks and questions), frozen in five
+statuses, three questions, a failure, an abort and a queued task."""
 
 
 @dataclass
@@ -136,7 +146,7 @@ class Scene:
                 answer = await ctx.ask(step.question, choices=step.choices)
                 return await self.gate(ctx.task_id) or f"went on after {answer!r}"
             if step.kind == "fail":
-                raise RuntimeError(step.outcome)
+                raise ToolError(step.outcome)
             if step.kind == "wait":
                 # Wait (holding no slot) until released, then for the live sub-tasks.
                 registry.block_on_subtasks(ctx.task_id)

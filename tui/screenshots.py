@@ -1,15 +1,21 @@
-"""Regenerate screenshots/*.svg (and .png when a converter is installed) from the real dashboard.
+"""Regenerate screenshots/*.svg (and .png when rsvg-convert is installed) from the real dashboard.
 
-Run `python -m tui.screenshots [OUT_DIR]`. Each shot starts the scripted scene on a
-real in-process daemon, opens the dashboard on it through the client library,
-presses keys like a user, and saves what the terminal shows.
+Run `python -m tui.screenshots [OUT_DIR]`. Each shot starts the scripted scene (the
+demo's agents and tasks) on a real in-process daemon, opens the dashboard on it through
+the client library, presses keys like a user, and saves what the terminal shows.
+
+PNGs need `rsvg-convert` (Debian: `apt-get install librsvg2-bin`) and a monospace font
+known to fontconfig (Debian: `fonts-dejavu-core`; `fc-match monospace` names the one used).
+The SVGs name the web font "Fira Code", which is rarely installed: a converter falling
+back to a proportional font draws jagged columns, so the PNG is made from a copy that
+names the installed monospace font instead (and keeps the spaces that start a run of
+cells, which rsvg-convert would drop). Look at the PNGs after making them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui.app import DeckApp, make_app
-from tui.scene import Scene, wait_for
+from tui.scene import REPRODUCE, Scene, wait_for
 from tui.widgets.panes import DetailPane
 from tui.widgets.task_tree import TaskTree
 
@@ -38,7 +44,7 @@ class Shot:
 SHOTS: tuple[Shot, ...] = (
     Shot("main", ("b",), "The live tree with three questions waiting; the highlighted one "
          "shows its answer keys below the tree."),
-    Shot("answer", ("b", "r", *"only the http tests"),
+    Shot("answer", ("b", "r", *"only the tokenizer tests"),
          "Answering inline: `r` opens a reply box in place; Enter sends, Esc cancels."),
     Shot("abort", ("j", "j", "j", "j", "x"),
          "Abort asks first and says how many live tasks will stop; `y` confirms."),
@@ -59,7 +65,7 @@ async def _activity(scene: Scene, app: DeckApp, seconds: int = 30) -> None:
     """Some token traffic over the last fake half-minute, so the rate sparkline has a shape."""
     registry = scene.registry
     assert registry is not None
-    busy = [scene.ids["Bump dependencies"], scene.ids["Fix flaky retry in the HTTP client"]]
+    busy = [scene.ids["Refactor auth middleware to async"], scene.ids[REPRODUCE]]
     for second in range(seconds):
         scene.clock.advance(1)
         for n in range(4 + (second * 7) % 13):
@@ -88,19 +94,35 @@ async def shoot(shot: Shot, out: Path, runtime_root: Path) -> Path:
     return path
 
 
-def to_png(svg: Path) -> Path | None:
-    """Convert with cairosvg or rsvg-convert if either is installed; None if neither is."""
-    png = svg.with_suffix(".png")
-    if importlib.util.find_spec("cairosvg") is not None:
-        import cairosvg  # type: ignore[import-not-found]
+FALLBACK_FONT = "DejaVu Sans Mono"
+"""The monospace font used when fontconfig cannot be asked."""
 
-        cairosvg.svg2png(url=str(svg), write_to=str(png), output_width=1600)
-        return png
+
+def monospace_font() -> str:
+    """The family fontconfig picks for "monospace" on this machine."""
+    fc_match = shutil.which("fc-match")
+    if fc_match is None:
+        return FALLBACK_FONT
+    done = subprocess.run([fc_match, "-f", "%{family[0]}", "monospace"], capture_output=True,
+                          text=True, check=False)
+    return done.stdout.strip() or FALLBACK_FONT
+
+
+def to_png(svg: Path) -> Path | None:
+    """Convert with rsvg-convert in an installed monospace font; None if it is missing."""
     rsvg = shutil.which("rsvg-convert")
-    if rsvg is not None:
-        subprocess.run([rsvg, "-w", "1600", "-o", str(png), str(svg)], check=True)
-        return png
-    return None
+    if rsvg is None:
+        return None
+    png = svg.with_suffix(".png")
+    text = svg.read_text(encoding="utf-8").replace("Fira Code", monospace_font())
+    # Each run of cells is a <text> placed by x; without this, rsvg-convert drops a
+    # run's leading (non-breaking) spaces and the words of a row run together.
+    text = text.replace("<svg ", '<svg xml:space="preserve" ', 1)
+    with tempfile.TemporaryDirectory(prefix="tdpng") as tmp:
+        mono = Path(tmp) / svg.name
+        mono.write_text(text, encoding="utf-8")
+        subprocess.run([rsvg, "-w", "1600", "-o", str(png), str(mono)], check=True)
+    return png
 
 
 async def main_async(out: Path) -> list[Path]:
@@ -125,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in made:
         print(path)
     if not any(p.suffix == ".png" for p in made):
-        print("(no PNGs: install cairosvg or rsvg-convert to get them)", file=sys.stderr)
+        print("(no PNGs: install rsvg-convert, e.g. apt-get install librsvg2-bin)", file=sys.stderr)
     return 0
 
 

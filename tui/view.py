@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.mirror import Mirror
-from core.model import BlockedReason, EndReason, Task, TaskStatus
+from core.model import BlockedReason, EndReason, Prompt, Task, TaskStatus, Verdict
 
 STATUS_ORDER: tuple[TaskStatus, ...] = (
     TaskStatus.QUEUED,
@@ -60,6 +60,46 @@ def is_asking(task: Task) -> bool:
         and task.blocked_reason is BlockedReason.PROMPT
         and task.blocked_on is not None
     )
+
+
+def verdict_of(task: Task, answer: str) -> Verdict | None:
+    """What `answer` would decide for the question the task asks, by `Prompt.verdict`'s rule."""
+    if task.blocked_on is None:
+        return None
+    blocked = task.blocked_on
+    return Prompt(id=blocked.prompt_id, task_id=task.id, question=blocked.question,
+                  choices=blocked.choices, answer=answer).verdict
+
+
+REPLY_SHOWN = 60
+"""Characters of a free-text reply quoted in a notice."""
+
+
+def answer_notice(prompt: Prompt, sent: str) -> str:
+    """One line on what an answer the daemon accepted decided: a free reply never reads as approved."""
+    answer = prompt.answer if prompt.answer is not None else sent
+    verdict = prompt.verdict
+    if verdict is Verdict.APPROVED:
+        if prompt.choices and answer != prompt.choices[0]:
+            return f"answered #{prompt.task_id}: chose “{answer}”"  # e.g. a branch, a region
+        return f"approved #{prompt.task_id}: {answer}"
+    if verdict is Verdict.DENIED:
+        reason = f" ({prompt.reason})" if prompt.reason else ""
+        return f"denied #{prompt.task_id}: {answer}{reason}"
+    quoted = clip(" ".join(answer.split()), REPLY_SHOWN)
+    return f"replied to #{prompt.task_id}: “{quoted}” (sent as a reply, not an approval)"
+
+
+def answer_line(prompt: Prompt) -> tuple[str, str]:
+    """How the detail pane shows an answer: text and colour (a reply in no colour of its own)."""
+    answer = prompt.answer or ""
+    verdict = prompt.verdict
+    if verdict is Verdict.REPLIED:
+        return f"    ↩ replied “{answer}”", ""
+    text = f"    → {answer}"
+    if prompt.reason:
+        text += f" ({prompt.reason})"
+    return text, "$error" if verdict is Verdict.DENIED else "$success"
 
 
 def format_elapsed(seconds: float) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 
-from core.model import Prompt, Task
+from core.model import Prompt, PromptState, Task
 from tests.support import until
 from tui.app import DeckApp, make_app
 from tui.scene import Scene
@@ -81,3 +82,40 @@ async def move_to(app: DeckApp, pilot: Pilot, task_id: int) -> None:
         here = app.view.index.get(tree.cursor_id or -1, 0)
         await pilot.press("j" if here < target else "k")
     await settle(app, pilot)
+
+
+NAMED_KEYS = {"/": "slash", " ": "space", "?": "question_mark", "-": "minus", "#": "number_sign"}
+"""Key names of the characters the tests type (letters, digits and these)."""
+
+
+async def burst(app: DeckApp, pilot: Pilot, *keys: str) -> None:
+    """Deliver keys all at once, as a terminal hands over a paste or `tmux send-keys`.
+
+    `pilot.press` waits for the app to go idle after every key; a person on a busy
+    machine gets no such pause, so these keys are all queued before the first is read.
+    """
+    for key in keys:
+        if len(key) == 1:
+            event = events.Key(NAMED_KEYS.get(key, key), key)
+        else:
+            event = events.Key(key, "\r" if key == "enter" else None)
+        app.post_message(event)
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def type_keys(app: DeckApp, pilot: Pilot, keys: tuple[str, ...], *, paced: bool) -> None:
+    """Keys as `pilot.press(*keys)` sends them (a pause after each), or in one burst."""
+    if paced:
+        await pilot.press(*keys)
+    else:
+        await burst(app, pilot, *keys)
+
+
+async def answered(scene: Scene, prompt: Prompt) -> Prompt:
+    """The prompt once the daemon's registry holds its answer."""
+    registry = scene.registry
+    assert registry is not None
+    await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED,
+                what=f"an answer to prompt {prompt.id}")
+    return registry.get_prompt(prompt.id)

@@ -13,7 +13,7 @@ from tests.support import until
 from tests.tui.conftest import SIZE, deck, move_to, pending_of, ready, row_of, rows, settle
 from tui.app import make_app, run_dashboard
 from tui.help import HelpScreen
-from tui.scene import Scene
+from tui.scene import REPRODUCE, RESEARCH, Scene
 from tui.widgets.bars import ConfirmBar, PromptBar
 from tui.widgets.panes import DetailPane, Inbox
 from tui.widgets.task_tree import TaskTree
@@ -25,17 +25,17 @@ async def test_tree_fills_from_the_snapshot(scene: Scene) -> None:
         await ready(app, pilot)
         assert scene.registry is not None
         assert sorted(r.task_id for r in app.view.rows) == sorted(scene.ids.values())
-        assert "? #3 shell  Run `pytest -q tests/http`?  [a/d/r]" in row_of(app, 3)
-        assert "✓ #4 reviewer" in row_of(app, 4)
-        assert "✗ #7 researcher" in row_of(app, 7)
-        assert "○ #13 coder" in row_of(app, 13)
-        # Own tokens, then the subtree total (planner 4,040 own + its sub-tasks').
+        assert "? #3 demo  Run `pytest tests/test_parser.py -…  [a/d/r]" in row_of(app, 3)
+        assert "✓ #4 demo" in row_of(app, 4)
+        assert "✗ #7 demo" in row_of(app, 7)
+        assert "○ #13 shell" in row_of(app, 13)
+        # Own tokens, then the subtree total (the root's 4,040 own + its sub-tasks').
         subtree = scene.registry.subtree_tokens(1)
         assert row_of(app, 1).endswith(f"4.0k  {subtree / 1000:.1f}k")
         inbox = app.query_one(Inbox)
         assert inbox.border_title == "Inbox (3)"
         first = str(inbox.get_option_at_index(0).prompt)
-        assert "planner#1 › coder#2 › shell#3" in first
+        assert "demo#1 › demo#2 › demo#3" in first
 
 
 async def test_live_events_update_rows(scene: Scene) -> None:
@@ -43,13 +43,13 @@ async def test_live_events_update_rows(scene: Scene) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
         assert scene.registry is not None
-        bump = scene.ids["Bump dependencies"]
+        bump = scene.ids["Refactor auth middleware to async"]
         scene.registry.add_tokens(bump, 40_000, 0)
         await until(lambda: "47.0k" in row_of(app, bump), what="the token count to move")
         scene.release(bump, "deps bumped")
-        await until(lambda: f"✓ #{bump} coder" in row_of(app, bump), what="the row to finish")
+        await until(lambda: f"✓ #{bump} demo" in row_of(app, bump), what="the row to finish")
         # The freed slot starts the queued task.
-        await until(lambda: "▶ #13 coder" in row_of(app, 13))
+        await until(lambda: "▶ #13 shell" in row_of(app, 13))
         new = scene.registry.submit("worker", "A task submitted while watching")
         await until(lambda: new.id in app.view.index, what="the new task's row")
         assert "A task submitted while watching" in row_of(app, new.id)
@@ -60,7 +60,7 @@ async def test_b_then_a_approves_as_the_dashboard(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        prompt = pending_of(scene, "Run the test suite")
+        prompt = pending_of(scene, "Write tests for tokenizer edge cases")
         await pilot.press("b")
         assert app.query_one(TaskTree).cursor_id == prompt.task_id
         assert app.query_one(PromptBar).display
@@ -71,8 +71,8 @@ async def test_b_then_a_approves_as_the_dashboard(scene: Scene) -> None:
         answered = registry.get_prompt(prompt.id)
         assert answered.answer == "approve"
         assert answered.answered_by is not None and answered.answered_by.startswith("tui:")
-        await until(lambda: ("information", "answered #3: approve") in app.notices)
-        await until(lambda: "▶ #3 shell" in row_of(app, 3))
+        await until(lambda: ("information", "approved #3: approve") in app.notices)
+        await until(lambda: "▶ #3 demo" in row_of(app, 3))
 
 
 async def test_b_cycles_through_blocked_tasks(scene: Scene) -> None:
@@ -91,7 +91,7 @@ async def test_r_sends_free_text(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        prompt = pending_of(scene, "Run the test suite")
+        prompt = pending_of(scene, "Write tests for tokenizer edge cases")
         await pilot.press("b", "r")
         assert app.focused is not None and app.focused.id == "prompt-input"
         await pilot.press(*"only the http tests", "enter")
@@ -102,26 +102,11 @@ async def test_r_sends_free_text(scene: Scene) -> None:
         assert app.focused is app.query_one(TaskTree)
 
 
-async def test_d_denies_with_a_reason(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app, pilot)
-        prompt = pending_of(scene, "Deploy web to staging")
-        await move_to(app, pilot, prompt.task_id)
-        await pilot.press("d", *"freeze until Monday", "enter")
-        assert scene.registry is not None
-        registry = scene.registry
-        await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
-        answered = registry.get_prompt(prompt.id)
-        assert (answered.answer, answered.reason) == ("deny", "freeze until Monday")
-        assert answered.is_denial
-
-
 async def test_esc_cancels_an_answer(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        prompt = pending_of(scene, "Run the test suite")
+        prompt = pending_of(scene, "Write tests for tokenizer edge cases")
         await pilot.press("b", "r", *"oops", "escape")
         assert app.mode == "normal"
         assert app.focused is app.query_one(TaskTree)
@@ -133,35 +118,36 @@ async def test_number_picks_a_choice(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        prompt = pending_of(scene, "Write up the comparison")
+        prompt = pending_of(scene, "Investigate memory growth in the ingest worker")
         await move_to(app, pilot, prompt.task_id)
         row = row_of(app, prompt.task_id)
-        assert "Publish the comparison" in row and "[a/d/1-3/r]" in row
+        assert "Which branch" in row and "[a/d/1-3/r]" in row
         await pilot.press("4")  # there is no fourth choice: nothing is sent
         await pilot.press("2")
         assert scene.registry is not None
         registry = scene.registry
         await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
-        assert registry.get_prompt(prompt.id).answer == "draft"
+        assert registry.get_prompt(prompt.id).answer == "release/2.4"
+        await until(lambda: ("information", "answered #9: chose “release/2.4”") in app.notices)
 
 
-async def test_answer_keys_apply_only_to_asking_rows(scene: Scene) -> None:
+async def test_answer_keys_on_a_row_not_asking_say_so_and_send_nothing(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        def answer_keys() -> set[str]:
-            bindings = app.screen.active_bindings
-            return {k for k, (_, _, enabled, _) in bindings.items() if enabled} & {"a", "d", "r"}
-
-        await pilot.press("b")
-        assert answer_keys() == {"a", "d", "r"}
-        await move_to(app, pilot, scene.ids["Bump dependencies"])
-        assert app.check_action("approve", ()) is False
-        assert app.check_action("abort", ()) is True
-        assert answer_keys() == set()
-        await pilot.press("a", "r")
-        assert app.mode == "normal"
+        running = scene.ids["Refactor auth middleware to async"]
+        await move_to(app, pilot, running)
+        for key in ("a", "d", "r", "2", "e"):
+            await pilot.press(key)
+            assert app.notices[-1] == (
+                "warning", f"#{running} is not asking; b jumps to the next question")
+            assert app.mode == "normal"
+        assert f"#{running} is not asking" in str(app.query_one("#notice-bar").render())
         assert scene.registry is not None
+        assert len(scene.registry.pending_prompts()) == 3
+        await move_to(app, pilot, scene.ids["Investigate memory growth in the ingest worker"])
+        await pilot.press("4")  # the branch question offers three choices
+        assert app.notices[-1] == ("warning", "#9 offers 3 choices: keys 1-3")
         assert len(scene.registry.pending_prompts()) == 3
 
 
@@ -169,7 +155,7 @@ async def test_x_y_aborts_the_subtree(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        root = scene.ids["Compare vector databases"]
+        root = scene.ids[RESEARCH]
         await move_to(app, pilot, root)
         await pilot.press("x")
         confirm = app.query_one(ConfirmBar)
@@ -180,9 +166,9 @@ async def test_x_y_aborts_the_subtree(scene: Scene) -> None:
         registry = scene.registry
         await until(lambda: all(t.status.is_ended for t in registry.subtree(root)))
         assert registry.get(root).end_reason is EndReason.ABORTED
-        writer = registry.get(scene.ids["Write up the comparison"])
+        writer = registry.get(scene.ids["Estimate hosting cost for 10M vectors"])
         assert writer.end_reason is EndReason.ABORTED
-        assert registry.get(scene.ids["Read the pgvector docs"]).status is TaskStatus.FINISHED
+        assert registry.get(scene.ids["Survey pgvector HNSW tuning advice"]).status is TaskStatus.FINISHED
         await until(lambda: ("information", f"aborted #{root}: 2 tasks stopped") in app.notices)
         assert not confirm.display
 
@@ -191,7 +177,7 @@ async def test_shift_x_aborts_only_the_task_and_n_keeps(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        coder = scene.ids["Fix flaky retry in the HTTP client"]
+        coder = scene.ids[REPRODUCE]
         await move_to(app, pilot, coder)
         await pilot.press("X")
         assert "1 live task will stop" in str(app.query_one(ConfirmBar).render())
@@ -201,14 +187,14 @@ async def test_shift_x_aborts_only_the_task_and_n_keeps(scene: Scene) -> None:
         assert registry.get(coder).status is TaskStatus.IN_PROGRESS
         await pilot.press("X", "y")
         await until(lambda: registry.get(coder).status is TaskStatus.FAILED)
-        assert registry.get(scene.ids["Run the test suite"]).status is TaskStatus.BLOCKED
+        assert registry.get(scene.ids["Write tests for tokenizer edge cases"]).status is TaskStatus.BLOCKED
 
 
 async def test_stale_answer_shows_the_daemons_error(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        prompt = pending_of(scene, "Run the test suite")
+        prompt = pending_of(scene, "Write tests for tokenizer edge cases")
         await pilot.press("b", "r", *"yes please")
         assert scene.registry is not None
         scene.registry.answer(prompt.id, "deny", by="cli:alice@laptop")
@@ -247,9 +233,9 @@ async def test_filter_and_hide_finished(scene: Scene) -> None:
         assert len(app.view.rows) == 13
         await pilot.press("f")
         visible = {r.task_id for r in app.view.rows}
-        assert scene.ids["Review the changelog"] not in visible
-        assert scene.ids["Rotate the API keys"] not in visible
-        assert scene.ids["Compare vector databases"] in visible
+        assert scene.ids["Add a regression test for issue #412"] not in visible
+        assert scene.ids["Add rate limiting to the public API"] not in visible
+        assert scene.ids[RESEARCH] in visible
         await pilot.press("f")
         assert len(app.view.rows) == 13
 
@@ -295,7 +281,7 @@ async def test_detail_shows_the_prompt_history(scene: Scene) -> None:
         await settle(app, pilot)
         await until(lambda: "→ approve" in str(app.query_one(DetailPane).render()))
         text = str(app.query_one(DetailPane).render())
-        assert "Run `pytest -q tests/http`?" in text
+        assert "Run `pytest tests/test_parser.py -x -p no:randomly`?" in text
         assert "by tui:" in text
         assert "690 own" in text
 
@@ -337,7 +323,7 @@ async def test_command_palette_offers_deck_actions(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        await move_to(app, pilot, scene.ids["Bump dependencies"])
+        await move_to(app, pilot, scene.ids["Refactor auth middleware to async"])
         await pilot.press("ctrl+p", *"abort task")
 
         def offered() -> list[str]:
@@ -385,8 +371,8 @@ async def test_detail_shows_who_answered_and_aborted(runtime_dir: Path, tmp_path
         assert f"ago · pid {os.getpid()}" in str(detail.render())
         # Abort the researcher's subtree from the dashboard: the writer it ended, asking
         # until then, shows that decision as its ancestor's.
-        researcher, writer = scene.ids["Compare vector databases"], scene.ids[
-            "Write up the comparison"]
+        researcher, writer = scene.ids[RESEARCH], scene.ids[
+            "Estimate hosting cost for 10M vectors"]
         await move_to(app, pilot, researcher)
         await pilot.press("x", "y")
         await until(lambda: "aborted subtree: ended" in str(detail.render()),
@@ -411,7 +397,7 @@ async def test_without_a_journal_the_pane_shows_no_decisions_and_asks_once(
         assert scene.daemon is not None
         daemon = scene.daemon
         before = daemon.requests
-        await move_to(app, pilot, scene.ids["Review the changelog"])
+        await move_to(app, pilot, scene.ids["Add a regression test for issue #412"])
         assert daemon.requests - before == 1  # the task's `get`; `history` is not asked again
         assert not [n for n in app.notices if n[0] == "error"]
 
@@ -427,7 +413,7 @@ async def test_b_and_the_inbox_reveal_a_folded_or_filtered_asker(scene: Scene) -
         assert app.focused is app.query_one(Inbox)
         await pilot.press("enter")  # the oldest question: shell #3's
         assert tree.cursor_id == 3 and app.focused is tree
-        assert "? #3 shell" in row_of(app, 3)
+        assert "? #3 demo" in row_of(app, 3)
         await pilot.press("slash", *"qdrant", "enter")
         assert [r.task_id for r in app.view.rows] == [5, 7]
         await pilot.press("b")  # the next asker is filtered away: the filter goes

@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 
 from tests.support import until
 from tests.tui.conftest import SIZE, deck, ready, settle
+from tests.tui.test_keys import HEREDOC
 from tui.scene import Scene
 
 Compare = Callable[..., bool]
@@ -28,29 +29,30 @@ def run_before(app_scene: Scene, *keys: str) -> Callable[[Pilot], Awaitable[None
 
 
 def test_populated_tree(snap_compare: Compare, scene: Scene) -> None:
-    """The whole scene: two trees and single tasks in every status (queued ○, running ▶,
-    asking ?, waiting for sub-tasks ◐, done ✓, failed ✗ incl. one aborted); asking rows show
-    their question and [a/d/r] keys; time, own and subtree tokens on the right; detail pane of
-    planner #1; inbox with three questions and their ancestor paths; status bar `● live`,
-    counts 1 queued 2 running 5 blocked 3 done 2 failed, `? 3 pending`, 118k tok."""
+    """The whole scene, the demo's story: two trees and single tasks in every status
+    (queued ○, running ▶, asking ?, waiting for sub-tasks ◐, done ✓, failed ✗ incl. one
+    aborted); asking rows show their question and answer keys; time, own and subtree tokens
+    on the right; detail pane of #1; inbox with three questions and their ancestor paths;
+    status bar `● live`, counts 1 queued 2 running 2 waiting 3 done 2 failed, `? 3 asking`,
+    118k tok."""
     assert snap_compare(deck(scene), terminal_size=SIZE, run_before=run_before(scene))
 
 
 def test_inline_prompt_open(snap_compare: Compare, scene: Scene) -> None:
-    """After `b` then `r`: cursor on shell #3, the yellow prompt bar shows its question
-    "Run `pytest -q tests/http`?" with the path planner#1 › coder#2 › shell#3, and the inline
-    box "reply ›" holds the typed text "only the http tests"; the footer offers only ⏎ send and
-    esc cancel."""
+    """After `b` then `r`: cursor on #3, the yellow prompt bar shows its question
+    "Run `pytest tests/test_parser.py -x -p no:randomly`?" with the path demo#1 › demo#2 ›
+    demo#3, and the inline box "reply ›" holds the typed text "only the tokenizer tests";
+    the footer offers only ⏎ send and esc cancel."""
     assert snap_compare(
         deck(scene), terminal_size=SIZE,
-        run_before=run_before(scene, "b", "r", *"only the http tests"),
+        run_before=run_before(scene, "b", "r", *"only the tokenizer tests"),
     )
 
 
 def test_abort_confirmation(snap_compare: Compare, scene: Scene) -> None:
-    """Cursor on researcher #5 after `x`: the red bar reads "Abort #5 researcher “Compare
-    vector databases” and its sub-tasks: 2 live tasks will stop." with y / n keys; the footer
-    shows only y, n, help, quit."""
+    """Cursor on #5 after `x`: the red bar reads, on one line, "Abort #5 demo “Research:
+    compare vector DBs for 10M embeddings” and its sub-tasks: 2 live tasks will stop." with
+    y / n keys; the footer shows only y, n, help, quit."""
     assert snap_compare(
         deck(scene), terminal_size=SIZE,
         run_before=run_before(scene, "j", "j", "j", "j", "x"),
@@ -83,8 +85,41 @@ def test_disconnected(snap_compare: Compare, runtime_dir: Path) -> None:
 
 def test_filter(snap_compare: Compare, scene: Scene) -> None:
     """`/` then "bench": the filter line at the bottom holds "bench"; the tree shows only
-    researcher #5 (ancestor) and the failed "Benchmark qdrant" #7; the tree title says
-    filter “bench”."""
+    #5 (ancestor) and the failed "Summarise Qdrant benchmark results" #7; the tree title
+    says filter “bench”."""
     assert snap_compare(
         deck(scene), terminal_size=SIZE, run_before=run_before(scene, "slash", *"bench")
     )
+
+
+def test_long_question_is_marked(snap_compare: Compare, scene: Scene) -> None:
+    """A six-line heredoc question on a new task, highlighted: the prompt bar shows its
+    first two lines, then a reversed yellow line "… 4 more lines not shown — e to expand
+    (a waits until you have seen them)"; the row flags "[6 lines]"; the notice line under
+    the tree announces the question (nothing floats over the columns)."""
+    app = deck(scene)
+
+    async def before(pilot: Pilot) -> None:
+        await ready(app, pilot)
+        assert scene.registry is not None
+        task = scene.registry.open_external("Roll out web", agent="deployer")
+        scene.registry.open_prompt(task.id, HEREDOC)
+        await until(lambda: task.id in app.view.index, what="the asking row")
+        await pilot.press("G")
+        await settle(app, pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_80_by_24(snap_compare: Compare, scene: Scene) -> None:
+    """80x24 after `b`: the tree takes the whole width (detail and inbox hidden, `i` brings
+    them back), asking rows show their questions and keys, the prompt bar the whole
+    question, the status bar its counts without the sparkline."""
+    assert snap_compare(deck(scene), terminal_size=(80, 24), run_before=run_before(scene, "b"))
+
+
+def test_empty_deck(snap_compare: Compare, runtime_dir: Path) -> None:
+    """A daemon with no tasks: the tree says "No tasks yet" and lists taskdeck demo,
+    taskdeck integrate claude and taskdeck ask "Deploy?" with what each does."""
+    scene = Scene(runtime_dir, steps=())
+    assert snap_compare(deck(scene), terminal_size=SIZE, run_before=run_before(scene))

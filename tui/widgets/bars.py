@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.widgets import Input, Label, Sparkline, Static
 
 from core.model import Task, TaskStatus
@@ -17,30 +17,33 @@ from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens
 
 
 class InlineInput(Input):
-    """An input that says when Esc gives up on it."""
+    """A one-line box whose keys the app types in as it reads them (`DeckApp._type`).
+
+    Its bindings only label the footer: Enter and Esc are acted on by the app.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "submit", "send", key_display="⏎", id="input.send"),
         Binding("escape", "cancel", "cancel", id="input.cancel"),
     ]
 
-    class Cancelled(Message):
-        """Esc was pressed: close without sending."""
+    def __init__(self, **options: Any) -> None:
+        # Selecting on focus selected what was typed before the focus event was read,
+        # and the next key replaced it: keys typed in a burst after `r` were lost.
+        super().__init__(select_on_focus=False, **options)
 
-        def __init__(self, input: InlineInput) -> None:
-            super().__init__()
-            self.input = input
 
-        @property
-        def control(self) -> InlineInput:
-            return self.input
-
-    def action_cancel(self) -> None:
-        self.post_message(self.Cancelled(self))
+QUESTION_LINES = 3
+"""Lines of the prompt bar a question may take before it is cut (with a marked cut)."""
 
 
 class PromptBar(Vertical):
-    """The highlighted task's question, its answer keys, and the inline answer box."""
+    """The highlighted task's question, its answer keys, and the inline answer box.
+
+    A question longer than `QUESTION_LINES` is cut with a line that says how much is
+    not shown; `e` pages through the rest. The ids of questions shown to their last
+    line are kept in `seen`: the app approves only those.
+    """
 
     def compose(self) -> ComposeResult:
         yield Static(id="prompt-question")
@@ -49,17 +52,30 @@ class PromptBar(Vertical):
             yield Label(id="prompt-label")
             yield InlineInput(id="prompt-input", compact=True)
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.prompt_id: int | None = None
+        """The question shown."""
+        self.seen: set[int] = set()
+        """Questions whose every line has been on screen."""
+        self.hidden_lines = 0
+        """Lines of the shown question below what is on screen now."""
+        self._question = Content("")
+        self._top = 0
+        """First line shown while expanded."""
+        self._expanded = False
+
     def show_prompt(self, task: Task, path: Sequence[Task]) -> None:
         """Show the question a task waits on, who asks it, and the keys that answer it."""
         blocked = task.blocked_on
         if blocked is None:
             return
-        parts: list[str | tuple[str, str]] = [("? ", "bold $warning"), (blocked.question, "bold"), "   "]
-        for pos, step in enumerate(path):
-            if pos:
-                parts.append((" › ", "$text-muted"))
-            parts.append((f"{step.agent}#{step.id}", "$text-muted" if step.id != task.id else ""))
-        self.query_one("#prompt-question", Static).update(Content.assemble(*parts))
+        if blocked.prompt_id != self.prompt_id:
+            self.prompt_id = blocked.prompt_id
+            self._top = 0
+            self._expanded = False
+        self._question = self._content(task, path)
+        self._draw_question()
         key = "bold reverse $accent"
         keys: list[str | tuple[str, str]] = [(" a ", key), f" {blocked.choices[0]}  "]
         if len(blocked.choices) > 1:
@@ -67,9 +83,89 @@ class PromptBar(Vertical):
         if len(blocked.choices) > 2:  # two choices are a and d already
             for number, choice in enumerate(blocked.choices[:9], start=1):
                 keys += [(f" {number} ", key), f" {choice}  "]
-        keys += [(" r ", key), " reply with text"]
-        keys = Content.assemble(*keys)
-        self.query_one("#prompt-keys", Static).update(keys)
+        keys += [(" r ", key), " reply with text (not an approval)"]
+        self.query_one("#prompt-keys", Static).update(Content.assemble(*keys))
+
+    @staticmethod
+    def _content(task: Task, path: Sequence[Task]) -> Content:
+        """The question, then the path of the task that asks it."""
+        assert task.blocked_on is not None
+        parts: list[str | tuple[str, str]] = [
+            ("? ", "bold $warning"), (task.blocked_on.question, "bold"), "   "]
+        for pos, step in enumerate(path):
+            if pos:
+                parts.append((" › ", "$text-muted"))
+            parts.append((f"{step.agent}#{step.id}", "$text-muted" if step.id != task.id else ""))
+        return Content.assemble(*parts)
+
+    def unread_lines(self, task: Task, path: Sequence[Task]) -> int:
+        """Lines of the task's question never on screen: 0 once seen, or if it fits the bar.
+
+        Asked of the task itself, not of what the bar shows now: after `j a` typed in one
+        burst the bar may not have caught up with the cursor yet.
+        """
+        if task.blocked_on is None or task.blocked_on.prompt_id in self.seen:
+            return 0
+        if task.blocked_on.prompt_id == self.prompt_id:
+            return self.hidden_lines
+        lines = len(self._lines(self._content(task, path)))
+        return 0 if lines <= QUESTION_LINES else lines - (QUESTION_LINES - 1)
+
+    def expand(self) -> None:
+        """Show the next lines of a cut question; after the last, the short view again."""
+        lines = len(self._lines())
+        page = self._page()
+        if not self._expanded:
+            self._expanded, self._top = True, 0
+        elif self._top + page < lines:
+            self._top += page
+        else:
+            self._expanded, self._top = False, 0
+        self._draw_question()
+
+    def on_resize(self) -> None:
+        if self.prompt_id is not None:
+            self._draw_question()
+
+    def _lines(self, question: Content | None = None) -> list[Content]:
+        # Before its first layout the bar has no width: assume the screen's, less the
+        # bar's edge and padding.
+        width = self.content_region.width or max(10, self.app.size.width - 3)
+        return (self._question if question is None else question).wrap(width)
+
+    def _page(self) -> int:
+        """Lines of question the expanded bar shows at once (one more is its marker)."""
+        return max(QUESTION_LINES, self.app.size.height // 2 - 1)
+
+    def _draw_question(self) -> None:
+        lines = self._lines()
+        marker: Content | None = None
+        flag = "bold reverse $warning"
+        if self._expanded:
+            page = self._page()
+            shown = lines[self._top : self._top + page]
+            end = self._top + len(shown)
+            if end < len(lines):
+                marker = Content.styled(
+                    f" lines {self._top + 1}–{end} of {len(lines)}: "
+                    f"{len(lines) - end} more — e shows the next ", flag)
+            elif len(lines) > QUESTION_LINES:
+                marker = Content.styled(f" end of the question ({len(lines)} lines) — "
+                                        "e shortens it ", "bold $warning")
+        elif len(lines) > QUESTION_LINES:
+            shown = lines[: QUESTION_LINES - 1]
+            end = len(shown)
+            marker = Content.styled(
+                f" … {len(lines) - end} more lines not shown — e to expand "
+                "(a waits until you have seen them) ", flag)
+        else:
+            shown, end = lines, len(lines)
+        self.hidden_lines = len(lines) - end
+        if self.hidden_lines == 0 and self.prompt_id is not None:
+            self.seen.add(self.prompt_id)
+        if marker is not None:
+            shown = [*shown, marker]
+        self.query_one("#prompt-question", Static).update(Content("\n").join(shown))
 
     def open_input(self, label: str) -> InlineInput:
         """Show the answer box labelled with what it sends; returns it to focus."""
@@ -86,6 +182,49 @@ class PromptBar(Vertical):
         self.query_one("#prompt-input", InlineInput).value = ""
 
 
+NOTICES_SHOWN = 2
+"""Notices on screen at once (the newest); older ones make way."""
+
+SEVERITY_STYLES = {
+    "error": ("✗ ", "bold $error"),
+    "warning": ("! ", "bold $warning"),
+    "information": ("· ", "$text-muted"),
+}
+
+
+class NoticeBar(Static):
+    """The latest notices, a line each, between the tree and the prompt bar.
+
+    Floating toasts covered the tree's time and token columns and the top of the
+    detail pane for seconds at a time; a line of its own hides nothing.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._live: list[tuple[float, Content]] = []
+        """(expiry as `time.monotonic()`, line), oldest first."""
+
+    def add(self, severity: str, message: Content, title: str, timeout: float) -> None:
+        """Show a notice for `timeout` seconds (or until newer ones push it off)."""
+        glyph, style = SEVERITY_STYLES.get(severity, SEVERITY_STYLES["information"])
+        parts: list[Content | tuple[str, str]] = [(glyph, style)]
+        if title:
+            parts.append((f"{title}: ", style))
+        line = Content.assemble(*parts, message)
+        self._live = [*self._live, (time.monotonic() + timeout, line)][-NOTICES_SHOWN:]
+        self.set_timer(timeout, self._expire)
+        self._draw()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        self._live = [(until, line) for until, line in self._live if until > now]
+        self._draw()
+
+    def _draw(self) -> None:
+        self.display = bool(self._live)
+        self.update(Content("\n").join(line for _, line in self._live))
+
+
 DESCRIPTION_SHOWN = 60
 """Characters of a task's description quoted in the abort confirmation (a shell task's
 description is its whole command)."""
@@ -95,23 +234,26 @@ class ConfirmBar(Static):
     """An abort waiting for `y` or `n`."""
 
     def ask(self, task: Task, count: int, *, only: bool) -> None:
-        """Show what the abort would stop."""
+        """Show what the abort would stop, on one line (the description is cut to fit)."""
         noun = "task" if count == 1 else "tasks"
-        scope = " only (its sub-tasks keep running)" if only else " and its sub-tasks"
+        scope = " alone (sub-tasks go on)" if only else " and its sub-tasks"
         key = "bold reverse $accent"
-        description = clip(" ".join(task.description.split()), DESCRIPTION_SHOWN)
-        text = Content.assemble(
-            ("Abort ", "bold $error"),
-            (f"#{task.id} {task.agent}", "bold"),
-            f" “{description}”{scope}: ",
+        head = [("Abort ", "bold $error"), (f"#{task.id} {task.agent}", "bold")]
+        tail = [
+            f"{scope}: ",
             (f"{count} live {noun} will stop.", "bold"),
-            "   ",
+            "  ",
             (" y ", key),
-            " abort   ",
+            " abort  ",
             (" n ", key),
             " keep",
-        )
-        self.update(text)
+        ]
+        fixed = Content.assemble(*head, *tail).cell_length
+        width = self.content_region.width or max(20, self.app.size.width - 3)
+        room = min(DESCRIPTION_SHOWN, width - fixed - 3)
+        description = " ".join(task.description.split())
+        quoted = [f" “{clip(description, room)}”"] if room >= 8 else []
+        self.update(Content.assemble(*head, *quoted, *tail))
 
 
 class FilterBar(Horizontal):
@@ -169,19 +311,27 @@ class StatusBar(Horizontal):
         for name in CONNECTION_STYLES:
             widget.set_class(name == state, f"-{name}")
 
-    def set_counts(self, counts: dict[TaskStatus, int], pending: int, tokens: int) -> None:
-        """Show the per-status counts, pending prompts and total tokens."""
+    def set_counts(self, counts: dict[TaskStatus, int], asking: int, tokens: int) -> None:
+        """Show the per-status counts, questions waiting on a person, and total tokens.
+
+        Blocked tasks are split in two: those waiting on their sub-tasks ("waiting"),
+        and those asking a person ("? N asking", what `b` visits).
+        """
         parts: list[str | tuple[str, str]] = []
         for status in STATUS_ORDER:
+            count = counts.get(status, 0)
+            label = STATUS_LABELS[status]
+            if status is TaskStatus.BLOCKED:
+                count, label = max(0, count - asking), "waiting"
             if parts:
                 parts.append(" ")
-            parts += [(f"{counts.get(status, 0)}", "bold"), (f" {STATUS_LABELS[status]}", "$text-muted")]
+            parts += [(f"{count}", "bold"), (f" {label}", "$text-muted")]
         self._set("status-counts", Content.assemble(*parts))
         self._set(
             "status-pending",
             Content.assemble(
-                (f"? {pending}", "bold $warning" if pending else "$text-muted"),
-                (" pending", "$text-muted"),
+                (f"? {asking}", "bold $warning" if asking else "$text-muted"),
+                (" asking", "$text-muted"),
             ),
         )
         self._set(

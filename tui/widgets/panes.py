@@ -11,15 +11,17 @@ from textual.content import Content
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from core.model import Prompt, PromptState, Task
+from core.model import Prompt, PromptState, Task, TaskStatus
 from tui.messages import JumpToTask
 from tui.view import (
     STATUS_LABELS,
     TreeView,
+    answer_line,
     choice_hint,
     clip,
     elapsed_of,
     format_elapsed,
+    is_asking,
     status_glyph,
 )
 
@@ -105,8 +107,10 @@ class DetailPane(Static):
         status = STATUS_LABELS[task.status]
         if task.end_reason is not None:
             status += f" ({task.end_reason.value})"
-        elif task.blocked_reason is not None:
-            status += f" (on {task.blocked_reason.value})"
+        elif is_asking(task):
+            status = "asking you"
+        elif task.status is TaskStatus.BLOCKED:
+            status = "waiting on its sub-tasks"
         field("status", status, "bold")
         if task.progress:
             field("doing", task.progress)
@@ -138,10 +142,7 @@ class DetailPane(Static):
             if prompt.state is PromptState.PENDING and task.blocked_on is not None:
                 out(f"    {choice_hint(prompt.choices)}\n", style="bold")
             elif prompt.state is PromptState.ANSWERED:
-                answer = f"    → {prompt.answer}"
-                if prompt.reason:
-                    answer += f" ({prompt.reason})"
-                out(answer, style="$error" if prompt.is_denial else "$success")
+                out(*answer_line(prompt))
                 out(f"  by {prompt.answered_by}\n", style="$text-muted")
             else:
                 out(f"    {prompt.state.value.replace('_', ' ')}\n", style="$text-muted")
@@ -180,7 +181,7 @@ class Inbox(OptionList):
     def __init__(self, view: TreeView, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.view = view
-        self._shown: list[int] = []
+        self._shown: list[int] | None = None  # None: not drawn yet, even as empty
 
     def redraw(self) -> None:
         """Rebuild the list when the set or order of pending prompts changed."""
@@ -224,7 +225,10 @@ class Inbox(OptionList):
                 parts.append((" › ", "$text-muted"))
             style = "bold $warning" if pos == len(path) - 1 else "$text-muted"
             parts.append((f"{task.agent}#{task.id}", style))
-        parts += ["\n", (f"? {clip(prompt.question, 120)}", "$warning")]
+        first, *more = prompt.question.splitlines() or [""]
+        parts += ["\n", (f"? {clip(first, 120)}", "$warning")]
+        if more:
+            parts.append((f" (+{len(more)} lines)", "bold $warning"))
         return Content.assemble(*parts)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

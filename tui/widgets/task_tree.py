@@ -29,6 +29,9 @@ from tui.view import (
     status_glyph,
 )
 
+DESCRIPTION_MIN = 20
+"""Least characters of an asking task's description worth showing before its question."""
+
 RIGHT_WIDTH = 20
 """Cells of the right-hand columns: elapsed, own tokens, subtree tokens."""
 
@@ -45,16 +48,19 @@ class TaskTree(ScrollView, can_focus=True):
     rows that are on screen are drawn, so 10,000 tasks cost what 40 do.
     """
 
+    # Priority, like the app's keys: acted on as read, so j then r in one burst
+    # answers the task j moved to.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j,down", "cursor_down", "down", show=False, id="tree.down"),
-        Binding("k,up", "cursor_up", "up", show=False, id="tree.up"),
-        Binding("pagedown", "page_down", "page down", show=False, id="tree.page_down"),
-        Binding("pageup", "page_up", "page up", show=False, id="tree.page_up"),
-        Binding("home,g", "first", "first", show=False, id="tree.first"),
-        Binding("end,G", "last", "last", show=False, id="tree.last"),
-        Binding("enter", "toggle", "fold", show=False, id="tree.toggle"),
-        Binding("left,h", "collapse", "collapse", show=False, id="tree.collapse"),
-        Binding("right,l", "expand", "expand", show=False, id="tree.expand"),
+        Binding("j,down", "cursor_down", "down", show=False, id="tree.down", priority=True),
+        Binding("k,up", "cursor_up", "up", show=False, id="tree.up", priority=True),
+        Binding("pagedown", "page_down", "page down", show=False, id="tree.page_down",
+                priority=True),
+        Binding("pageup", "page_up", "page up", show=False, id="tree.page_up", priority=True),
+        Binding("home,g", "first", "first", show=False, id="tree.first", priority=True),
+        Binding("end,G", "last", "last", show=False, id="tree.last", priority=True),
+        Binding("enter", "toggle", "fold", show=False, id="tree.toggle", priority=True),
+        Binding("left,h", "collapse", "collapse", show=False, id="tree.collapse", priority=True),
+        Binding("right,l", "expand", "expand", show=False, id="tree.expand", priority=True),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -141,12 +147,28 @@ class TaskTree(ScrollView, can_focus=True):
             if moved:  # rows came or went above it: keep the highlighted task on screen
                 self._scroll_cursor_into_view()
         elif rows:
-            self._cursor_row = min(self._cursor_row, len(rows) - 1)
+            self._cursor_row = self._landing(min(self._cursor_row, len(rows) - 1))
             self._set_cursor(rows[self._cursor_row].task_id)
         else:
             self._cursor_row = 0
             self._set_cursor(None)
         self.refresh()
+
+    def _landing(self, near: int) -> int:
+        """Where the cursor goes when its task lost its row: the nearest row not asking.
+
+        The cursor never moves onto a question by itself: the keys typed next (an `a`
+        meant for the question that just left) would answer one nobody looked at.
+        Only when every row asks does it take the nearest row anyway.
+        """
+        rows = self.view.rows
+        tasks = self.view.mirror.tasks
+        for distance in range(len(rows)):
+            for pos in (near - distance, near + distance):
+                task = tasks.get(rows[pos].task_id) if 0 <= pos < len(rows) else None
+                if task is not None and not is_asking(task):
+                    return pos
+        return near
 
     def tasks_changed(self, task_ids: Iterable[int]) -> None:
         """Redraw only the rows of these tasks, if they are on screen."""
@@ -266,6 +288,8 @@ class TaskTree(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self.rich_style
         if row_index >= len(self.view.rows):
+            if not self.view.rows:
+                return self._empty_line(y, width, base)
             return Strip.blank(width, base)
         row = self.view.rows[row_index]
         task = self.view.mirror.tasks.get(row.task_id)
@@ -278,6 +302,24 @@ class TaskTree(ScrollView, can_focus=True):
         segments = list(text.render(self.app.console))
         strip = Strip(segments, cell_len(text.plain)).adjust_cell_length(width)
         return strip.apply_style(style) if style else strip
+
+    def _empty_line(self, y: int, width: int, base: Style) -> Strip:
+        """A line of what to do when no row shows: first steps, or how to see hidden rows."""
+        if self.view.filter_text:
+            lines = ((f"No task matches “{self.view.filter_text}”. Esc clears the filter.", ""),)
+        elif self.view.hide_finished and self.view.mirror.tasks:
+            lines = (("Every task has finished. f shows them.", ""),)
+        elif not getattr(self.app, "ready", True):
+            lines = (("Connecting to the daemon…", ""),)
+        else:
+            lines = EMPTY_TEXT
+        if y >= len(lines):
+            return Strip.blank(width, base)
+        words, style = lines[y]
+        text = Text(" " + words, style=self._style("dim") if not style else style, no_wrap=True,
+                    overflow="ellipsis", end="")
+        text.truncate(width, pad=True)
+        return Strip(list(text.render(self.app.console)), width).apply_style(base)
 
     def render_row(
         self,
@@ -321,14 +363,22 @@ class TaskTree(ScrollView, can_focus=True):
     def _middle(self, task: Task, state: str, avail: int, collapsed: bool) -> Text:
         text = Text(no_wrap=True, end="")
         if is_asking(task) and task.blocked_on is not None:
-            question = task.blocked_on.question.replace("\n", " ")
+            asked = task.blocked_on.question
+            lines = asked.count("\n") + 1
+            question = " ".join(asked.split())
+            flag = f"[{lines} lines] " if lines > 1 else ""
             hint = choice_hint(task.blocked_on.choices)
-            if len(question) + 2 + len(hint) > avail:
+            if len(flag) + len(question) + 2 + len(hint) > avail:
                 hint = short_hint(task.blocked_on.choices)
-            room = avail - len(question) - 2 - len(hint)
-            if room >= 12:  # the description fits too
+            room = avail - len(flag) - len(question) - 2 - len(hint)
+            # The description only if it fits whole or keeps a readable start: the question
+            # and its keys come first.
+            wanted = min(len(task.description), DESCRIPTION_MIN)
+            if room - 2 >= wanted and not _repeats(task.description, question):
                 text.append(clip(task.description, room - 2), self._style("dim"))
                 text.append("  ")
+            if flag:
+                text.append(flag, self._style("keys"))
             q_room = max(4, avail - text.cell_len - len(hint) - 2)
             text.append(clip(question, q_room), self._style("question"))
             text.append("  ")
@@ -347,6 +397,23 @@ class TaskTree(ScrollView, can_focus=True):
         elif task.status is TaskStatus.BLOCKED:
             text.append("  waiting for sub-tasks", self._style("waiting"))
         return text
+
+
+def _repeats(description: str, question: str) -> bool:
+    """True when a task's description says what its question says (a `taskdeck ask` task)."""
+    said = " ".join(description.split()).rstrip("?").lower()
+    asked = question.rstrip("?").lower()
+    return bool(said) and (said in asked or asked in said)
+
+
+EMPTY_TEXT = (
+    ("No tasks yet. To see some:", "bold"),
+    ("", ""),
+    ("  taskdeck demo                 agents at work on a demo daemon", ""),
+    ("  taskdeck integrate claude     Claude Code asks here before its tools run", ""),
+    ('  taskdeck ask "Deploy?"        ask from any script; answer here', ""),
+)
+"""What the tree shows when the daemon holds no task at all."""
 
 
 def header_text(width: int) -> str:
