@@ -89,7 +89,7 @@ async def test_the_empty_deck_says_what_to_do_first(runtime_dir: Path) -> None:
         await ready(app, pilot)
         text = "\n".join(rows(app))
         assert "No tasks yet" in text
-        for command in ("taskdeck demo", "taskdeck integrate claude", 'taskdeck ask "Deploy?"'):
+        for command in ("taskdeck demo", "taskdeck submit shell", 'taskdeck ask "Deploy?"'):
             assert command in text
         await pilot.press("slash", *"nothing")
         await until(lambda: "No task matches “nothing”" in "\n".join(rows(app)))

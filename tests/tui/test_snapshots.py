@@ -120,6 +120,6 @@ def test_80_by_24(snap_compare: Compare, scene: Scene) -> None:
 
 def test_empty_deck(snap_compare: Compare, runtime_dir: Path) -> None:
     """A daemon with no tasks: the tree says "No tasks yet" and lists taskdeck demo,
-    taskdeck integrate claude and taskdeck ask "Deploy?" with what each does."""
+    taskdeck submit shell and taskdeck ask "Deploy?" with what each does."""
     scene = Scene(runtime_dir, steps=())
     assert snap_compare(deck(scene), terminal_size=SIZE, run_before=run_before(scene))

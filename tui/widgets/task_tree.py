@@ -410,7 +410,7 @@ EMPTY_TEXT = (
     ("No tasks yet. To see some:", "bold"),
     ("", ""),
     ("  taskdeck demo                 agents at work on a demo daemon", ""),
-    ("  taskdeck integrate claude     Claude Code asks here before its tools run", ""),
+    ("  taskdeck submit shell 'make'  run a command once you approve it here", ""),
     ('  taskdeck ask "Deploy?"        ask from any script; answer here', ""),
 )
 """What the tree shows when the daemon holds no task at all."""
