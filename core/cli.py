@@ -25,6 +25,7 @@ from core.errors import (
     Unavailable,
     UnknownTask,
 )
+from core.glyphs import STATUS_GLYPHS
 from core.model import EndReason, Prompt, Task, TaskStatus, Verdict
 
 EXIT_OK = 0
@@ -45,13 +46,8 @@ CLEANUP_SECONDS = 1.5
 
 MAX_ID = 2**63 - 1
 
-STATUS_ICONS = {
-    TaskStatus.QUEUED: "○",
-    TaskStatus.IN_PROGRESS: "●",
-    TaskStatus.BLOCKED: "?",
-    TaskStatus.FINISHED: "✓",
-    TaskStatus.FAILED: "✗",
-}
+STATUS_ICONS = STATUS_GLYPHS
+"""The status glyphs `ls`, `watch` and `show` print: the dashboard's own (`core.glyphs`)."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,6 +14,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from core.glyphs import LOOKS, Shown
+
 if TYPE_CHECKING:
     from tui.app import DeckApp
 
@@ -41,6 +43,16 @@ KEYS: tuple[tuple[str, str, str], ...] = (
 )
 """Every key of the dashboard: section, key, what it does."""
 
+LEGEND: tuple[tuple[Shown, str], ...] = (
+    (Shown.QUEUED, "queued"),
+    (Shown.RUNNING, "running"),
+    (Shown.ASKING, "asks you"),
+    (Shown.WAITING, "waits for sub-tasks"),
+    (Shown.FINISHED, "done"),
+    (Shown.FAILED, "failed"),
+)
+"""The row glyphs the help explains, in the words of the help."""
+
 
 class HelpScreen(ModalScreen[None]):
     """Every key, grouped; any of Esc, q or ? closes it."""
@@ -66,10 +78,8 @@ class HelpScreen(ModalScreen[None]):
             "     (waiting: on sub-tasks), ? tasks asking you, tokens, events per second.\n"
         )
         parts.append(("Row: ", "bold"))
-        parts.append(
-            "○ queued  ▶ running  ? asks you  ◐ waits for sub-tasks  ✓ done  ✗ failed;\n"
-            "     time, own tokens, Σ tokens with sub-tasks."
-        )
+        legend = "  ".join(f"{LOOKS[shown].glyph} {words}" for shown, words in LEGEND)
+        parts.append(f"{legend};\n     time, own tokens, Σ tokens with sub-tasks.")
         with VerticalScroll(id="help-body") as body:
             body.border_title = "taskdeck keys"
             body.border_subtitle = "Esc closes"

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.mirror import Mirror
-from core.model import BlockedReason, EndReason, Prompt, Task, TaskStatus, Verdict
+from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
 
 STATUS_ORDER: tuple[TaskStatus, ...] = (
     TaskStatus.QUEUED,
@@ -25,32 +25,6 @@ STATUS_LABELS: dict[TaskStatus, str] = {
     TaskStatus.FAILED: "failed",
 }
 """Short words for the status bar and detail pane."""
-
-
-def status_glyph(task: Task) -> str:
-    """The one-cell icon of a task's state."""
-    if task.status is TaskStatus.BLOCKED:
-        return "?" if task.blocked_reason is BlockedReason.PROMPT else "◐"
-    return {
-        TaskStatus.QUEUED: "○",
-        TaskStatus.IN_PROGRESS: "▶",
-        TaskStatus.FINISHED: "✓",
-        TaskStatus.FAILED: "✗",
-    }[task.status]
-
-
-def status_class(task: Task) -> str:
-    """A short name for the colour of a task's row (used for component classes)."""
-    if task.status is TaskStatus.BLOCKED:
-        return "asking" if task.blocked_reason is BlockedReason.PROMPT else "waiting"
-    if task.status is TaskStatus.FAILED and task.end_reason is EndReason.ABORTED:
-        return "aborted"
-    return {
-        TaskStatus.QUEUED: "queued",
-        TaskStatus.IN_PROGRESS: "running",
-        TaskStatus.FINISHED: "finished",
-        TaskStatus.FAILED: "failed",
-    }[task.status]
 
 
 def is_asking(task: Task) -> bool:

@@ -11,6 +11,7 @@ from textual.content import Content
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from core.glyphs import glyph_of
 from core.model import Prompt, PromptState, Task, TaskStatus
 from tui.messages import JumpToTask
 from tui.view import (
@@ -22,7 +23,6 @@ from tui.view import (
     elapsed_of,
     format_elapsed,
     is_asking,
-    status_glyph,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class DetailPane(Static):
         def out(text: str, style: str = "") -> None:
             parts.append((text, style))
 
-        out(f"{status_glyph(task)} #{task.id} ", style="bold")
+        out(f"{glyph_of(task)} #{task.id} ", style="bold")
         out(task.agent, style="bold")
         ancestors = self.view.mirror.ancestors(task.id)
         if ancestors:

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from core.glyphs import LOOKS, Shown, glyph_of, shown_of
 from core.model import Task, TaskStatus
 from tui.view import (
     TreeView,
@@ -25,8 +26,6 @@ from tui.view import (
     format_tokens,
     is_asking,
     short_hint,
-    status_class,
-    status_glyph,
 )
 
 DESCRIPTION_MIN = 20
@@ -34,6 +33,16 @@ DESCRIPTION_MIN = 20
 
 RIGHT_WIDTH = 20
 """Cells of the right-hand columns: elapsed, own tokens, subtree tokens."""
+
+
+def _state_rules() -> str:
+    """The colour of each state's glyph (and failure text), from the shared table."""
+    rules = []
+    for shown, look in LOOKS.items():
+        colour = f"${look.colour}" if look.strength == 100 else f"${look.colour} {look.strength}%"
+        bold = " text-style: bold;" if look.bold else ""
+        rules.append(f"        & > .task-tree--{shown.value} {{ color: {colour};{bold} }}")
+    return "\n".join(rules)
 
 
 def right_columns(elapsed: str, own: str, total: str) -> str:
@@ -69,13 +78,7 @@ class TaskTree(ScrollView, can_focus=True):
         "task-tree--id",
         "task-tree--agent",
         "task-tree--dim",
-        "task-tree--queued",
-        "task-tree--running",
-        "task-tree--asking",
-        "task-tree--waiting",
-        "task-tree--finished",
-        "task-tree--failed",
-        "task-tree--aborted",
+        *(f"task-tree--{shown.value}" for shown in Shown),
         "task-tree--question",
         "task-tree--keys",
     }
@@ -95,13 +98,7 @@ class TaskTree(ScrollView, can_focus=True):
         & > .task-tree--id { color: $foreground 50%; }
         & > .task-tree--agent { color: $text-secondary; }
         & > .task-tree--dim { color: $foreground 55%; }
-        & > .task-tree--queued { color: $foreground 50%; }
-        & > .task-tree--running { color: $primary; text-style: bold; }
-        & > .task-tree--asking { color: $warning; text-style: bold; }
-        & > .task-tree--waiting { color: $warning 70%; }
-        & > .task-tree--finished { color: $success; }
-        & > .task-tree--failed { color: $error; text-style: bold; }
-        & > .task-tree--aborted { color: $error 70%; }
+""" + _state_rules() + """
         & > .task-tree--question { color: $warning; }
         & > .task-tree--keys { color: $accent; text-style: bold; }
     }
@@ -331,7 +328,7 @@ class TaskTree(ScrollView, can_focus=True):
         width: int,
     ) -> Text:
         """One row as styled text exactly `width` cells wide."""
-        state = status_class(task)
+        state = shown_of(task).value
         if collapsed:
             marker = "▸"
         elif has_children:
@@ -346,7 +343,7 @@ class TaskTree(ScrollView, can_focus=True):
         )
         left = Text(no_wrap=True, overflow="ellipsis", end="")
         left.append(guide + marker, self._style("guide"))
-        left.append(status_glyph(task), self._style(state))
+        left.append(glyph_of(task), self._style(state))
         left.append(f" #{task.id} ", self._style("id"))
         left.append(task.agent, self._style("agent"))
         left.append("  ")
