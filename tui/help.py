@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -16,8 +15,14 @@ from textual.widgets import Static
 
 from core.glyphs import LOOKS, Shown
 
-if TYPE_CHECKING:
-    from tui.app import DeckApp
+Command = tuple[str, str, Callable[[], object]]
+"""A palette entry: its name, what it does, and the call that does it."""
+
+
+class Commanded(Protocol):
+    """An app that lists its own commands for the palette."""
+
+    def palette_commands(self) -> list[Command]: ...
 
 KEYS: tuple[tuple[str, str, str], ...] = (
     ("Move", "j / ↓, k / ↑", "next / previous task"),
@@ -87,21 +92,10 @@ class HelpScreen(ModalScreen[None]):
 
 
 class DeckCommands(Provider):
-    """Dashboard actions in the command palette."""
+    """Dashboard actions in the command palette: the ones the app lists."""
 
-    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
-        app: DeckApp = self.app  # type: ignore[assignment]
-        return [
-            ("Abort task…", "abort the highlighted task and its sub-tasks (asks to confirm)",
-             app.action_abort),
-            ("Abort only this task…", "abort the highlighted task, not its sub-tasks",
-             partial(app.action_abort, True)),
-            ("Toggle finished", "hide or show finished work", app.action_toggle_finished),
-            ("Jump to next question", "move to the next task asking a question",
-             app.action_next_blocked),
-            ("Filter…", "filter rows by text", app.action_filter),
-            ("Help", "list every key", app.action_help),
-        ]
+    def _commands(self) -> list[Command]:
+        return cast(Commanded, self.app).palette_commands()
 
     async def discover(self) -> Hits:
         for name, help_text, callback in self._commands():

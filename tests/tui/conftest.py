@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from core.model import Prompt, PromptState, Task
 from tests.support import until
 from tui.app import DeckApp, make_app
-from tui.scene import Scene
+from tui.screenshots.scene import Scene
 from tui.widgets.panes import DetailPane
 from tui.widgets.task_tree import TaskTree
 

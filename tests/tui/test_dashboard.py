@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 
+from core.client import ConnectionState
 from core.model import EndReason, PromptState, TaskStatus
 from tests.support import until
 from tests.tui.conftest import SIZE, deck, move_to, pending_of, ready, row_of, rows, settle
 from tui.app import make_app, run_dashboard
 from tui.help import HelpScreen
-from tui.scene import REPRODUCE, RESEARCH, Scene
+from tui.modes import Mode
+from tui.screenshots.scene import REPRODUCE, RESEARCH, Scene
 from tui.widgets.bars import ConfirmBar, PromptBar
 from tui.widgets.panes import DetailPane, Inbox
 from tui.widgets.task_tree import TaskTree
@@ -108,7 +110,7 @@ async def test_esc_cancels_an_answer(scene: Scene) -> None:
         await ready(app, pilot)
         prompt = pending_of(scene, "Write tests for tokenizer edge cases")
         await pilot.press("b", "r", *"oops", "escape")
-        assert app.mode == "normal"
+        assert app.mode is Mode.NORMAL
         assert app.focused is app.query_one(TaskTree)
         assert scene.registry is not None
         assert scene.registry.get_prompt(prompt.id).state is PromptState.PENDING
@@ -141,7 +143,7 @@ async def test_answer_keys_on_a_row_not_asking_say_so_and_send_nothing(scene: Sc
             await pilot.press(key)
             assert app.notices[-1] == (
                 "warning", f"#{running} is not asking; b jumps to the next question")
-            assert app.mode == "normal"
+            assert app.mode is Mode.NORMAL
         assert f"#{running} is not asking" in str(app.query_one("#notice-bar").render())
         assert scene.registry is not None
         assert len(scene.registry.pending_prompts()) == 3
@@ -297,7 +299,7 @@ async def test_daemon_restart_shows_disconnected_then_resyncs(runtime_dir: Path)
         assert scene.registry is not None
         new = scene.registry.submit("worker", "Submitted while the dashboard was away")
         await scene.start_daemon()
-        await until(lambda: app.connection == "live" and new.id in app.view.index,
+        await until(lambda: app.connection is ConnectionState.LIVE and new.id in app.view.index,
                     timeout=10, what="live again with the new task")
         assert "Submitted while the dashboard was away" in row_of(app, new.id)
         await until(lambda: "live" in str(app.query_one("#status-connection").render()))
@@ -334,7 +336,7 @@ async def test_command_palette_offers_deck_actions(scene: Scene) -> None:
 
         await until(lambda: any("Abort task…" in hit for hit in offered()), what="the command")
         await pilot.press("enter")
-        await until(lambda: app.mode == "confirm")
+        await until(lambda: app.mode is Mode.CONFIRM)
         assert "1 live task will stop" in str(app.query_one(ConfirmBar).render())
 
 

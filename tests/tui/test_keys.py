@@ -19,7 +19,8 @@ from tests.tui.conftest import (
     settle,
     type_keys,
 )
-from tui.scene import Scene
+from tui.modes import Mode
+from tui.screenshots.scene import Scene
 from tui.widgets.bars import PromptBar
 from tui.widgets.panes import DetailPane
 from tui.widgets.task_tree import TaskTree
@@ -99,7 +100,7 @@ async def test_b_r_and_a_reply_in_one_burst_reply_to_the_question_b_found(
         await type_keys(app, pilot, ("b", "r", *"hello there", "enter"), paced=paced)
         assert (await answered(scene, prompt)).answer == "hello there"
         assert not [text for _, text in app.notices if "type a reply first" in text]
-        await until(lambda: app.mode == "normal" and app.focused is app.query_one(TaskTree))
+        await until(lambda: app.mode is Mode.NORMAL and app.focused is app.query_one(TaskTree))
 
 
 async def test_slash_and_a_filter_in_one_burst_filter(scene: Scene) -> None:
@@ -213,7 +214,7 @@ async def test_typing_a_filter_never_puts_the_cursor_on_a_question(scene: Scene)
         await ready(app, pilot)
         await move_to(app, pilot, scene.ids["Refactor auth middleware to async"])
         await burst(app, pilot, "/", *"fetch", "enter")
-        await until(lambda: [r.task_id for r in app.view.rows] == [5, 8] and app.mode == "normal")
+        await until(lambda: [r.task_id for r in app.view.rows] == [5, 8] and app.mode is Mode.NORMAL)
         await settle(app, pilot)
         assert app.query_one(TaskTree).cursor_id == 5
         await pilot.press("a")

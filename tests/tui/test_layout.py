@@ -8,7 +8,7 @@ from textual.widgets._toast import Toast
 
 from tests.support import until
 from tests.tui.conftest import SIZE, deck, move_to, ready, row_of, rows
-from tui.scene import RESEARCH, Scene
+from tui.screenshots.scene import RESEARCH, Scene
 from tui.widgets.bars import ConfirmBar, PromptBar
 
 

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from tests.support import until
 from tests.tui.conftest import SIZE, deck, ready, settle
 from tests.tui.test_keys import HEREDOC
-from tui.scene import Scene
+from tui.screenshots.scene import Scene
 
 Compare = Callable[..., bool]
 

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Input, Label, Sparkline, Static
 
+from core.client import ConnectionState
 from core.model import Task, TaskStatus
 from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens
 
@@ -268,12 +269,13 @@ class FilterBar(Horizontal):
         )
 
 
-CONNECTION_STYLES = {
-    "connecting": ("…", "$text-muted"),
-    "live": ("●", "$success"),
-    "stale": ("◌", "$warning"),
-    "disconnected": ("✗", "$error"),
+CONNECTION_STYLES: dict[ConnectionState, tuple[str, str]] = {
+    ConnectionState.CONNECTING: ("…", "$text-muted"),
+    ConnectionState.LIVE: ("●", "$success"),
+    ConnectionState.STALE: ("◌", "$warning"),
+    ConnectionState.DISCONNECTED: ("✗", "$error"),
 }
+"""The glyph and colour of each connection state in the status bar."""
 
 
 class StatusBar(Horizontal):
@@ -303,13 +305,14 @@ class StatusBar(Horizontal):
         layout = old is None or old.cell_length != content.cell_length
         self.query_one(f"#{part}", Static).update(content, layout=layout)
 
-    def set_connection(self, state: str) -> None:
+    def set_connection(self, state: ConnectionState) -> None:
         """Show the client's connection state."""
-        glyph, colour = CONNECTION_STYLES.get(state, ("?", "$text-muted"))
-        self._set("status-connection", Content.assemble((f"{glyph} {state}", f"bold {colour}")))
+        glyph, colour = CONNECTION_STYLES[state]
+        self._set("status-connection",
+                  Content.assemble((f"{glyph} {state.value}", f"bold {colour}")))
         widget = self.query_one("#status-connection", Static)
-        for name in CONNECTION_STYLES:
-            widget.set_class(name == state, f"-{name}")
+        for each in CONNECTION_STYLES:
+            widget.set_class(each is state, f"-{each.value}")
 
     def set_counts(self, counts: dict[TaskStatus, int], asking: int, tokens: int) -> None:
         """Show the per-status counts, questions waiting on a person, and total tokens.

@@ -53,12 +53,13 @@ def right_columns(elapsed: str, own: str, total: str) -> str:
 class TaskTree(ScrollView, can_focus=True):
     """Rows of the task tree; keeps a cursor on a task id across rebuilds.
 
-    It renders from a `TreeView` (the state) and never changes the mirror. Only
+    It renders from a `TreeView` (the state) and changes neither it nor the mirror: it
+    moves its cursor and posts `Highlighted`; folds are the app's to make. Only
     rows that are on screen are drawn, so 10,000 tasks cost what 40 do.
     """
 
     # Priority, like the app's keys: acted on as read, so j then r in one burst
-    # answers the task j moved to.
+    # answers the task j moved to. Folds change the view, so the app carries them out.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j,down", "cursor_down", "down", show=False, id="tree.down", priority=True),
         Binding("k,up", "cursor_up", "up", show=False, id="tree.up", priority=True),
@@ -67,9 +68,9 @@ class TaskTree(ScrollView, can_focus=True):
         Binding("pageup", "page_up", "page up", show=False, id="tree.page_up", priority=True),
         Binding("home,g", "first", "first", show=False, id="tree.first", priority=True),
         Binding("end,G", "last", "last", show=False, id="tree.last", priority=True),
-        Binding("enter", "toggle", "fold", show=False, id="tree.toggle", priority=True),
-        Binding("left,h", "collapse", "collapse", show=False, id="tree.collapse", priority=True),
-        Binding("right,l", "expand", "expand", show=False, id="tree.expand", priority=True),
+        Binding("enter", "app.toggle_fold", "fold", show=False, id="tree.toggle", priority=True),
+        Binding("left,h", "app.fold", "collapse", show=False, id="tree.collapse", priority=True),
+        Binding("right,l", "app.unfold", "expand", show=False, id="tree.expand", priority=True),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -123,6 +124,8 @@ class TaskTree(ScrollView, can_focus=True):
         self.clock = clock
         self.cursor_id: int | None = None
         """The highlighted task; survives rebuilds as long as the task has a row."""
+        self.connecting = True
+        """No snapshot yet: an empty tree says it is connecting, not that there are no tasks."""
         self._cursor_row = 0
 
     # --------------------------------------------------------------- state
@@ -239,40 +242,12 @@ class TaskTree(ScrollView, can_focus=True):
     def action_last(self) -> None:
         self._move_row(len(self.view.rows) - 1)
 
-    def action_toggle(self) -> None:
-        if self.cursor_id is None:
-            return
-        if self.cursor_id in self.view.collapsed:
-            self.action_expand()
-        else:
-            self.action_collapse()
-
-    def action_collapse(self) -> None:
-        task_id = self.cursor_id
-        if task_id is None:
-            return
-        row = self.view.index.get(task_id)
-        if row is not None and not self.view.rows[row].has_children:
-            parent = self.view.mirror.tasks[task_id].parent_id
-            if parent is not None and parent in self.view.index:
-                self.move_to(parent)  # like a file tree: left on a leaf goes to its parent
-            return
-        self.view.fold(task_id)
-        self.rows_changed()
-
-    def action_expand(self) -> None:
-        task_id = self.cursor_id
-        if task_id is None or task_id not in self.view.collapsed:
-            return
-        self.view.unfold(task_id)
-        self.rows_changed()
-
-    def on_click(self, event: events.Click) -> None:
+    async def on_click(self, event: events.Click) -> None:
         row = event.y + round(self.scroll_offset.y)
         if 0 <= row < len(self.view.rows):
             self._move_row(row)
             if event.chain == 2:
-                self.action_toggle()
+                await self.run_action("app.toggle_fold")
 
     # ------------------------------------------------------------ drawing
 
@@ -306,7 +281,7 @@ class TaskTree(ScrollView, can_focus=True):
             lines = ((f"No task matches “{self.view.filter_text}”. Esc clears the filter.", ""),)
         elif self.view.hide_finished and self.view.mirror.tasks:
             lines = (("Every task has finished. f shows them.", ""),)
-        elif not getattr(self.app, "ready", True):
+        elif self.connecting:
             lines = (("Connecting to the daemon…", ""),)
         else:
             lines = EMPTY_TEXT

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui.app import DeckApp, make_app
-from tui.scene import REPRODUCE, Scene, wait_for
+from tui.screenshots.scene import REPRODUCE, Scene, wait_for
 from tui.widgets.panes import DetailPane
 from tui.widgets.task_tree import TaskTree
 

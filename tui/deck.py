@@ -1,0 +1,746 @@
+"""The dashboard app: live task tree, inline answers and aborts, over `core.client.Client`.
+
+Who does what: `Frames` collects the client's changes between frames, `Modes` decides
+what a key does, widgets draw and post messages; the app applies frames, carries out
+the intents a key returns, and is the only one that changes the view or the widgets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import events, on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+from textual.worker import Worker
+
+from core.client import ConnectionState
+from core.errors import BadRequest, InvalidState, TaskdeckError
+from core.mirror import Mirror
+from core.model import Prompt, Task, TaskStatus
+from tui.frames import Frames
+from tui.help import Command, DeckCommands, HelpScreen
+from tui.messages import JumpToTask
+from tui.modes import (
+    Abort,
+    ApplyFilter,
+    AskAbort,
+    CloseAnswer,
+    CloseConfirm,
+    Expand,
+    Intents,
+    LeaveFilter,
+    Mode,
+    Modes,
+    OpenAnswer,
+    OpenFilter,
+    Say,
+    Send,
+)
+from tui.view import TreeView, answer_notice, clip, is_asking
+from tui.widgets.bars import (
+    ConfirmBar,
+    FilterBar,
+    InlineInput,
+    NoticeBar,
+    PromptBar,
+    StatusBar,
+)
+from tui.widgets.panes import DetailPane, Inbox
+from tui.widgets.task_tree import TaskTree, header_text
+
+if TYPE_CHECKING:
+    from core.client import Changes, Client
+    from core.protocol import Decision
+
+Connect = Callable[[], AbstractAsyncContextManager["Client"]]
+"""Makes the client the app talks through; entered when the app starts, exited when it stops."""
+
+DETAIL_DELAY = 0.1
+"""Seconds the cursor rests on a task before its prompts and decisions are fetched, so
+holding j/k sends one request for where it stops, not one per row passed."""
+
+DECISIONS_SHOWN = 50
+"""Latest decisions (answers, aborts) fetched for the detail pane."""
+
+
+class DeckApp(App[int]):
+    """The taskdeck dashboard.
+
+    The client's mirror is the state; widgets draw from it through a `TreeView`.
+    The client calls `_on_change` for each batch of events; ids are collected and
+    applied at most once per frame inside `batch_update`, touching only rows that
+    changed.
+    """
+
+    CSS_PATH = "deck.tcss"
+    TITLE = "taskdeck"
+    COMMANDS = App.COMMANDS | {DeckCommands}
+    NOTIFICATION_TIMEOUT = 4
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-narrow"), (100, "-medium"), (110, "-wide"),
+    ]
+    """Below 100 columns the tree takes the whole width; `i` brings the side panes back."""
+
+    # Keys are bound with priority so each is acted on as it is read, in the order typed:
+    # a key that opens a box (d, r, /) moves the focus before the keys after it are routed,
+    # so a burst (a paste, tmux send-keys, a busy machine) lands in the box, in order.
+    # Escape, q and ? are not: the boxes and the help screen handle them first.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "next_blocked", "next question", id="deck.next_blocked", priority=True),
+        # The answer keys are spelled out in the prompt bar above the footer whenever
+        # they apply, so the footer keeps its width (80 columns) for the other keys.
+        Binding("a", "approve", "approve", show=False, id="deck.approve", priority=True),
+        Binding("d", "deny", "deny", show=False, id="deck.deny", priority=True),
+        Binding("r", "reply", "reply", show=False, id="deck.reply", priority=True),
+        Binding("e", "expand", "expand question", show=False, id="deck.expand", priority=True),
+        *(
+            Binding(str(n), f"choose({n})", "choose", show=False, id=f"deck.choose_{n}",
+                    priority=True)
+            for n in range(1, 10)
+        ),
+        Binding("x", "abort", "abort", id="deck.abort", priority=True),
+        Binding("X", "abort(True)", "abort one", show=False, id="deck.abort_only", priority=True),
+        Binding("y", "confirm_yes", "yes, abort", id="deck.confirm_yes", priority=True),
+        Binding("n", "confirm_no", "no", id="deck.confirm_no", priority=True),
+        Binding("escape", "escape", "cancel", show=False, id="deck.escape"),
+        Binding("slash", "filter", "filter", key_display="/", id="deck.filter", priority=True),
+        Binding("f", "toggle_finished", "finished", id="deck.toggle_finished", priority=True),
+        Binding("i", "toggle_side", "details", show=False, id="deck.toggle_side", priority=True),
+        Binding("question_mark", "help", "help", key_display="?", id="deck.help"),
+        Binding("q", "quit", "quit", id="deck.quit"),
+    ]
+
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        clock: Callable[[], float] = time.time,
+        theme: str | None = None,
+        blink: bool = True,
+        sync_timeout: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self._connect = connect
+        self.clock = clock
+        """Every elapsed time and the event rate are measured with this."""
+        self._blink = blink
+        self._sync_timeout = sync_timeout
+        self._wanted_theme = theme
+        self._stack = contextlib.AsyncExitStack()
+        self.client: Client | None = None
+        self.view = TreeView(Mirror())
+        self.modes = Modes()
+        """Which box has the keys, and what each key does."""
+        self.frames = Frames(clock)
+        self.ready = False
+        """True once the first snapshot is on screen."""
+        self.failure: str | None = None
+        """Why the app could not start, for `run_dashboard` to print."""
+        self.connection = ConnectionState.CONNECTING
+        """The client's connection state, as last told."""
+        self.notices: list[tuple[str, str]] = []
+        """Every notification shown (severity, text), oldest first."""
+        self.bells = 0
+        self._tree: TaskTree | None = None
+        self._binding_key: object = None
+        self._detail_sig: object = None
+        self._detail_timer: Timer | None = None
+        self._header_width: int | None = None
+        self._journal_kept = True
+        """False once the daemon said it keeps no journal: stop asking for decisions."""
+
+    @property
+    def mode(self) -> Mode:
+        """The open mode."""
+        return self.modes.mode
+
+    @property
+    def seen_seq(self) -> int | None:
+        """The registry seq the app has been told about (for scripts that drive the scene)."""
+        return self.frames.seq
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="tree-box"):
+                yield Static(id="tree-header")
+                yield TaskTree(self.view, self.clock, id="tree")
+            with Vertical(id="side"):
+                with VerticalScroll(id="detail-box"):
+                    yield DetailPane(self.view, self.clock, id="detail")
+                yield Inbox(self.view, id="inbox")
+        yield NoticeBar(id="notice-bar")
+        yield PromptBar(id="prompt-bar")
+        yield ConfirmBar(id="confirm-bar")
+        yield FilterBar(id="filter-bar")
+        yield StatusBar(id="status-bar")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        if self._wanted_theme:
+            if self._wanted_theme in self.available_themes:
+                self.theme = self._wanted_theme
+            else:
+                names = ", ".join(sorted(self.available_themes))
+                self.notify(f"unknown theme {self._wanted_theme!r} (one of {names})",
+                            severity="warning")
+        for box in self.query(InlineInput):
+            box.cursor_blink = self._blink
+        self.query_one("#tree-box").border_title = "Tasks"
+        self.query_one("#detail-box").border_title = "Detail"
+        self.query_one(StatusBar).set_connection(self.connection)
+        self.query_one(Inbox).redraw()
+        self._draw_status()
+        self._tree = self.query_one(TaskTree)
+        self._tree.focus()
+        self.set_interval(1.0, self._tick)
+        self.run_worker(self._start(), name="connect", exit_on_error=False)
+
+    async def _start(self) -> None:
+        try:
+            self.client = await self._stack.enter_async_context(self._connect())
+            self.view.mirror = self.client.mirror
+            await self.client.start_mirror(self._on_change)
+            await self.client.wait_synced(timeout=self._sync_timeout)
+        except (TaskdeckError, TimeoutError) as exc:
+            self.failure = str(exc) or "the daemon did not answer"
+            self.exit(return_code=2)
+            return
+        self.query_one(TaskTree).connecting = False
+        self.frames.redraw_all()
+        self._flush()
+        self.ready = True
+
+    async def on_unmount(self) -> None:
+        await self._stack.aclose()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._draw_header)  # once the tree has its new width
+
+    def _draw_header(self) -> None:
+        """The column header, redrawn (with a layout pass) only when the tree's width changed."""
+        width = self.query_one(TaskTree).scrollable_content_region.width
+        if width != self._header_width:
+            self._header_width = width
+            self.query_one("#tree-header", Static).update(header_text(width))
+
+    # ------------------------------------------------------- live changes
+
+    def _on_change(self, changes: Changes) -> None:
+        """Collect a batch from the client; it is drawn on the next frame."""
+        self.connection = changes.state
+        seq = self.client.mirror.seq if self.client is not None else None
+        wait = self.frames.collect(changes, seq, started=self.ready, now=time.monotonic())
+        if wait is None:
+            return  # a frame is due already
+        if wait > 0:
+            self.set_timer(wait, self._flush)
+        else:
+            self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        """Apply every change collected since the last frame, touching only what changed."""
+        frame = self.frames.take(time.monotonic())
+        if self.client is None:
+            return
+        try:
+            tree = self.query_one(TaskTree)
+        except NoMatches:
+            return  # shutting down: the screen is gone
+        with self.batch_update():
+            if frame.resync:
+                self._journal_kept = True  # maybe a restarted daemon, now with a journal
+                self.view.mirror = self.client.mirror
+                self.view.reset()
+                tree.rows_changed()
+                self._settle_heap()
+            elif frame.dirty:
+                if self.view.apply(frame.dirty):
+                    tree.rows_changed()
+                else:
+                    tree.tasks_changed(frame.dirty)
+            self.query_one(Inbox).redraw()
+            self._draw_status()
+            if frame.resync or tree.cursor_id in frame.dirty:
+                self._cursor_changed(refetch=False)
+            self._draw_header()
+        if frame.opened and not frame.resync:
+            self._announce(frame.opened)
+
+    @staticmethod
+    def _settle_heap() -> None:
+        """Collect once, then leave what a snapshot built out of later collections.
+
+        A snapshot of 10,000 tasks leaves a large heap of long-lived objects (rows,
+        indexes, widgets); every full collection walked all of it, a pause of ~25 ms
+        that landed in front of whatever key was pressed. Frozen objects are still
+        freed by reference counting when dropped. Done before the snapshot's first
+        frame (~20 ms of it with 10,000 tasks) rather than racing it.
+        """
+        gc.collect()
+        gc.freeze()
+
+    def _announce(self, opened: list[Prompt]) -> None:
+        self.bells += 1
+        self.bell()
+        for prompt in opened[:3]:
+            path = " › ".join(t.agent for t in self.view.path_of(prompt.task_id))
+            first, *more = prompt.question.splitlines() or [""]
+            lines = f" (+{len(more)} lines)" if more else ""
+            self.notify(f"{path}: {clip(first, 90)}{lines}",
+                        title=f"#{prompt.task_id} asks (b jumps)", severity="warning")
+        if len(opened) > 3:
+            self.notify(f"and {len(opened) - 3} more questions", severity="warning")
+
+    def _tick(self) -> None:
+        """Once a second: connection state, event rate, elapsed times."""
+        if self.client is not None:
+            self.connection = self.client.state
+        try:
+            tree = self.query_one(TaskTree)
+        except NoMatches:
+            return
+        with self.batch_update():
+            self._draw_status()
+            tree.refresh_visible()
+            self.query_one(DetailPane).redraw()
+
+    def _draw_status(self) -> None:
+        self._draw_tree_title()
+        bar = self.query_one(StatusBar)
+        bar.set_connection(self.connection)
+        asking = len(self.view.mirror.prompts)
+        bar.set_counts(self.view.counts, asking, self.view.total_tokens)
+        bar.set_rate(self.frames.rate())
+
+    def _draw_tree_title(self) -> None:
+        parts = ["Tasks"]
+        if self.connection is ConnectionState.DISCONNECTED:
+            parts.append("disconnected: last known state")
+        if self.view.filter_text:
+            parts.append(f"filter “{self.view.filter_text}”")
+        if self.view.hide_finished:
+            parts.append("finished hidden")
+        title = " · ".join(parts)
+        box = self.query_one("#tree-box")
+        if box.border_title != title:
+            box.border_title = title  # setting it repaints the box, even to the same text
+
+    # ------------------------------------------------------ cursor, detail
+
+    @on(TaskTree.Highlighted)
+    def _on_highlighted(self, event: TaskTree.Highlighted) -> None:
+        self._carry_out(self.modes.highlighted(event.task_id))
+        self._cursor_changed(refetch=True)
+
+    def _cursor_changed(self, *, refetch: bool) -> None:
+        """Sync the detail pane, prompt bar and footer keys with the highlighted task."""
+        task = self.query_one(TaskTree).cursor_task
+        detail = self.query_one(DetailPane)
+        task_id = task.id if task is not None else None
+        detail.show(task_id)
+        sig = (task_id, task.status, task.blocked_on) if task is not None else None
+        if task is not None and (refetch or sig != self._detail_sig):
+            self._detail_sig = sig
+            if self._detail_timer is not None:
+                self._detail_timer.stop()
+            self._detail_timer = self.set_timer(DETAIL_DELAY, lambda: self._fetch_detail(task.id))
+        self._sync_prompt_bar(task)
+        self._sync_bindings(task)
+
+    def _fetch_detail(self, task_id: int) -> None:
+        if not self.is_running:
+            return
+        self.run_worker(self._get_history(task_id), group="detail", exclusive=True,
+                        exit_on_error=False)
+
+    async def _get_history(self, task_id: int) -> None:
+        if self.client is None:
+            return
+        try:
+            _, prompts = await self.client.get(task_id)
+        except TaskdeckError:
+            return  # evicted meanwhile, or the daemon is away: the mirror's view stands
+        decisions = await self._get_decisions(task_id)
+        detail = self.query_one(DetailPane)
+        if detail.task_id == task_id:
+            detail.show(task_id, prompts, decisions)
+
+    async def _get_decisions(self, task_id: int) -> list[Decision] | None:
+        """The task's answers and aborts from the daemon's journal; None keeps what is shown."""
+        if self.client is None or not self._journal_kept:
+            return None
+        try:
+            return await self.client.history(task_id=task_id, limit=DECISIONS_SHOWN)
+        except (InvalidState, BadRequest):
+            # No journal (--no-journal), or a daemon from before `history`: quietly
+            # stop asking; the pane shows the prompts' own answers.
+            self._journal_kept = False
+            return None
+        except TaskdeckError:
+            return None
+
+    def _sync_prompt_bar(self, task: Task | None) -> None:
+        bar = self.query_one(PromptBar)
+        if self.mode.is_answering:
+            return  # the open box keeps its prompt until sent or cancelled
+        if task is not None and is_asking(task) and self.mode is not Mode.CONFIRM:
+            bar.show_prompt(task, self.view.path_of(task.id))
+            bar.display = True
+        else:
+            bar.display = False
+
+    def _sync_bindings(self, task: Task | None) -> None:
+        key = (
+            self.mode,
+            task is not None,
+            task is not None and task.status.is_ended,
+            len(task.blocked_on.choices) if task is not None and is_asking(task)
+            and task.blocked_on is not None else 0,
+        )
+        if key != self._binding_key:
+            self._binding_key = key
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.modes.allows(action, self._cursor_task(), covered=len(self.screen_stack) > 1)
+
+    def _cursor_task(self) -> Task | None:
+        return self._tree.cursor_task if self._tree is not None else None
+
+    # ------------------------------------------------------------- keys
+
+    def action_approve(self) -> None:
+        self.action_choose(1)
+
+    def action_choose(self, number: int) -> None:
+        task = self._cursor_task()
+        self._carry_out(self.modes.choose(task, number, unread=self._unread(task)))
+
+    def action_expand(self) -> None:
+        """Show more of a long question: the next lines, then back to the short view."""
+        self._carry_out(self.modes.expand(self._cursor_task()))
+
+    def action_deny(self) -> None:
+        self._carry_out(self.modes.open_answer(self._cursor_task(), Mode.REASON))
+
+    def action_reply(self) -> None:
+        self._carry_out(self.modes.open_answer(self._cursor_task(), Mode.REPLY))
+
+    def action_abort(self, only: bool = False) -> None:
+        task = self._cursor_task()
+        count = self.view.live_in_subtree(task.id, only=only) if task is not None else 0
+        self._carry_out(self.modes.abort(task, count, only=only))
+
+    def action_confirm_yes(self) -> None:
+        self._carry_out(self.modes.confirm(True))
+
+    def action_confirm_no(self) -> None:
+        self._carry_out(self.modes.confirm(False))
+
+    def action_filter(self) -> None:
+        self._carry_out(self.modes.open_filter())
+
+    def action_escape(self) -> None:
+        self._carry_out(self.modes.escape(filtered=bool(self.view.filter_text)))
+
+    @on(InlineInput.Changed, "#filter-input")
+    def _on_filter_changed(self, event: InlineInput.Changed) -> None:
+        event.stop()
+        self._carry_out(self.modes.filter_typed(event.value))
+
+    def action_next_blocked(self) -> None:
+        target = self.view.next_asking(self.query_one(TaskTree).cursor_id)
+        if target is None:
+            waiting = self.view.counts[TaskStatus.BLOCKED] - len(self.view.mirror.prompts)
+            also = f" ({waiting} wait on sub-tasks, which need no answer)" if waiting > 0 else ""
+            self.notify(f"no task is asking a question{also}")
+            return
+        self._go_to(target)
+
+    @on(JumpToTask)
+    def _on_jump(self, event: JumpToTask) -> None:
+        self.view.reveal([event.task_id])
+        self._go_to(event.task_id)
+
+    def action_toggle_finished(self) -> None:
+        self.view.hide_finished = not self.view.hide_finished
+        self.view.rebuild()
+        self.query_one(TaskTree).rows_changed()
+        state = "hidden" if self.view.hide_finished else "shown"
+        self.notify(f"finished work {state} (f toggles)")
+        self._draw_tree_title()
+
+    def action_toggle_side(self) -> None:
+        """Show or hide the detail and inbox panes (hidden by default below 100 columns)."""
+        self.screen.toggle_class("-side")
+        self.call_after_refresh(self._draw_header)
+
+    def action_toggle_fold(self) -> None:
+        """The tree's enter (and double click): fold or unfold the highlighted task."""
+        task_id = self.query_one(TaskTree).cursor_id
+        if task_id is None:
+            return
+        if task_id in self.view.collapsed:
+            self.action_unfold()
+        else:
+            self.action_fold()
+
+    def action_fold(self) -> None:
+        """The tree's left / h: fold the highlighted task, or on a leaf go to its parent."""
+        tree = self.query_one(TaskTree)
+        task_id = tree.cursor_id
+        if task_id is None:
+            return
+        row = self.view.index.get(task_id)
+        if row is not None and not self.view.rows[row].has_children:
+            parent = self.view.mirror.tasks[task_id].parent_id
+            if parent is not None and parent in self.view.index:
+                tree.move_to(parent)  # like a file tree: left on a leaf goes to its parent
+            return
+        self.view.fold(task_id)
+        tree.rows_changed()
+
+    def action_unfold(self) -> None:
+        """The tree's right / l: show a folded task's sub-tasks again."""
+        tree = self.query_one(TaskTree)
+        task_id = tree.cursor_id
+        if task_id is None or task_id not in self.view.collapsed:
+            return
+        self.view.unfold(task_id)
+        tree.rows_changed()
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C: say in plain words how to quit (Textual's own notice was markup)."""
+        self.notify("press q (or ctrl+q) to quit the dashboard", title="ctrl+c does not quit")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def palette_commands(self) -> list[Command]:
+        """The dashboard's actions offered in the command palette."""
+        return [
+            ("Abort task…", "abort the highlighted task and its sub-tasks (asks to confirm)",
+             self.action_abort),
+            ("Abort only this task…", "abort the highlighted task, not its sub-tasks",
+             lambda: self.action_abort(True)),
+            ("Toggle finished", "hide or show finished work", self.action_toggle_finished),
+            ("Jump to next question", "move to the next task asking a question",
+             self.action_next_blocked),
+            ("Filter…", "filter rows by text", self.action_filter),
+            ("Help", "list every key", self.action_help),
+        ]
+
+    # ------------------------------------------------------ keys for a box
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys for an open box are typed into it here, as they are read (see `_type`)."""
+        if (
+            isinstance(event, events.Key)
+            and not event.is_forwarded
+            and isinstance(self.focused, InlineInput)
+            and len(self.screen_stack) == 1
+            and await self._type(self.focused, event)
+        ):
+            return
+        await super().on_event(event)
+
+    async def _type(self, box: InlineInput, event: events.Key) -> bool:
+        """Act on a key for the open box at once, in the order the keys were read.
+
+        Handed to the box, a key waits in the box's own queue while the app reads the
+        next one: Enter was acted on after the keys typed behind it, which joined the
+        reply being sent, and keys typed right after the box closed were lost.
+
+        Returns:
+            False for a key the box does not take (e.g. tab): it goes its usual way.
+        """
+        if event.key in ("enter", "escape"):
+            sent = event.key == "enter"
+            if box.id == "prompt-input":
+                self._carry_out(self.modes.submit_answer(box.value) if sent
+                                else self.modes.cancel_answer())
+            else:
+                self._carry_out(self.modes.submit_filter(box.value) if sent
+                                else self.modes.cancel_filter())
+        elif event.is_printable and event.character is not None:
+            selection = box.selection
+            if selection.is_empty:
+                box.insert_text_at_cursor(event.character)
+            else:
+                box.replace(event.character, *selection)
+        else:
+            active = self.screen.active_bindings.get(event.key)
+            if active is None or active.node is not box:
+                return False
+            await self.run_action(active.binding.action, box)
+        return True
+
+    def _focus_now(self, widget: Widget) -> None:
+        """Focus at once, not after a refresh: keys typed next go where this one sent them.
+
+        (`Widget.focus()` lands later: after `b r` it took the focus back from the box
+        `r` had just opened.)
+        """
+        self.screen.set_focus(widget)
+
+    # ------------------------------------------------- carrying out intents
+
+    def _carry_out(self, intents: Intents) -> None:
+        """Do what a key decided, in order: the one place a key changes the screen."""
+        for intent in intents:
+            match intent:
+                case Say(text, severity):
+                    self.notify(text, severity=severity)
+                case Send(task_id, prompt_id, text, reason):
+                    self.run_worker(self._answer(task_id, prompt_id, text, reason),
+                                    group="answer", exit_on_error=False)
+                case OpenAnswer(task_id, label):
+                    self._open_answer(task_id, label)
+                case CloseAnswer():
+                    self._close_answer()
+                case Expand():
+                    self.query_one(PromptBar).expand()
+                case AskAbort(task_id, count, only):
+                    self._ask_abort(task_id, count, only)
+                case CloseConfirm():
+                    self.query_one(ConfirmBar).display = False
+                    self._cursor_changed(refetch=False)
+                case Abort(task_id, only):
+                    self.run_worker(self._abort(task_id, only), group="abort",
+                                    exit_on_error=False)
+                case OpenFilter():
+                    self._open_filter()
+                case ApplyFilter(text):
+                    self._apply_filter(text)
+                case LeaveFilter(keep):
+                    self._leave_filter(keep=keep)
+
+    def _unread(self, task: Task | None) -> int:
+        """Lines of the task's question never on screen (0 when it asks none)."""
+        if task is None or not is_asking(task):
+            return 0
+        return self.query_one(PromptBar).unread_lines(task, self.view.path_of(task.id))
+
+    def _open_answer(self, task_id: int, label: str) -> None:
+        task = self.view.mirror.tasks[task_id]
+        bar = self.query_one(PromptBar)
+        bar.show_prompt(task, self.view.path_of(task.id))
+        bar.display = True
+        self._focus_now(bar.open_input(label))
+        self._sync_bindings(task)
+
+    def _close_answer(self) -> None:
+        self.query_one(PromptBar).close_input()
+        self._focus_now(self.query_one(TaskTree))
+        self._cursor_changed(refetch=False)
+
+    async def _answer(self, task_id: int, prompt_id: int, text: str, reason: str | None) -> None:
+        if self.client is None:
+            return
+        try:
+            prompt = await self.client.answer(prompt_id, text, reason=reason)
+        except TaskdeckError as exc:
+            self.notify(f"#{task_id} not answered: {exc}", severity="error")
+            return
+        self.notify(answer_notice(prompt, text))
+
+    def _ask_abort(self, task_id: int, count: int, only: bool) -> None:
+        task = self.view.mirror.tasks[task_id]
+        confirm = self.query_one(ConfirmBar)
+        confirm.ask(task, count, only=only)
+        confirm.display = True
+        self.query_one(PromptBar).display = False
+        self._sync_bindings(task)
+
+    async def _abort(self, task_id: int, only: bool) -> None:
+        if self.client is None:
+            return
+        try:
+            stopped = await self.client.abort(task_id, only=only)
+        except TaskdeckError as exc:
+            self.notify(f"#{task_id} not aborted: {exc}", severity="error")
+            return
+        noun = "task" if len(stopped) == 1 else "tasks"
+        self.notify(f"aborted #{task_id}: {len(stopped)} {noun} stopped")
+
+    def _go_to(self, task_id: int) -> None:
+        """Move the cursor to a task the view has just revealed, and focus the tree."""
+        if not self.view.filter_text:
+            self._set_filter_box("")  # revealing it may have cleared the filter
+        tree = self.query_one(TaskTree)
+        tree.rows_changed()
+        tree.move_to(task_id)
+        self._focus_now(tree)
+        self._draw_tree_title()
+
+    def _open_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        bar.display = True
+        box = bar.query_one(InlineInput)
+        box.value = self.view.filter_text
+        self._focus_now(box)
+        self._sync_bindings(self.query_one(TaskTree).cursor_task)
+
+    def _apply_filter(self, typed: str) -> None:
+        if self.view.filter_text == typed.strip():
+            return
+        self.view.filter_text = typed.strip()
+        self.view.rebuild()
+        self.query_one(TaskTree).rows_changed()
+        self._draw_tree_title()
+
+    def _leave_filter(self, *, keep: bool) -> None:
+        if not keep or not self.view.filter_text:
+            self._set_filter_box("")
+            self.query_one(FilterBar).display = False
+            self.view.filter_text = ""
+            self.view.rebuild()
+            self.query_one(TaskTree).rows_changed()
+        self._focus_now(self.query_one(TaskTree))
+        self._draw_tree_title()
+        self._sync_bindings(self.query_one(TaskTree).cursor_task)
+
+    def _set_filter_box(self, value: str) -> None:
+        box = self.query_one("#filter-input", InlineInput)
+        with box.prevent(InlineInput.Changed):
+            box.value = value
+        if not value:
+            self.query_one(FilterBar).display = False
+
+    # --------------------------------------------------------- reporting
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Show a notice and keep it in `notices` (the daemon's replies are never swallowed).
+
+        Notices go to a line of their own above the bars, never over the tree or panes.
+        """
+        message = " ".join(message.splitlines())  # a notice is one line
+        content = Content.from_markup(message) if markup else Content(message)
+        self.notices.append((severity, content.plain))
+        try:
+            bar = self.query_one(NoticeBar)
+        except NoMatches:
+            return  # shutting down: kept in `notices` only
+        bar.add(severity, content, title,
+                self.NOTIFICATION_TIMEOUT if timeout is None else timeout)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.error is not None and worker.name != "connect":
+            self.notify(f"internal error: {worker.error}", severity="error")

@@ -1,0 +1,306 @@
+"""The dashboard's modes as a plain state machine: which box is open, and what a key may do.
+
+No Textual here. A key's action comes in with the facts it needs (the highlighted
+task, how many of its question's lines were never on screen, how many tasks an abort
+would stop) and intents come out, which the app carries out: send an answer, open or
+close a box, ask before an abort, or say in a notice why nothing happens. Every rule a
+key obeys lives here, so each is a unit test (tests/tui/test_modes.py).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from core.model import Task, Verdict
+from tui.view import is_asking, verdict_of
+
+
+class Mode(str, enum.Enum):
+    """Which box has the keys."""
+
+    NORMAL = "normal"
+    """None: the tree and the app's keys have them."""
+    REPLY = "reply"
+    """The answer box, for a free-text reply."""
+    REASON = "reason"
+    """The answer box, for a denial's optional reason."""
+    CONFIRM = "confirm"
+    """An abort waits for y or n."""
+    FILTER = "filter"
+    """The filter box."""
+
+    @property
+    def is_answering(self) -> bool:
+        """True while the answer box is open (its question stays in the bar until it closes)."""
+        return self in (Mode.REPLY, Mode.REASON)
+
+
+# ------------------------------------------------------------------ intents
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """Show a notice: why a key did nothing, or what it would have risked."""
+
+    text: str
+    severity: str = "information"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Answer a prompt through the daemon."""
+
+    task_id: int
+    prompt_id: int
+    text: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAnswer:
+    """Show the task's question with the answer box open and focused, labelled with what it sends."""
+
+    task_id: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAnswer:
+    """Hide the answer box; the tree has the keys again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expand:
+    """Show the next lines of the highlighted question."""
+
+
+@dataclass(frozen=True, slots=True)
+class AskAbort:
+    """Show what an abort would stop, and wait for y or n."""
+
+    task_id: int
+    count: int
+    only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConfirm:
+    """Hide the abort confirmation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Abort the task (and its sub-tasks unless `only`) through the daemon."""
+
+    task_id: int
+    only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFilter:
+    """Show the filter box, focused, holding the filter in force."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyFilter:
+    """Show only the rows that match this text (and their ancestors)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveFilter:
+    """Give the tree the keys again, keeping the filter in force or clearing it."""
+
+    keep: bool
+
+
+Intent = (Say | Send | OpenAnswer | CloseAnswer | Expand | AskAbort | CloseConfirm | Abort
+          | OpenFilter | ApplyFilter | LeaveFilter)
+Intents = tuple[Intent, ...]
+"""What a key does, in order; empty when it does nothing at all."""
+
+
+# ------------------------------------------------------------------ the machine
+
+ALWAYS = frozenset({"quit", "help", "command_palette", "escape"})
+"""Actions live in every mode and over every screen (each screen handles its own first)."""
+
+TREE_ACTIONS = frozenset({"toggle_fold", "fold", "unfold"})
+"""The tree's own keys, carried out by the app: live whenever the tree has the focus."""
+
+
+@dataclass
+class Modes:
+    """The open mode and what it is about; each method is one key's rule."""
+
+    mode: Mode = Mode.NORMAL
+    answering: tuple[int, int] | None = None
+    """(task id, prompt id) the open answer box sends to."""
+    choices: list[str] = field(default_factory=list)
+    """The choices of the question the open box answers (its last one denies)."""
+    confirming: tuple[int, bool] | None = None
+    """(task id, only) of the abort waiting for y / n."""
+
+    def allows(self, action: str, task: Task | None, *, covered: bool = False) -> bool:
+        """Whether a key's action applies now (keys that do not are left off the footer).
+
+        Args:
+            action: The action's name, without parameters.
+            task: The highlighted task.
+            covered: Help or the command palette is open over the main screen.
+        """
+        if action in ALWAYS:
+            return True
+        if covered:
+            return False  # its keys are its own
+        if action in TREE_ACTIONS:
+            return True
+        if action in ("confirm_yes", "confirm_no"):
+            return self.mode is Mode.CONFIRM
+        if self.mode is not Mode.NORMAL:
+            return False
+        if action == "abort":
+            return task is not None and not task.status.is_ended
+        # Answer keys stay live on every row: on one that is not asking they say so,
+        # instead of doing nothing in silence.
+        return True
+
+    # ---------------------------------------------------------------- answers
+
+    def choose(self, task: Task | None, number: int, *, unread: int = 0) -> Intents:
+        """A numbered choice (`a` is 1), sent at once.
+
+        Args:
+            unread: Lines of the task's question never on screen; an approval waits for them.
+        """
+        said = _not_asking(task)
+        if said:
+            return said
+        assert task is not None and task.blocked_on is not None
+        choices = task.blocked_on.choices
+        if not 1 <= number <= len(choices):
+            return (Say(f"#{task.id} offers {len(choices)} choices: keys 1-{len(choices)}",
+                        "warning"),)
+        choice = choices[number - 1]
+        if unread and verdict_of(task, choice) is Verdict.APPROVED:
+            return (Say(f"#{task.id}'s question has {unread} more lines you have not seen: "
+                        "e shows them; approve once you have read them", "warning"),)
+        return (Send(task.id, task.blocked_on.prompt_id, choice),)
+
+    def expand(self, task: Task | None) -> Intents:
+        """Show more of a long question."""
+        return _not_asking(task) or (Expand(),)
+
+    def open_answer(self, task: Task | None, mode: Mode) -> Intents:
+        """Open the answer box for a reply (`r`) or a denial's reason (`d`)."""
+        said = _not_asking(task)
+        if said:
+            return said
+        assert task is not None and task.blocked_on is not None and mode.is_answering
+        self.mode = mode
+        self.answering = (task.id, task.blocked_on.prompt_id)
+        self.choices = list(task.blocked_on.choices)
+        label = "deny reason" if mode is Mode.REASON else "reply"
+        return (OpenAnswer(task.id, label),)
+
+    def submit_answer(self, typed: str) -> Intents:
+        """Enter in the answer box: the denial with its reason, or the reply (never an empty one)."""
+        if self.answering is None:
+            return ()
+        task_id, prompt_id = self.answering
+        text = typed.strip()
+        if self.mode is Mode.REASON:
+            denial = self.choices[-1] if self.choices else "deny"
+            sent = Send(task_id, prompt_id, denial, reason=text or None)
+        elif text:
+            sent = Send(task_id, prompt_id, text)
+        else:
+            return (Say("type a reply first (Esc cancels)", "warning"),)
+        return (sent, *self.cancel_answer())
+
+    def cancel_answer(self) -> Intents:
+        """Esc in the answer box: close it, sending nothing."""
+        self.mode = Mode.NORMAL
+        self.answering = None
+        self.choices = []
+        return (CloseAnswer(),)
+
+    # ---------------------------------------------------------------- aborts
+
+    def abort(self, task: Task | None, count: int, *, only: bool = False) -> Intents:
+        """`x` (or `X`, `only`): ask before stopping `count` live tasks.
+
+        Asked again over an open confirmation (from the palette), it names the task now highlighted.
+        """
+        if task is None or self.mode not in (Mode.NORMAL, Mode.CONFIRM):
+            return ()
+        if count == 0:
+            return (Say(f"#{task.id} and its sub-tasks have all ended: nothing to abort"),)
+        self.mode = Mode.CONFIRM
+        self.confirming = (task.id, only)
+        return (AskAbort(task.id, count, only),)
+
+    def confirm(self, yes: bool) -> Intents:
+        """`y` aborts what the confirmation named, `n` keeps it."""
+        if self.confirming is None:
+            return ()
+        task_id, only = self.confirming
+        closed = self._close_confirm()
+        return (*closed, Abort(task_id, only)) if yes else closed
+
+    def highlighted(self, task_id: int | None) -> Intents:
+        """The cursor moved: a confirmation that named another task is dropped."""
+        if self.confirming is not None and task_id != self.confirming[0]:
+            return self._close_confirm()
+        return ()
+
+    def _close_confirm(self) -> Intents:
+        self.mode = Mode.NORMAL
+        self.confirming = None
+        return (CloseConfirm(),)
+
+    # ---------------------------------------------------------------- the filter
+
+    def open_filter(self) -> Intents:
+        """`/`: open the filter box (only from the tree)."""
+        if self.mode is not Mode.NORMAL:
+            return ()
+        self.mode = Mode.FILTER
+        return (OpenFilter(),)
+
+    def filter_typed(self, text: str) -> Intents:
+        """The filter box changed: filter as it is typed (not on a change that lands after Enter)."""
+        return (ApplyFilter(text),) if self.mode is Mode.FILTER else ()
+
+    def submit_filter(self, typed: str) -> Intents:
+        """Enter in the filter box: keep what it holds."""
+        self.mode = Mode.NORMAL
+        return (ApplyFilter(typed), LeaveFilter(keep=True))
+
+    def cancel_filter(self) -> Intents:
+        """Esc in the filter box: clear the filter."""
+        self.mode = Mode.NORMAL
+        return (LeaveFilter(keep=False),)
+
+    # ---------------------------------------------------------------- escape
+
+    def escape(self, *, filtered: bool) -> Intents:
+        """Esc outside a box: drop the confirmation, else the answer box, else a filter in force."""
+        if self.mode is Mode.CONFIRM:
+            return self._close_confirm()
+        if self.mode.is_answering:
+            return self.cancel_answer()  # the focus left the box (a click): Esc still closes it
+        if filtered:
+            return self.cancel_filter()
+        return ()
+
+
+def _not_asking(task: Task | None) -> Intents:
+    """Why an answer key does nothing on this row, or () when the task asks a question."""
+    if task is None:
+        return (Say("no task highlighted"),)
+    if not is_asking(task) or task.blocked_on is None:
+        return (Say(f"#{task.id} is not asking; b jumps to the next question", "warning"),)
+    return ()
