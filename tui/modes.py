@@ -59,7 +59,7 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class OpenAnswer:
-    """Show the task's question with the answer box open and focused, labelled with what it sends."""
+    """Show the task's question, the answer box open and focused, labelled by what it sends."""
 
     task_id: int
     label: str
@@ -206,7 +206,7 @@ class Modes:
         return (OpenAnswer(task.id, label),)
 
     def submit_answer(self, typed: str) -> Intents:
-        """Enter in the answer box: the denial with its reason, or the reply (never an empty one)."""
+        """Enter in the answer box: the denial with its reason, or the reply (not an empty one)."""
         if self.answering is None:
             return ()
         task_id, prompt_id = self.answering
@@ -271,7 +271,7 @@ class Modes:
         return (OpenFilter(),)
 
     def filter_typed(self, text: str) -> Intents:
-        """The filter box changed: filter as it is typed (not on a change that lands after Enter)."""
+        """The filter box changed: filter as it is typed (not a change that lands after Enter)."""
         return (ApplyFilter(text),) if self.mode is Mode.FILTER else ()
 
     def submit_filter(self, typed: str) -> Intents:
