@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import TaskdeckError
-from tui.deck import Connect, DeckApp
+from tui.deck import DeckApp
+from tui.live import Connect
 
 if TYPE_CHECKING:
     from core.client import Client

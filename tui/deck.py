@@ -39,8 +39,6 @@ from tui.view import answer_notice, is_asking
 from tui.widgets.bars import ConfirmBar, FilterBar, InlineInput, PromptBar
 from tui.widgets.task_tree import TaskTree
 
-__all__ = ["Connect", "DeckApp"]
-
 
 class DeckApp(LiveDeck):
     """The taskdeck dashboard: the live deck, answered and steered by key."""

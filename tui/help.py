@@ -24,6 +24,7 @@ class Commanded(Protocol):
 
     def palette_commands(self) -> list[Command]: ...
 
+
 KEYS: tuple[tuple[str, str, str], ...] = (
     ("Move", "j / ↓, k / ↑", "next / previous task"),
     ("Move", "PgDn, PgUp, g, G", "page down / up, first, last"),

@@ -253,6 +253,24 @@ async def test_enter_folds_a_subtree(scene: Scene) -> None:
         assert len(app.view.rows) == 13
 
 
+async def test_h_on_a_leaf_goes_to_its_parent_then_folds_it_and_l_unfolds(
+    scene: Scene,
+) -> None:
+    app = deck(scene)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        tree = app.query_one(TaskTree)
+        await move_to(app, pilot, 3)  # a leaf under #2 under #1
+        await pilot.press("h")
+        assert tree.cursor_id == 2 and len(app.view.rows) == 13
+        await pilot.press("h")
+        assert 3 not in app.view.index and "▸" in row_of(app, 2)
+        await pilot.press("l")
+        assert 3 in app.view.index and len(app.view.rows) == 13
+        await pilot.click(TaskTree, offset=(10, app.view.index[2]), times=2)
+        assert 3 not in app.view.index  # a double click folds too
+
+
 async def test_help_lists_every_key(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
