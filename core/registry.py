@@ -561,8 +561,8 @@ class Registry:
             for i in live:
                 ended = copy.copy(self._tasks[i])
                 pending = self._pending_prompt(ended)
-                ended.status, ended.error, ended.end_reason = TaskStatus.FAILED, error, EndReason.ABORTED
-                ended.ended_at, ended.progress = self.clock(), None
+                ended.status, ended.error = TaskStatus.FAILED, error
+                ended.end_reason, ended.ended_at, ended.progress = EndReason.ABORTED, self.clock(), None
                 ended.blocked_reason = ended.blocked_on = None
                 tasks.append(ended)
                 if pending is not None:

@@ -480,9 +480,12 @@ class Daemon:
         request's own work (docs/BENCHMARKS.md). The FD is edge-triggered: it signals
         when the socket's state may have changed, and only re-arms once a receive has
         found it empty, so this reads while ZMQ_EVENTS says POLLIN (checked after every
-        send and receive, as libzmq asks for an FD user) and comes back on the next loop turn when it stops at `DRAIN_BATCH` with requests
-        left. A request whose handler must await (an async journal) goes to a task,
-        and draining pauses until it is answered: requests stay one at a time, in order.
+        send and receive, as libzmq asks for an FD user) and comes back on the next loop
+        turn when it stops at `DRAIN_BATCH` with requests left. The replies wait for the
+        end of the batch: the journal writes the batch's rows in one transaction, then
+        its events are published and its replies sent (`_end_batch`). A request whose
+        handler must await (an async journal) goes to a task, and draining pauses until
+        it is answered: requests stay one at a time, in order.
         """
         cmd = self._cmd
         if cmd is None or self._loop is None or self._waiting is not None:
