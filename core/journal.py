@@ -28,6 +28,11 @@ The database runs in WAL mode. Three kinds of writes:
   so an id is never given twice, even when the rows of the last moments before a
   crash were lost.
 
+The reply to each request that created, ended or decided something is kept
+with the rows of its batch (`remember()`, the last `REPLIES_KEPT`): a client
+retrying a request whose reply was lost in a crash gets that reply from the
+restarted daemon instead of having the request applied twice.
+
 Before every write the journal checks that its file is still the one it opened
 (device and inode): a journal deleted or replaced under the daemon, like one
 that cannot be written, sets `failed`, is logged once, and refuses every later
@@ -73,8 +78,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 """Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused.
 
-2 added `audit.question` and the `meta` table (the id reservation); older files
-are upgraded in place when opened.
+2 added `audit.question`, the `meta` table (the id reservation) and the
+`replies` table (the dedupe window across restarts); older files are upgraded
+in place when opened.
 """
 
 ID_BLOCK = 1000
@@ -132,7 +138,15 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS replies (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    reply BLOB NOT NULL
+);
 """
+
+REPLIES_KEPT = 4096
+"""Replies to state changes kept by request id, across restarts (the daemon's dedupe window)."""
 
 
 class JournalError(TaskdeckError):
@@ -176,6 +190,7 @@ class Journal:
         self._prompts: dict[int, Prompt] = {}
         self._evicted: dict[int, float] = {}
         self._audits: list[tuple[tuple[object, ...], tuple[int, ...]]] = []
+        self._replies: dict[str, bytes] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._stop_listening: list[Callable[[], None]] = []
         self._epoch: int | None = None
@@ -326,7 +341,29 @@ class Journal:
     @property
     def pending(self) -> int:
         """Rows waiting for the next commit."""
-        return len(self._tasks) + len(self._prompts) + len(self._evicted) + len(self._audits)
+        return (len(self._tasks) + len(self._prompts) + len(self._evicted) + len(self._audits)
+                + len(self._replies))
+
+    def remember(self, request_id: str, reply: bytes) -> None:
+        """Queue the reply to a state change, written with the rows of its batch.
+
+        A client whose reply was lost in a crash retries with the same request id;
+        the restarted daemon (`replies()`) answers it with this reply instead of
+        applying the request twice (an ask asked again, an open opened twice).
+        """
+        self._replies[request_id] = reply
+
+    def replies(self) -> list[tuple[str, bytes]]:
+        """The last `REPLIES_KEPT` remembered replies, oldest first, for a starting daemon."""
+        self._flush(durable=False)
+        try:
+            rows = self._db.execute(
+                "SELECT request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
+                (REPLIES_KEPT,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _damaged(self.path, exc) from None
+        return [(request_id, bytes(reply)) for request_id, reply in reversed(rows)]
 
     def audit(
         self,
@@ -354,10 +391,25 @@ class Journal:
                 `history(task_id=...)` finds the decision from each of them.
             question: the question answered, kept so the record stands alone.
         """
-        self._audits.append(self._audit_row(
-            action, task_id=task_id, prompt_id=prompt_id, detail=detail, by=by,
-            origin=origin, affected=affected, question=question,
-        ))
+        row = (
+            time.time(),
+            self._epoch,
+            action,
+            task_id,
+            prompt_id,
+            detail,
+            by,
+            _attr(origin, "user", str),
+            _attr(origin, "host", str),
+            _attr(origin, "pid", int),
+            _attr(origin, "client", str),
+            _attr(origin, "curve_key", str),
+            question,
+        )
+        ids = {i for i in affected if isinstance(i, int)}
+        if task_id is not None:
+            ids.add(task_id)
+        self._audits.append((row, tuple(sorted(ids))))
 
     def record(
         self,
@@ -382,45 +434,13 @@ class Journal:
             self._tasks[task.id] = task
         for prompt in prompts:
             self._prompts[prompt.id] = prompt
-        self._audits.append(self._audit_row(action, **fields))
+        self.audit(action, **fields)
         try:
             self.commit()
         except JournalError:
             self._tasks, self._prompts = saved
             self._audits.pop()
             raise
-
-    def _audit_row(
-        self,
-        action: str,
-        *,
-        task_id: int | None,
-        prompt_id: int | None,
-        detail: str,
-        by: str,
-        origin: object | None,
-        affected: Iterable[int] = (),
-        question: str | None = None,
-    ) -> tuple[tuple[object, ...], tuple[int, ...]]:
-        row = (
-            time.time(),
-            self._epoch,
-            action,
-            task_id,
-            prompt_id,
-            detail,
-            by,
-            _attr(origin, "user", str),
-            _attr(origin, "host", str),
-            _attr(origin, "pid", int),
-            _attr(origin, "client", str),
-            _attr(origin, "curve_key", str),
-            question,
-        )
-        ids = {i for i in affected if isinstance(i, int)}
-        if task_id is not None:
-            ids.add(task_id)
-        return row, tuple(sorted(ids))
 
     def commit(self) -> None:
         """Write everything pending and make it durable (fsync) before returning.
@@ -453,6 +473,7 @@ class Journal:
         if not self.pending:
             return
         tasks, prompts, evicted, audits = self._tasks, self._prompts, self._evicted, self._audits
+        replies = self._replies
         encode = self._encoder.encode
         statements: list[tuple[str, list[tuple[object, ...]]]] = []
         if tasks:
@@ -477,8 +498,18 @@ class Journal:
                 "UPDATE tasks SET evicted_at=? WHERE id=?",
                 [(ts, task_id) for task_id, ts in evicted.items()],
             ))
+        if replies:
+            statements.append((
+                "INSERT OR REPLACE INTO replies(request_id, reply) VALUES (?, ?)",
+                list(replies.items()),
+            ))
+            statements.append((
+                "DELETE FROM replies WHERE seq <= (SELECT max(seq) FROM replies) - ?",
+                [(REPLIES_KEPT,)],
+            ))
         self._write(statements, durable=durable, audits=audits)
         self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
+        self._replies = {}
 
     def _write(
         self,

@@ -228,6 +228,8 @@ class Daemon:
             raise
         self._connection = connection
         self._unlisten = self.registry.listen(self._publish)
+        for request_id, reply in getattr(self.journal, "replies", list)()[-self._dedupe_size:]:
+            self._replies[request_id] = reply  # a retry after a restart is not applied again
         record = getattr(self.journal, "record", None)
         if record is not None and self.registry.recorder is None:
             self.registry.recorder = record
@@ -662,13 +664,20 @@ class Daemon:
         return self._remember(request, reply)
 
     def _remember(self, request: p.Request, reply: bytes) -> bytes:
-        """Keep the reply to a state change by request id, so a retry gets it unapplied."""
+        """Keep the reply to a state change by request id, so a retry gets it unapplied.
+
+        Replies to commands that create, end or decide also go to the journal, so a
+        retry whose first reply was lost in a crash is not applied again after the restart.
+        """
         if self._batch is not None and isinstance(request.body, _RECORDED):
             self._batch_recorded.append((len(self._batch), request.id))
         if request.body.mutating:
             self._replies[request.id] = reply
             if len(self._replies) > self._dedupe_size:
                 self._replies.popitem(last=False)
+            remember = getattr(self.journal, "remember", None)
+            if remember is not None and isinstance(request.body, _RECORDED):
+                remember(request.id, reply)  # written with the batch, before the reply
         return reply
 
     # --------------------------------------------------------------- handlers

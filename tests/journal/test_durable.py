@@ -9,10 +9,12 @@ the daemon, and smaller gaps in what the journal says and how it says it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ from core.client import Client, SyncClient
 from core.errors import TaskdeckError
 from core.journal import Journal
 from core.model import EndReason, Prompt, PromptState, TaskStatus
+from core.registry import Registry
+from core.runtime import read_connection
 from tests.journal.test_faults import ROOT, Deck
 from tests.support import until
 
@@ -58,8 +62,33 @@ async def watcher(deck: Deck) -> tuple[Client, asyncio.Queue[Prompt]]:
     return client, queue
 
 
+@contextlib.asynccontextmanager
+async def journaled(tmp_path: Path) -> AsyncIterator[tuple[Registry, Journal, Path]]:
+    """An in-process daemon with a real journal (its recorder installed by the daemon)."""
+    from core.server import Daemon
+    from tests.wire.conftest import HEARTBEAT, make_registry
+
+    path = tmp_path / "state" / "journal.sqlite3"
+    journal = Journal.open(path)
+    registry = make_registry(first_id=journal.next_id())
+    journal.attach(registry)
+    try:
+        async with Daemon(registry, runtime_dir=tmp_path / "run", journal=journal,
+                          heartbeat=HEARTBEAT):
+            yield registry, journal, path
+    finally:
+        journal.detach()
+        await registry.close()
+        journal.close()
+
+
 def finish(process: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"DEBUG {out!r} {err!r}")
     return process.returncode, out, err
 
 
@@ -141,9 +170,34 @@ async def test_acknowledged_opens_asks_and_finishes_survive_kill_9(tmp_path: Pat
         deck.stop()
 
 
-async def test_ids_are_reserved_durably_before_they_are_given(journal_path: Path) -> None:
-    from core.registry import Registry
+@pytest.mark.timeout(60)
+async def test_a_retry_whose_reply_was_lost_in_kill_9_is_not_applied_again(
+    tmp_path: Path,
+) -> None:
+    from tests.wire.test_commands import raw_request
 
+    deck = Deck(tmp_path)
+    try:
+        await deck.start()
+        async with Client(deck.runtime_dir) as client:
+            task = await client.open_task("deploy", lease=600)
+            await task.close()
+        ask = p.encode(p.Request(id="ask-once", version=p.PROTOCOL_VERSION,
+                                 body=p.Ask(task_id=task.id, question="Deploy?")))
+        first = await raw_request(read_connection(deck.runtime_dir).commands, ask)
+        assert first.ok
+        deck.kill()  # as if its reply had been lost: the client sends it again
+        await deck.start()
+        again = await raw_request(read_connection(deck.runtime_dir).commands, ask)
+        assert again == first  # the reply it was given, not a second question
+        async with Client(deck.runtime_dir) as client:
+            _, asked = await client.get(task.id)
+        assert [q.question for q in asked] == ["Deploy?"]
+    finally:
+        deck.stop()
+
+
+async def test_ids_are_reserved_durably_before_they_are_given(journal_path: Path) -> None:
     journal = Journal.open(journal_path)
     registry = Registry(first_id=journal.next_id())
     journal.attach(registry)
@@ -230,15 +284,7 @@ async def test_deleted_journal_stops_decisions_loudly(tmp_path: Path) -> None:
 async def test_an_in_process_agent_does_not_resume_on_an_unrecorded_answer(
     tmp_path: Path,
 ) -> None:
-    from core.server import Daemon
-    from tests.wire.conftest import HEARTBEAT, make_registry
-
-    path = tmp_path / "state" / "journal.sqlite3"
-    journal = Journal.open(path)
-    registry = make_registry(first_id=journal.next_id())
-    journal.attach(registry)
-    async with Daemon(registry, runtime_dir=tmp_path / "run", journal=journal,
-                      heartbeat=HEARTBEAT):
+    async with journaled(tmp_path) as (registry, journal, path):
         async with Client(tmp_path / "run") as client:
             task = await client.submit("echo", "rm -rf build")
             await until(lambda: registry.get(task.id).blocked_on is not None)
@@ -246,23 +292,11 @@ async def test_an_in_process_agent_does_not_resume_on_an_unrecorded_answer(
             path.unlink()
             with pytest.raises(TaskdeckError, match="deleted or replaced"):
                 await client.answer(prompt_id, "approve")
-            await asyncio.sleep(0)  # an agent woken by the answer would run in this turn
             assert registry.get(task.id).status is TaskStatus.BLOCKED
             assert registry.get_prompt(prompt_id).state is PromptState.PENDING
-    journal.detach()
-    await registry.close()
-    journal.close()
 
 
 async def test_events_are_published_only_after_their_rows_are_written(tmp_path: Path) -> None:
-    from core.server import Daemon
-    from tests.wire.conftest import HEARTBEAT, make_registry
-
-    path = tmp_path / "state" / "journal.sqlite3"
-    journal = Journal.open(path)
-    registry = make_registry(first_id=journal.next_id())
-    journal.attach(registry)
-    reader = sqlite3.connect(path)
     unwritten: list[int] = []
     seen: set[int] = set()
 
@@ -273,18 +307,15 @@ async def test_events_are_published_only_after_their_rows_are_written(tmp_path: 
             if task_id not in written:
                 unwritten.append(task_id)
 
-    async with Daemon(registry, runtime_dir=tmp_path / "run", journal=journal,
-                      heartbeat=HEARTBEAT):
+    async with journaled(tmp_path) as (registry, journal, path):
+        reader = sqlite3.connect(path)
         async with Client(tmp_path / "run") as watching, Client(tmp_path / "run") as acting:
             await watching.start_mirror(check)
             await watching.wait_synced(timeout=5)
             created = [(await acting.submit("echo", f"job {i}")).id for i in range(10)]
             created += [(await acting.open_task(f"ext {i}", lease=60)).id for i in range(10)]
             await until(lambda: seen >= set(created), what="every task's event")
-    reader.close()
-    journal.detach()
-    await registry.close()
-    journal.close()
+        reader.close()
     assert unwritten == []
 
 
@@ -292,23 +323,12 @@ async def test_events_are_published_only_after_their_rows_are_written(tmp_path: 
 
 
 async def test_a_timeout_default_is_in_history(tmp_path: Path) -> None:
-    from core.server import Daemon
-    from tests.wire.conftest import HEARTBEAT, make_registry
-
-    path = tmp_path / "state" / "journal.sqlite3"
-    journal = Journal.open(path)
-    registry = make_registry(first_id=journal.next_id())
-    journal.attach(registry)
-    async with Daemon(registry, runtime_dir=tmp_path / "run", journal=journal,
-                      heartbeat=HEARTBEAT):
+    async with journaled(tmp_path) as (registry, journal, path):
         task = registry.open_external("nightly", lease=60)
         prompt = registry.open_prompt(task.id, "Skip the slow tests?", choices=["yes", "no"],
                                       timeout=0.05, default="no")
         await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED)
         [entry] = journal.history(task_id=task.id)
-    journal.detach()
-    await registry.close()
-    journal.close()
     assert (entry.action, entry.prompt_id, entry.by) == ("answer", prompt.id, "timeout")
     assert entry.detail == "no: no answer in time"
     assert entry.question == "Skip the slow tests?"
@@ -402,8 +422,6 @@ def serve(tmp_path: Path, journal: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(60)
 async def test_a_damaged_journal_is_one_line_and_a_refusal(journal_path: Path,
                                                            tmp_path: Path) -> None:
-    from core.registry import Registry
-
     journal = Journal.open(journal_path)
     registry = Registry(first_id=journal.next_id())
     journal.attach(registry)
