@@ -448,15 +448,13 @@ class Journal:
         Raises:
             JournalError: the write failed; nothing pending is dropped.
         """
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._flush(durable=True)
+        self.write(durable=True)
 
-    def write(self) -> None:
-        """Write everything pending now, without an fsync (a crash of the process loses none).
+    def write(self, *, durable: bool = False) -> None:
+        """Write everything pending now; without an fsync unless `durable`.
 
-        The daemon calls it before it replies to a batch of requests and before it
+        Without one a crash of the process loses none of it, a power cut may. The
+        daemon calls it before it replies to a batch of requests and before it
         publishes events, so no client hears of a change whose row is not written.
 
         Raises:
@@ -465,7 +463,7 @@ class Journal:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._flush(durable=False)
+        self._flush(durable=durable)
 
     def _flush(self, *, durable: bool) -> None:
         if self._closed:

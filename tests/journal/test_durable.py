@@ -82,13 +82,22 @@ async def journaled(tmp_path: Path) -> AsyncIterator[tuple[Registry, Journal, Pa
         journal.close()
 
 
+async def asked(deck: Deck, description: str, question: str) -> int:
+    """Open an external task that asks `question` and is left waiting; returns its id."""
+    async with Client(deck.runtime_dir) as client:
+        task = await client.open_task(description, lease=600)
+        await client.request(p.Ask(task_id=task.id, question=question))
+        await task.close()
+    return task.id
+
+
 def finish(process: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str, str]:
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
-        raise AssertionError(f"DEBUG {out!r} {err!r}")
+        raise AssertionError(f"{process.args} did not exit: {out!r} {err!r}") from None
     return process.returncode, out, err
 
 
@@ -355,15 +364,12 @@ async def test_a_retried_answer_after_a_restart_says_who_answered(tmp_path: Path
     deck = Deck(tmp_path)
     try:
         await deck.start()
-        async with Client(deck.runtime_dir) as client:
-            task = await client.open_task("migrate", lease=600)
-            await client.request(p.Ask(task_id=task.id, question="Migrate the db?"))
-            await task.close()
-        answered = deck.cli("answer", str(task.id), "approve")
+        task_id = await asked(deck, "migrate", "Migrate the db?")
+        answered = deck.cli("answer", str(task_id), "approve")
         assert answered.returncode == 0, answered.stderr
         deck.kill()
         await deck.start()
-        again = deck.cli("answer", str(task.id), "approve")
+        again = deck.cli("answer", str(task_id), "approve")
         assert again.returncode == 2
         line = again.stderr.strip()
         assert "already answered 'approve' by cli" in line and "Migrate the db?" in line
@@ -377,11 +383,8 @@ async def test_history_prints_the_question_with_each_answer(tmp_path: Path) -> N
     deck = Deck(tmp_path)
     try:
         await deck.start()
-        async with Client(deck.runtime_dir) as client:
-            task = await client.open_task("deploy", lease=600)
-            await client.request(p.Ask(task_id=task.id, question="Deploy A to prod?"))
-            await task.close()
-        assert deck.cli("answer", str(task.id), "deny", "--reason", "freeze").returncode == 0
+        task_id = await asked(deck, "deploy", "Deploy A to prod?")
+        assert deck.cli("answer", str(task_id), "deny", "--reason", "freeze").returncode == 0
         shown = deck.cli("history")
         assert shown.returncode == 0, shown.stderr
         lines = shown.stdout.splitlines()
