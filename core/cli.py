@@ -354,6 +354,9 @@ async def _serve(args: argparse.Namespace) -> int:
     journal = None
     if not args.no_journal:
         journal = Journal.open(args.journal or default_journal_path())
+        if journal.fresh:
+            print(f"taskdeck: journal {journal.path} is new or empty: history starts fresh",
+                  file=sys.stderr, flush=True)
     registry = Registry(
         max_concurrent=args.max_concurrent,
         default_timeout=args.task_timeout or None,
@@ -885,7 +888,10 @@ def _history_line(entry) -> str:
     target = f"task {entry.task_id}" if entry.task_id is not None else ""
     if entry.prompt_id is not None:
         target += f" prompt {entry.prompt_id}"
-    return f"{when}  {entry.action:<7} {target:<22} {printable(entry.detail)}  by {printable(entry.by)}"
+    line = (f"{when}  {entry.action:<7} {target:<22} {printable(entry.detail)}"
+            f"  by {printable(entry.by)}")
+    question = getattr(entry, "question", None)
+    return f"{line}\n{'':<21}? {printable(question)}" if question else line
 
 
 if __name__ == "__main__":

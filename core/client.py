@@ -29,6 +29,7 @@ from core.errors import (
     PromptTimedOut,
     TaskdeckError,
     Unavailable,
+    UnknownTask,
 )
 from core.mirror import Mirror, OutOfSync
 from core.model import (
@@ -432,8 +433,8 @@ class Client(_Endpoint):
         self._mirror_task: asyncio.Task[None] | None = None
         self._on_change: Callable[[Changes], None] | None = None
         self._synced = asyncio.Event()
-        self._prompt_waiters: dict[int, tuple[int, asyncio.Future[tuple[Task, Prompt]]]] = {}
-        """Prompt id -> (its task id, the future an `ask` waits on)."""
+        self._prompt_waiters: dict[int, tuple[Prompt, asyncio.Future[tuple[Task, Prompt]]]] = {}
+        """Prompt id -> (the prompt as asked, the future an `ask` waits on)."""
         self._external: set[ExternalTask] = set()
         self._closed = False
 
@@ -883,7 +884,10 @@ class Client(_Endpoint):
                 changes.closed.append(prompt)
                 waiter = self._prompt_waiters.pop(prompt.id, None)
                 if waiter is not None and not waiter[1].done():
-                    waiter[1].set_result((task, prompt))
+                    if _same_question(waiter[0], prompt):
+                        waiter[1].set_result((task, prompt))
+                    else:  # the id was given again after a restart: not our answer
+                        waiter[1].set_exception(_question_lost(waiter[0]))
             case TasksEvicted(task_ids=ids):
                 changes.task_ids.update(ids)
                 changes.evicted.extend(ids)
@@ -893,35 +897,74 @@ class Client(_Endpoint):
     def _watch_prompt(self, prompt: Prompt) -> asyncio.Future[tuple[Task, Prompt]]:
         future: asyncio.Future[tuple[Task, Prompt]] = asyncio.get_running_loop().create_future()
         for closed in self.mirror.history.get(prompt.task_id, ()):
-            if closed.id == prompt.id and closed.created_at == prompt.created_at:
+            if closed.id == prompt.id and _same_question(prompt, closed):
                 # answered before we got the Ask reply
                 future.set_result((self.mirror.tasks[prompt.task_id], closed))
                 return future
-        self._prompt_waiters[prompt.id] = (prompt.task_id, future)
+        self._prompt_waiters[prompt.id] = (prompt, future)
         return future
 
     def _check_waiters_after_resync(self) -> None:
-        """A prompt closed inside a gap shows only as missing from the snapshot: ask."""
-        for prompt_id, (task_id, future) in list(self._prompt_waiters.items()):
-            if prompt_id not in self.mirror.prompts and not future.done():
-                asyncio.get_running_loop().create_task(
-                    self._check_prompt(prompt_id, task_id, future)
-                )
+        """A prompt closed inside a gap shows only as missing from the snapshot: ask.
+
+        One pending under the same id but asking something else means the daemon
+        restarted without our question and gave its id again: that is not ours.
+        """
+        for prompt_id, (asked, future) in list(self._prompt_waiters.items()):
+            if future.done():
+                continue
+            pending = self.mirror.prompts.get(prompt_id)
+            if pending is None:
+                asyncio.get_running_loop().create_task(self._check_prompt(asked, future))
+            elif not _same_question(asked, pending):
+                self._prompt_waiters.pop(prompt_id, None)
+                future.set_exception(_question_lost(asked))
 
     async def _check_prompt(
-        self, prompt_id: int, task_id: int, future: asyncio.Future[tuple[Task, Prompt]]
+        self, asked: Prompt, future: asyncio.Future[tuple[Task, Prompt]]
     ) -> None:
         try:
-            task, prompts = await self.get(task_id)
+            task, prompts = await self.get(asked.task_id)
+        except UnknownTask:
+            task, prompts = None, []
         except TaskdeckError as exc:
             if not future.done():
                 future.set_exception(exc)
             return
         for prompt in prompts:
-            if prompt.id == prompt_id and prompt.state is not PromptState.PENDING:
-                self._prompt_waiters.pop(prompt_id, None)
+            if prompt.id != asked.id:
+                continue
+            if not _same_question(asked, prompt):
+                break
+            if prompt.state is not PromptState.PENDING:
+                self._prompt_waiters.pop(asked.id, None)
                 if not future.done():
-                    future.set_result((task, prompt))
+                    future.set_result((task, prompt))  # type: ignore[arg-type]
+            return  # still pending: its answer comes as an event
+        self._prompt_waiters.pop(asked.id, None)
+        if not future.done():
+            future.set_exception(_question_lost(asked))
+
+
+def _same_question(asked: Prompt, seen: Prompt) -> bool:
+    """True when `seen` is the very prompt that was asked, not another given its id later.
+
+    Ids alone are not enough: a daemon that lost its last moments in a crash could
+    give them again; the task, the question and the time it was asked tell them apart.
+    """
+    return (
+        seen.id == asked.id
+        and seen.task_id == asked.task_id
+        and seen.question == asked.question
+        and seen.created_at == asked.created_at
+    )
+
+
+def _question_lost(asked: Prompt) -> InvalidState:
+    return InvalidState(
+        f"the daemon no longer knows question {asked.question!r} (prompt {asked.id} of "
+        f"task {asked.task_id}): it restarted without it; nothing was approved, ask again"
+    )
 
 
 class NoWordInTime(PromptTimedOut):
@@ -1046,6 +1089,8 @@ class ExternalTask:
         finally:
             client._prompt_waiters.pop(prompt.id, None)
         self.task = task
+        if not _same_question(prompt, closed):  # never act on another question's answer
+            raise _question_lost(prompt)
         if closed.state is PromptState.ANSWERED:
             return closed
         if closed.state is PromptState.TIMED_OUT:

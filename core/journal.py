@@ -2,20 +2,41 @@
 
 Durability model
 ----------------
-The database runs in WAL mode. Ordinary registry events (task created, tokens,
-progress, prompt opened ...) go into an in-memory batch that is written every
-`group_delay` seconds (50 ms by default) in one transaction with
-`synchronous=NORMAL`: the REP loop never waits on the disk for them, and a crash
-of the daemon process loses nothing already written, but a power cut may lose
-the last group.
+The database runs in WAL mode. Three kinds of writes:
 
-A person's decision (answer, abort) is different: the daemon calls `audit()` and
-then `commit()` before it replies "ok". `commit()` writes the pending batch and
-the audit rows in one transaction with `synchronous=FULL`, which in WAL mode
-fsyncs the WAL before COMMIT returns. One fsync covers every frame before it, so
-the groups written earlier with NORMAL become durable at the same moment. The
-cost is one fsync per decision (a few milliseconds at most on local disks),
-paid only on a person's action, never per event.
+* A person's decision (an answer, an abort, a timeout's default answer) is
+  validated by the registry, then written by `record()` *before* it is applied:
+  the audit row, the task and prompt rows as the decision leaves them, and every
+  pending event row go in one transaction with `synchronous=FULL`, which in WAL
+  mode fsyncs the WAL before COMMIT returns. Only then does the registry change
+  the prompt, resume the task, wake an in-process agent or emit the events the
+  daemon publishes. If the write fails nothing is applied: the caller gets a
+  `JournalError` (wire code JOURNAL_FAILED) and nobody hears of an unrecorded
+  decision. (A journal-like object without `record()` gets the older calls,
+  `audit()` then `commit()`, after the registry applied the decision.)
+* Ordinary events (task created, tokens, progress, prompt opened ...) wait in an
+  in-memory batch. The daemon calls `write()` once per batch of requests it
+  drains, before it sends their replies and publishes their events, and once per
+  loop turn in which anything else changed: an acknowledged open, ask or finish is
+  in the file before its "ok", and no client sees an event whose row is not
+  written. These transactions use `synchronous=NORMAL`: a `kill -9` of the
+  daemon loses none of them (the WAL is in the OS page cache); a power cut may
+  lose the ones written since the last fsync. Without a daemon (library use) the
+  batch is written `group_delay` seconds after its first event.
+* Task and prompt ids are reserved in blocks of `ID_BLOCK`, durably, before any
+  id of a block is given out: a restart starts at the end of the reserved range,
+  so an id is never given twice, even when the rows of the last moments before a
+  crash were lost.
+
+The reply to each request that created, ended or decided something is kept
+with the rows of its batch (`remember()`, the last `REPLIES_KEPT`): a client
+retrying a request whose reply was lost in a crash gets that reply from the
+restarted daemon instead of having the request applied twice.
+
+Before every write the journal checks that its file is still the one it opened
+(device and inode): a journal deleted or replaced under the daemon, like one
+that cannot be written, sets `failed`, is logged once, and refuses every later
+write, so the daemon refuses decisions instead of acting on unrecorded ones.
 
 Evicted tasks stay in the journal: eviction only marks their rows, and `load()`
 leaves them out so a restart does not bring the whole history back into memory.
@@ -31,7 +52,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
@@ -54,8 +75,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused."""
+SCHEMA_VERSION = 2
+"""Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused.
+
+2 added `audit.question`, the `meta` table (the id reservation) and the
+`replies` table (the dedupe window across restarts); older files are upgraded
+in place when opened.
+"""
+
+ID_BLOCK = 1000
+"""Ids reserved per durable write; a restart skips what was reserved and not used."""
 
 GROUP_DELAY = 0.05
 """Seconds between a first unwritten event and the group commit that writes it."""
@@ -90,7 +119,8 @@ CREATE TABLE IF NOT EXISTS audit (
     host TEXT,
     pid INTEGER,
     client TEXT,
-    curve_key TEXT
+    curve_key TEXT,
+    question TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_task ON audit(task_id);
 CREATE TABLE IF NOT EXISTS audit_tasks (
@@ -104,11 +134,25 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL NOT NULL,
     pid INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replies (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    reply BLOB NOT NULL
+);
 """
+
+REPLIES_KEPT = 4096
+"""Replies to state changes kept by request id, across restarts (the daemon's dedupe window)."""
 
 
 class JournalError(TaskdeckError):
     """The journal file cannot be opened, read or written."""
+
+    code = "JOURNAL_FAILED"
 
 
 def default_journal_path() -> Path:
@@ -124,10 +168,20 @@ class Journal:
     """
 
     def __init__(
-        self, path: Path, connection: sqlite3.Connection, *, group_delay: float = GROUP_DELAY
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        *,
+        group_delay: float = GROUP_DELAY,
+        fresh: bool = False,
     ) -> None:
         self.path = path
         self.group_delay = group_delay
+        self.fresh = fresh
+        """True when the file was missing or empty when opened: history starts here."""
+        self.failed: str | None = None
+        """Why the journal stopped writing (deleted, replaced, unwritable); None while sound."""
+        self._identity = _identity(path)
         self._db = connection
         self._task_codec = msgspec.msgpack.Decoder(Task)
         self._prompt_codec = msgspec.msgpack.Decoder(Prompt)
@@ -136,10 +190,13 @@ class Journal:
         self._prompts: dict[int, Prompt] = {}
         self._evicted: dict[int, float] = {}
         self._audits: list[tuple[tuple[object, ...], tuple[int, ...]]] = []
+        self._replies: dict[str, bytes] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._stop_listening: list[Callable[[], None]] = []
         self._epoch: int | None = None
         self._floor = 0
+        self._reserved = 0
+        """Ids below this are reserved in the file (see `ID_BLOCK`)."""
         self._warned = False
         self._closed = False
         self.commits = 0
@@ -159,6 +216,7 @@ class Journal:
         """
         path = Path(path).expanduser()
         try:
+            fresh = not path.exists() or path.stat().st_size == 0
             if not path.parent.exists():
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 path.parent.chmod(0o700)
@@ -187,15 +245,19 @@ class Journal:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
+            if "question" not in columns:  # written by schema 1
+                db.execute("ALTER TABLE audit ADD COLUMN question TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
+            db.execute("SELECT count(*) FROM tasks").fetchone()  # a damaged file fails here
         except sqlite3.Error as exc:
             db.close()
-            raise JournalError(f"cannot open journal {path}: {exc}") from None
+            raise _damaged(path, exc, "open") from None
         except JournalError:
             db.close()
             raise
-        return cls(path, db, group_delay=group_delay)
+        return cls(path, db, group_delay=group_delay, fresh=fresh)
 
     # ---------------------------------------------------------------- attach
 
@@ -207,6 +269,7 @@ class Journal:
         """
         self._epoch = registry.epoch
         self._floor = self.next_id()
+        self._reserve(self._floor)
         self._stop_listening.append(registry.listen(self._on_event))
         self._write(
             [("INSERT OR REPLACE INTO runs(epoch, started_at, pid) VALUES (?, ?, ?)",
@@ -214,10 +277,32 @@ class Journal:
             durable=False,
         )
 
+    def _reserve(self, first: int) -> None:
+        """Durably reserve ids up to `first + ID_BLOCK` before any of them is given out.
+
+        Raises:
+            JournalError: the reservation could not be written.
+        """
+        limit = first + ID_BLOCK
+        self._write(
+            [("INSERT INTO meta(key, value) VALUES ('reserved', ?)"
+              " ON CONFLICT(key) DO UPDATE SET value=max(value, excluded.value)", [(limit,)])],
+            durable=True,
+        )
+        self._reserved = limit
+
+    def _check_reserved(self, used: int) -> None:
+        """Reserve the next block once half of this one is used (in the step that used it)."""
+        if used < self._reserved - ID_BLOCK // 2 or self.failed is not None:
+            return
+        with contextlib.suppress(JournalError):  # logged, and `failed` says it to clients
+            self._reserve(used + 1)
+
     def _on_event(self, event: Event) -> None:
         body = event.body
         match body:
             case TaskCreated(task=task):
+                self._check_reserved(task.id)
                 if task.id < self._floor and not self._warned:
                     self._warned = True
                     log.error(
@@ -229,6 +314,7 @@ class Journal:
             case TaskChanged(task=task):
                 self._tasks[task.id] = task
             case PromptOpened(task=task, prompt=prompt) | PromptClosed(task=task, prompt=prompt):
+                self._check_reserved(prompt.id)
                 self._tasks[task.id] = task
                 self._prompts[prompt.id] = prompt
             case TasksEvicted(task_ids=ids):
@@ -247,17 +333,37 @@ class Journal:
 
     def _group_commit(self) -> None:
         self._timer = None
-        try:
+        with contextlib.suppress(JournalError):  # logged, and kept pending
             self._flush(durable=False)
-        except JournalError:  # kept pending; the next commit retries
-            log.exception("journal group commit failed")
 
     # ---------------------------------------------------------------- writes
 
     @property
     def pending(self) -> int:
         """Rows waiting for the next commit."""
-        return len(self._tasks) + len(self._prompts) + len(self._evicted) + len(self._audits)
+        return (len(self._tasks) + len(self._prompts) + len(self._evicted) + len(self._audits)
+                + len(self._replies))
+
+    def remember(self, request_id: str, reply: bytes) -> None:
+        """Queue the reply to a state change, written with the rows of its batch.
+
+        A client whose reply was lost in a crash retries with the same request id;
+        the restarted daemon (`replies()`) answers it with this reply instead of
+        applying the request twice (an ask asked again, an open opened twice).
+        """
+        self._replies[request_id] = reply
+
+    def replies(self) -> list[tuple[str, bytes]]:
+        """The last `REPLIES_KEPT` remembered replies, oldest first, for a starting daemon."""
+        self._flush(durable=False)
+        try:
+            rows = self._db.execute(
+                "SELECT request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
+                (REPLIES_KEPT,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _damaged(self.path, exc) from None
+        return [(request_id, bytes(reply)) for request_id, reply in reversed(rows)]
 
     def audit(
         self,
@@ -269,6 +375,7 @@ class Journal:
         by: str,
         origin: object | None,
         affected: Iterable[int] = (),
+        question: str | None = None,
     ) -> None:
         """Queue the record of a person's decision; `commit()` makes it durable.
 
@@ -282,6 +389,7 @@ class Journal:
                 client and curve_key are read when present.
             affected: other tasks the decision changed (an abort's subtree), so
                 `history(task_id=...)` finds the decision from each of them.
+            question: the question answered, kept so the record stands alone.
         """
         row = (
             time.time(),
@@ -296,11 +404,43 @@ class Journal:
             _attr(origin, "pid", int),
             _attr(origin, "client", str),
             _attr(origin, "curve_key", str),
+            question,
         )
         ids = {i for i in affected if isinstance(i, int)}
         if task_id is not None:
             ids.add(task_id)
         self._audits.append((row, tuple(sorted(ids))))
+
+    def record(
+        self,
+        action: str,
+        *,
+        tasks: Iterable[Task] = (),
+        prompts: Iterable[Prompt] = (),
+        **fields: Any,
+    ) -> None:
+        """Write one decision durably (fsync), before the registry applies it.
+
+        The audit row (`fields` as for `audit()`), the task and prompt rows as the
+        decision leaves them, and every pending row go in one transaction: the file
+        never holds an answered prompt without its audit entry, or the other way round.
+
+        Raises:
+            JournalError: not written; the decision must not be applied. Rows that
+                were pending stay pending, the decision's own rows are dropped.
+        """
+        saved = dict(self._tasks), dict(self._prompts)
+        for task in tasks:
+            self._tasks[task.id] = task
+        for prompt in prompts:
+            self._prompts[prompt.id] = prompt
+        self.audit(action, **fields)
+        try:
+            self.commit()
+        except JournalError:
+            self._tasks, self._prompts = saved
+            self._audits.pop()
+            raise
 
     def commit(self) -> None:
         """Write everything pending and make it durable (fsync) before returning.
@@ -308,10 +448,22 @@ class Journal:
         Raises:
             JournalError: the write failed; nothing pending is dropped.
         """
+        self.write(durable=True)
+
+    def write(self, *, durable: bool = False) -> None:
+        """Write everything pending now; without an fsync unless `durable`.
+
+        Without one a crash of the process loses none of it, a power cut may. The
+        daemon calls it before it replies to a batch of requests and before it
+        publishes events, so no client hears of a change whose row is not written.
+
+        Raises:
+            JournalError: the write failed; nothing pending is dropped.
+        """
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._flush(durable=True)
+        self._flush(durable=durable)
 
     def _flush(self, *, durable: bool) -> None:
         if self._closed:
@@ -319,6 +471,7 @@ class Journal:
         if not self.pending:
             return
         tasks, prompts, evicted, audits = self._tasks, self._prompts, self._evicted, self._audits
+        replies = self._replies
         encode = self._encoder.encode
         statements: list[tuple[str, list[tuple[object, ...]]]] = []
         if tasks:
@@ -343,8 +496,18 @@ class Journal:
                 "UPDATE tasks SET evicted_at=? WHERE id=?",
                 [(ts, task_id) for task_id, ts in evicted.items()],
             ))
+        if replies:
+            statements.append((
+                "INSERT OR REPLACE INTO replies(request_id, reply) VALUES (?, ?)",
+                list(replies.items()),
+            ))
+            statements.append((
+                "DELETE FROM replies WHERE seq <= (SELECT max(seq) FROM replies) - ?",
+                [(REPLIES_KEPT,)],
+            ))
         self._write(statements, durable=durable, audits=audits)
         self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
+        self._replies = {}
 
     def _write(
         self,
@@ -353,6 +516,13 @@ class Journal:
         durable: bool,
         audits: Sequence[tuple[tuple[object, ...], tuple[int, ...]]] = (),
     ) -> None:
+        if self.failed is not None:
+            raise JournalError(self.failed)
+        if _identity(self.path) != self._identity:
+            self._fail(
+                f"journal {self.path} was deleted or replaced while the daemon ran; "
+                "decisions are refused until the daemon is restarted"
+            )
         db = self._db
         try:
             if durable:
@@ -365,8 +535,8 @@ class Journal:
                     for row, ids in audits:
                         cursor = db.execute(
                             "INSERT INTO audit(ts, epoch, action, task_id, prompt_id, detail, by,"
-                            " user, host, pid, client, curve_key)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " user, host, pid, client, curve_key, question)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             row,
                         )
                         db.executemany(
@@ -382,8 +552,18 @@ class Journal:
                 if durable:
                     db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot write journal {self.path}: {exc}") from None
+            self._fail(
+                f"cannot write journal {self.path}: {exc}; decisions are refused until "
+                "the daemon is restarted with a writable journal"
+            )
         self.commits += 1
+
+    def _fail(self, why: str) -> NoReturn:
+        """Stop writing for good, say why once in the log, and raise."""
+        if self.failed is None:
+            self.failed = why
+            log.error("%s", why)
+        raise JournalError(why)
 
     # ----------------------------------------------------------------- reads
 
@@ -404,7 +584,7 @@ class Journal:
                 "SELECT task_id, record FROM prompts ORDER BY id"
             ).fetchall()
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot read journal {self.path}: {exc}") from None
+            raise _damaged(self.path, exc) from None
         tasks: dict[int, Task] = {}
         dropped: set[int] = set()
         try:
@@ -419,7 +599,7 @@ class Journal:
                 if task_id in tasks
             ]
         except msgspec.DecodeError as exc:
-            raise JournalError(f"journal {self.path} holds an unreadable record: {exc}") from None
+            raise _damaged(self.path, exc) from None
         return list(tasks.values()), prompts
 
     def next_id(self) -> int:
@@ -429,22 +609,32 @@ class Journal:
         alone cannot know the highest id ever given.
         """
         self._flush(durable=False)
-        row = self._db.execute(
-            "SELECT max(coalesce((SELECT max(id) FROM tasks), 0),"
-            " coalesce((SELECT max(id) FROM prompts), 0))"
-        ).fetchone()
-        return int(row[0]) + 1
+        try:
+            row = self._db.execute(
+                "SELECT max(coalesce((SELECT max(id) FROM tasks), 0),"
+                " coalesce((SELECT max(id) FROM prompts), 0)) + 1,"
+                " coalesce((SELECT value FROM meta WHERE key='reserved'), 1)"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _damaged(self.path, exc) from None
+        return max(int(row[0]), int(row[1]))
 
     def task(self, task_id: int) -> tuple[Task, list[Prompt]] | None:
         """A task and its prompts as last recorded, evicted or not; None if never seen."""
         self._flush(durable=False)
-        row = self._db.execute("SELECT record FROM tasks WHERE id=?", (task_id,)).fetchone()
-        if row is None:
-            return None
-        prompts = self._db.execute(
-            "SELECT record FROM prompts WHERE task_id=? ORDER BY id", (task_id,)
-        ).fetchall()
-        return self._task_codec.decode(row[0]), [self._prompt_codec.decode(r[0]) for r in prompts]
+        try:
+            row = self._db.execute("SELECT record FROM tasks WHERE id=?", (task_id,)).fetchone()
+            if row is None:
+                return None
+            prompts = self._db.execute(
+                "SELECT record FROM prompts WHERE task_id=? ORDER BY id", (task_id,)
+            ).fetchall()
+            return (
+                self._task_codec.decode(row[0]),
+                [self._prompt_codec.decode(r[0]) for r in prompts],
+            )
+        except (sqlite3.Error, msgspec.DecodeError) as exc:
+            raise _damaged(self.path, exc) from None
 
     def history(self, *, task_id: int | None = None, limit: int | None = None) -> list[Decision]:
         """Decisions oldest first (the last `limit` of them), all or those touching one task.
@@ -470,7 +660,7 @@ class Journal:
         try:
             rows = self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot read journal {self.path}: {exc}") from None
+            raise _damaged(self.path, exc) from None
         return [Decision(**dict(zip(names, row, strict=True))) for row in reversed(rows)]
 
     # ----------------------------------------------------------------- close
@@ -492,7 +682,8 @@ class Journal:
             return
         self.detach()
         try:
-            self.commit()
+            if self.failed is None:
+                self.commit()
         finally:
             self._closed = True
             self._db.close()
@@ -502,6 +693,22 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file, None when it is gone: tells a deleted or replaced journal."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _damaged(path: Path, exc: Exception, verb: str = "read") -> JournalError:
+    return JournalError(
+        f"cannot {verb} journal {path}: damaged or not a journal ({exc}); move it aside "
+        "to start with an empty history, or restore it from a backup"
+    )
 
 
 def _attr(origin: object | None, name: str, kind: type) -> object | None:

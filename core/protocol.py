@@ -287,6 +287,8 @@ class HelloResult(Result, tag="hello"):
     agents: list[str]
     heartbeat: float
     max_message: int
+    journal_error: str | None = None
+    """Set while the daemon's journal cannot be written: it then refuses decisions."""
 
 
 class SnapshotResult(Result, tag="snapshot"):
@@ -351,6 +353,8 @@ class Decision(msgspec.Struct, kw_only=True):
     """The sender's CURVE public key (Z85), as the daemon saw it; None off TCP."""
     epoch: int | None = None
     """The daemon run the decision was made in."""
+    question: str | None = None
+    """The question answered, so the record stands alone (None in older journals)."""
 
 
 class HistoryResult(Result, tag="history"):
@@ -397,6 +401,8 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     epoch: int
     seq: int
     ts: float
+    journal_error: str | None = None
+    """Set while the daemon's journal cannot be written: it then refuses decisions."""
 
 
 # ------------------------------------------------------------ coding tools

@@ -57,6 +57,11 @@ Agent = Callable[["AgentContext"], Awaitable[object]]
 Listener = Callable[[Event], None]
 """Called with every event, in seq order, inside the step that made it."""
 
+Recorder = Callable[..., None]
+"""Writes a decision before it is applied: `recorder(action, *, task_id, prompt_id,
+question, detail, by, origin, affected, tasks, prompts)`, `tasks` and `prompts`
+being copies as the decision leaves them; raising refuses the decision (`Journal.record`)."""
+
 DEFAULT_TIMEOUT = 300.0
 """Seconds an in-process task may run (blocked time included) before it fails."""
 
@@ -124,6 +129,10 @@ class Registry:
         self._delivering = False
         self._next_task_id = first_id
         self._next_prompt_id = first_id
+        self._closing = False
+        self.recorder: Recorder | None = None
+        """When set, every decision (answer, abort, a timeout's default) is written
+        through it before it changes anything; a decision it cannot write is refused."""
 
     # ------------------------------------------------------------------ agents
 
@@ -414,7 +423,11 @@ class Registry:
         try:
             result = await agent(AgentContext(self, task_id))
         except asyncio.CancelledError:
-            if not self._tasks[task_id].status.is_ended:  # cancelled from outside us
+            if self._closing:
+                if not self._tasks[task_id].status.is_ended:  # the daemon stops under it
+                    self._end(task_id, TaskStatus.FAILED, error="daemon stopped while the task ran",
+                              reason=EndReason.RESTARTED)
+            elif not self._tasks[task_id].status.is_ended:  # cancelled from outside us
                 self._end(task_id, TaskStatus.FAILED, error="cancelled", reason=EndReason.ABORTED)
             raise
         except Exception as exc:  # noqa: BLE001 -- any agent failure is its task's failure
@@ -489,11 +502,15 @@ class Registry:
             run.cancel()
         self._promote()
 
-    def _cancel_prompt_of(self, task: Task) -> Prompt | None:
+    def _pending_prompt(self, task: Task) -> Prompt | None:
         if task.blocked_on is None:
             return None
         prompt = self._prompts[task.blocked_on.prompt_id]
-        if prompt.state is not PromptState.PENDING:
+        return prompt if prompt.state is PromptState.PENDING else None
+
+    def _cancel_prompt_of(self, task: Task) -> Prompt | None:
+        prompt = self._pending_prompt(task)
+        if prompt is None:
             return None
         prompt.state = PromptState.CANCELLED
         self._close_prompt(prompt.id, PromptCancelled(f"prompt {prompt.id} was cancelled"))
@@ -512,7 +529,14 @@ class Registry:
         else:
             future.set_result(outcome)
 
-    def abort(self, task_id: int, *, recursive: bool = True, by: str = "user") -> list[int]:
+    def abort(
+        self,
+        task_id: int,
+        *,
+        recursive: bool = True,
+        by: str = "user",
+        origin: object | None = None,
+    ) -> list[int]:
         """End the task (and by default its whole subtree) as failed/aborted.
 
         Queued tasks end without running, pending prompts are cancelled and running
@@ -521,15 +545,40 @@ class Registry:
         Returns:
             The ids of the tasks this call ended, parents before children.
 
+        The decision goes through `recorder` first (with `origin`, opaque here).
+
         Raises:
             UnknownTask: no such task.
+            TaskdeckError: the recorder could not write the decision; nothing ended.
         """
+        ids = self._subtree_ids(task_id) if recursive else [self._task(task_id).id]
+        live = [i for i in ids if not self._tasks[i].status.is_ended]
+        what = "subtree" if recursive else "task"
+        detail = f"{what}: ended {', '.join(map(str, live))}" if live else f"{what}: nothing live"
+        error = f"aborted by {by}"
+        if self.recorder is not None:
+            tasks, prompts = [], []
+            for i in live:
+                ended = copy.copy(self._tasks[i])
+                pending = self._pending_prompt(ended)
+                ended.status, ended.error = TaskStatus.FAILED, error
+                ended.end_reason, ended.ended_at, ended.progress = EndReason.ABORTED, self.clock(), None
+                ended.blocked_reason = ended.blocked_on = None
+                tasks.append(ended)
+                if pending is not None:
+                    pending = copy.copy(pending)
+                    pending.state = PromptState.CANCELLED
+                    prompts.append(pending)
+            self.recorder(
+                "abort", task_id=task_id, prompt_id=None, question=None, detail=detail, by=by,
+                origin=origin, affected=live, tasks=tasks, prompts=prompts,
+            )
         if not recursive:
-            if self._task(task_id).status.is_ended:
+            if not live:
                 return []
-            self._end(task_id, TaskStatus.FAILED, error=f"aborted by {by}", reason=EndReason.ABORTED)
+            self._end(task_id, TaskStatus.FAILED, error=error, reason=EndReason.ABORTED)
             return [task_id]
-        return self._end_subtree(task_id, error=f"aborted by {by}", reason=EndReason.ABORTED)
+        return self._end_subtree(task_id, error=error, reason=EndReason.ABORTED)
 
     def _end_subtree(
         self,
@@ -573,7 +622,9 @@ class Registry:
         """Cancel every run and timer; used when the daemon stops.
 
         Queued tasks stay queued: the runs ending here free slots, but nothing new starts.
+        Cancelled runs end failed/restarted, as a restart would record them.
         """
+        self._closing = True
         self._hold_promotion += 1  # never released: a closed registry starts nothing
         for handle in [*self._timers.values(), *self._prompt_timers.values()]:
             handle.cancel()
@@ -700,7 +751,13 @@ class Registry:
         return copy.copy(self._prompts[prompt.id])
 
     def answer(
-        self, prompt_id: int, text: str, *, by: str = "user", reason: str | None = None
+        self,
+        prompt_id: int,
+        text: str,
+        *,
+        by: str = "user",
+        reason: str | None = None,
+        origin: object | None = None,
     ) -> Prompt:
         """Deliver an answer to a pending prompt, exactly once, and resume its task.
 
@@ -715,6 +772,7 @@ class Registry:
             AlreadyAnswered: somebody answered first.
             NotPending: the prompt was cancelled or timed out.
             BadRequest: empty answer.
+            TaskdeckError: the recorder could not write the answer; nothing changed.
         """
         prompt = self._prompts.get(prompt_id)
         if prompt is None:
@@ -732,16 +790,31 @@ class Registry:
             if choice.lower() == text.lower():
                 text = choice
                 break
-        self._resolve(prompt, text, by=by, reason=reason)
+        self._resolve(prompt, text, by=by, reason=reason, origin=origin)
         return copy.copy(prompt)
 
-    def _resolve(self, prompt: Prompt, text: str, *, by: str, reason: str | None) -> None:
-        prompt.state = PromptState.ANSWERED
-        prompt.answer = text
-        prompt.reason = reason
-        prompt.answered_by = by
-        prompt.answered_at = self.clock()
+    def _resolve(
+        self, prompt: Prompt, text: str, *, by: str, reason: str | None, origin: object | None
+    ) -> None:
+        """Answer the prompt: recorded first (when a recorder is set), then applied."""
         task = self._tasks[prompt.task_id]
+        answered = copy.copy(prompt)
+        answered.state = PromptState.ANSWERED
+        answered.answer = text
+        answered.reason = reason
+        answered.answered_by = by
+        answered.answered_at = self.clock()
+        if self.recorder is not None:
+            resumed = copy.copy(task)
+            resumed.status = TaskStatus.IN_PROGRESS
+            resumed.blocked_reason = resumed.blocked_on = None
+            self.recorder(
+                "answer", task_id=task.id, prompt_id=prompt.id, question=prompt.question,
+                detail=f"{text}: {reason}" if reason else text, by=by, origin=origin,
+                affected=(), tasks=[resumed], prompts=[answered],
+            )
+        for name in ("state", "answer", "reason", "answered_by", "answered_at"):
+            setattr(prompt, name, getattr(answered, name))
         self._resume(task)
         self._emit(PromptClosed(task=copy.copy(task), prompt=copy.copy(prompt)))
         self._close_prompt(prompt.id, text)
@@ -759,8 +832,13 @@ class Registry:
         if prompt.state is not PromptState.PENDING:
             return
         if prompt.default is not None:
-            self._resolve(prompt, prompt.default, by="timeout", reason="no answer in time")
-            return
+            try:
+                self._resolve(prompt, prompt.default, by="timeout", reason="no answer in time",
+                              origin=None)
+                return
+            except Exception as exc:  # unrecorded: the default must not apply; time out instead
+                log.error("prompt %d times out without its default answer, which could not "
+                          "be recorded: %s", prompt_id, exc)
         prompt.state = PromptState.TIMED_OUT
         task = self._tasks[prompt.task_id]
         self._resume(task)

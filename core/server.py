@@ -30,8 +30,8 @@ import zmq.asyncio
 
 import core
 from core import protocol as p
-from core.errors import BadRequest, InvalidState, TaskdeckError
-from core.model import Event
+from core.errors import AlreadyAnswered, BadRequest, InvalidState, TaskdeckError
+from core.model import Event, PromptState
 from core.registry import Registry
 from core.runtime import (
     ConnectionInfo,
@@ -58,6 +58,9 @@ DRAIN_BATCH = 256
 
 T = TypeVar("T")
 
+_RECORDED = (p.Submit, p.Open, p.Ask, p.Answer, p.AnswerTask, p.Abort, p.Finish, p.Fail)
+"""Commands that create, end or decide: refused while the journal cannot record them."""
+
 _POLLIN = int(zmq.POLLIN)
 """As a plain int: `&` on the enum costs more than reading ZMQ_EVENTS does."""
 
@@ -74,9 +77,14 @@ class Daemon:
             events on PORT and commands on PORT+1 (both chosen by the system for port 0).
             TCP uses CURVE unless `allow_plain_tcp`.
         allow_plain_tcp: serve TCP without CURVE; only on a loopback address.
-        journal: optional; gets `audit(...)` then `commit()` after each answer and abort,
-            before the reply is sent, and answers `history` requests through its
-            `history(task_id=..., limit=...)`.
+        journal: optional. A journal with `record(...)` (core.journal.Journal) becomes
+            the registry's recorder: each answer, abort and default answer is written
+            through it before it is applied. Its `write()` runs once per batch of
+            requests before their replies, and before any event is published; while
+            its `failed` is set, commands that create, end or decide are refused.
+            A journal-like object without `record` gets `audit(...)` then `commit()`
+            after each answer and abort, before the reply is sent. `history` requests
+            are answered through its `history(task_id=..., limit=...)`.
         heartbeat: seconds of silence on PUB before an idle heartbeat.
         state_dir: where the CURVE keys and the allow-list are (TCP only).
         allowed_clients: Z85 client public keys allowed over CURVE; None reads the
@@ -160,6 +168,14 @@ class Daemon:
         """Set by every publish, cleared by the heartbeat loop."""
         self._connection: ConnectionInfo | None = None
         self._stopped = asyncio.Event()
+        self._outgoing: list[tuple[bytes, bytes]] = []
+        """Events waiting for the journal write of their rows before they are published."""
+        self._flush_scheduled = False
+        self._batch: list[list[Any]] | None = None
+        """[envelope, reply] of the requests drained in this step, sent after the write."""
+        self._batch_recorded: list[tuple[int, str]] = []
+        """(index in `_batch`, request id) of the requests in it that create, end or decide."""
+        self._recorder_installed = False
         self.requests = 0
         """Requests answered so far (any outcome)."""
 
@@ -212,6 +228,12 @@ class Daemon:
             raise
         self._connection = connection
         self._unlisten = self.registry.listen(self._publish)
+        for request_id, reply in getattr(self.journal, "replies", list)()[-self._dedupe_size:]:
+            self._replies[request_id] = reply  # a retry after a restart is not applied again
+        record = getattr(self.journal, "record", None)
+        if record is not None and self.registry.recorder is None:
+            self.registry.recorder = record
+            self._recorder_installed = True
         self._loop = loop
         self._watch_commands()
         loop.call_soon(self._drain_commands)  # a request may have arrived before the reader
@@ -294,6 +316,10 @@ class Daemon:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        self._flush_events()
+        if self._recorder_installed:
+            self.registry.recorder = None
+            self._recorder_installed = False
         self._unwatch_commands()  # before the socket closes: its FD number may be reused
         tasks, self._tasks = self._tasks, []
         if self._waiting is not None:
@@ -334,11 +360,47 @@ class Daemon:
     # ------------------------------------------------------------ publishing
 
     def _publish(self, event: Event) -> None:
-        """Send one registry event, in the registry's step; PUB never blocks."""
-        self._send_pub(p.EVENT_TOPIC, p.ENCODER.encode(event))
+        """Queue one registry event; it goes out once the journal has written its rows.
+
+        Inside a batch of requests the batch's end sends it; otherwise it goes at the
+        next turn of the loop, with whatever else changed in this one.
+        """
+        self._outgoing.append((p.EVENT_TOPIC, p.ENCODER.encode(event)))
+        if self._batch is None and not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_events)
+
+    def _write_journal(self) -> str | None:
+        """Write the journal's pending rows; None when done, else why it failed (logged)."""
+        write = getattr(self.journal, "write", None)
+        if write is None:
+            return None
+        try:
+            write()
+        except TaskdeckError as exc:
+            return str(exc)
+        return None
+
+    def _flush_events(self) -> None:
+        """Write the rows of the queued events, then publish them, in seq order."""
+        self._flush_scheduled = False
+        if not self._outgoing:
+            return
+        self._write_journal()  # a failed journal is flagged in hello and heartbeats
+        outgoing, self._outgoing = self._outgoing, []
+        for topic, data in outgoing:
+            self._send_pub(topic, data)
+
+    @property
+    def journal_error(self) -> str | None:
+        """Why the journal cannot record decisions now; None when it can (or there is none)."""
+        failed = getattr(self.journal, "failed", None)
+        return failed if isinstance(failed, str) else None
 
     def _send_heartbeat(self) -> None:
-        beat = p.Heartbeat(epoch=self.registry.epoch, seq=self.registry.seq, ts=time.time())
+        self._flush_events()  # a heartbeat must not announce a seq still queued
+        beat = p.Heartbeat(epoch=self.registry.epoch, seq=self.registry.seq, ts=time.time(),
+                           journal_error=self.journal_error)
         self._send_pub(p.HEARTBEAT_TOPIC, p.ENCODER.encode(beat))
 
     def _send_pub(self, topic: bytes, data: bytes) -> None:
@@ -420,26 +482,47 @@ class Daemon:
         request's own work (docs/BENCHMARKS.md). The FD is edge-triggered: it signals
         when the socket's state may have changed, and only re-arms once a receive has
         found it empty, so this reads while ZMQ_EVENTS says POLLIN (checked after every
-        send and receive, as libzmq asks for an FD user) and comes back on the next loop turn when it stops at `DRAIN_BATCH` with requests
-        left. A request whose handler must await (an async journal) goes to a task,
-        and draining pauses until it is answered: requests stay one at a time, in order.
+        send and receive, as libzmq asks for an FD user) and comes back on the next loop
+        turn when it stops at `DRAIN_BATCH` with requests left. The replies wait for the
+        end of the batch: the journal writes the batch's rows in one transaction, then
+        its events are published and its replies sent (`_end_batch`). A request whose
+        handler must await (an async journal) goes to a task, and draining pauses until
+        it is answered: requests stay one at a time, in order.
         """
         cmd = self._cmd
         if cmd is None or self._loop is None or self._waiting is not None:
             return
+        batch = self._batch = []
+        waiting: tuple[list[bytes], Awaitable[bytes]] | None = None
+        try:
+            waiting = self._drain_batch(cmd, batch)
+        finally:
+            self._batch = None
+            self._end_batch(batch)
+        if waiting is not None:
+            self._wait_then_reply(*waiting)
+
+    def _drain_batch(
+        self, cmd: zmq.Socket[Any], batch: list[list[Any]]
+    ) -> tuple[list[bytes], Awaitable[bytes]] | None:
+        """Handle up to `DRAIN_BATCH` queued requests, their replies kept in `batch`.
+
+        Returns the envelope and pending reply of a request that must await, if any.
+        """
+        assert self._loop is not None
         curve = self._curve
         for _ in range(DRAIN_BATCH):
             try:
                 # ZMQ_EVENTS rather than a receive that fails: it re-arms the FD just
                 # the same, without raising (an Again costs three times the check).
                 if not cmd.getsockopt(zmq.EVENTS) & _POLLIN:
-                    return
+                    return None
                 received = cmd.recv_multipart(zmq.NOBLOCK, copy=not curve)
             except zmq.Again:
-                return
+                return None
             except zmq.ZMQError as exc:  # closed under us: stop() is on its way
                 log.debug("command socket: %s", exc)
-                return
+                return None
             curve_key: str | None = None
             if curve:
                 curve_key = _sender_key(received[-1])
@@ -453,10 +536,33 @@ class Daemon:
                 log.exception("unexpected failure while handling a request")
                 reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
             if not isinstance(reply, bytes):
-                self._wait_then_reply(envelope, reply)
-                return
-            self._send_reply(envelope, reply)
+                return envelope, reply
+            batch.append([envelope, reply])
         self._loop.call_soon(self._drain_commands)  # more may be queued: the FD will not say
+        return None
+
+    def _end_batch(self, batch: list[list[Any]]) -> None:
+        """Write the batch's rows (one transaction), then publish its events, then reply.
+
+        An acknowledged open, ask or finish is thus in the file before its "ok". If the
+        write fails, the requests that created or ended something get JOURNAL_FAILED
+        instead of "ok" (the change stays in memory only, and `failed` says so).
+        """
+        recorded, self._batch_recorded = self._batch_recorded, []
+        error = self._write_journal() if (batch or self._outgoing) else None
+        if error is not None:
+            for index, request_id in recorded:
+                reply = p.error_reply(request_id, "JOURNAL_FAILED",
+                                      f"applied in memory only, not recorded: {error}")
+                batch[index][1] = reply
+                if request_id in self._replies:
+                    self._replies[request_id] = reply
+        self._flush_scheduled = False
+        outgoing, self._outgoing = self._outgoing, []
+        for topic, data in outgoing:
+            self._send_pub(topic, data)
+        for envelope, reply in batch:
+            self._send_reply(envelope, reply)
 
     def _send_reply(self, envelope: list[bytes], reply: bytes) -> None:
         self.requests += 1
@@ -480,7 +586,7 @@ class Daemon:
             except Exception as exc:  # a bug must cost one request, never the daemon
                 log.exception("unexpected failure while handling a request")
                 reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
-            self._send_reply(envelope, reply)
+            self._end_batch([[envelope, reply]])
 
         def resume(task: asyncio.Task[None]) -> None:
             if self._waiting is not task:
@@ -529,6 +635,10 @@ class Daemon:
         if cached is not None:
             self._replies.move_to_end(request.id)
             return cached
+        recorded = isinstance(request.body, _RECORDED)
+        if recorded and self.journal_error is not None:
+            return p.error_reply(request.id, "JOURNAL_FAILED",
+                                 f"refused: the daemon cannot record it: {self.journal_error}")
         try:
             result = self._handlers[type(request.body)](request)
             if inspect.isawaitable(result):
@@ -554,11 +664,20 @@ class Daemon:
         return self._remember(request, reply)
 
     def _remember(self, request: p.Request, reply: bytes) -> bytes:
-        """Keep the reply to a state change by request id, so a retry gets it unapplied."""
+        """Keep the reply to a state change by request id, so a retry gets it unapplied.
+
+        Replies to commands that create, end or decide also go to the journal, so a
+        retry whose first reply was lost in a crash is not applied again after the restart.
+        """
+        if self._batch is not None and isinstance(request.body, _RECORDED):
+            self._batch_recorded.append((len(self._batch), request.id))
         if request.body.mutating:
             self._replies[request.id] = reply
             if len(self._replies) > self._dedupe_size:
                 self._replies.popitem(last=False)
+            remember = getattr(self.journal, "remember", None)
+            if remember is not None and isinstance(request.body, _RECORDED):
+                remember(request.id, reply)  # written with the batch, before the reply
         return reply
 
     # --------------------------------------------------------------- handlers
@@ -573,6 +692,7 @@ class Daemon:
             agents=self.registry.agents,
             heartbeat=self.heartbeat,
             max_message=self.max_message,
+            journal_error=self.journal_error,
         )
 
     def _snapshot(self, request: p.Request) -> p.SnapshotResult:
@@ -617,7 +737,9 @@ class Daemon:
     def _answer(self, request: p.Request) -> p.PromptResult | Awaitable[p.PromptResult]:
         body: p.Answer = request.body  # type: ignore[assignment]
         by = body.by or request.origin.by
-        prompt = self.registry.answer(body.prompt_id, body.text, by=by, reason=body.reason)
+        prompt = self.registry.answer(
+            body.prompt_id, body.text, by=by, reason=body.reason, origin=request.origin
+        )
         return _then(self._audit_answer(prompt, by, request.origin), p.PromptResult(prompt=prompt))
 
     def _answer_task(self, request: p.Request) -> p.PromptResult | Awaitable[p.PromptResult]:
@@ -634,14 +756,29 @@ class Daemon:
             raise InvalidState(f"task {body.task_id} has ended ({task.status.value}); "
                                "there is no question to answer")
         else:
+            self._refuse_answered_again(task)
             waits = "its sub-tasks" if task.blocked_reason is not None else "no question"
             raise InvalidState(
                 f"task {body.task_id} is {task.status.value.replace('_', ' ')} "
                 f"and waits on {waits}"
             )
         by = body.by or request.origin.by
-        prompt = self.registry.answer(prompt_id, body.text, by=by, reason=body.reason)
+        prompt = self.registry.answer(
+            prompt_id, body.text, by=by, reason=body.reason, origin=request.origin
+        )
         return _then(self._audit_answer(prompt, by, request.origin), p.PromptResult(prompt=prompt))
+
+    def _refuse_answered_again(self, task: p.Task) -> None:
+        """An answer to a task whose last question is answered (a retry after a restart)."""
+        if task.blocked_reason is not None:
+            return
+        asked = self.registry.prompts_of(task.id)
+        if asked and asked[-1].state is PromptState.ANSWERED:
+            last = asked[-1]
+            raise AlreadyAnswered(
+                f"task {task.id}'s question {last.question!r} (prompt {last.id}) was already "
+                f"answered {last.answer!r} by {last.answered_by}; it waits on no other question"
+            )
 
     def _audit_answer(self, prompt: p.Prompt, by: str, origin: p.Origin) -> Awaitable[None] | None:
         detail = prompt.answer or ""
@@ -653,7 +790,9 @@ class Daemon:
     def _abort(self, request: p.Request) -> p.AbortResult | Awaitable[p.AbortResult]:
         body: p.Abort = request.body  # type: ignore[assignment]
         by = request.origin.by
-        ended = self.registry.abort(body.task_id, recursive=not body.only, by=by)
+        ended = self.registry.abort(
+            body.task_id, recursive=not body.only, by=by, origin=request.origin
+        )
         what = "task" if body.only else "subtree"
         detail = f"{what}: ended {', '.join(map(str, ended))}" if ended else f"{what}: nothing live"
         audited = self._audit("abort", task_id=body.task_id, prompt_id=None, detail=detail,
@@ -670,8 +809,8 @@ class Daemon:
         Raises:
             TaskdeckError: the journal failed (the decision was applied, not recorded).
         """
-        if self.journal is None:
-            return None
+        if self.journal is None or self.registry.recorder is not None:
+            return None  # no journal, or the recorder wrote it before it was applied
         try:
             done = self.journal.audit(action, **fields)  # type: ignore[attr-defined]
             if inspect.isawaitable(done):

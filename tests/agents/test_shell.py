@@ -211,7 +211,7 @@ async def test_closing_the_registry_stops_running_commands() -> None:
 
     await registry.close()
 
-    assert registry.get(task_id).end_reason is EndReason.ABORTED
+    assert registry.get(task_id).end_reason is EndReason.RESTARTED  # a stop, not an abort
     await until(lambda: group_gone(pgid), what=f"process group {pgid} to vanish")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -25,9 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Deck:
-    """`taskdeck serve` with a journal, as a subprocess that can be killed and started again."""
+    """`taskdeck serve` with a journal, as a subprocess that can be killed and started again.
 
-    def __init__(self, tmp: Path) -> None:
+    `fsize` caps the size of any file the daemon writes (RLIMIT_FSIZE, set in the child
+    before it starts): once the journal's WAL reaches it, every write fails with EFBIG,
+    a real fault that root cannot bypass (unlike file modes).
+    """
+
+    def __init__(self, tmp: Path, *, fsize: int | None = None) -> None:
+        self.fsize = fsize
         self.runtime_dir = tmp / "run"
         self.state_dir = tmp / "state"
         self.journal = self.state_dir / "journal.sqlite3"
@@ -52,12 +59,32 @@ class Deck:
                     "--max-concurrent", "2",
                 ],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=self._limit if self.fsize is not None else None,
             )
         self.starts += 1
         await until(self._ready, timeout=15, what="the daemon's connection file")
         async with Client(self.runtime_dir) as client:
             await client.hello()
         return time.perf_counter() - started
+
+    def _limit(self) -> None:
+        """In the child, before exec: cap file sizes (Python ignores SIGXFSZ: writes get EFBIG)."""
+        assert self.fsize is not None
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.fsize, self.fsize))
+
+    def cli(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        """Run one `taskdeck` command against this daemon (and its state dir)."""
+        return subprocess.run(
+            [sys.executable, "-m", "core.cli", *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start a `taskdeck` command that keeps running (e.g. `ask`)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.cli", *args],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
 
     def _ready(self) -> bool:
         assert self.process is not None
