@@ -193,20 +193,28 @@ def remove_connection(runtime_dir: Path, *, pid: int, epoch: int) -> None:
             path.unlink()
 
 
+def daemon_gone(info: ConnectionInfo) -> bool:
+    """True when the connection file names a process that no longer exists (a daemon killed
+    without clean-up): no retry can reach it. False when the pid is unknown (0) or alive."""
+    if info.pid <= 0:
+        return False
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def running_daemon(runtime_dir: Path) -> ConnectionInfo | None:
     """The connection info of a live daemon on `runtime_dir`, or None if there is none."""
     try:
         info = msgspec.json.decode(connection_path(runtime_dir).read_bytes(), type=ConnectionInfo)
     except (OSError, msgspec.DecodeError):
         return None
-    if info.pid <= 0:
+    if info.pid <= 0 or daemon_gone(info):
         return None
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return info
     return info
 
 

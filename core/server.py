@@ -51,7 +51,8 @@ from core.runtime import (
 log = logging.getLogger(__name__)
 
 DEDUPE_SIZE = 4096
-"""Replies to mutating requests remembered by request id, so a retry is not applied twice."""
+"""Replies to mutating requests remembered (by sender, command and request id), so a retry
+is not applied twice."""
 
 DRAIN_BATCH = 256
 """Requests answered per wake-up before the loop gets a turn (agents, heartbeats, PUB)."""
@@ -120,7 +121,9 @@ class Daemon:
                     f"plain TCP (no encryption, no authentication) is only allowed on a loopback "
                     f"address, not {self._tcp[0]!r}; drop --insecure-plain-tcp to use CURVE"
                 )
-        self._replies: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._replies: collections.OrderedDict[tuple[object, ...], bytes] = (
+            collections.OrderedDict()
+        )
         self._dedupe_size = dedupe_size
         self._handlers: dict[type[p.Command], Handler] = {
             p.Hello: self._hello,
@@ -525,9 +528,9 @@ class Daemon:
             return p.error_reply(request_id, exc.code, str(exc))
         if request.origin.curve_key != curve_key:
             request.origin = msgspec.structs.replace(request.origin, curve_key=curve_key)
-        cached = self._replies.get(request.id)
+        cached = self._replies.get(_dedupe_key(request))
         if cached is not None:
-            self._replies.move_to_end(request.id)
+            self._replies.move_to_end(_dedupe_key(request))
             return cached
         try:
             result = self._handlers[type(request.body)](request)
@@ -556,7 +559,7 @@ class Daemon:
     def _remember(self, request: p.Request, reply: bytes) -> bytes:
         """Keep the reply to a state change by request id, so a retry gets it unapplied."""
         if request.body.mutating:
-            self._replies[request.id] = reply
+            self._replies[_dedupe_key(request)] = reply
             if len(self._replies) > self._dedupe_size:
                 self._replies.popitem(last=False)
         return reply
@@ -769,6 +772,13 @@ async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def _dedupe_key(request: p.Request) -> tuple[object, ...]:
+    """What a remembered reply is filed under: the sender (its declared origin and, on
+    CURVE, its key), the command and the request id. A retry repeats all three; another
+    client, or another command, that happens to reuse the id is not answered from memory."""
+    return (request.origin, type(request.body), request.id)
 
 
 def _journal_failed(action: str, exc: Exception) -> TaskdeckError:

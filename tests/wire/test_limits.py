@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from tests.support import until
 from tests.wire.conftest import HEARTBEAT, make_registry
 
 Connect = Callable[..., Awaitable[Client]]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MAX_COUNT = 2**53
 """The documented ceiling of token totals."""
@@ -56,3 +61,75 @@ async def test_token_totals_saturate_and_the_state_stays_encodable(
     assert [(t.prompt_tokens, t.completion_tokens, t.result) for t in tasks] == [
         (MAX_COUNT, MAX_COUNT, "done")
     ]
+
+
+async def raw_call(info: ConnectionInfo, request: p.Request) -> p.Reply:
+    """One request on a fresh REQ socket, sent exactly as given (id and origin included)."""
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(info.commands)
+        await sock.send(p.encode(request))
+        assert await sock.poll(5000), "no reply"
+        return p.REPLY_DECODER.decode(await sock.recv())
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+async def test_remembered_replies_are_scoped_by_sender_and_command(daemon: Daemon) -> None:
+    def request(body: p.Command, client: str) -> p.Request:
+        origin = p.Origin(user="u", host="h", pid=1, client=client)
+        return p.Request(id="same-id", version=p.PROTOCOL_VERSION, body=body, origin=origin)
+
+    first = await raw_call(daemon.connection, request(p.Open(description="one"), "a"))
+    assert first.ok and isinstance(first.result, p.TaskResult)
+    retry = await raw_call(daemon.connection, request(p.Open(description="one"), "a"))
+    assert retry == first  # a retry: the remembered reply, not a second task
+    other = await raw_call(daemon.connection, request(p.Open(description="two"), "b"))
+    assert other.ok and other.result.task.id != first.result.task.id  # type: ignore[union-attr]
+    tokens = p.Tokens(task_id=first.result.task.id, prompt=5)  # type: ignore[union-attr]
+    spent = await raw_call(daemon.connection, request(tokens, "a"))
+    assert spent.ok and spent.result.task.prompt_tokens == 5  # type: ignore[union-attr]
+    assert [t.description for t in daemon.registry.list()] == ["two", "one"]
+
+
+async def test_a_dead_daemons_connection_file_is_reported_at_once(
+    tmp_path: Path, runtime_dir: Path
+) -> None:
+    runtime_dir.mkdir(mode=0o700)
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    write_connection(runtime_dir, ConnectionInfo(
+        events=f"ipc://{tmp_path}/e", commands=f"ipc://{tmp_path}/c", pid=gone.pid
+    ))
+    client = Client(runtime_dir, request_timeout=2.5, retries=3)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match=f"pid {gone.pid}, which has exited"):
+        await client.connect()
+    await client.close()
+    assert time.monotonic() - started < 1.0  # not 3 x 2.5 s of retries
+
+
+@pytest.mark.timeout(30)
+async def test_a_request_to_a_killed_daemon_fails_after_one_timeout(runtime_dir: Path) -> None:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.wire.procs", "serve", str(runtime_dir),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        assert (await asyncio.wait_for(server.stdout.readline(), 15)).startswith(b"ready")
+        async with Client(runtime_dir, request_timeout=0.5, retries=6) as client:
+            await client.hello()
+            server.kill()
+            await server.wait()
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="which has exited"):
+                await client.hello()
+            assert time.monotonic() - started < 1.5  # one timeout, not six
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
