@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import ipaddress
 import os
+import socket
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +33,13 @@ CLIENT_KEYS_FILE = "client_keys.json"
 """This user's CURVE client key pair, in the state dir (0600); optional."""
 
 ALLOWED_CLIENTS_FILE = "allowed_clients"
-"""Client public keys the daemon accepts over TCP; optional. One Z85 key a line, optionally
-followed by a space and a label; lines starting with # are comments."""
+"""Client public keys the daemon accepts over TCP; made on first use with this user's client
+key. One Z85 key a line, optionally followed by a space and a label; lines starting with #
+are comments."""
+
+CLIENT_KEY_COMMAND = "python -m core.runtime client-key"
+"""Prints this user's client public key (made on first use): what another machine's owner
+runs to get the line to add to the daemon's allow-list."""
 
 MAX_IPC_PATH = 100
 """Unix socket paths longer than this do not fit in sockaddr_un on every system."""
@@ -328,3 +336,48 @@ def read_allowed_clients(state_dir: Path | None = None) -> set[str] | None:
         keys.add(key)
     return keys
 
+
+
+def ensure_allowed_clients(state_dir: Path | None = None) -> tuple[set[str], Path | None]:
+    """The TCP allow-list, made on first use with this user's client key.
+
+    TCP is never open to any key holder: the server's public key is in the connection
+    file and travels with it, so it proves nothing about the client.
+
+    Returns:
+        The allowed keys, and the path of the file when it was just created (else None).
+    """
+    state_dir = Path(state_dir or default_state_dir())
+    keys = read_allowed_clients(state_dir)
+    if keys is not None:
+        return keys, None
+    mine = load_or_create_client_keys(state_dir)
+    path = state_dir / ALLOWED_CLIENTS_FILE
+    write_private(path, (
+        "# Client public keys allowed to reach this daemon over TCP: one Z85 key a line,\n"
+        "# then an optional label. Made with this user's own client key; to let another\n"
+        f"# machine in, run `{CLIENT_KEY_COMMAND}` there and add the key it prints\n"
+        "# here, then restart `taskdeck serve`.\n"
+        f"{mine.public} {_user()}@{socket.gethostname()}\n"
+    ).encode())
+    return {mine.public}, path
+
+
+def _user() -> str:
+    """This user's login name, for labels ("?" when there is none)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "?"
+
+
+def _main(argv: list[str]) -> int:
+    if argv != ["client-key"]:
+        print(f"usage: {CLIENT_KEY_COMMAND}", file=sys.stderr)
+        return 2
+    print(load_or_create_client_keys().public)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -34,14 +34,15 @@ from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.model import Event
 from core.registry import Registry
 from core.runtime import (
+    CLIENT_KEY_COMMAND,
     ConnectionInfo,
     KeyPair,
+    ensure_allowed_clients,
     ensure_private_dir,
     ipc_endpoints,
     is_loopback,
     load_or_create_server_keys,
     private_umask,
-    read_allowed_clients,
     remove_connection,
     running_daemon,
     split_tcp,
@@ -81,7 +82,7 @@ class Daemon:
         heartbeat: seconds of silence on PUB before an idle heartbeat.
         state_dir: where the CURVE keys and the allow-list are (TCP only).
         allowed_clients: Z85 client public keys allowed over CURVE; None reads the
-            allow-list file in `state_dir`, and no file means any client with the server key.
+            allow-list file in `state_dir`, made on first use with this user's client key.
         pub_hwm: messages queued per subscriber before the slowest start losing events.
         max_message: largest request accepted, in bytes.
     """
@@ -265,7 +266,8 @@ class Daemon:
     def _start_auth(self) -> None:
         """Run a ZAP handler for the CURVE handshakes.
 
-        It admits the allow-listed keys (any key when there is no allow-list), and it
+        It admits the allow-listed keys only (the list is made on first use with this
+        user's client key: knowing the server's public key proves nothing), and it
         is what makes libzmq stamp each message with its sender's public key (the
         "User-Id" property, Z85), which the audit trail records as `curve_key`.
 
@@ -273,17 +275,19 @@ class Daemon:
         in one process (a daemon restarted in place), left a stale reader on a reused
         file descriptor and the new handler never saw a request.
         """
-        from zmq.auth import CURVE_ALLOW_ANY
         from zmq.auth.thread import ThreadAuthenticator
 
         allowed = self.allowed_clients
         if allowed is None:
-            allowed = read_allowed_clients(self.state_dir)
+            allowed, created = ensure_allowed_clients(self.state_dir)
+            if created is not None:
+                log.warning(
+                    "TCP clients must be on the allow-list %s; it was made with this user's "
+                    "client key. To let another machine in, run `%s` there and add the key "
+                    "it prints to that file, then restart.", created, CLIENT_KEY_COMMAND,
+                )
         self._auth = ThreadAuthenticator(self._ctx)
         self._auth.start()
-        if allowed is None:
-            self._auth.configure_curve(domain="*", location=CURVE_ALLOW_ANY)
-            return
         keys = frozenset(allowed)
 
         class AllowList:
