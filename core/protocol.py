@@ -37,6 +37,11 @@ MAX_CHOICE = 64
 MAX_LIST = 10000
 """Most tasks one `list` request returns."""
 
+MAX_LIST_BYTES = 16 << 20
+"""About how many bytes of tasks one `list` reply carries: past it, fewer than `limit`
+tasks come back (page on with `before`), so one request cannot make a reply of
+hundreds of megabytes (10,000 tasks with 64 KiB results each)."""
+
 MAX_HISTORY = 10000
 """Most decisions one `history` request returns."""
 

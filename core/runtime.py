@@ -226,6 +226,45 @@ def running_daemon(runtime_dir: Path) -> ConnectionInfo | None:
     return info
 
 
+# ------------------------------------------------------------- resources
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit, where allowed.
+
+    Every client connection costs the daemon a file descriptor, and libzmq aborts the
+    whole process when it cannot accept one on an ipc socket; the soft limit is often
+    1024 while the hard one is far higher.
+
+    Returns:
+        The soft limit now in force (a large number when unlimited).
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 1 << 16
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        for want in (hard, 1 << 20, 1 << 16):
+            if hard != resource.RLIM_INFINITY and want > hard:
+                continue
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            except (ValueError, OSError):
+                continue
+            soft = want
+            break
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def open_fd_count() -> int | None:
+    """File descriptors this process has open now (None where it cannot be told)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the one listdir used
+    except OSError:
+        return None
+
+
 # -------------------------------------------------------------- endpoints
 
 

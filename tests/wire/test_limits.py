@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,13 +18,13 @@ import zmq
 import zmq.asyncio
 
 from core import protocol as p
-from core.client import Client
+from core.client import Client, SyncClient
 from core.errors import AlreadyAnswered, BadRequest, Unavailable
 from core.journal import Journal
 from core.model import PromptState
-from core.runtime import ConnectionInfo, write_connection
+from core.runtime import ConnectionInfo, connection_path, read_connection, write_connection
 from core.server import Daemon
-from tests.support import until
+from tests.support import until, until_sync
 from tests.wire.conftest import HEARTBEAT, make_registry
 
 Connect = Callable[..., Awaitable[Client]]
@@ -133,3 +137,64 @@ async def test_a_request_to_a_killed_daemon_fails_after_one_timeout(runtime_dir:
         if server.returncode is None:
             server.kill()
             await server.wait()
+
+
+def low_fd_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.timeout(60)
+def test_more_connections_than_file_descriptors_do_not_kill_the_daemon(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    limit = 1024
+    env = {**os.environ, "TASKDECK_STATE_DIR": str(tmp_path / "state")}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "serve", "--no-journal", "--runtime-dir", str(runtime)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=low_fd_limit(limit),
+    )
+    ctx = zmq.Context()
+    ctx.set(zmq.MAX_SOCKETS, 4096)
+    hammer: list[zmq.Socket[Any]] = []
+    try:
+        until_sync(lambda: connection_path(runtime).exists() or daemon.poll() is not None,
+                   timeout=15, what="the daemon to start")
+        before = read_connection(runtime)
+        assert before.pid == daemon.pid
+        hello = p.encode(p.Request(id="h", version=p.PROTOCOL_VERSION, body=p.Hello()))
+        for n in range(4 * limit):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(before.commands if n % 2 else before.events)
+            if n % 2:
+                sock.send_multipart([b"", hello])
+            hammer.append(sock)
+        assert daemon.stderr is not None
+        told = []  # the cap engaged: the daemon says so, and lives on
+        for line in iter(daemon.stderr.readline, ""):
+            told.append(line)
+            if "connection refused" in line or "stops listening" in line:
+                break
+        else:
+            raise AssertionError(f"the daemon died (exit {daemon.wait()}): {''.join(told)}")
+        assert daemon.poll() is None
+        for sock in hammer:
+            sock.close(linger=0)
+        hammer.clear()
+        assert daemon.poll() is None
+        assert read_connection(runtime) == before  # same endpoints, same pid
+        with SyncClient(runtime, request_timeout=1.0, retries=10) as client:
+            assert client.hello()["pid"] == daemon.pid
+        daemon.terminate()
+        assert daemon.wait(10) == 0
+        assert not connection_path(runtime).exists()
+    finally:
+        for sock in hammer:
+            sock.close(linger=0)
+        ctx.term()
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon.wait(10)
