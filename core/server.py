@@ -57,8 +57,7 @@ from core.runtime import (
 log = logging.getLogger(__name__)
 
 DEDUPE_SIZE = 4096
-"""Replies to mutating requests remembered (by sender, command and request id), so a retry
-is not applied twice."""
+"""Replies to mutating requests remembered by request id, so a retry is not applied twice."""
 
 MAX_CONNECTIONS = 4096
 """Client connections served at once, both sockets together (a dashboard holds two, a
@@ -160,9 +159,7 @@ class Daemon:
                     f"plain TCP (no encryption, no authentication) is only allowed on a loopback "
                     f"address, not {self._tcp[0]!r}; drop --insecure-plain-tcp to use CURVE"
                 )
-        self._replies: collections.OrderedDict[tuple[object, ...], bytes] = (
-            collections.OrderedDict()
-        )
+        self._replies: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._dedupe_size = dedupe_size
         self._handlers: dict[type[p.Command], Handler] = {
             p.Hello: self._hello,
@@ -604,9 +601,9 @@ class Daemon:
             return p.error_reply(request_id, exc.code, str(exc))
         if request.origin.curve_key != curve_key:
             request.origin = msgspec.structs.replace(request.origin, curve_key=curve_key)
-        cached = self._replies.get(_dedupe_key(request))
+        cached = self._replies.get(request.id)
         if cached is not None:
-            self._replies.move_to_end(_dedupe_key(request))
+            self._replies.move_to_end(request.id)
             return cached
         try:
             result = self._handlers[type(request.body)](request)
@@ -635,7 +632,7 @@ class Daemon:
     def _remember(self, request: p.Request, reply: bytes) -> bytes:
         """Keep the reply to a state change by request id, so a retry gets it unapplied."""
         if request.body.mutating:
-            self._replies[_dedupe_key(request)] = reply
+            self._replies[request.id] = reply
             if len(self._replies) > self._dedupe_size:
                 self._replies.popitem(last=False)
         return reply
@@ -1088,13 +1085,6 @@ def _approx_size(task: p.Task) -> int:
     if task.blocked_on is not None:
         size += len(task.blocked_on.question) + 64 * len(task.blocked_on.choices)
     return size
-
-
-def _dedupe_key(request: p.Request) -> tuple[object, ...]:
-    """What a remembered reply is filed under: the sender (its declared origin and, on
-    CURVE, its key), the command and the request id. A retry repeats all three; another
-    client, or another command, that happens to reuse the id is not answered from memory."""
-    return (request.origin, type(request.body), request.id)
 
 
 def _journal_failed(action: str, exc: Exception) -> TaskdeckError:

@@ -82,21 +82,23 @@ async def raw_call(info: ConnectionInfo, request: p.Request) -> p.Reply:
         ctx.term()
 
 
-async def test_remembered_replies_are_scoped_by_sender_and_command(daemon: Daemon) -> None:
-    def request(body: p.Command, client: str) -> p.Request:
-        origin = p.Origin(user="u", host="h", pid=1, client=client)
-        return p.Request(id="same-id", version=p.PROTOCOL_VERSION, body=body, origin=origin)
+async def test_a_remembered_id_answers_any_command_from_any_client(daemon: Daemon) -> None:
+    """As docs/protocol.md says: the id is the whole key, and refusals are remembered."""
 
-    first = await raw_call(daemon.connection, request(p.Open(description="one"), "a"))
+    def request(body: p.Command, client: str, rid: str) -> p.Request:
+        origin = p.Origin(user="u", host="h", pid=1, client=client)
+        return p.Request(id=rid, version=p.PROTOCOL_VERSION, body=body, origin=origin)
+
+    first = await raw_call(daemon.connection, request(p.Open(description="one"), "a", "id-1"))
     assert first.ok and isinstance(first.result, p.TaskResult)
-    retry = await raw_call(daemon.connection, request(p.Open(description="one"), "a"))
-    assert retry == first  # a retry: the remembered reply, not a second task
-    other = await raw_call(daemon.connection, request(p.Open(description="two"), "b"))
-    assert other.ok and other.result.task.id != first.result.task.id  # type: ignore[union-attr]
-    tokens = p.Tokens(task_id=first.result.task.id, prompt=5)  # type: ignore[union-attr]
-    spent = await raw_call(daemon.connection, request(tokens, "a"))
-    assert spent.ok and spent.result.task.prompt_tokens == 5  # type: ignore[union-attr]
-    assert [t.description for t in daemon.registry.list()] == ["two", "one"]
+    task_id = first.result.task.id
+    other = await raw_call(daemon.connection, request(p.Finish(task_id=task_id), "b", "id-1"))
+    assert other == first  # nothing finished: the first reply again
+    refused = await raw_call(daemon.connection, request(p.Ask(task_id=999, question="?"), "a", "id-2"))
+    assert not refused.ok and refused.error.code == "UNKNOWN_TASK"  # type: ignore[union-attr]
+    again = await raw_call(daemon.connection, request(p.Finish(task_id=task_id), "a", "id-2"))
+    assert again == refused
+    assert [t.status.value for t in daemon.registry.list()] == ["in_progress"]
 
 
 async def test_a_dead_daemons_connection_file_is_reported_at_once(
