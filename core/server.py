@@ -76,6 +76,9 @@ BURST_LAG = 512
 SWITCH_INTERVAL = 0.0001
 """Seconds a thread holds the GIL while another waits, while the connection guard runs."""
 
+HANDSHAKE_MS = 5000
+"""Milliseconds a TCP peer has to complete its (CURVE) handshake before it is dropped."""
+
 LISTEN_BACKLOG = 16
 """Connections the kernel holds for the daemon to accept (libzmq's default is 100)."""
 
@@ -295,6 +298,10 @@ class Daemon:
             bound = (_hidden(events), _hidden(commands))
         else:
             host, port = self._tcp
+            for sock in (pub, cmd):
+                # A peer that never finishes its handshake gives its descriptor back
+                # after this, not after libzmq's default 30 s.
+                sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
             if not self.allow_plain_tcp:
                 keys = load_or_create_server_keys(self.state_dir)
                 self._start_auth()
