@@ -19,8 +19,8 @@ import inspect
 import logging
 import os
 import signal
-import sys
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
