@@ -46,7 +46,13 @@ from core.model import (
     TasksEvicted,
     TaskStatus,
 )
-from core.runtime import ConnectionInfo, KeyPair, default_runtime_dir, existing_client_keys
+from core.runtime import (
+    ConnectionInfo,
+    KeyPair,
+    daemon_gone,
+    default_runtime_dir,
+    existing_client_keys,
+)
 from core.runtime import read_connection as _read_connection
 
 log = logging.getLogger(__name__)
@@ -301,9 +307,22 @@ class _Endpoint:
             self.connection = self._fixed
         else:
             self.connection = _read_connection(self.runtime_dir)
+            self._check_alive()
         if self._req_endpoint is not None and self._req_endpoint != self.connection.commands:
             self._close_req()
         return self.connection
+
+    def _check_alive(self) -> None:
+        """Raise `Unavailable` at once when the connection file names a process that has exited.
+
+        Only for a connection read from the runtime dir: its pid is on this machine.
+        """
+        info = self.connection
+        if self._fixed is None and info is not None and daemon_gone(info):
+            raise Unavailable(
+                f"no daemon running: the connection file in {self.runtime_dir} names "
+                f"pid {info.pid}, which has exited; start `taskdeck serve`"
+            )
 
     @property
     def heartbeat(self) -> float:
@@ -362,6 +381,7 @@ class _Endpoint:
             self.retry_count += 1
             with contextlib.suppress(TaskdeckError):
                 self._refresh_connection()
+            self._check_alive()  # a dead daemon: said now, not after every retry's timeout
         if self.connection is None:
             self._refresh_connection()
 

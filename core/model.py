@@ -75,6 +75,11 @@ class Verdict(str, enum.Enum):
     """Free text: guidance for the asker, never an approval."""
 
 
+MAX_COUNT = 2**53
+"""Ceiling of every counter a task keeps (token totals): counts saturate here instead of
+growing past what MessagePack (64 bits) and JSON readers (exact up to 2^53) can carry,
+so no single task can make the state unencodable."""
+
 DEFAULT_CHOICES: tuple[str, ...] = ("approve", "deny")
 """Choices offered by a prompt that declares none."""
 
@@ -110,6 +115,7 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
     blocked_on: BlockedOn | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    """Cumulative counts; each saturates at `MAX_COUNT`."""
     progress: str | None = None
     external: bool = False
     timeout: float | None = None

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from core.errors import BadRequest
-from core.model import Event, Prompt, Snapshot, Task, TaskStatus
+from core.model import MAX_COUNT, Event, Prompt, Snapshot, Task, TaskStatus
 
 PROTOCOL_VERSION = 1
 """Bumped on any change an older peer could misread; both sides refuse a different one."""
@@ -37,6 +37,11 @@ MAX_CHOICE = 64
 MAX_LIST = 10000
 """Most tasks one `list` request returns."""
 
+MAX_LIST_BYTES = 16 << 20
+"""About how many bytes of tasks one `list` reply carries: past it, fewer than `limit`
+tasks come back (page on with `before`), so one request cannot make a reply of
+hundreds of megabytes (10,000 tasks with 64 KiB results each)."""
+
 MAX_HISTORY = 10000
 """Most decisions one `history` request returns."""
 
@@ -53,7 +58,7 @@ Choice = Annotated[str, Meta(min_length=1, max_length=MAX_CHOICE)]
 Choices = Annotated[list[Choice], Meta(min_length=1, max_length=MAX_CHOICES)]
 Id = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Seconds = Annotated[float, Meta(gt=0, le=7 * 86400)]
-Count = Annotated[int, Meta(ge=0, le=2**53)]
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 RequestId = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
 
 
@@ -198,7 +203,7 @@ class Progress(Command, tag="progress"):
 class Ask(Command, tag="ask"):
     """Block an external task on a question; the reply is the open Prompt at once.
 
-    The answer arrives later as a `prompt_closed` event on the PUB socket.
+    The answer arrives later as a `promptclosed` event on the PUB socket.
     """
 
     mutating = True

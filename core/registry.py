@@ -29,6 +29,7 @@ from core.errors import (
 )
 from core.model import (
     DEFAULT_CHOICES,
+    MAX_COUNT,
     BlockedOn,
     BlockedReason,
     Body,
@@ -850,7 +851,7 @@ class Registry:
     # ------------------------------------------------------- progress, tokens
 
     def add_tokens(self, task_id: int, prompt: int = 0, completion: int = 0) -> Task:
-        """Count tokens spent by a live task.
+        """Count tokens spent by a live task; each total stops at `MAX_COUNT`.
 
         Raises:
             BadRequest: negative counts.
@@ -861,8 +862,10 @@ class Registry:
         task = self._live(task_id)
         if prompt == 0 and completion == 0:
             return copy.copy(task)
-        task.prompt_tokens += prompt
-        task.completion_tokens += completion
+        # Saturate: a total past 2^64 could not be encoded, and one bad reporter would
+        # wedge every snapshot, list and journal write from then on.
+        task.prompt_tokens = min(MAX_COUNT, task.prompt_tokens + prompt)
+        task.completion_tokens = min(MAX_COUNT, task.completion_tokens + completion)
         self._emit(TaskChanged(task=copy.copy(task)))
         return copy.copy(task)
 

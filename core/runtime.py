@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import ipaddress
 import os
+import socket
 import stat
 import sys
 import tempfile
@@ -31,8 +33,13 @@ CLIENT_KEYS_FILE = "client_keys.json"
 """This user's CURVE client key pair, in the state dir (0600); optional."""
 
 ALLOWED_CLIENTS_FILE = "allowed_clients"
-"""Client public keys the daemon accepts over TCP; optional. One Z85 key a line, optionally
-followed by a space and a label; lines starting with # are comments."""
+"""Client public keys the daemon accepts over TCP; made on first use with this user's client
+key. One Z85 key a line, optionally followed by a space and a label; lines starting with #
+are comments."""
+
+CLIENT_KEY_COMMAND = "python -m core.runtime client-key"
+"""Prints this user's client public key (made on first use): what another machine's owner
+runs to get the line to add to the daemon's allow-list."""
 
 MAX_IPC_PATH = 100
 """Unix socket paths longer than this do not fit in sockaddr_un on every system."""
@@ -207,21 +214,68 @@ def remove_connection(runtime_dir: Path, *, pid: int, epoch: int) -> None:
             path.unlink()
 
 
+def daemon_gone(info: ConnectionInfo) -> bool:
+    """True when the connection file names a process that no longer exists (a daemon killed
+    without clean-up): no retry can reach it. False when the pid is unknown (0) or alive."""
+    if info.pid <= 0:
+        return False
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def running_daemon(runtime_dir: Path) -> ConnectionInfo | None:
     """The connection info of a live daemon on `runtime_dir`, or None if there is none."""
     try:
         info = msgspec.json.decode(connection_path(runtime_dir).read_bytes(), type=ConnectionInfo)
     except (OSError, msgspec.DecodeError):
         return None
-    if info.pid <= 0:
+    if info.pid <= 0 or daemon_gone(info):
         return None
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return info
     return info
+
+
+# ------------------------------------------------------------- resources
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit, where allowed.
+
+    Every client connection costs the daemon a file descriptor, and libzmq aborts the
+    whole process when it cannot accept one on an ipc socket; the soft limit is often
+    1024 while the hard one is far higher.
+
+    Returns:
+        The soft limit now in force (a large number when unlimited).
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 1 << 16
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        for want in (hard, 1 << 20, 1 << 16):
+            if hard != resource.RLIM_INFINITY and want > hard:
+                continue
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            except (ValueError, OSError):
+                continue
+            soft = want
+            break
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def open_fd_count() -> int | None:
+    """File descriptors this process has open now (None where it cannot be told)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the one listdir used
+    except OSError:
+        return None
 
 
 # -------------------------------------------------------------- endpoints
@@ -334,3 +388,48 @@ def read_allowed_clients(state_dir: Path | None = None) -> set[str] | None:
         keys.add(key)
     return keys
 
+
+
+def ensure_allowed_clients(state_dir: Path | None = None) -> tuple[set[str], Path | None]:
+    """The TCP allow-list, made on first use with this user's client key.
+
+    TCP is never open to any key holder: the server's public key is in the connection
+    file and travels with it, so it proves nothing about the client.
+
+    Returns:
+        The allowed keys, and the path of the file when it was just created (else None).
+    """
+    state_dir = Path(state_dir or default_state_dir())
+    keys = read_allowed_clients(state_dir)
+    if keys is not None:
+        return keys, None
+    mine = load_or_create_client_keys(state_dir)
+    path = state_dir / ALLOWED_CLIENTS_FILE
+    write_private(path, (
+        "# Client public keys allowed to reach this daemon over TCP: one Z85 key a line,\n"
+        "# then an optional label. Made with this user's own client key; to let another\n"
+        f"# machine in, run `{CLIENT_KEY_COMMAND}` there and add the key it prints\n"
+        "# here, then restart `taskdeck serve`.\n"
+        f"{mine.public} {_user()}@{socket.gethostname()}\n"
+    ).encode())
+    return {mine.public}, path
+
+
+def _user() -> str:
+    """This user's login name, for labels ("?" when there is none)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "?"
+
+
+def _main(argv: list[str]) -> int:
+    if argv != ["client-key"]:
+        print(f"usage: {CLIENT_KEY_COMMAND}", file=sys.stderr)
+        return 2
+    print(load_or_create_client_keys().public)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
 from core.context import AgentContext
@@ -24,6 +25,9 @@ MAX_LINE = 500
 
 _POLL = 0.02
 """Seconds between checks on a process group that is shutting down."""
+
+_LEASH = str(Path(__file__).with_name("leash.py"))
+"""The script that ties a command's process group to the daemon's life (see leash.py)."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 
@@ -48,6 +52,7 @@ def make_shell_agent(*, grace: float = 2.0, tail_lines: int = 20) -> Agent:
     process group, which the task owns: when the command exits, anything it left
     running in the group is stopped; when the task is aborted or times out, the group
     gets SIGTERM, then SIGKILL after `grace` seconds, before the cancellation goes on.
+    On Linux the group also dies with the daemon, even by `kill -9` (core/agents/leash.py).
 
     Returns:
         The agent. Its result is "exit 0" and the last `tail_lines` lines of output;
@@ -84,9 +89,7 @@ def _refusal(prompt: Prompt) -> str:
 
 async def _run(ctx: AgentContext, command: str, *, grace: float, tail_lines: int) -> str:
     process = await asyncio.create_subprocess_exec(
-        "/bin/sh",
-        "-c",
-        command,
+        *_shell_argv(command),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -113,6 +116,17 @@ async def _run(ctx: AgentContext, command: str, *, grace: float, tail_lines: int
     status = f"killed by {_signal_name(-code)}" if code < 0 else f"exit {code}"
     last = output.last_line()
     raise CommandFailed(f"{status}: {last}" if last else status)
+
+
+def _shell_argv(command: str) -> list[str]:
+    """`/bin/sh -c command`, on Linux behind the leash that kills its group with the daemon.
+
+    Without it a `kill -9` of the daemon left an approved command running while the
+    restored task said it had failed: the side effect came after the record said it did not.
+    """
+    if sys.platform.startswith("linux") and sys.executable:
+        return [sys.executable, "-I", "-S", _LEASH, str(os.getpid()), command]
+    return ["/bin/sh", "-c", command]
 
 
 async def _stop_group(process: asyncio.subprocess.Process, pgid: int, grace: float) -> None:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from core.agents.shell import make_shell_agent
+from core.agents.shell import _group_alive, make_shell_agent
+from core.client import Client
 from core.errors import BadRequest
 from core.model import EndReason, TaskStatus
 from core.registry import Registry
+from core.runtime import connection_path
 from tests.agents.conftest import ended, next_prompt
 from tests.support import until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def group_gone(pgid: int) -> bool:
@@ -220,3 +226,56 @@ def test_bad_settings_are_refused() -> None:
         make_shell_agent(grace=-1)
     with pytest.raises(BadRequest, match="tail_lines"):
         make_shell_agent(tail_lines=0)
+
+
+@pytest.mark.timeout(60)
+async def test_kill_9_of_the_daemon_takes_the_approved_command_with_it(tmp_path: Path) -> None:
+    """A real `taskdeck serve` runs an approved command that would leave a mark after a
+    delay, in the foreground and in the background; `kill -9` of the daemon must stop
+    the whole group before either mark is made."""
+    runtime = tmp_path / "run"
+    pidfile, marker, background = tmp_path / "pid", tmp_path / "marker", tmp_path / "bg"
+    delay = 1.5
+    command = (
+        f"(sleep {delay}; touch {shlex.quote(str(background))}) & "
+        f"echo $$ > {shlex.quote(str(pidfile))}; sleep {delay}; touch {shlex.quote(str(marker))}"
+    )
+    env = {**os.environ, "TASKDECK_STATE_DIR": str(tmp_path / "state")}
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "serve", "--runtime-dir", str(runtime),
+        "--journal", str(tmp_path / "journal.sqlite3"),
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await until(lambda: connection_path(runtime).exists() or daemon.returncode is not None,
+                    timeout=15, what="the daemon to start")
+        async with Client(runtime) as client:
+            task = await client.submit("shell", command)
+            prompt_id = await _prompt_of(client, task.id)
+            await client.answer(prompt_id, "approve")
+            await until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10,
+                        what="the command to start")
+            pgid = int(pidfile.read_text())
+            started = time.monotonic()
+            assert os.getpgid(pgid) == pgid
+        daemon.kill()
+        await daemon.wait()
+        await until(lambda: not _group_alive(pgid), timeout=5, what="the group to die")
+        # Nothing is left that could make the marks; wait out their delay to show it.
+        await asyncio.sleep(max(0.0, started + delay + 0.5 - time.monotonic()))
+        assert not marker.exists() and not background.exists()
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+
+
+async def _prompt_of(client: Client, task_id: int) -> int:
+    """The id of the question the task asks (polled through `get`, with a deadline)."""
+    deadline = time.monotonic() + 10
+    while True:
+        task, _ = await client.get(task_id)
+        if task.blocked_on is not None:
+            return task.blocked_on.prompt_id
+        assert time.monotonic() < deadline, "the shell agent never asked"
+        await asyncio.sleep(0.01)

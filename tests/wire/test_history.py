@@ -16,7 +16,7 @@ from core.errors import BadRequest, InvalidState
 from core.journal import Journal
 from core.model import TaskStatus
 from core.registry import Registry
-from core.runtime import ALLOWED_CLIENTS_FILE, KeyPair
+from core.runtime import ALLOWED_CLIENTS_FILE, KeyPair, load_or_create_client_keys
 from core.server import Daemon
 from tests.support import until
 from tests.wire.conftest import HEARTBEAT, ThreadedDaemon, make_registry
@@ -155,15 +155,18 @@ async def test_a_client_cannot_claim_a_curve_key(
     assert decision.curve_key is None
 
 
-@pytest.mark.parametrize("allow_list", [False, True], ids=["any-key", "allow-list"])
+@pytest.mark.parametrize("allow_list", [False, True], ids=["generated", "allow-list"])
 async def test_curve_decisions_record_the_senders_key(
     runtime_dir: Path, tmp_path: Path, connect: Connect, allow_list: bool
 ) -> None:
-    mine = fresh_keys()
     state_dir = tmp_path / "state"
+    other = fresh_keys()
     if allow_list:
+        mine = fresh_keys()
         state_dir.mkdir(mode=0o700)
-        (state_dir / ALLOWED_CLIENTS_FILE).write_text(f"{mine.public} laptop\n")
+        (state_dir / ALLOWED_CLIENTS_FILE).write_text(f"{mine.public} laptop\n{other.public}\n")
+    else:  # the allow-list made on first use holds this user's own client key
+        mine = load_or_create_client_keys(state_dir)
     async with JournaledDaemon(runtime_dir, tmp_path / "journal.sqlite3",
                                bind="tcp://127.0.0.1:0", state_dir=state_dir) as served:
         assert served.daemon.connection.commands.startswith("tcp://127.0.0.1:")
@@ -177,8 +180,7 @@ async def test_curve_decisions_record_the_senders_key(
         assert [(e.action, e.curve_key) for e in decisions] == [
             ("answer", mine.public), ("abort", mine.public)]
         # Another key pair, another recorded key.
-        if not allow_list:
-            other = fresh_keys()
+        if allow_list:
             second = await connect(client_keys=other)
             extra = await second.submit("forever", "more")
             await second.abort(extra.id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from core.runtime import (
     KeyPair,
     connection_path,
     ensure_private_dir,
+    existing_client_keys,
     load_or_create_client_keys,
     read_allowed_clients,
     read_connection,
@@ -31,6 +34,8 @@ from core.server import Daemon
 from tests.wire.conftest import HEARTBEAT
 
 Connect = Callable[..., Awaitable[Client]]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mode(path: Path) -> int:
@@ -153,11 +158,15 @@ async def test_tcp_uses_curve_and_strangers_get_nothing(
         impostor = await connect(connection=wrong, request_timeout=0.1, retries=1)
         with pytest.raises(Unavailable, match="did not answer"):
             await impostor.hello()
-        # With the key from the connection file, any client gets in (no allow-list).
-        reply = await raw_hello(info.commands, keys=fresh_keys(),
-                                server_key=info.server_public_key, wait=2)
-        assert reply is not None and reply.ok
-        client = await connect()
+        # The server key is no password: a stranger's key pair gets nothing either.
+        assert await raw_hello(info.commands, keys=fresh_keys(),
+                               server_key=info.server_public_key) is None
+        # The allow-list was made on first use, with this user's client key only.
+        mine = existing_client_keys(state_dir)
+        assert mine is not None and mode(state_dir / ALLOWED_CLIENTS_FILE) == 0o600
+        assert read_allowed_clients(state_dir) == {mine.public}
+        assert "python -m core.runtime client-key" in (state_dir / ALLOWED_CLIENTS_FILE).read_text()
+        client = await connect(state_dir=state_dir)
         await client.start_mirror()
         await client.wait_synced()
         task = await client.open_task("over curve")
@@ -237,3 +246,12 @@ def test_allow_list_file_format(state_dir: Path) -> None:
     (state_dir / ALLOWED_CLIENTS_FILE).write_text("short\n")
     with pytest.raises(BadRequest, match="allowed_clients:1: not a Z85"):
         read_allowed_clients(state_dir)
+
+
+def test_client_key_command_prints_the_key_to_allow(tmp_path: Path) -> None:
+    state = tmp_path / "elsewhere"
+    env = {**os.environ, "TASKDECK_STATE_DIR": str(state)}
+    done = subprocess.run([sys.executable, "-m", "core.runtime", "client-key"], env=env,
+                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == load_or_create_client_keys(state).public
