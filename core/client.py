@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -297,6 +298,8 @@ class _Endpoint:
         self.retry_count = 0
         """Requests re-sent after a timeout, since this client was made."""
         self._req_endpoint: str | None = None
+        self._dead_since: tuple[int, float] | None = None
+        """The exited pid the connection file names, and when it was first seen gone."""
 
     def _close_req(self) -> None:
         raise NotImplementedError
@@ -313,12 +316,21 @@ class _Endpoint:
         return self.connection
 
     def _check_alive(self) -> None:
-        """Raise `Unavailable` at once when the connection file names a process that has exited.
+        """Raise `Unavailable` when the connection file has named an exited process for a
+        whole request timeout: no retry can reach it, and waiting out every retry says
+        nothing more. A daemon restarted within that time (a supervisor, a crash and a
+        restart) writes a new file and is reached as before.
 
         Only for a connection read from the runtime dir: its pid is on this machine.
         """
         info = self.connection
-        if self._fixed is None and info is not None and daemon_gone(info):
+        if self._fixed is not None or info is None or not daemon_gone(info):
+            self._dead_since = None
+            return
+        now = time.monotonic()
+        if self._dead_since is None or self._dead_since[0] != info.pid:
+            self._dead_since = (info.pid, now)
+        if now - self._dead_since[1] >= self.request_timeout:
             raise Unavailable(
                 f"no daemon running: the connection file in {self.runtime_dir} names "
                 f"pid {info.pid}, which has exited; start `taskdeck serve`"
@@ -381,7 +393,7 @@ class _Endpoint:
             self.retry_count += 1
             with contextlib.suppress(TaskdeckError):
                 self._refresh_connection()
-            self._check_alive()  # a dead daemon: said now, not after every retry's timeout
+            self._check_alive()  # a dead daemon: said after one timeout, not after every retry
         if self.connection is None:
             self._refresh_connection()
 
