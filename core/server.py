@@ -92,6 +92,10 @@ REQUEST_HWM = 64
 DRAIN_BATCH = 256
 """Requests answered per wake-up before the loop gets a turn (agents, heartbeats, PUB)."""
 
+BATCH_BYTES = 8 * 1024 * 1024
+"""Reply bytes a batch may hold before it is written and sent: replies wait for the batch's
+journal write, so large ones (a `list` of thousands of tasks) must not pile up in it."""
+
 T = TypeVar("T")
 
 _RECORDED = (p.Submit, p.Open, p.Ask, p.Answer, p.AnswerTask, p.Abort, p.Finish, p.Fail)
@@ -588,13 +592,16 @@ class Daemon:
     def _drain_batch(
         self, cmd: zmq.Socket[Any], batch: list[list[Any]]
     ) -> tuple[list[bytes], Awaitable[bytes]] | None:
-        """Handle up to `DRAIN_BATCH` queued requests, their replies kept in `batch`.
+        """Handle up to `DRAIN_BATCH` queued requests (or `BATCH_BYTES` of replies), kept in `batch`.
 
         Returns the envelope and pending reply of a request that must await, if any.
         """
         assert self._loop is not None
         curve = self._curve
+        held = 0
         for _ in range(DRAIN_BATCH):
+            if held > BATCH_BYTES:
+                break
             try:
                 # ZMQ_EVENTS rather than a receive that fails: it re-arms the FD just
                 # the same, without raising (an Again costs three times the check).
@@ -621,6 +628,7 @@ class Daemon:
             if not isinstance(reply, bytes):
                 return envelope, reply
             batch.append([envelope, reply])
+            held += len(reply)
         self._loop.call_soon(self._drain_commands)  # more may be queued: the FD will not say
         return None
 
