@@ -131,6 +131,22 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
         return self.prompt_tokens + self.completion_tokens
 
 
+class Question(msgspec.Struct, frozen=True, kw_only=True):
+    """What a task asks a person: one type from the asker's call through the registry,
+    the wire and the client, so its parameters are spelled out once.
+
+    The structured action that agent bridges attach (tool, input, working directory,
+    session) will be a field of this type.
+    """
+
+    text: str
+    choices: list[str] | None = None
+    """The answers offered; None offers `DEFAULT_CHOICES` (approve, deny)."""
+    timeout: float | None = None
+    """Seconds until the question closes (answered by `default` if there is one)."""
+    default: str | None = None
+
+
 class Prompt(msgspec.Struct, kw_only=True, gc=False):
     """A question a task asks a person; answered at most once."""
 
