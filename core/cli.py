@@ -707,7 +707,13 @@ def _cmd_answer(args: argparse.Namespace) -> int:
         prompt = client.answer_task(
             args.task_id, args.text, reason=args.reason, prompt_id=args.prompt
         )
-    print(f"answered prompt {prompt.id} of task {prompt.task_id}: {printable(prompt.answer or '')}")
+    said = f"answered prompt {prompt.id} of task {prompt.task_id}: {printable(prompt.answer or '')}"
+    if prompt.verdict is Verdict.REPLIED:
+        offered = " / ".join(printable(choice) for choice in prompt.choices)
+        said += f" (a free reply, not one of {offered}: it neither approves nor denies)"
+    else:
+        said += f" ({prompt.verdict.value})" if prompt.verdict else ""
+    print(said)
     return EXIT_OK
 
 

@@ -41,6 +41,23 @@ def test_the_exit_code_is_what_the_answer_decided(
     assert (task["status"], task["result"], task["error"]) == ("finished", result, None)
 
 
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ("no", "no (a free reply, not one of approve / deny: it neither approves nor denies)"),
+        ("approve", "approve (approved)"),
+        ("deny", "deny (denied)"),
+    ],
+)
+def test_answer_says_what_the_answer_decided(deck: Deck, answer: str, said: str) -> None:
+    """The person who typed "no" learns at once that it was taken as a reply, not a denial."""
+    asker = deck.start("ask", "Deploy to prod?")
+    task_id, _ = deck.asked(asker)
+    answered = deck.run("answer", str(task_id), answer)
+    assert answered.stdout.strip().endswith(f": {said}"), answered.stdout
+    asker.communicate(timeout=15)
+
+
 def test_a_typed_no_does_not_run_the_command_after_it(deck: Deck, tmp_path) -> None:
     """The line hooks are written with: `ask ... && ./deploy.sh`."""
     deployed = tmp_path / "deployed"
