@@ -668,8 +668,8 @@ async def _ask(args: argparse.Namespace, choices: list[str] | None) -> int:
                 said += " (and no word from the daemon)"
             await _bounded(task.fail(said))
             raise PromptTimedOut(said) from None
-        except (NotPending, InvalidState):
-            raise InvalidState("the question was aborted") from None
+        except (NotPending, InvalidState) as exc:  # aborted, cancelled, or lost in a restart
+            raise InvalidState(f"nothing was approved: {exc}") from None
         except TaskdeckError as exc:  # e.g. refused choices: end the task we opened
             await _bounded(task.fail(str(exc)))
             raise

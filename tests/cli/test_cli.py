@@ -71,7 +71,9 @@ def test_ask_exits_2_when_aborted(deck: Deck) -> None:
     assert f"aborted 1 task: {task['id']}" in aborted.stdout
     _, err = asker.communicate(timeout=15)
     assert asker.returncode == 2
-    assert "aborted" in err
+    # one line that says nothing was approved, and who aborted
+    assert err.strip().splitlines()[-1].startswith("taskdeck: nothing was approved: "), err
+    assert "aborted by cli:" in err
 
 
 def test_a_second_answer_is_refused_with_one_line(deck: Deck) -> None:
