@@ -13,23 +13,9 @@ from typing import Any
 import zmq
 
 from core import protocol as p
+from core.client import calls
 from core.client.aio import Client
-from core.client.calls import (
-    T,
-    _abort,
-    _accept,
-    _answer,
-    _answer_task,
-    _Call,
-    _get,
-    _hello,
-    _history,
-    _list_tasks,
-    _raise_error,
-    _result,
-    _snapshot,
-    _submit,
-)
+from core.client.calls import T, _accept, _Call, _raise_error, _result
 from core.client.endpoint import ClientOptions, _Endpoint
 from core.client.external import ExternalTask
 from core.errors import Unavailable
@@ -155,11 +141,11 @@ class SyncClient(_Endpoint):
 
     def hello(self) -> dict[str, Any]:
         """See `Client.hello`."""
-        return self._do(_hello())
+        return self._do(calls.hello())
 
     def snapshot(self) -> Snapshot:
         """See `Client.snapshot`."""
-        return self._do(_snapshot())
+        return self._do(calls.snapshot())
 
     def list_tasks(
         self,
@@ -172,15 +158,15 @@ class SyncClient(_Endpoint):
         before: int | None = None,
     ) -> list[Task]:
         """See `Client.list_tasks`."""
-        return self._do(_list_tasks(agent, status, parent_id, limit, roots_only, before))
+        return self._do(calls.list_tasks(agent, status, parent_id, limit, roots_only, before))
 
     def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
         """See `Client.get`."""
-        return self._do(_get(task_id))
+        return self._do(calls.get(task_id))
 
     def history(self, *, task_id: int | None = None, limit: int = 200) -> list[p.Decision]:
         """See `Client.history`."""
-        return self._do(_history(task_id, limit))
+        return self._do(calls.history(task_id, limit))
 
     def submit(
         self,
@@ -191,13 +177,13 @@ class SyncClient(_Endpoint):
         timeout: float | None = None,
     ) -> Task:
         """See `Client.submit`."""
-        return self._do(_submit(agent, description, parent_id, timeout))
+        return self._do(calls.submit(agent, description, parent_id, timeout))
 
     def answer(
         self, prompt_id: int, text: str, *, reason: str | None = None, by: str | None = None
     ) -> Prompt:
         """See `Client.answer`."""
-        return self._do(_answer(prompt_id, text, reason, by))
+        return self._do(calls.answer(prompt_id, text, reason, by))
 
     def answer_task(
         self,
@@ -209,11 +195,11 @@ class SyncClient(_Endpoint):
         by: str | None = None,
     ) -> Prompt:
         """See `Client.answer_task`."""
-        return self._do(_answer_task(task_id, text, reason, prompt_id, by))
+        return self._do(calls.answer_task(task_id, text, reason, prompt_id, by))
 
     def abort(self, task_id: int, *, only: bool = False) -> list[int]:
         """See `Client.abort`."""
-        return self._do(_abort(task_id, only))
+        return self._do(calls.abort(task_id, only))
 
     # ------------------------------------------------------- external tasks
 

@@ -39,7 +39,7 @@ class _Call(Generic[T]):
     take: Callable[[Any], T]
 
 
-def _hello() -> _Call[dict[str, Any]]:
+def hello() -> _Call[dict[str, Any]]:
     def take(result: p.HelloResult) -> dict[str, Any]:
         out: dict[str, Any] = msgspec.to_builtins(result)
         out.pop("type", None)
@@ -48,11 +48,11 @@ def _hello() -> _Call[dict[str, Any]]:
     return _Call(p.Hello(), p.HelloResult, take)
 
 
-def _snapshot() -> _Call[Snapshot]:
+def snapshot() -> _Call[Snapshot]:
     return _Call(p.GetSnapshot(), p.SnapshotResult, lambda r: r.snapshot)
 
 
-def _list_tasks(
+def list_tasks(
     agent: str | None,
     status: TaskStatus | str | None,
     parent_id: int | None,
@@ -77,34 +77,34 @@ def _list_tasks(
     return _Call(body, p.TasksResult, lambda r: r.tasks)
 
 
-def _get(task_id: int) -> _Call[tuple[Task, list[Prompt]]]:
+def get(task_id: int) -> _Call[tuple[Task, list[Prompt]]]:
     return _Call(p.GetTask(task_id=task_id), p.TaskDetail, lambda r: (r.task, r.prompts))
 
 
-def _history(task_id: int | None, limit: int) -> _Call[list[p.Decision]]:
+def history(task_id: int | None, limit: int) -> _Call[list[p.Decision]]:
     return _Call(p.History(task_id=task_id, limit=limit), p.HistoryResult, lambda r: r.entries)
 
 
-def _submit(
+def submit(
     agent: str, description: str, parent_id: int | None, timeout: float | None
 ) -> _Call[Task]:
     body = p.Submit(agent=agent, description=description, parent_id=parent_id, timeout=timeout)
     return _Call(body, p.TaskResult, lambda r: r.task)
 
 
-def _answer(prompt_id: int, text: str, reason: str | None, by: str | None) -> _Call[Prompt]:
+def answer(prompt_id: int, text: str, reason: str | None, by: str | None) -> _Call[Prompt]:
     body = p.Answer(prompt_id=prompt_id, text=text, reason=reason, by=by)
     return _Call(body, p.PromptResult, lambda r: r.prompt)
 
 
-def _answer_task(
+def answer_task(
     task_id: int, text: str, reason: str | None, prompt_id: int | None, by: str | None
 ) -> _Call[Prompt]:
     body = p.AnswerTask(task_id=task_id, text=text, reason=reason, prompt_id=prompt_id, by=by)
     return _Call(body, p.PromptResult, lambda r: r.prompt)
 
 
-def _abort(task_id: int, only: bool) -> _Call[list[int]]:
+def abort(task_id: int, only: bool) -> _Call[list[int]]:
     return _Call(p.Abort(task_id=task_id, only=only), p.AbortResult, lambda r: r.task_ids)
 
 
@@ -119,7 +119,7 @@ def _ask_body(task_id: int, question: Question) -> p.Ask:
     )
 
 
-def _ask(task_id: int, question: Question) -> _Call[Prompt]:
+def ask(task_id: int, question: Question) -> _Call[Prompt]:
     return _Call(_ask_body(task_id, question), p.PromptResult, lambda r: r.prompt)
 
 

@@ -11,23 +11,8 @@ import zmq
 import zmq.asyncio
 
 from core import protocol as p
-from core.client.calls import (
-    R,
-    T,
-    _abort,
-    _accept,
-    _answer,
-    _answer_task,
-    _Call,
-    _get,
-    _hello,
-    _history,
-    _list_tasks,
-    _raise_error,
-    _result,
-    _snapshot,
-    _submit,
-)
+from core.client import calls
+from core.client.calls import R, T, _accept, _Call, _raise_error, _result
 from core.client.endpoint import _Endpoint
 from core.errors import Unavailable
 from core.model import Prompt, Snapshot, Task, TaskStatus
@@ -189,11 +174,11 @@ class _AsyncCommands(_Endpoint):
 
     async def hello(self) -> dict[str, Any]:
         """The daemon's version, epoch, seq, pid, agents and heartbeat, as a dict."""
-        return await self._do(_hello())
+        return await self._do(calls.hello())
 
     async def snapshot(self) -> Snapshot:
         """Every task and pending prompt, and the seq they reflect."""
-        return await self._do(_snapshot())
+        return await self._do(calls.snapshot())
 
     async def list_tasks(
         self,
@@ -206,11 +191,11 @@ class _AsyncCommands(_Endpoint):
         before: int | None = None,
     ) -> list[Task]:
         """Tasks newest first, filtered, at most `limit`."""
-        return await self._do(_list_tasks(agent, status, parent_id, limit, roots_only, before))
+        return await self._do(calls.list_tasks(agent, status, parent_id, limit, roots_only, before))
 
     async def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
         """A task and every prompt it asked, oldest first."""
-        return await self._do(_get(task_id))
+        return await self._do(calls.get(task_id))
 
     async def history(self, *, task_id: int | None = None, limit: int = 200) -> list[p.Decision]:
         """Who answered or aborted what, oldest first: the last `limit` decisions.
@@ -221,7 +206,7 @@ class _AsyncCommands(_Endpoint):
         Raises:
             InvalidState: the daemon keeps no journal.
         """
-        return await self._do(_history(task_id, limit))
+        return await self._do(calls.history(task_id, limit))
 
     async def submit(
         self,
@@ -232,7 +217,7 @@ class _AsyncCommands(_Endpoint):
         timeout: float | None = None,
     ) -> Task:
         """Start a task for one of the daemon's agents."""
-        return await self._do(_submit(agent, description, parent_id, timeout))
+        return await self._do(calls.submit(agent, description, parent_id, timeout))
 
     async def answer(
         self, prompt_id: int, text: str, *, reason: str | None = None, by: str | None = None
@@ -244,7 +229,7 @@ class _AsyncCommands(_Endpoint):
             NotPending: it was cancelled or timed out.
             UnknownPrompt: no such prompt.
         """
-        return await self._do(_answer(prompt_id, text, reason, by))
+        return await self._do(calls.answer(prompt_id, text, reason, by))
 
     async def answer_task(
         self,
@@ -260,8 +245,8 @@ class _AsyncCommands(_Endpoint):
         Raises:
             InvalidState: the task waits on no question.
         """
-        return await self._do(_answer_task(task_id, text, reason, prompt_id, by))
+        return await self._do(calls.answer_task(task_id, text, reason, prompt_id, by))
 
     async def abort(self, task_id: int, *, only: bool = False) -> list[int]:
         """End the task and (unless `only`) its subtree; returns the ids it ended."""
-        return await self._do(_abort(task_id, only))
+        return await self._do(calls.abort(task_id, only))

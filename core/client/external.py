@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from core import protocol as p
-from core.client.calls import _ask
+from core.client import calls
 from core.client.follow import _Following, _question_lost, _same_question
 from core.errors import InvalidState, NotPending, PromptTimedOut, TaskdeckError, Unavailable
 from core.model import EndReason, Prompt, PromptState, Question, Task
@@ -132,7 +132,7 @@ class ExternalTask:
         client = self.client
         await client.start_mirror()
         await client.wait_synced(timeout=max(5.0, client.request_timeout * client.retries))
-        prompt = await client._do(_ask(self.id, question))
+        prompt = await client._do(calls.ask(self.id, question))
         try:
             if on_asked is not None:
                 on_asked(prompt)
