@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from core import protocol as p
-from core.client import Client, SyncClient
+from core.client import Client, ClientOptions, SyncClient
 from core.errors import Unavailable, UnknownTask
+from core.model import Question
 from core.registry import Registry
 from core.runtime import ConnectionInfo
 from core.server import Daemon
@@ -171,6 +172,21 @@ def test_sync_external_task_starts_its_background_loop_on_demand(
         assert client.get(task.id)[0].status.value == "finished"
     assert _client_threads() == []
 
+
+
+def test_options_are_given_once_and_reach_the_background_client(
+    threaded_daemon: ThreadedDaemon,
+) -> None:
+    given = ClientOptions(client_name="script", request_timeout=1.0, retries=5)
+    with SyncClient(threaded_daemon.runtime_dir, options=given, retries=2) as client:
+        assert (client.options.client_name, client.retries) == ("script", 2)  # keyword wins
+        with client.open_task("report", lease=5.0) as task:
+            assert client.client.options == client.options
+            assert client.client.origin == client.origin
+            picked = task.ask(Question(text="Go on?", timeout=0.1, default="deny"))
+            assert picked.answer == "deny" and picked.answered_by == "timeout"
+    with pytest.raises(TypeError, match="request_timout"):
+        Client(threaded_daemon.runtime_dir, request_timout=1.0)
 
 
 def test_async_client_can_be_reused_across_event_loops(threaded_daemon: ThreadedDaemon) -> None:

@@ -23,7 +23,7 @@ from core.errors import (
     UnknownTask,
     VersionMismatch,
 )
-from core.model import EndReason, PromptState, TaskStatus
+from core.model import EndReason, PromptState, Question, TaskStatus
 from core.registry import Registry
 from core.runtime import ConnectionInfo
 from core.server import Daemon
@@ -142,6 +142,24 @@ async def test_ask_timeout_default_and_abort(client: Client, connect: Connect) -
     assert await other.abort(task.id) == [task.id]
     with pytest.raises(InvalidState, match="was aborted"):
         await asyncio.wait_for(asking, 5)
+
+
+async def test_ask_takes_a_question(daemon: Daemon, connect: Connect) -> None:
+    asker = await connect(client_name="ask")
+    answerer = await connect(client_name="tui")
+    task = await asker.open_task("deploy to prod", lease=5)
+    asking = asyncio.ensure_future(task.ask(Question(text="Deploy?", choices=["ship", "hold"])))
+    await until(lambda: daemon.registry.pending_prompts())
+    [pending] = daemon.registry.pending_prompts()
+    assert pending.question == "Deploy?" and pending.choices == ["ship", "hold"]
+    await answerer.answer(pending.id, "ship")
+    assert (await asyncio.wait_for(asking, 5)).answer == "ship"
+    again = Question(text="Again?", choices=["ship", "hold"], timeout=0.1, default="hold")
+    picked = await task.ask(again)
+    assert picked.answer == "hold" and picked.answered_by == "timeout"
+    with pytest.raises(TypeError, match="inside the Question"):
+        await task.ask(Question(text="Both?"), timeout=1.0)
+    assert [q.question for q in (await asker.get(task.id))[1]] == ["Deploy?", "Again?"]
 
 
 async def test_tokens_progress_and_fail(client: Client, registry: Registry) -> None:

@@ -1,0 +1,152 @@
+"""Each command as data, with no socket in sight: the body to send, the result type the
+daemon must answer, and what the caller gets back; and how a reply is read and checked.
+
+The async `Client` and the blocking `SyncClient` differ only in how they move the bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from core import protocol as p
+from core.errors import ERRORS_BY_CODE, BadRequest, TaskdeckError
+from core.model import Prompt, Question, Snapshot, Task, TaskStatus
+
+T = TypeVar("T")
+R = TypeVar("R", bound=p.Result)
+
+
+def _raise_error(error: p.Error | None) -> None:
+    if error is None:
+        raise TaskdeckError("the daemon refused the request without saying why")
+    cls = ERRORS_BY_CODE.get(error.code)
+    exc = (cls or TaskdeckError)(error.message)
+    if cls is None:
+        exc.code = error.code
+    raise exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call(Generic[T]):
+    """One command: the body to send, the result type the daemon must answer, what to return."""
+
+    body: p.Command
+    kind: type[p.Result]
+    take: Callable[[Any], T]
+
+
+def hello() -> _Call[dict[str, Any]]:
+    def take(result: p.HelloResult) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(result)
+        out.pop("type", None)
+        return out
+
+    return _Call(p.Hello(), p.HelloResult, take)
+
+
+def snapshot() -> _Call[Snapshot]:
+    return _Call(p.GetSnapshot(), p.SnapshotResult, lambda r: r.snapshot)
+
+
+def list_tasks(
+    agent: str | None,
+    status: TaskStatus | str | None,
+    parent_id: int | None,
+    limit: int,
+    roots_only: bool,
+    before: int | None,
+) -> _Call[list[Task]]:
+    if status is not None and not isinstance(status, TaskStatus):
+        try:
+            status = TaskStatus(status)
+        except ValueError:
+            names = ", ".join(s.value for s in TaskStatus)
+            raise BadRequest(f"unknown status {status!r} (one of {names})") from None
+    body = p.ListTasks(
+        agent=agent,
+        status=status,
+        parent_id=parent_id,
+        limit=limit,
+        roots_only=roots_only,
+        before=before,
+    )
+    return _Call(body, p.TasksResult, lambda r: r.tasks)
+
+
+def get(task_id: int) -> _Call[tuple[Task, list[Prompt]]]:
+    return _Call(p.GetTask(task_id=task_id), p.TaskDetail, lambda r: (r.task, r.prompts))
+
+
+def history(task_id: int | None, limit: int) -> _Call[list[p.Decision]]:
+    return _Call(p.History(task_id=task_id, limit=limit), p.HistoryResult, lambda r: r.entries)
+
+
+def submit(
+    agent: str, description: str, parent_id: int | None, timeout: float | None
+) -> _Call[Task]:
+    body = p.Submit(agent=agent, description=description, parent_id=parent_id, timeout=timeout)
+    return _Call(body, p.TaskResult, lambda r: r.task)
+
+
+def answer(prompt_id: int, text: str, reason: str | None, by: str | None) -> _Call[Prompt]:
+    body = p.Answer(prompt_id=prompt_id, text=text, reason=reason, by=by)
+    return _Call(body, p.PromptResult, lambda r: r.prompt)
+
+
+def answer_task(
+    task_id: int, text: str, reason: str | None, prompt_id: int | None, by: str | None
+) -> _Call[Prompt]:
+    body = p.AnswerTask(task_id=task_id, text=text, reason=reason, prompt_id=prompt_id, by=by)
+    return _Call(body, p.PromptResult, lambda r: r.prompt)
+
+
+def abort(task_id: int, only: bool) -> _Call[list[int]]:
+    return _Call(p.Abort(task_id=task_id, only=only), p.AbortResult, lambda r: r.task_ids)
+
+
+def _ask_body(task_id: int, question: Question) -> p.Ask:
+    """The wire `Ask` for `question`: the protocol keeps its flat fields for older peers."""
+    return p.Ask(
+        task_id=task_id,
+        question=question.text,
+        choices=question.choices,
+        timeout=question.timeout,
+        default=question.default,
+    )
+
+
+def ask(task_id: int, question: Question) -> _Call[Prompt]:
+    return _Call(_ask_body(task_id, question), p.PromptResult, lambda r: r.prompt)
+
+
+def _accept(raw: bytes, request_id: str) -> p.Reply | None:
+    """The reply to `request_id` read from `raw`; None for a stale reply to another request.
+
+    Raises:
+        TaskdeckError: the bytes are not a reply.
+    """
+    try:
+        reply = p.REPLY_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise TaskdeckError(f"the daemon sent an unreadable reply: {exc}") from None
+    return reply if reply.id in (request_id, "") else None
+
+
+def _result(reply: p.Reply, kind: type[R]) -> R:
+    """The reply's result, checked to be `kind`.
+
+    Raises:
+        TaskdeckError: the daemon's error, as its matching subclass, or a result of another type.
+    """
+    if not reply.ok:
+        _raise_error(reply.error)
+    result = reply.result
+    if not isinstance(result, kind):
+        raise TaskdeckError(
+            f"the daemon answered {type(result).__name__} where {kind.__name__} was expected"
+        )
+    return result

@@ -1,0 +1,252 @@
+"""The async command path: one plain REQ socket woken through the event loop's reader,
+Lazy Pirate retries, and each command as a coroutine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from core import protocol as p
+from core.client import calls
+from core.client.calls import R, T, _accept, _Call, _raise_error, _result
+from core.client.endpoint import _Endpoint
+from core.errors import Unavailable
+from core.model import Prompt, Snapshot, Task, TaskStatus
+
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+"""As plain ints: `&` on the enum costs about what reading ZMQ_EVENTS does."""
+
+
+def _settle_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _AsyncCommands(_Endpoint):
+    """The commands half of `Client`: its socket, its requests and each command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ctx: zmq.asyncio.Context | None = None
+        self._req: zmq.Socket[Any] | None = None
+        """The command socket: plain, woken through the loop's reader on its FD."""
+        self._req_fd: int | None = None
+        self._req_loop: asyncio.AbstractEventLoop | None = None
+        self._req_ready: asyncio.Future[None] | None = None
+        """Set by the reader when the command socket may have a reply."""
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def close(self) -> None:
+        """Close the command socket and the context (LINGER 0)."""
+        self._closed = True
+        self._close_req()
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
+
+    def _context(self) -> zmq.asyncio.Context:
+        if self._ctx is None:
+            self._ctx = zmq.asyncio.Context()
+        return self._ctx
+
+    def _open_req(self) -> zmq.Socket[Any]:
+        loop = asyncio.get_running_loop()
+        if self._req is not None:
+            if self._req_loop is loop:
+                return self._req
+            self._close_req()  # used from another loop (a second asyncio.run): start afresh
+        sock = self._new_req(self._context())
+        fd = sock.getsockopt(zmq.FD)
+        loop.add_reader(fd, self._req_signalled)
+        self._req, self._req_fd, self._req_loop = sock, fd, loop
+        return sock
+
+    def _close_req(self) -> None:
+        if self._req is None:
+            return
+        loop, fd = self._req_loop, self._req_fd
+        if loop is not None and fd is not None and not loop.is_closed():
+            loop.remove_reader(fd)  # before close: the FD number may be reused
+        self._req.close(linger=0)
+        self._req = self._req_fd = self._req_loop = None
+        self._req_endpoint = None
+
+    def _req_signalled(self) -> None:
+        ready = self._req_ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        elif self._req is not None:
+            # Nobody waits: read the state so the edge-triggered FD re-arms instead of
+            # staying readable and waking the loop on every turn.
+            with contextlib.suppress(zmq.ZMQError):
+                self._req.getsockopt(zmq.EVENTS)
+
+    async def _req_event(self, sock: zmq.Socket[Any], event: int, timeout: float) -> bool:
+        """Wait until the command socket can `event` (POLLIN/POLLOUT); False on timeout.
+
+        The FD signals a change, not a state: ZMQ_EVENTS is read after every wake-up
+        (which re-arms it) and before waiting, so an edge consumed elsewhere is not missed.
+        """
+        if sock.getsockopt(zmq.EVENTS) & event:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            ready = self._req_ready = loop.create_future()
+            timer = loop.call_at(deadline, _settle_none, ready)
+            try:
+                await ready
+            finally:
+                timer.cancel()
+                self._req_ready = None
+            if sock.getsockopt(zmq.EVENTS) & event:
+                return True
+            if loop.time() >= deadline:
+                return False
+
+    # --------------------------------------------------------------- requests
+
+    async def request(self, body: p.Command) -> p.ResultBody | None:
+        """Send one command and return its result, retrying with the same request id.
+
+        Raises:
+            Unavailable: no reply after `retries` attempts of `request_timeout` seconds.
+            TaskdeckError: the daemon's error, as its matching subclass.
+        """
+        reply = await self._reply(body)
+        if not reply.ok:
+            _raise_error(reply.error)
+        return reply.result
+
+    async def _reply(self, body: p.Command) -> p.Reply:
+        if self._closed:
+            raise Unavailable("the client is closed")
+        request_id, data = self._prepare(body)
+        async with self._lock:
+            return await self._exchange(request_id, data)
+
+    async def _exchange(self, request_id: str, data: bytes) -> p.Reply:
+        """Lazy Pirate over the plain REQ socket, waiting through the loop's reader.
+
+        ZMQ_EVENTS is read before any wait, so a reply already there is taken with no
+        future; otherwise one future waits for the reader: no task and no zmq.asyncio
+        poll per request (docs/BENCHMARKS.md).
+        """
+        timeout = self.request_timeout
+        for attempt in range(self.retries):
+            self._before_attempt(attempt)
+            sock = self._open_req()
+            done = False
+            try:
+                try:
+                    sock.send(data, zmq.NOBLOCK)
+                except zmq.Again:  # no pipe to the daemon yet
+                    if not await self._req_event(sock, _POLLOUT, timeout):
+                        continue
+                    sock.send(data, zmq.NOBLOCK)
+                while await self._req_event(sock, _POLLIN, timeout):
+                    try:
+                        raw = sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        continue
+                    reply = _accept(raw, request_id)
+                    if reply is not None:
+                        done = True
+                        return reply
+            finally:
+                if not done:  # timed out, failed or cancelled: the socket is unusable
+                    self._close_req()
+        raise self._gave_up()
+
+    async def _call(self, body: p.Command, kind: type[R]) -> R:
+        return _result(await self._reply(body), kind)
+
+    async def _do(self, call: _Call[T]) -> T:
+        return call.take(await self._call(call.body, call.kind))
+
+    # ---------------------------------------------------------------- commands
+
+    async def hello(self) -> dict[str, Any]:
+        """The daemon's version, epoch, seq, pid, agents and heartbeat, as a dict."""
+        return await self._do(calls.hello())
+
+    async def snapshot(self) -> Snapshot:
+        """Every task and pending prompt, and the seq they reflect."""
+        return await self._do(calls.snapshot())
+
+    async def list_tasks(
+        self,
+        *,
+        agent: str | None = None,
+        status: TaskStatus | str | None = None,
+        parent_id: int | None = None,
+        limit: int = 100,
+        roots_only: bool = False,
+        before: int | None = None,
+    ) -> list[Task]:
+        """Tasks newest first, filtered, at most `limit`."""
+        return await self._do(calls.list_tasks(agent, status, parent_id, limit, roots_only, before))
+
+    async def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
+        """A task and every prompt it asked, oldest first."""
+        return await self._do(calls.get(task_id))
+
+    async def history(self, *, task_id: int | None = None, limit: int = 200) -> list[p.Decision]:
+        """Who answered or aborted what, oldest first: the last `limit` decisions.
+
+        With `task_id`, only the decisions that touched that task, including the abort
+        of an ancestor that ended it.
+
+        Raises:
+            InvalidState: the daemon keeps no journal.
+        """
+        return await self._do(calls.history(task_id, limit))
+
+    async def submit(
+        self,
+        agent: str,
+        description: str,
+        *,
+        parent_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Task:
+        """Start a task for one of the daemon's agents."""
+        return await self._do(calls.submit(agent, description, parent_id, timeout))
+
+    async def answer(
+        self, prompt_id: int, text: str, *, reason: str | None = None, by: str | None = None
+    ) -> Prompt:
+        """Answer a pending prompt; returns it answered.
+
+        Raises:
+            AlreadyAnswered: somebody answered first.
+            NotPending: it was cancelled or timed out.
+            UnknownPrompt: no such prompt.
+        """
+        return await self._do(calls.answer(prompt_id, text, reason, by))
+
+    async def answer_task(
+        self,
+        task_id: int,
+        text: str,
+        *,
+        reason: str | None = None,
+        prompt_id: int | None = None,
+        by: str | None = None,
+    ) -> Prompt:
+        """Answer the prompt the task waits on now (or check it is `prompt_id`).
+
+        Raises:
+            InvalidState: the task waits on no question.
+        """
+        return await self._do(calls.answer_task(task_id, text, reason, prompt_id, by))
+
+    async def abort(self, task_id: int, *, only: bool = False) -> list[int]:
+        """End the task and (unless `only`) its subtree; returns the ids it ended."""
+        return await self._do(calls.abort(task_id, only))
