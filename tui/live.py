@@ -98,6 +98,8 @@ class LiveDeck(App[int]):
         """Why the app could not start, for `run_dashboard` to print."""
         self.connection = ConnectionState.CONNECTING
         """The client's connection state, as last told."""
+        self.journal_error: str | None = None
+        """Why the daemon cannot record decisions, as the client last heard; None if it can."""
         self.notices: list[tuple[str, str]] = []
         """Every notification shown (severity, text), oldest first."""
         self.bells = 0
@@ -251,6 +253,7 @@ class LiveDeck(App[int]):
         """Once a second: connection state, event rate, elapsed times."""
         if self.client is not None:
             self.connection = self.client.state
+            self._journal_told(self.client.journal_error)
         try:
             tree = self.query_one(TaskTree)
         except NoMatches:
@@ -268,10 +271,22 @@ class LiveDeck(App[int]):
         bar.set_counts(self.view.counts, asking, self.view.total_tokens)
         bar.set_rate(self.frames.rate())
 
+    def _journal_told(self, error: str | None) -> None:
+        """Say at once, and keep saying in the tree's title, that decisions are refused."""
+        if error == self.journal_error:
+            return
+        self.journal_error = error
+        if error is not None:
+            self.notify(f"the daemon cannot record decisions ({error}); answers and aborts "
+                        "are refused until it is restarted", title="journal failed",
+                        severity="error")
+
     def _draw_tree_title(self) -> None:
         parts = ["Tasks"]
         if self.connection is ConnectionState.DISCONNECTED:
             parts.append("disconnected: last known state")
+        if self.journal_error is not None:
+            parts.append("JOURNAL FAILED: decisions refused")
         if self.view.filter_text:
             parts.append(f"filter “{self.view.filter_text}”")
         if self.view.hide_finished:

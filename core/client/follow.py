@@ -96,6 +96,9 @@ class _Following(_AsyncCommands):
         self._synced = asyncio.Event()
         self._prompt_waiters: dict[int, tuple[Prompt, asyncio.Future[tuple[Task, Prompt]]]] = {}
         """Prompt id -> (the prompt as asked, the future an `ask` waits on)."""
+        self.journal_error: str | None = None
+        """Why the daemon cannot record decisions (it refuses them meanwhile), as its
+        hello and heartbeats last said; None while its journal is fine."""
 
     async def close(self) -> None:
         """Stop the mirror, fail the prompt waits, then close the sockets."""
@@ -199,6 +202,7 @@ class _Following(_AsyncCommands):
     async def _sync_and_follow(self, sub: zmq.asyncio.Socket) -> None:
         """Load a snapshot, drop what it already holds, then apply live batches."""
         snapshot = await self.snapshot()
+        self.journal_error = (await self.hello()).get("journal_error")
         was_synced = self.mirror.synced
         if self.mirror.epoch != snapshot.epoch:
             # A restarted daemon may reuse ids: old prompt history would be misleading.
@@ -274,6 +278,7 @@ class _Following(_AsyncCommands):
                     raise _Resync(f"the daemon restarted (epoch {beat.epoch})")
                 if beat.seq > self.mirror.seq:
                     raise _Resync(f"heartbeat at seq {beat.seq}, mirror at {self.mirror.seq}")
+                self.journal_error = beat.journal_error
                 return
             if topic != p.EVENT_TOPIC:
                 return  # a topic from a newer daemon: not ours to read
