@@ -117,4 +117,4 @@ async def test_abort_right_after_submit_leaves_no_run_behind(
     assert registry.abort(task_id) == [task_id]
     await registry.join(task_id)
     assert task_id not in puppet.started
-    assert registry._runs == {}
+    assert registry._runner.runs == 0
