@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from core.clock import ManualClock
 from core.context import AgentContext
 from core.mirror import Mirror
 from core.model import Event, PromptClosed, PromptOpened, TaskChanged, TaskCreated, TaskStatus
@@ -205,9 +206,17 @@ def puppet() -> Puppet:
 
 
 @pytest.fixture
-async def registry(puppet: Puppet) -> AsyncIterator[Registry]:
-    """A registry with a limit of two, no default timeout and the puppet agent."""
-    reg = Registry(max_concurrent=2, default_timeout=None, epoch=42, agents={Puppet.name: puppet})
+def clock() -> ManualClock:
+    """The registry's time: tests move it with `clock.advance`, never by sleeping."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def registry(puppet: Puppet, clock: ManualClock) -> AsyncIterator[Registry]:
+    """A registry with a limit of two, no default timeout, the puppet agent and a manual clock."""
+    reg = Registry(
+        max_concurrent=2, default_timeout=None, epoch=42, agents={Puppet.name: puppet}, clock=clock
+    )
     try:
         yield reg
     finally:
