@@ -11,12 +11,16 @@ import pytest
 
 from core.clock import ManualClock
 from core.context import AgentContext
+from core.lifecycle import MOVES
 from core.mirror import Mirror
 from core.model import Event, PromptClosed, PromptOpened, TaskChanged, TaskCreated, TaskStatus
 from core.registry import Registry
 from tests.support import until
 
 Step = Callable[[AgentContext], Awaitable[Any]]
+
+ALLOWED = {(before, after) for (before, _), after in MOVES.items()}
+"""Status changes the table of moves allows, whatever the step."""
 
 
 class Puppet:
@@ -94,6 +98,7 @@ class Recorder:
     """Listens to every event and checks, on each one, the rules that must hold at all times.
 
     - seq goes up by exactly one, the epoch never changes;
+    - a task's status changes only by a move of `core.lifecycle.MOVES`;
     - a queued task only starts while in-process `in_progress` tasks are within the limit;
       the count may grow past the limit only when a blocked task resumes (the
       documented over-commit), which is remembered in `overcommitted`.
@@ -126,6 +131,8 @@ class Recorder:
         task = body.task
         before = self.status.get(task.id)
         self.status[task.id] = task.status
+        if before is not None and before is not task.status:
+            assert (before, task.status) in ALLOWED, f"task {task.id}: {before} -> {task.status}"
         running = sum(
             1
             for t in self.registry.list(limit=None)

@@ -15,6 +15,7 @@ from core.model import (
     PromptClosed,
     PromptOpened,
     PromptState,
+    Question,
     TaskStatus,
 )
 from core.registry import Registry
@@ -257,3 +258,22 @@ async def test_ask_prompt_tells_the_agent_who_answered_and_why(
     )
     assert answered.is_denial
     assert [p.id for p in registry.prompts_of(task_id)] == [prompt_id]
+
+
+async def test_a_question_or_its_text_and_keywords_but_not_both(
+    registry: Registry, puppet: Puppet, clock: ManualClock
+) -> None:
+    task_id = await running_task(registry, puppet)
+    question = Question(text="Deploy to?", choices=["staging", "prod"], timeout=60, default="staging")
+    mixed = puppet.run(task_id, lambda ctx: ctx.ask(question, choices=["a", "b"]))
+    with pytest.raises(TypeError, match="not both"):
+        await asyncio.wait_for(mixed, 5)
+    reply = puppet.run(task_id, lambda ctx: ctx.ask_prompt(question))
+    await until(lambda: registry.get(task_id).blocked_on is not None, what="the question")
+    prompt = registry.pending_prompts()[0]
+    assert (prompt.question, prompt.choices, prompt.timeout, prompt.default) == (
+        "Deploy to?", ["staging", "prod"], 60, "staging"
+    )
+    clock.advance(60)
+    answered = await asyncio.wait_for(reply, 5)
+    assert (answered.answer, answered.answered_by) == ("staging", "timeout")
