@@ -17,7 +17,7 @@ import collections
 import copy
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Literal
 
 from core.clock import Scheduler, Timer, as_scheduler
@@ -29,17 +29,15 @@ from core.errors import (
     NotPending,
     UnknownAgent,
     UnknownPrompt,
-    UnknownTask,
 )
+from core.feed import Feed, Listener, Subscription
 from core.lifecycle import Step, move
 from core.model import (
     DEFAULT_CHOICES,
     MAX_COUNT,
     BlockedOn,
     BlockedReason,
-    Body,
     EndReason,
-    Event,
     Prompt,
     PromptClosed,
     PromptOpened,
@@ -52,14 +50,12 @@ from core.model import (
     TasksEvicted,
     TaskStatus,
 )
+from core.records import Records
 from core.runner import Agent, Runner
 
 __all__ = ["DEFAULT_LEASE", "DEFAULT_TIMEOUT", "Agent", "Registry", "Subscription"]
 
 log = logging.getLogger(__name__)
-
-Listener = Callable[[Event], None]
-"""Called with every event, in seq order, inside the step that made it."""
 
 Recorder = Callable[..., None]
 """Writes a decision before it is applied: `recorder(action, *, task_id, prompt_id,
@@ -76,7 +72,7 @@ _DEFAULT_CHOICES = list(DEFAULT_CHOICES)
 """One list shared by every prompt that declares no choices (choices are never mutated)."""
 
 
-class Registry:
+class Registry(Records):
     """Tasks, their tree, their prompts and the concurrency limit.
 
     Concurrency: at most `max_concurrent` in-process tasks are `in_progress`;
@@ -107,34 +103,17 @@ class Registry:
         self.scheduler: Scheduler = as_scheduler(clock)
         """Where every timestamp and timer comes from (a bare function: timestamps only)."""
         self._now = self.scheduler.now
-        self.epoch = epoch if epoch is not None else secrets.randbits(62)
-        self.seq = 0
+        self._feed = Feed(epoch if epoch is not None else secrets.randbits(62), self._now)
+        self._emit = self._feed.emit
+        super().__init__(first_id=first_id)
         self._agents: dict[str, Agent] = dict(agents or {})
-        self._tasks: dict[int, Task] = {}
-        self._children: dict[int, list[int]] = collections.defaultdict(list)
-        self._agent_tasks: collections.Counter[str] = collections.Counter()
-        """Tasks in memory per agent name: `list(agent=...)` validates without a scan."""
-        self._prompts: dict[int, Prompt] = {}
-        self._task_prompts: dict[int, tuple[int, ...]] = {}
-        """Prompt ids by task id, oldest first: a task's history without a scan.
-
-        Tuples, not lists: most tasks ask once or never, and this is per task held.
-        """
-        self._pending: set[int] = set()
-        """Ids of the prompts waiting for an answer."""
         self._queue: collections.deque[int] = collections.deque()
         self._slots: set[int] = set()
         self._timers: dict[int, Timer] = {}
         self._prompt_timers: dict[int, Timer] = {}
         self._leases: dict[int, tuple[float, Timer]] = {}
         self._runner = Runner(self, self.scheduler, self._returned)
-        self._listeners: tuple[Listener, ...] = ()
-        """Replaced, never mutated: `_emit` iterates it with no copy per event."""
-        self._outbox: collections.deque[Event] = collections.deque()
         self._hold_promotion = 0
-        self._delivering = False
-        self._next_task_id = first_id
-        self._next_prompt_id = first_id
         self._closing = False
         self.recorder: Recorder | None = None
         """When set, every decision (answer, abort, a timeout's default) is written
@@ -158,140 +137,30 @@ class Registry:
         """Names of the registered agents, sorted."""
         return sorted(self._agents)
 
+    def _knows_agent(self, name: str) -> bool:
+        return name in self._agents or super()._knows_agent(name)
+
     # -------------------------------------------------------------- listeners
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` with every future event; returns a function that stops it."""
-        self._listeners = (*self._listeners, listener)
-
-        def stop() -> None:
-            if listener in self._listeners:
-                listeners = list(self._listeners)
-                listeners.remove(listener)
-                self._listeners = tuple(listeners)
-
-        return stop
+        return self._feed.listen(listener)
 
     def subscribe(self) -> Subscription:
         """An async iterator over every future event, with an unbounded buffer."""
-        return Subscription(self)
+        return Subscription(self._feed)
 
-    def _emit(self, body: Body) -> Event:
-        self.seq += 1
-        event = Event(epoch=self.epoch, seq=self.seq, ts=self._now(), body=body)
-        self._outbox.append(event)
-        if self._delivering:
-            # A listener changed the registry while it was told of an earlier event:
-            # the outer loop delivers this one after it, so every listener sees seq order.
-            return event
-        self._delivering = True
-        try:
-            while self._outbox:
-                queued = self._outbox.popleft()
-                for listener in self._listeners:
-                    try:
-                        listener(queued)
-                    except Exception:  # a broken listener must not break the registry
-                        log.exception("event listener failed on seq %d", queued.seq)
-        finally:
-            self._delivering = False
-        return event
+    @property
+    def epoch(self) -> int:
+        """Names this registry's event stream: a client seeing it change starts over."""
+        return self._feed.epoch
+
+    @property
+    def seq(self) -> int:
+        """Number of the last event: the state as of now."""
+        return self._feed.seq
 
     # ---------------------------------------------------------------- queries
-
-    def get(self, task_id: int) -> Task:
-        """A copy of the task with that id.
-
-        Raises:
-            UnknownTask: no such task.
-        """
-        return copy.copy(self._task(task_id))
-
-    def get_prompt(self, prompt_id: int) -> Prompt:
-        """A copy of the prompt with that id.
-
-        Raises:
-            UnknownPrompt: no such prompt.
-        """
-        try:
-            return copy.copy(self._prompts[prompt_id])
-        except KeyError:
-            raise UnknownPrompt(f"no prompt {prompt_id}") from None
-
-    def prompts_of(self, task_id: int) -> list[Prompt]:
-        """Every prompt the task asked, oldest first: its question and answer history."""
-        self._task(task_id)
-        return [copy.copy(self._prompts[i]) for i in self._task_prompts.get(task_id, ())]
-
-    def pending_prompts(self) -> list[Prompt]:
-        """Prompts waiting for an answer, oldest first."""
-        return [
-            copy.copy(prompt)
-            for pid in sorted(self._pending)
-            if (prompt := self._prompts[pid]).state is PromptState.PENDING
-        ]
-
-    def children(self, task_id: int) -> list[Task]:
-        """Direct sub-tasks, oldest first."""
-        self._task(task_id)
-        return [copy.copy(self._tasks[c]) for c in self._children.get(task_id, ())]
-
-    def subtree(self, task_id: int) -> list[Task]:
-        """The task and all its descendants, parents before children."""
-        return [copy.copy(self._tasks[i]) for i in self._subtree_ids(task_id)]
-
-    def subtree_tokens(self, task_id: int) -> int:
-        """Tokens spent by the task and all its descendants."""
-        return sum(self._tasks[i].tokens for i in self._subtree_ids(task_id))
-
-    def list(
-        self,
-        *,
-        agent: str | None = None,
-        status: TaskStatus | str | None = None,
-        parent_id: int | None = None,
-        roots_only: bool = False,
-        limit: int | None = 100,
-        before: int | None = None,
-    ) -> list[Task]:
-        """Tasks newest first, filtered, at most `limit` of them with ids below `before`.
-
-        Raises:
-            BadRequest: unknown status or a bad window.
-            UnknownAgent: no agent of that name is registered or has run.
-            UnknownTask: the parent does not exist.
-        """
-        if status is not None:
-            try:
-                status = TaskStatus(status)
-            except ValueError:
-                names = ", ".join(s.value for s in TaskStatus)
-                raise BadRequest(f"unknown status {status!r} (one of {names})") from None
-        if agent is not None and agent not in self._agents and not self._agent_tasks[agent]:
-            raise UnknownAgent(f"no agent {agent!r}")
-        if parent_id is not None:
-            self._task(parent_id)
-        if limit is not None and limit < 0:
-            raise BadRequest("limit must not be negative")
-        # Ids only grow, and both indexes keep them in creation order: newest first is reversed.
-        candidates = self._tasks if parent_id is None else self._children.get(parent_id, ())
-        out: list[Task] = []
-        for task_id in reversed(candidates):
-            if limit is not None and len(out) >= limit:
-                break
-            task = self._tasks[task_id]
-            if before is not None and task_id >= before:
-                continue
-            if agent is not None and task.agent != agent:
-                continue
-            if status is not None and task.status is not status:
-                continue
-            if parent_id is not None and task.parent_id != parent_id:
-                continue
-            if roots_only and task.parent_id is not None:
-                continue
-            out.append(copy.copy(task))
-        return out
 
     def snapshot(self) -> Snapshot:
         """Every task and pending prompt, and the seq they reflect."""
@@ -301,9 +170,6 @@ class Registry:
             tasks=[copy.copy(t) for t in self._tasks.values()],
             prompts=self.pending_prompts(),
         )
-
-    def __len__(self) -> int:
-        return len(self._tasks)
 
     @property
     def running(self) -> int:
@@ -393,13 +259,9 @@ class Registry:
             created_at=self._now(),
             **fields,  # type: ignore[arg-type]
         )
-        self._next_task_id += 1
         if task.session_id is None:
             task.session_id = f"{task.agent}-{task.id}"
-        self._tasks[task.id] = task
-        self._agent_tasks[task.agent] += 1
-        if parent_id is not None:
-            self._children[parent_id].append(task.id)
+        self._add_task(task)
         if not external:
             self._emit(TaskCreated(task=copy.copy(task)))
         return task
@@ -469,15 +331,8 @@ class Registry:
     ) -> None:
         """Move a live task to an end state, cancel what it still waits on, free its slot."""
         task = self._tasks[task_id]
-        move(task, step)
-        task.result = result
-        task.error = error
-        task.end_reason = reason
-        task.ended_at = self._now()
-        task.progress = None
         prompt = self._cancel_prompt_of(task)
-        task.blocked_reason = None
-        task.blocked_on = None
+        _close(task, step, result=result, error=error, reason=reason, at=self._now())
         self._slots.discard(task_id)
         timer = self._timers.pop(task_id, None)
         if timer is not None:
@@ -491,12 +346,6 @@ class Registry:
             self._emit(TaskChanged(task=copy.copy(task)))
         self._runner.ended(task_id)
         self._promote()
-
-    def _pending_prompt(self, task: Task) -> Prompt | None:
-        if task.blocked_on is None:
-            return None
-        prompt = self._prompts[task.blocked_on.prompt_id]
-        return prompt if prompt.state is PromptState.PENDING else None
 
     def _cancel_prompt_of(self, task: Task) -> Prompt | None:
         prompt = self._pending_prompt(task)
@@ -546,10 +395,7 @@ class Registry:
             for i in live:
                 ended = copy.copy(self._tasks[i])
                 pending = self._pending_prompt(ended)
-                move(ended, Step.FAIL)
-                ended.error = error
-                ended.end_reason, ended.ended_at, ended.progress = EndReason.ABORTED, self._now(), None
-                ended.blocked_reason = ended.blocked_on = None
+                _close(ended, Step.FAIL, error=error, reason=EndReason.ABORTED, at=self._now())
                 tasks.append(ended)
                 if pending is not None:
                     pending = copy.copy(pending)
@@ -664,10 +510,7 @@ class Registry:
             default=default,
             created_at=self._now(),
         )
-        self._next_prompt_id += 1
-        self._prompts[prompt.id] = prompt
-        self._task_prompts[task_id] = (*self._task_prompts.get(task_id, ()), prompt.id)
-        self._pending.add(prompt.id)
+        self._add_prompt(prompt)
         # Made before the prompt is announced: a listener may answer it in that very step.
         answered = self._runner.expect(prompt.id) if awaited else None
         self._arm_prompt_timeout(prompt.id, timeout)
@@ -761,8 +604,7 @@ class Registry:
         answered.answered_at = self._now()
         if self.recorder is not None:
             resumed = copy.copy(task)
-            move(resumed, Step.RESUME)
-            resumed.blocked_reason = resumed.blocked_on = None
+            _unblock(resumed)
             self.recorder(
                 "answer", task_id=task.id, prompt_id=prompt.id, question=prompt.question,
                 detail=f"{text}: {reason}" if reason else text, by=by, origin=origin,
@@ -775,9 +617,7 @@ class Registry:
         self._close_prompt(prompt)
 
     def _resume(self, task: Task) -> None:
-        move(task, Step.RESUME)
-        task.blocked_reason = None
-        task.blocked_on = None
+        _unblock(task)
         if not task.external:
             self._slots.add(task.id)
 
@@ -943,25 +783,13 @@ class Registry:
         """
         if self._tasks or self.seq:
             raise InvalidState("restore needs an empty registry")
-        for task in sorted(tasks, key=lambda t: t.id):
-            self._tasks[task.id] = task
-            self._agent_tasks[task.agent] += 1
-            if task.parent_id is not None:
-                self._children[task.parent_id].append(task.id)
-            self._next_task_id = max(self._next_task_id, task.id + 1)
+        self._load(tasks, prompts)
         now = self._now()
-        for prompt in sorted(prompts, key=lambda p: p.id):
-            self._prompts[prompt.id] = prompt
-            self._task_prompts[prompt.task_id] = (
-                *self._task_prompts.get(prompt.task_id, ()),
-                prompt.id,
-            )
-            self._next_prompt_id = max(self._next_prompt_id, prompt.id + 1)
-            if prompt.state is PromptState.PENDING:
-                self._pending.add(prompt.id)
-                if prompt.timeout is not None:  # the clock kept running while we were down
-                    left = max(0.0, prompt.created_at + prompt.timeout - now)
-                    self._arm_prompt_timeout(prompt.id, left)
+        for prompt_id in sorted(self._pending):
+            prompt = self._prompts[prompt_id]
+            if prompt.timeout is not None:  # the clock kept running while we were down
+                left = max(0.0, prompt.created_at + prompt.timeout - now)
+                self._arm_prompt_timeout(prompt.id, left)
         for task in list(self._tasks.values()):
             if task.status.is_ended:
                 continue
@@ -987,77 +815,38 @@ class Registry:
         Returns:
             The ids dropped (each subtree parents first).
         """
-        dropped: list[int] = []
-        gone: set[int] = set()
-        for task_id in task_ids:
-            if task_id in gone or task_id not in self._tasks:
-                continue
-            subtree = self._subtree_ids(task_id)
-            if all(self._tasks[i].status.is_ended for i in subtree):
-                dropped.extend(i for i in subtree if i not in gone)
-                gone.update(subtree)
+        dropped = self._drop(task_ids)
         if not dropped:
             return []
-        for task_id in dropped:
-            task = self._tasks.pop(task_id)
-            self._agent_tasks[task.agent] -= 1
-            self._children.pop(task_id, None)
-            if task.parent_id is not None and task.parent_id in self._children:
-                siblings = self._children[task.parent_id]
-                if task_id in siblings:
-                    siblings.remove(task_id)
-        for task_id in gone:
-            for prompt_id in self._task_prompts.pop(task_id, ()):
-                del self._prompts[prompt_id]
         self._emit(TasksEvicted(task_ids=dropped))
         return dropped
 
-    # ---------------------------------------------------------------- helpers
-
-    def _task(self, task_id: int) -> Task:
-        try:
-            return self._tasks[task_id]
-        except KeyError:
-            raise UnknownTask(f"no task {task_id}") from None
-
-    def _live(self, task_id: int) -> Task:
-        task = self._task(task_id)
-        if task.status.is_ended:
-            raise InvalidState(f"task {task_id} has {task.status.value}")
-        return task
-
-    def _subtree_ids(self, task_id: int) -> list[int]:
-        self._task(task_id)
-        out = []
-        stack = [task_id]
-        while stack:
-            current = stack.pop()
-            out.append(current)
-            stack.extend(reversed(self._children.get(current, ())))
-        return out
 
 
-class Subscription:
-    """Buffers every event from the moment it is made; iterate with `async for`."""
+# The two changes a recorded decision makes, applied alike to the live task and to the
+# copy the recorder writes first, so the journal holds exactly what the registry applies.
 
-    def __init__(self, registry: Registry) -> None:
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._stop = registry.listen(self._queue.put_nowait)
 
-    def __aiter__(self) -> Subscription:
-        return self
+def _close(
+    task: Task,
+    step: Literal[Step.FINISH, Step.FAIL],
+    *,
+    at: float,
+    result: str | None = None,
+    error: str | None = None,
+    reason: EndReason | None = None,
+) -> None:
+    """End the task: its outcome, when, and nothing left running or waited on."""
+    move(task, step)
+    task.result, task.error, task.end_reason = result, error, reason
+    task.ended_at, task.progress = at, None
+    task.blocked_reason = task.blocked_on = None
 
-    async def __anext__(self) -> Event:
-        return await self._queue.get()
 
-    def drain(self) -> Iterator[Event]:
-        """The events buffered so far, without waiting."""
-        while not self._queue.empty():
-            yield self._queue.get_nowait()
-
-    def close(self) -> None:
-        """Stop receiving events."""
-        self._stop()
+def _unblock(task: Task) -> None:
+    """Resume a blocked task: it waits on nothing any more."""
+    move(task, Step.RESUME)
+    task.blocked_reason = task.blocked_on = None
 
 
 def _describe(exc: BaseException) -> str:
