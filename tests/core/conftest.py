@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -15,12 +16,24 @@ from core.lifecycle import MOVES
 from core.mirror import Mirror
 from core.model import Event, PromptClosed, PromptOpened, TaskChanged, TaskCreated, TaskStatus
 from core.registry import Registry
-from tests.support import until
 
 Step = Callable[[AgentContext], Awaitable[Any]]
 
 ALLOWED = {(before, after) for (before, _), after in MOVES.items()}
 """Status changes the table of moves allows, whatever the step."""
+
+
+async def until(condition: Callable[[], object], *, timeout: float = 5.0, what: str = "") -> None:
+    """Let the loop run until `condition` holds: no delay between checks, bounded in time.
+
+    Everything these tests wait for happens inside the loop (no process, no socket), so
+    each check only needs the loop to take its next turns; time itself moves by the clock.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(0)
 
 
 class Puppet:

@@ -7,8 +7,7 @@ import pytest
 from core.errors import UnknownTask
 from core.model import BlockedReason, EndReason, PromptState, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 async def mixed_subtree(registry: Registry, puppet: Puppet) -> dict[str, int]:

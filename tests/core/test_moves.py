@@ -10,8 +10,7 @@ from core.clock import ManualClock
 from core.lifecycle import MOVES, IllegalMove, Step, move
 from core.model import Question, Task, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 @pytest.mark.parametrize(("status", "step"), list(itertools.product(TaskStatus, Step)))

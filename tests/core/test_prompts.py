@@ -19,8 +19,7 @@ from core.model import (
     TaskStatus,
 )
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 async def running_task(registry: Registry, puppet: Puppet) -> int:

@@ -10,8 +10,7 @@ from core.clock import ManualClock
 from core.errors import AlreadyAnswered, BadRequest, InvalidState, UnknownTask
 from core.model import BlockedReason, EndReason, TaskChanged, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 async def test_task_timeout_fails_it_and_cancels_its_work(
