@@ -1,13 +1,15 @@
 """The task registry: a state machine that emits one numbered event per change.
 
-It knows nothing of sockets or screens, nor of asyncio tasks: every status change
-goes through the table in `core.lifecycle`, every timer through the injected clock
-(`core.clock`), and in-process agents run in `core.runner`, which it tells of its
-decisions. Callers (the server, tests, agents through `AgentContext`) call its
-methods; listeners receive every `Event` synchronously, in the same step as the
-change, so a snapshot and the event stream always agree.
+Over 600 lines: each move updates tasks, prompts, slots and timers together, in one class.
 
-Over 600 lines: one class holds the tasks, prompts and slots that every move updates together.
+It knows nothing of sockets or screens, nor of asyncio tasks. Every status change
+goes through the table in `core.lifecycle`; every timestamp and timer comes from
+the injected clock (`core.clock`); in-process agents run in `core.runner`, which
+the registry tells of its decisions. What it holds, and every read of it, is
+`core.records`; its events go out through `core.feed`. Callers (the server, tests,
+agents through `AgentContext`) call its methods; listeners receive every `Event`
+synchronously, in the same step as the change, so a snapshot and the event stream
+always agree.
 """
 
 from __future__ import annotations
@@ -331,8 +333,11 @@ class Registry(Records):
     ) -> None:
         """Move a live task to an end state, cancel what it still waits on, free its slot."""
         task = self._tasks[task_id]
-        prompt = self._cancel_prompt_of(task)
+        prompt = self._pending_prompt(task)
         _close(task, step, result=result, error=error, reason=reason, at=self._now())
+        if prompt is not None:
+            prompt.state = PromptState.CANCELLED
+            self._close_prompt(prompt)
         self._slots.discard(task_id)
         timer = self._timers.pop(task_id, None)
         if timer is not None:
@@ -346,14 +351,6 @@ class Registry(Records):
             self._emit(TaskChanged(task=copy.copy(task)))
         self._runner.ended(task_id)
         self._promote()
-
-    def _cancel_prompt_of(self, task: Task) -> Prompt | None:
-        prompt = self._pending_prompt(task)
-        if prompt is None:
-            return None
-        prompt.state = PromptState.CANCELLED
-        self._close_prompt(prompt)
-        return prompt
 
     def _close_prompt(self, prompt: Prompt) -> None:
         """Stop a closed prompt's timer and wake whoever awaits it."""
@@ -510,14 +507,14 @@ class Registry(Records):
             default=default,
             created_at=self._now(),
         )
-        self._add_prompt(prompt)
-        # Made before the prompt is announced: a listener may answer it in that very step.
-        answered = self._runner.expect(prompt.id) if awaited else None
-        self._arm_prompt_timeout(prompt.id, timeout)
         move(task, Step.BLOCK)
         task.blocked_reason = BlockedReason.PROMPT
         task.blocked_on = BlockedOn(prompt_id=prompt.id, question=question.text, choices=options)
         self._slots.discard(task_id)
+        self._add_prompt(prompt)
+        # Made before the prompt is announced: a listener may answer it in that very step.
+        answered = self._runner.expect(prompt.id) if awaited else None
+        self._arm_prompt_timeout(prompt.id, timeout)
         self._emit(PromptOpened(task=copy.copy(task), prompt=copy.copy(prompt)))
         self._promote()
         return prompt, answered
@@ -610,9 +607,9 @@ class Registry(Records):
                 detail=f"{text}: {reason}" if reason else text, by=by, origin=origin,
                 affected=(), tasks=[resumed], prompts=[answered],
             )
+        self._resume(task)
         for name in ("state", "answer", "reason", "answered_by", "answered_at"):
             setattr(prompt, name, getattr(answered, name))
-        self._resume(task)
         self._emit(PromptClosed(task=copy.copy(task), prompt=copy.copy(prompt)))
         self._close_prompt(prompt)
 
@@ -634,9 +631,9 @@ class Registry(Records):
             except Exception as exc:  # unrecorded: the default must not apply; time out instead
                 log.error("prompt %d times out without its default answer, which could not "
                           "be recorded: %s", prompt_id, exc)
-        prompt.state = PromptState.TIMED_OUT
         task = self._tasks[prompt.task_id]
         self._resume(task)
+        prompt.state = PromptState.TIMED_OUT
         self._emit(PromptClosed(task=copy.copy(task), prompt=copy.copy(prompt)))
         self._close_prompt(prompt)
 
@@ -700,7 +697,7 @@ class Registry(Records):
                 if i in self._tasks and self._tasks[i].status.is_ended
             }
 
-        return await self._runner.wait(wanted, ended, any_=mode == "any", timeout=timeout)
+        return await self._runner.wait(wanted, ended, mode=mode, timeout=timeout)
 
     def block_on_subtasks(self, task_id: int) -> None:
         """Mark a running task as waiting for its sub-tasks; its slot goes to the queue."""

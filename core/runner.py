@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal
 
 from core.clock import Scheduler
 from core.context import AgentContext, Desk
@@ -95,7 +96,7 @@ class Runner:
         ids: list[int],
         ended: Callable[[], dict[int, Task]],
         *,
-        any_: bool,
+        mode: Literal["all", "any"],
         timeout: float | None,
     ) -> dict[int, Task]:
         """Wait until `ended()` holds all (or any) of `ids`, or `timeout` passes on the clock."""
@@ -107,7 +108,7 @@ class Runner:
         try:
             while True:
                 done = ended()
-                if len(done) == len(ids) or (any_ and done) or late.done():
+                if len(done) == len(ids) or (mode == "any" and done) or late.done():
                     return done
                 if timeout is not None and timeout <= 0:
                     return done

@@ -65,3 +65,15 @@ async def test_the_registry_makes_every_move_of_the_table(
     await settle(registry, puppet)
     table = {(before, after) for (before, _), after in MOVES.items()}
     assert moves_seen(recorder) == table
+
+
+async def test_an_illegal_move_inside_the_registry_changes_nothing(
+    registry: Registry, recorder: Recorder
+) -> None:
+    """Public calls refuse such moves with a readable error first; the table is the backstop."""
+    task = registry.open_external("ci")
+    registry.finish(task.id, "done")
+    seq, before = registry.seq, registry.get(task.id)
+    with pytest.raises(IllegalMove, match="finished: cannot fail"):
+        registry._end(task.id, Step.FAIL, error="late", reason=None)
+    assert registry.seq == seq and registry.get(task.id) == before
