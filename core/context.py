@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Literal, Protocol
 
 from core.model import Prompt, Question, Task
@@ -53,6 +53,10 @@ def as_question(
         timeout=timeout,
         default=default,
     )
+
+
+Agent = Callable[["AgentContext"], Awaitable[object]]
+"""An in-process agent: `async def agent(ctx) -> str`."""
 
 
 class AgentContext:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Literal
 
 from core.clock import Scheduler, Timer, as_scheduler
-from core.context import as_question
+from core.context import Agent, as_question
 from core.errors import (
     AlreadyAnswered,
     BadRequest,
@@ -53,7 +53,7 @@ from core.model import (
     TaskStatus,
 )
 from core.records import Records
-from core.runner import Agent, Runner
+from core.runner import Runner
 
 __all__ = ["DEFAULT_LEASE", "DEFAULT_TIMEOUT", "Agent", "Registry", "Subscription"]
 

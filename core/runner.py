@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from core.clock import Scheduler
-from core.context import AgentContext, Desk
+from core.context import Agent, AgentContext, Desk
 from core.errors import PromptCancelled, PromptTimedOut
 from core.model import Prompt, PromptState, Task
-
-Agent = Callable[[AgentContext], Awaitable[object]]
-"""An in-process agent: `async def agent(ctx) -> str`."""
 
 Returned = Callable[[int, object, BaseException | None], None]
 """Told how a run ended: `(task_id, result, error)`, error being a `CancelledError` too."""

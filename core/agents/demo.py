@@ -7,10 +7,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.context import AgentContext
+from core.context import Agent, AgentContext
 from core.errors import BadRequest, TaskdeckError
 from core.model import Prompt, Question, TaskStatus
-from core.runner import Agent
 
 FAIL_RATE = 0.12
 """Share of demo tasks that end in a simulated error."""

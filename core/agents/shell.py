@@ -12,10 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from core.context import AgentContext
+from core.context import Agent, AgentContext
 from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.model import Prompt, Question
-from core.runner import Agent
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between progress updates from a chatty command; the last line always shows."""
