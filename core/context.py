@@ -2,19 +2,67 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Literal, Protocol
 
-from core.model import Prompt, Task
+from core.model import Prompt, Question, Task
 
-if TYPE_CHECKING:
-    from core.registry import Registry
+
+class Desk(Protocol):
+    """What an agent's context asks of the registry (`Registry` is one), so this module
+    needs no import of it."""
+
+    def get(self, task_id: int) -> Task: ...
+
+    async def ask_prompt(self, task_id: int, question: Question) -> Prompt: ...
+
+    def add_tokens(self, task_id: int, prompt: int = 0, completion: int = 0) -> Task: ...
+
+    def set_progress(self, task_id: int, text: str | None) -> Task: ...
+
+    def submit(
+        self, agent: str, description: str, *, parent_id: int | None = None,
+        created_by: str = "user", timeout: float | None = None,
+    ) -> Task: ...
+
+    def block_on_subtasks(self, task_id: int) -> None: ...
+
+    def unblock_from_subtasks(self, task_id: int) -> None: ...
+
+    async def wait(
+        self, ids: Iterable[int], *, mode: Literal["all", "any"] = "all",
+        timeout: float | None = None,
+    ) -> dict[int, Task]: ...
+
+
+def as_question(
+    question: str | Question,
+    *,
+    choices: Sequence[str] | None = None,
+    timeout: float | None = None,
+    default: str | None = None,
+) -> Question:
+    """A `Question` from either a `Question` or its text and keywords (not both)."""
+    if isinstance(question, Question):
+        if choices is not None or timeout is not None or default is not None:
+            raise TypeError("pass a Question or text with keywords, not both")
+        return question
+    return Question(
+        text=question,
+        choices=list(choices) if choices is not None else None,
+        timeout=timeout,
+        default=default,
+    )
+
+
+Agent = Callable[["AgentContext"], Awaitable[object]]
+"""An in-process agent: `async def agent(ctx) -> str`."""
 
 
 class AgentContext:
     """Handed to `async def agent(ctx)`; every call acts on the agent's own task."""
 
-    def __init__(self, registry: Registry, task_id: int) -> None:
+    def __init__(self, registry: Desk, task_id: int) -> None:
         self._registry = registry
         self.task_id = task_id
 
@@ -30,7 +78,7 @@ class AgentContext:
 
     async def ask(
         self,
-        question: str,
+        question: str | Question,
         *,
         choices: Sequence[str] | None = None,
         timeout: float | None = None,
@@ -41,22 +89,20 @@ class AgentContext:
         Raises:
             PromptTimedOut: nobody answered within `timeout` and there is no default.
         """
-        return await self._registry.ask(
-            self.task_id, question, choices=choices, timeout=timeout, default=default
-        )
+        prompt = await self.ask_prompt(question, choices=choices, timeout=timeout, default=default)
+        return prompt.answer or ""
 
     async def ask_prompt(
         self,
-        question: str,
+        question: str | Question,
         *,
         choices: Sequence[str] | None = None,
         timeout: float | None = None,
         default: str | None = None,
     ) -> Prompt:
         """Like `ask`, but returns the answered prompt: its reason and who answered too."""
-        return await self._registry.ask_prompt(
-            self.task_id, question, choices=choices, timeout=timeout, default=default
-        )
+        asked = as_question(question, choices=choices, timeout=timeout, default=default)
+        return await self._registry.ask_prompt(self.task_id, asked)
 
     def add_tokens(self, prompt: int = 0, completion: int = 0) -> None:
         """Count tokens this task spent."""

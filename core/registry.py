@@ -1,8 +1,15 @@
-"""The task registry: a state machine over asyncio that emits one numbered event per change.
+"""The task registry: a state machine that emits one numbered event per change.
 
-It knows nothing of sockets or screens. Callers (the server, tests, agents through
-`AgentContext`) call its methods; listeners receive every `Event` synchronously, in
-the same step as the change, so a snapshot and the event stream always agree.
+Over 600 lines: each move updates tasks, prompts, slots and timers together, in one class.
+
+It knows nothing of sockets or screens, nor of asyncio tasks. Every status change
+goes through the table in `core.lifecycle`; every timestamp and timer comes from
+the injected clock (`core.clock`); in-process agents run in `core.runner`, which
+the registry tells of its decisions. What it holds, and every read of it, is
+`core.records`; its events go out through `core.feed`. Callers (the server, tests,
+agents through `AgentContext`) call its methods; listeners receive every `Event`
+synchronously, in the same step as the change, so a snapshot and the event stream
+always agree.
 """
 
 from __future__ import annotations
@@ -12,33 +19,32 @@ import collections
 import copy
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Literal
 
+from core.clock import Scheduler, Timer, as_scheduler
+from core.context import Agent, as_question
 from core.errors import (
     AlreadyAnswered,
     BadRequest,
     InvalidState,
     NotPending,
-    PromptCancelled,
-    PromptTimedOut,
     UnknownAgent,
     UnknownPrompt,
-    UnknownTask,
 )
+from core.feed import Feed, Listener, Subscription
+from core.lifecycle import Step, move
 from core.model import (
     DEFAULT_CHOICES,
     MAX_COUNT,
     BlockedOn,
     BlockedReason,
-    Body,
     EndReason,
-    Event,
     Prompt,
     PromptClosed,
     PromptOpened,
     PromptState,
+    Question,
     Snapshot,
     Task,
     TaskChanged,
@@ -46,17 +52,12 @@ from core.model import (
     TasksEvicted,
     TaskStatus,
 )
+from core.records import Records
+from core.runner import Runner
+
+__all__ = ["DEFAULT_LEASE", "DEFAULT_TIMEOUT", "Agent", "Registry", "Subscription"]
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from core.context import AgentContext
-
-Agent = Callable[["AgentContext"], Awaitable[object]]
-"""An in-process agent: `async def agent(ctx) -> str`."""
-
-Listener = Callable[[Event], None]
-"""Called with every event, in seq order, inside the step that made it."""
 
 Recorder = Callable[..., None]
 """Writes a decision before it is applied: `recorder(action, *, task_id, prompt_id,
@@ -73,7 +74,7 @@ _DEFAULT_CHOICES = list(DEFAULT_CHOICES)
 """One list shared by every prompt that declares no choices (choices are never mutated)."""
 
 
-class Registry:
+class Registry(Records):
     """Tasks, their tree, their prompts and the concurrency limit.
 
     Concurrency: at most `max_concurrent` in-process tasks are `in_progress`;
@@ -90,7 +91,7 @@ class Registry:
         *,
         max_concurrent: int = 4,
         default_timeout: float | None = DEFAULT_TIMEOUT,
-        clock: Callable[[], float] = time.time,
+        clock: Scheduler | Callable[[], float] | None = None,
         epoch: int | None = None,
         agents: dict[str, Agent] | None = None,
         first_id: int = 1,
@@ -101,39 +102,29 @@ class Registry:
             raise BadRequest("default_timeout must be positive (None: no timeout)")
         self.max_concurrent = max_concurrent
         self.default_timeout = default_timeout
-        self.clock = clock
-        self.epoch = epoch if epoch is not None else secrets.randbits(62)
-        self.seq = 0
+        self.scheduler: Scheduler = as_scheduler(clock)
+        """Where every timestamp and timer comes from (a bare function: timestamps only)."""
+        self._now = self.scheduler.now
+        self._feed = Feed(epoch if epoch is not None else secrets.randbits(62), self._now)
+        self._emit = self._feed.emit
+        super().__init__(first_id=first_id)
         self._agents: dict[str, Agent] = dict(agents or {})
-        self._tasks: dict[int, Task] = {}
-        self._children: dict[int, list[int]] = collections.defaultdict(list)
-        self._agent_tasks: collections.Counter[str] = collections.Counter()
-        """Tasks in memory per agent name: `list(agent=...)` validates without a scan."""
-        self._prompts: dict[int, Prompt] = {}
-        self._task_prompts: dict[int, tuple[int, ...]] = {}
-        """Prompt ids by task id, oldest first: a task's history without a scan.
-
-        Tuples, not lists: most tasks ask once or never, and this is per task held.
-        """
-        self._pending: dict[int, asyncio.Future[str]] = {}
         self._queue: collections.deque[int] = collections.deque()
         self._slots: set[int] = set()
-        self._runs: dict[int, asyncio.Task[None]] = {}
-        self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._prompt_timers: dict[int, asyncio.TimerHandle] = {}
-        self._leases: dict[int, tuple[float, asyncio.TimerHandle]] = {}
-        self._end_waiters: dict[int, list[asyncio.Future[None]]] = collections.defaultdict(list)
-        self._listeners: tuple[Listener, ...] = ()
-        """Replaced, never mutated: `_emit` iterates it with no copy per event."""
-        self._outbox: collections.deque[Event] = collections.deque()
+        self._timers: dict[int, Timer] = {}
+        self._prompt_timers: dict[int, Timer] = {}
+        self._leases: dict[int, tuple[float, Timer]] = {}
+        self._runner = Runner(self, self.scheduler, self._returned)
         self._hold_promotion = 0
-        self._delivering = False
-        self._next_task_id = first_id
-        self._next_prompt_id = first_id
         self._closing = False
         self.recorder: Recorder | None = None
         """When set, every decision (answer, abort, a timeout's default) is written
         through it before it changes anything; a decision it cannot write is refused."""
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The timestamp function: `registry.clock()` is now, as the registry writes it."""
+        return self._now
 
     # ------------------------------------------------------------------ agents
 
@@ -148,140 +139,30 @@ class Registry:
         """Names of the registered agents, sorted."""
         return sorted(self._agents)
 
+    def _knows_agent(self, name: str) -> bool:
+        return name in self._agents or super()._knows_agent(name)
+
     # -------------------------------------------------------------- listeners
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` with every future event; returns a function that stops it."""
-        self._listeners = (*self._listeners, listener)
-
-        def stop() -> None:
-            if listener in self._listeners:
-                listeners = list(self._listeners)
-                listeners.remove(listener)
-                self._listeners = tuple(listeners)
-
-        return stop
+        return self._feed.listen(listener)
 
     def subscribe(self) -> Subscription:
         """An async iterator over every future event, with an unbounded buffer."""
-        return Subscription(self)
+        return Subscription(self._feed)
 
-    def _emit(self, body: Body) -> Event:
-        self.seq += 1
-        event = Event(epoch=self.epoch, seq=self.seq, ts=self.clock(), body=body)
-        self._outbox.append(event)
-        if self._delivering:
-            # A listener changed the registry while it was told of an earlier event:
-            # the outer loop delivers this one after it, so every listener sees seq order.
-            return event
-        self._delivering = True
-        try:
-            while self._outbox:
-                queued = self._outbox.popleft()
-                for listener in self._listeners:
-                    try:
-                        listener(queued)
-                    except Exception:  # a broken listener must not break the registry
-                        log.exception("event listener failed on seq %d", queued.seq)
-        finally:
-            self._delivering = False
-        return event
+    @property
+    def epoch(self) -> int:
+        """Names this registry's event stream: a client seeing it change starts over."""
+        return self._feed.epoch
+
+    @property
+    def seq(self) -> int:
+        """Number of the last event: the state as of now."""
+        return self._feed.seq
 
     # ---------------------------------------------------------------- queries
-
-    def get(self, task_id: int) -> Task:
-        """A copy of the task with that id.
-
-        Raises:
-            UnknownTask: no such task.
-        """
-        return copy.copy(self._task(task_id))
-
-    def get_prompt(self, prompt_id: int) -> Prompt:
-        """A copy of the prompt with that id.
-
-        Raises:
-            UnknownPrompt: no such prompt.
-        """
-        try:
-            return copy.copy(self._prompts[prompt_id])
-        except KeyError:
-            raise UnknownPrompt(f"no prompt {prompt_id}") from None
-
-    def prompts_of(self, task_id: int) -> list[Prompt]:
-        """Every prompt the task asked, oldest first: its question and answer history."""
-        self._task(task_id)
-        return [copy.copy(self._prompts[i]) for i in self._task_prompts.get(task_id, ())]
-
-    def pending_prompts(self) -> list[Prompt]:
-        """Prompts waiting for an answer, oldest first."""
-        return [
-            copy.copy(prompt)
-            for pid in sorted(self._pending)
-            if (prompt := self._prompts[pid]).state is PromptState.PENDING
-        ]
-
-    def children(self, task_id: int) -> list[Task]:
-        """Direct sub-tasks, oldest first."""
-        self._task(task_id)
-        return [copy.copy(self._tasks[c]) for c in self._children.get(task_id, ())]
-
-    def subtree(self, task_id: int) -> list[Task]:
-        """The task and all its descendants, parents before children."""
-        return [copy.copy(self._tasks[i]) for i in self._subtree_ids(task_id)]
-
-    def subtree_tokens(self, task_id: int) -> int:
-        """Tokens spent by the task and all its descendants."""
-        return sum(self._tasks[i].tokens for i in self._subtree_ids(task_id))
-
-    def list(
-        self,
-        *,
-        agent: str | None = None,
-        status: TaskStatus | str | None = None,
-        parent_id: int | None = None,
-        roots_only: bool = False,
-        limit: int | None = 100,
-        before: int | None = None,
-    ) -> list[Task]:
-        """Tasks newest first, filtered, at most `limit` of them with ids below `before`.
-
-        Raises:
-            BadRequest: unknown status or a bad window.
-            UnknownAgent: no agent of that name is registered or has run.
-            UnknownTask: the parent does not exist.
-        """
-        if status is not None:
-            try:
-                status = TaskStatus(status)
-            except ValueError:
-                names = ", ".join(s.value for s in TaskStatus)
-                raise BadRequest(f"unknown status {status!r} (one of {names})") from None
-        if agent is not None and agent not in self._agents and not self._agent_tasks[agent]:
-            raise UnknownAgent(f"no agent {agent!r}")
-        if parent_id is not None:
-            self._task(parent_id)
-        if limit is not None and limit < 0:
-            raise BadRequest("limit must not be negative")
-        # Ids only grow, and both indexes keep them in creation order: newest first is reversed.
-        candidates = self._tasks if parent_id is None else self._children.get(parent_id, ())
-        out: list[Task] = []
-        for task_id in reversed(candidates):
-            if limit is not None and len(out) >= limit:
-                break
-            task = self._tasks[task_id]
-            if before is not None and task_id >= before:
-                continue
-            if agent is not None and task.agent != agent:
-                continue
-            if status is not None and task.status is not status:
-                continue
-            if parent_id is not None and task.parent_id != parent_id:
-                continue
-            if roots_only and task.parent_id is not None:
-                continue
-            out.append(copy.copy(task))
-        return out
 
     def snapshot(self) -> Snapshot:
         """Every task and pending prompt, and the seq they reflect."""
@@ -291,9 +172,6 @@ class Registry:
             tasks=[copy.copy(t) for t in self._tasks.values()],
             prompts=self.pending_prompts(),
         )
-
-    def __len__(self) -> int:
-        return len(self._tasks)
 
     @property
     def running(self) -> int:
@@ -364,10 +242,10 @@ class Registry:
             external=True,
         )
         task.lease = lease
-        task.status = TaskStatus.IN_PROGRESS
-        task.started_at = self.clock()
+        move(task, Step.START)
+        task.started_at = self._now()
         self._emit(TaskCreated(task=copy.copy(task)))
-        self._arm_timeout(task)
+        self._arm_timeout(task, task.timeout)
         self._renew_lease(task.id, lease)
         return copy.copy(task)
 
@@ -380,16 +258,12 @@ class Registry:
             id=self._next_task_id,
             parent_id=parent_id,
             external=external,
-            created_at=self.clock(),
+            created_at=self._now(),
             **fields,  # type: ignore[arg-type]
         )
-        self._next_task_id += 1
         if task.session_id is None:
             task.session_id = f"{task.agent}-{task.id}"
-        self._tasks[task.id] = task
-        self._agent_tasks[task.agent] += 1
-        if parent_id is not None:
-            self._children[parent_id].append(task.id)
+        self._add_task(task)
         if not external:
             self._emit(TaskCreated(task=copy.copy(task)))
         return task
@@ -405,48 +279,34 @@ class Registry:
                 self._start(task)
 
     def _start(self, task: Task) -> None:
-        task.status = TaskStatus.IN_PROGRESS
-        task.started_at = self.clock()
+        move(task, Step.START)
+        task.started_at = self._now()
         self._slots.add(task.id)
         self._emit(TaskChanged(task=copy.copy(task)))
-        self._arm_timeout(task)
-        agent = self._agents[task.agent]
-        run = asyncio.get_running_loop().create_task(
-            self._run(task.id, agent), name=f"taskdeck-task-{task.id}"
-        )
-        self._runs[task.id] = run
-        # Not in _run's `finally`: a run cancelled before its first step never executes it.
-        run.add_done_callback(lambda _: self._runs.pop(task.id, None))
+        self._arm_timeout(task, task.timeout)
+        self._runner.start(task.id, self._agents[task.agent])
 
-    async def _run(self, task_id: int, agent: Agent) -> None:
-        from core.context import AgentContext
-
-        try:
-            result = await agent(AgentContext(self, task_id))
-        except asyncio.CancelledError:
-            if self._closing:
-                if not self._tasks[task_id].status.is_ended:  # the daemon stops under it
-                    self._end(task_id, TaskStatus.FAILED, error="daemon stopped while the task ran",
-                              reason=EndReason.RESTARTED)
-            elif not self._tasks[task_id].status.is_ended:  # cancelled from outside us
-                self._end(task_id, TaskStatus.FAILED, error="cancelled", reason=EndReason.ABORTED)
-            raise
-        except Exception as exc:  # noqa: BLE001 -- any agent failure is its task's failure
-            self._runs.pop(task_id, None)  # done working: `_end` must not cancel us
-            if not self._tasks[task_id].status.is_ended:
-                self._end(task_id, TaskStatus.FAILED, error=_describe(exc), reason=EndReason.ERROR)
-        else:
-            self._runs.pop(task_id, None)
-            if not self._tasks[task_id].status.is_ended:
-                text = "" if result is None else str(result)
-                self._end(task_id, TaskStatus.FINISHED, result=text)
-
-    def _arm_timeout(self, task: Task) -> None:
-        if task.timeout is None:
+    def _returned(self, task_id: int, result: object, error: BaseException | None) -> None:
+        """An agent's run returned, raised or was cancelled: end its task if still live."""
+        task = self._tasks.get(task_id)
+        if task is None or task.status.is_ended:
             return
-        self._timers[task.id] = asyncio.get_running_loop().call_later(
-            task.timeout, self._on_timeout, task.id
-        )
+        if isinstance(error, asyncio.CancelledError):
+            if self._closing:  # the daemon stops under it
+                self._end(task_id, Step.FAIL, error="daemon stopped while the task ran",
+                          reason=EndReason.RESTARTED)
+            else:  # cancelled from outside us
+                self._end(task_id, Step.FAIL, error="cancelled", reason=EndReason.ABORTED)
+        elif error is not None:
+            self._end(task_id, Step.FAIL, error=_describe(error), reason=EndReason.ERROR)
+        else:
+            self._end(task_id, Step.FINISH, result="" if result is None else str(result))
+
+    def _arm_timeout(self, task: Task, seconds: float | None) -> None:
+        if seconds is not None:
+            self._timers[task.id] = self.scheduler.call_later(
+                seconds, lambda: self._on_timeout(task.id)
+            )
 
     def _on_timeout(self, task_id: int) -> None:
         self._timers.pop(task_id, None)
@@ -465,7 +325,7 @@ class Registry:
     def _end(
         self,
         task_id: int,
-        status: TaskStatus,
+        step: Literal[Step.FINISH, Step.FAIL],
         *,
         result: str | None = None,
         error: str | None = None,
@@ -473,15 +333,11 @@ class Registry:
     ) -> None:
         """Move a live task to an end state, cancel what it still waits on, free its slot."""
         task = self._tasks[task_id]
-        task.status = status
-        task.result = result
-        task.error = error
-        task.end_reason = reason
-        task.ended_at = self.clock()
-        task.progress = None
-        prompt = self._cancel_prompt_of(task)
-        task.blocked_reason = None
-        task.blocked_on = None
+        prompt = self._pending_prompt(task)
+        _close(task, step, result=result, error=error, reason=reason, at=self._now())
+        if prompt is not None:
+            prompt.state = PromptState.CANCELLED
+            self._close_prompt(prompt)
         self._slots.discard(task_id)
         timer = self._timers.pop(task_id, None)
         if timer is not None:
@@ -493,42 +349,16 @@ class Registry:
             self._emit(PromptClosed(task=copy.copy(task), prompt=copy.copy(prompt)))
         else:
             self._emit(TaskChanged(task=copy.copy(task)))
-        for waiter in self._end_waiters.pop(task_id, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-        run = self._runs.get(task_id)
-        if run is not None:
-            # Also the current task, when an agent aborts a subtree holding itself:
-            # it then sees CancelledError at its next await.
-            run.cancel()
+        self._runner.ended(task_id)
         self._promote()
 
-    def _pending_prompt(self, task: Task) -> Prompt | None:
-        if task.blocked_on is None:
-            return None
-        prompt = self._prompts[task.blocked_on.prompt_id]
-        return prompt if prompt.state is PromptState.PENDING else None
-
-    def _cancel_prompt_of(self, task: Task) -> Prompt | None:
-        prompt = self._pending_prompt(task)
-        if prompt is None:
-            return None
-        prompt.state = PromptState.CANCELLED
-        self._close_prompt(prompt.id, PromptCancelled(f"prompt {prompt.id} was cancelled"))
-        return prompt
-
-    def _close_prompt(self, prompt_id: int, outcome: str | BaseException) -> None:
-        handle = self._prompt_timers.pop(prompt_id, None)
+    def _close_prompt(self, prompt: Prompt) -> None:
+        """Stop a closed prompt's timer and wake whoever awaits it."""
+        handle = self._prompt_timers.pop(prompt.id, None)
         if handle is not None:
             handle.cancel()
-        future = self._pending.pop(prompt_id, None)
-        if future is None or future.done():
-            return
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-            future.exception()  # nobody may await it (an aborted agent): mark it seen
-        else:
-            future.set_result(outcome)
+        self._pending.discard(prompt.id)
+        self._runner.closed(prompt)
 
     def abort(
         self,
@@ -562,9 +392,7 @@ class Registry:
             for i in live:
                 ended = copy.copy(self._tasks[i])
                 pending = self._pending_prompt(ended)
-                ended.status, ended.error = TaskStatus.FAILED, error
-                ended.end_reason, ended.ended_at, ended.progress = EndReason.ABORTED, self.clock(), None
-                ended.blocked_reason = ended.blocked_on = None
+                _close(ended, Step.FAIL, error=error, reason=EndReason.ABORTED, at=self._now())
                 tasks.append(ended)
                 if pending is not None:
                     pending = copy.copy(pending)
@@ -577,7 +405,7 @@ class Registry:
         if not recursive:
             if not live:
                 return []
-            self._end(task_id, TaskStatus.FAILED, error=error, reason=EndReason.ABORTED)
+            self._end(task_id, Step.FAIL, error=error, reason=EndReason.ABORTED)
             return [task_id]
         return self._end_subtree(task_id, error=error, reason=EndReason.ABORTED)
 
@@ -599,11 +427,11 @@ class Registry:
                 if self._tasks[i].status.is_ended:
                     continue
                 if i == task_id:
-                    self._end(i, TaskStatus.FAILED, error=error, reason=reason)
+                    self._end(i, Step.FAIL, error=error, reason=reason)
                 else:
                     self._end(
                         i,
-                        TaskStatus.FAILED,
+                        Step.FAIL,
                         error=descendants_error or error,
                         reason=EndReason.ABORTED,
                     )
@@ -615,9 +443,7 @@ class Registry:
 
     async def join(self, task_id: int) -> None:
         """Wait until the task's in-process run (and its clean-up) has fully returned."""
-        run = self._runs.get(task_id)
-        if run is not None:
-            await asyncio.gather(run, return_exceptions=True)
+        await self._runner.join(task_id)
 
     async def close(self) -> None:
         """Cancel every run and timer; used when the daemon stops.
@@ -631,52 +457,43 @@ class Registry:
             handle.cancel()
         for _, handle in self._leases.values():
             handle.cancel()
-        runs = list(self._runs.values())
-        for run in runs:
-            run.cancel()
-        await asyncio.gather(*runs, return_exceptions=True)
+        await self._runner.close()
 
     # ---------------------------------------------------------------- prompts
 
     def open_prompt(
         self,
         task_id: int,
-        question: str,
+        question: Question | str,
         *,
-        choices: Iterable[str] | None = None,
+        choices: Sequence[str] | None = None,
         timeout: float | None = None,
         default: str | None = None,
     ) -> Prompt:
-        """Block the task on a question to a person.
+        """Block the task on a question to a person (text and keywords still accepted).
 
         Raises:
             BadRequest: empty question or choices, or a default that is not a choice.
             InvalidState: the task is not in progress.
         """
-        prompt, _ = self._open_prompt(
-            task_id, question, choices=choices, timeout=timeout, default=default
-        )
-        return prompt
+        asked = as_question(question, choices=choices, timeout=timeout, default=default)
+        prompt, _ = self._open_prompt(task_id, asked, awaited=False)
+        return copy.copy(prompt)
 
     def _open_prompt(
-        self,
-        task_id: int,
-        question: str,
-        *,
-        choices: Iterable[str] | None,
-        timeout: float | None,
-        default: str | None,
-    ) -> tuple[Prompt, asyncio.Future[str]]:
+        self, task_id: int, question: Question, *, awaited: bool
+    ) -> tuple[Prompt, Awaitable[None] | None]:
         task = self._task(task_id)
         if task.status is not TaskStatus.IN_PROGRESS:
             raise InvalidState(f"task {task_id} is {task.status.value}, cannot ask")
-        if not question.strip():
+        if not question.text.strip():
             raise BadRequest("question must not be empty")
-        options = list(choices) if choices is not None else _DEFAULT_CHOICES
+        options = list(question.choices) if question.choices is not None else _DEFAULT_CHOICES
         if not options or any(not c.strip() for c in options):
             raise BadRequest("choices must be non-empty words")
         if len({c.lower() for c in options}) != len(options):
             raise BadRequest("choices must be distinct")
+        timeout, default = question.timeout, question.default
         if timeout is not None and timeout <= 0:
             raise BadRequest("timeout must be positive")
         if default is not None and default not in options:
@@ -684,72 +501,49 @@ class Registry:
         prompt = Prompt(
             id=self._next_prompt_id,
             task_id=task_id,
-            question=question,
+            question=question.text,
             choices=options,
             timeout=timeout,
             default=default,
-            created_at=self.clock(),
+            created_at=self._now(),
         )
-        self._next_prompt_id += 1
-        self._prompts[prompt.id] = prompt
-        self._task_prompts[task_id] = (*self._task_prompts.get(task_id, ()), prompt.id)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[str] = loop.create_future()
-        self._pending[prompt.id] = future
-        if timeout is not None:
-            self._prompt_timers[prompt.id] = loop.call_later(
-                timeout, self._on_prompt_timeout, prompt.id
-            )
-        task.status = TaskStatus.BLOCKED
+        move(task, Step.BLOCK)
         task.blocked_reason = BlockedReason.PROMPT
-        task.blocked_on = BlockedOn(prompt_id=prompt.id, question=question, choices=options)
+        task.blocked_on = BlockedOn(prompt_id=prompt.id, question=question.text, choices=options)
         self._slots.discard(task_id)
+        self._add_prompt(prompt)
+        # Made before the prompt is announced: a listener may answer it in that very step.
+        answered = self._runner.expect(prompt.id) if awaited else None
+        self._arm_prompt_timeout(prompt.id, timeout)
         self._emit(PromptOpened(task=copy.copy(task), prompt=copy.copy(prompt)))
         self._promote()
-        return copy.copy(prompt), future
+        return prompt, answered
 
-    async def ask(
-        self,
-        task_id: int,
-        question: str,
-        *,
-        choices: Iterable[str] | None = None,
-        timeout: float | None = None,
-        default: str | None = None,
-    ) -> str:
+    def _arm_prompt_timeout(self, prompt_id: int, seconds: float | None) -> None:
+        if seconds is not None:
+            self._prompt_timers[prompt_id] = self.scheduler.call_later(
+                seconds, lambda: self._on_prompt_timeout(prompt_id)
+            )
+
+    async def ask(self, task_id: int, question: Question) -> str:
         """Ask and wait for the answer's text.
 
         Raises:
             PromptTimedOut: nobody answered in time and there is no default.
             PromptCancelled: the prompt was cancelled.
         """
-        prompt = await self.ask_prompt(
-            task_id, question, choices=choices, timeout=timeout, default=default
-        )
-        return prompt.answer or ""
+        return (await self.ask_prompt(task_id, question)).answer or ""
 
-    async def ask_prompt(
-        self,
-        task_id: int,
-        question: str,
-        *,
-        choices: Iterable[str] | None = None,
-        timeout: float | None = None,
-        default: str | None = None,
-    ) -> Prompt:
+    async def ask_prompt(self, task_id: int, question: Question) -> Prompt:
         """Ask and wait; returns the answered prompt (answer, reason, who, when).
 
         Raises:
             PromptTimedOut: nobody answered in time and there is no default.
             PromptCancelled: the prompt was cancelled.
         """
-        # Keep the future itself: a listener may answer inside the PromptOpened step,
-        # which closes the prompt before this line runs.
-        prompt, future = self._open_prompt(
-            task_id, question, choices=choices, timeout=timeout, default=default
-        )
-        await future
-        return copy.copy(self._prompts[prompt.id])
+        prompt, answered = self._open_prompt(task_id, question, awaited=True)
+        await answered  # type: ignore[misc]
+        return copy.copy(prompt)
 
     def answer(
         self,
@@ -804,26 +598,23 @@ class Registry:
         answered.answer = text
         answered.reason = reason
         answered.answered_by = by
-        answered.answered_at = self.clock()
+        answered.answered_at = self._now()
         if self.recorder is not None:
             resumed = copy.copy(task)
-            resumed.status = TaskStatus.IN_PROGRESS
-            resumed.blocked_reason = resumed.blocked_on = None
+            _unblock(resumed)
             self.recorder(
                 "answer", task_id=task.id, prompt_id=prompt.id, question=prompt.question,
                 detail=f"{text}: {reason}" if reason else text, by=by, origin=origin,
                 affected=(), tasks=[resumed], prompts=[answered],
             )
+        self._resume(task)
         for name in ("state", "answer", "reason", "answered_by", "answered_at"):
             setattr(prompt, name, getattr(answered, name))
-        self._resume(task)
         self._emit(PromptClosed(task=copy.copy(task), prompt=copy.copy(prompt)))
-        self._close_prompt(prompt.id, text)
+        self._close_prompt(prompt)
 
     def _resume(self, task: Task) -> None:
-        task.status = TaskStatus.IN_PROGRESS
-        task.blocked_reason = None
-        task.blocked_on = None
+        _unblock(task)
         if not task.external:
             self._slots.add(task.id)
 
@@ -840,13 +631,11 @@ class Registry:
             except Exception as exc:  # unrecorded: the default must not apply; time out instead
                 log.error("prompt %d times out without its default answer, which could not "
                           "be recorded: %s", prompt_id, exc)
-        prompt.state = PromptState.TIMED_OUT
         task = self._tasks[prompt.task_id]
         self._resume(task)
+        prompt.state = PromptState.TIMED_OUT
         self._emit(PromptClosed(task=copy.copy(task), prompt=copy.copy(prompt)))
-        self._close_prompt(
-            prompt_id, PromptTimedOut(f"nobody answered within {prompt.timeout:g}s")
-        )
+        self._close_prompt(prompt)
 
     # ------------------------------------------------------- progress, tokens
 
@@ -900,8 +689,6 @@ class Registry:
         wanted = list(dict.fromkeys(ids))
         for i in wanted:
             self._task(i)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
 
         def ended() -> dict[int, Task]:
             return {
@@ -910,36 +697,14 @@ class Registry:
                 if i in self._tasks and self._tasks[i].status.is_ended
             }
 
-        while True:
-            done = ended()
-            if len(done) == len(wanted) or (mode == "any" and done) or not wanted:
-                return done
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return done
-            futures = []
-            for i in wanted:
-                if i not in done:
-                    future: asyncio.Future[None] = loop.create_future()
-                    self._end_waiters[i].append(future)
-                    futures.append(future)
-            try:
-                await asyncio.wait(
-                    futures, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                for i, future in zip((i for i in wanted if i not in done), futures):
-                    future.cancel()
-                    waiters = self._end_waiters.get(i)
-                    if waiters is not None and future in waiters:
-                        waiters.remove(future)
+        return await self._runner.wait(wanted, ended, mode=mode, timeout=timeout)
 
     def block_on_subtasks(self, task_id: int) -> None:
         """Mark a running task as waiting for its sub-tasks; its slot goes to the queue."""
         task = self._task(task_id)
         if task.status is not TaskStatus.IN_PROGRESS:
             raise InvalidState(f"task {task_id} is {task.status.value}, cannot wait")
-        task.status = TaskStatus.BLOCKED
+        move(task, Step.BLOCK)
         task.blocked_reason = BlockedReason.SUBTASKS
         self._slots.discard(task_id)
         self._emit(TaskChanged(task=copy.copy(task)))
@@ -971,7 +736,7 @@ class Registry:
         old = self._leases.pop(task_id, None)
         if old is not None:
             old[1].cancel()
-        handle = asyncio.get_running_loop().call_later(lease, self._on_lease_lapsed, task_id)
+        handle = self.scheduler.call_later(lease, lambda: self._on_lease_lapsed(task_id))
         self._leases[task_id] = (lease, handle)
 
     def _on_lease_lapsed(self, task_id: int) -> None:
@@ -981,7 +746,7 @@ class Registry:
             return
         self._end(
             task_id,
-            TaskStatus.FAILED,
+            Step.FAIL,
             error=f"reporter lost: no heartbeat for {lease:g}s",
             reason=EndReason.LOST,
         )
@@ -989,13 +754,13 @@ class Registry:
     def finish(self, task_id: int, result: str = "") -> Task:
         """End an external task with its result."""
         self._external(task_id)
-        self._end(task_id, TaskStatus.FINISHED, result=result)
+        self._end(task_id, Step.FINISH, result=result)
         return copy.copy(self._tasks[task_id])
 
     def fail(self, task_id: int, error: str) -> Task:
         """End an external task as failed with its error."""
         self._external(task_id)
-        self._end(task_id, TaskStatus.FAILED, error=error, reason=EndReason.ERROR)
+        self._end(task_id, Step.FAIL, error=error, reason=EndReason.ERROR)
         return copy.copy(self._tasks[task_id])
 
     def _external(self, task_id: int) -> Task:
@@ -1015,28 +780,13 @@ class Registry:
         """
         if self._tasks or self.seq:
             raise InvalidState("restore needs an empty registry")
-        for task in sorted(tasks, key=lambda t: t.id):
-            self._tasks[task.id] = task
-            self._agent_tasks[task.agent] += 1
-            if task.parent_id is not None:
-                self._children[task.parent_id].append(task.id)
-            self._next_task_id = max(self._next_task_id, task.id + 1)
-        loop = asyncio.get_running_loop()
-        now = self.clock()
-        for prompt in sorted(prompts, key=lambda p: p.id):
-            self._prompts[prompt.id] = prompt
-            self._task_prompts[prompt.task_id] = (
-                *self._task_prompts.get(prompt.task_id, ()),
-                prompt.id,
-            )
-            self._next_prompt_id = max(self._next_prompt_id, prompt.id + 1)
-            if prompt.state is PromptState.PENDING:
-                self._pending[prompt.id] = loop.create_future()
-                if prompt.timeout is not None:  # the clock kept running while we were down
-                    left = max(0.0, prompt.created_at + prompt.timeout - now)
-                    self._prompt_timers[prompt.id] = loop.call_later(
-                        left, self._on_prompt_timeout, prompt.id
-                    )
+        self._load(tasks, prompts)
+        now = self._now()
+        for prompt_id in sorted(self._pending):
+            prompt = self._prompts[prompt_id]
+            if prompt.timeout is not None:  # the clock kept running while we were down
+                left = max(0.0, prompt.created_at + prompt.timeout - now)
+                self._arm_prompt_timeout(prompt.id, left)
         for task in list(self._tasks.values()):
             if task.status.is_ended:
                 continue
@@ -1044,11 +794,11 @@ class Registry:
                 self._renew_lease(task.id, task.lease or DEFAULT_LEASE)
                 if task.timeout is not None:
                     left = max(0.0, (task.started_at or task.created_at) + task.timeout - now)
-                    self._timers[task.id] = loop.call_later(left, self._on_timeout, task.id)
+                    self._arm_timeout(task, left)
             else:
                 self._end(
                     task.id,
-                    TaskStatus.FAILED,
+                    Step.FAIL,
                     error="daemon restarted while the task ran",
                     reason=EndReason.RESTARTED,
                 )
@@ -1062,77 +812,38 @@ class Registry:
         Returns:
             The ids dropped (each subtree parents first).
         """
-        dropped: list[int] = []
-        gone: set[int] = set()
-        for task_id in task_ids:
-            if task_id in gone or task_id not in self._tasks:
-                continue
-            subtree = self._subtree_ids(task_id)
-            if all(self._tasks[i].status.is_ended for i in subtree):
-                dropped.extend(i for i in subtree if i not in gone)
-                gone.update(subtree)
+        dropped = self._drop(task_ids)
         if not dropped:
             return []
-        for task_id in dropped:
-            task = self._tasks.pop(task_id)
-            self._agent_tasks[task.agent] -= 1
-            self._children.pop(task_id, None)
-            if task.parent_id is not None and task.parent_id in self._children:
-                siblings = self._children[task.parent_id]
-                if task_id in siblings:
-                    siblings.remove(task_id)
-        for task_id in gone:
-            for prompt_id in self._task_prompts.pop(task_id, ()):
-                del self._prompts[prompt_id]
         self._emit(TasksEvicted(task_ids=dropped))
         return dropped
 
-    # ---------------------------------------------------------------- helpers
-
-    def _task(self, task_id: int) -> Task:
-        try:
-            return self._tasks[task_id]
-        except KeyError:
-            raise UnknownTask(f"no task {task_id}") from None
-
-    def _live(self, task_id: int) -> Task:
-        task = self._task(task_id)
-        if task.status.is_ended:
-            raise InvalidState(f"task {task_id} has {task.status.value}")
-        return task
-
-    def _subtree_ids(self, task_id: int) -> list[int]:
-        self._task(task_id)
-        out = []
-        stack = [task_id]
-        while stack:
-            current = stack.pop()
-            out.append(current)
-            stack.extend(reversed(self._children.get(current, ())))
-        return out
 
 
-class Subscription:
-    """Buffers every event from the moment it is made; iterate with `async for`."""
+# The two changes a recorded decision makes, applied alike to the live task and to the
+# copy the recorder writes first, so the journal holds exactly what the registry applies.
 
-    def __init__(self, registry: Registry) -> None:
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._stop = registry.listen(self._queue.put_nowait)
 
-    def __aiter__(self) -> Subscription:
-        return self
+def _close(
+    task: Task,
+    step: Literal[Step.FINISH, Step.FAIL],
+    *,
+    at: float,
+    result: str | None = None,
+    error: str | None = None,
+    reason: EndReason | None = None,
+) -> None:
+    """End the task: its outcome, when, and nothing left running or waited on."""
+    move(task, step)
+    task.result, task.error, task.end_reason = result, error, reason
+    task.ended_at, task.progress = at, None
+    task.blocked_reason = task.blocked_on = None
 
-    async def __anext__(self) -> Event:
-        return await self._queue.get()
 
-    def drain(self) -> Iterator[Event]:
-        """The events buffered so far, without waiting."""
-        while not self._queue.empty():
-            yield self._queue.get_nowait()
-
-    def close(self) -> None:
-        """Stop receiving events."""
-        self._stop()
+def _unblock(task: Task) -> None:
+    """Resume a blocked task: it waits on nothing any more."""
+    move(task, Step.RESUME)
+    task.blocked_reason = task.blocked_on = None
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,8 +7,8 @@ import inspect
 
 from core.agents.demo import make_demo_agent
 from core.agents.shell import make_shell_agent
+from core.context import Agent
 from core.errors import BadRequest
-from core.registry import Agent
 
 __all__ = ["Agent", "builtin_agents", "load_agent"]
 

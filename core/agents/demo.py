@@ -7,10 +7,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.context import AgentContext
+from core.context import Agent, AgentContext
 from core.errors import BadRequest, TaskdeckError
-from core.model import Prompt, TaskStatus
-from core.registry import Agent
+from core.model import Prompt, Question, TaskStatus
 
 FAIL_RATE = 0.12
 """Share of demo tasks that end in a simulated error."""
@@ -195,12 +194,17 @@ _DOCS = _Flavor(
     work_error="GitHub API returned 502 while listing {source}",
 )
 
-_DEPLOY = ("Deploy preview to?", ["staging", "production", "skip"])
-_BRANCH = ("Which branch should I base the fix on?", ["main", "release/2.4", "cancel"])
+_DEPLOY = Question(
+    text="Deploy preview to?", choices=["staging", "production", "skip"],
+    timeout=PROMPT_TIMEOUT, default="skip",
+)
+_BRANCH = Question(
+    text="Which branch should I base the fix on?", choices=["main", "release/2.4", "cancel"]
+)
 
 FREE_TEXT_ANSWERS: dict[str, tuple[str, ...]] = {
-    _BRANCH[0]: ("hotfix/parser-crash", "develop", "the branch from PR #418"),
-    _DEPLOY[0]: ("staging-eu", "preview-42"),
+    _BRANCH.text: ("hotfix/parser-crash", "develop", "the branch from PR #418"),
+    _DEPLOY.text: ("staging-eu", "preview-42"),
 }
 """Free-text answers a person might type to the demo's open questions."""
 
@@ -358,10 +362,7 @@ class _Run:
         return False
 
     async def _deploy_question(self) -> None:
-        question, choices = _DEPLOY
-        answer = await self.ctx.ask(
-            question, choices=choices, timeout=PROMPT_TIMEOUT, default="skip"
-        )
+        answer = await self.ctx.ask(_DEPLOY)
         if answer == "skip":
             self.notes.append("deploy skipped")
             return
@@ -369,8 +370,7 @@ class _Run:
         self.notes.append(f"preview on {answer}")
 
     async def _branch_question(self) -> None:
-        question, choices = _BRANCH
-        answer = await self.ctx.ask(question, choices=choices)
+        answer = await self.ctx.ask(_BRANCH)
         if answer == "cancel":
             self.notes.append("no branch chosen, patch left unapplied")
             return

@@ -12,10 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from core.context import AgentContext
+from core.context import Agent, AgentContext
 from core.errors import BadRequest, InvalidState, TaskdeckError
-from core.model import Prompt
-from core.registry import Agent
+from core.model import Prompt, Question
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between progress updates from a chatty command; the last line always shows."""
@@ -70,7 +69,7 @@ def make_shell_agent(*, grace: float = 2.0, tail_lines: int = 20) -> Agent:
         command = ctx.description
         if not command.strip():
             raise CommandFailed("empty command")
-        prompt = await ctx.ask_prompt(f"Run `{command}`?")
+        prompt = await ctx.ask_prompt(Question(text=f"Run `{command}`?"))
         if prompt.answer != "approve":
             raise CommandDenied(_refusal(prompt))
         ctx.progress("starting")

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import msgspec
 import pytest
 
+from core.clock import ManualClock
 from core.context import AgentContext
+from core.lifecycle import MOVES
 from core.mirror import Mirror
 from core.model import Event, PromptClosed, PromptOpened, TaskChanged, TaskCreated, TaskStatus
 from core.registry import Registry
-from tests.support import until
 
 Step = Callable[[AgentContext], Awaitable[Any]]
+
+ALLOWED = {(before, after) for (before, _), after in MOVES.items()}
+"""Status changes the table of moves allows, whatever the step."""
+
+
+async def until(condition: Callable[[], object], *, timeout: float = 5.0, what: str = "") -> None:
+    """Let the loop run until `condition` holds: no delay between checks, bounded in time.
+
+    Everything these tests wait for happens inside the loop (no process, no socket), so
+    each check only needs the loop to take its next turns; time itself moves by the clock.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(0)
 
 
 class Puppet:
@@ -93,6 +111,7 @@ class Recorder:
     """Listens to every event and checks, on each one, the rules that must hold at all times.
 
     - seq goes up by exactly one, the epoch never changes;
+    - a task's status changes only by a move of `core.lifecycle.MOVES`;
     - a queued task only starts while in-process `in_progress` tasks are within the limit;
       the count may grow past the limit only when a blocked task resumes (the
       documented over-commit), which is remembered in `overcommitted`.
@@ -125,6 +144,8 @@ class Recorder:
         task = body.task
         before = self.status.get(task.id)
         self.status[task.id] = task.status
+        if before is not None and before is not task.status:
+            assert (before, task.status) in ALLOWED, f"task {task.id}: {before} -> {task.status}"
         running = sum(
             1
             for t in self.registry.list(limit=None)
@@ -205,9 +226,17 @@ def puppet() -> Puppet:
 
 
 @pytest.fixture
-async def registry(puppet: Puppet) -> AsyncIterator[Registry]:
-    """A registry with a limit of two, no default timeout and the puppet agent."""
-    reg = Registry(max_concurrent=2, default_timeout=None, epoch=42, agents={Puppet.name: puppet})
+def clock() -> ManualClock:
+    """The registry's time: tests move it with `clock.advance`, never by sleeping."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def registry(puppet: Puppet, clock: ManualClock) -> AsyncIterator[Registry]:
+    """A registry with a limit of two, no default timeout, the puppet agent and a manual clock."""
+    reg = Registry(
+        max_concurrent=2, default_timeout=None, epoch=42, agents={Puppet.name: puppet}, clock=clock
+    )
     try:
         yield reg
     finally:

@@ -7,8 +7,7 @@ import pytest
 from core.errors import UnknownTask
 from core.model import BlockedReason, EndReason, PromptState, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 async def mixed_subtree(registry: Registry, puppet: Puppet) -> dict[str, int]:
@@ -117,4 +116,4 @@ async def test_abort_right_after_submit_leaves_no_run_behind(
     assert registry.abort(task_id) == [task_id]
     await registry.join(task_id)
     assert task_id not in puppet.started
-    assert registry._runs == {}
+    assert registry._runner.runs == 0

@@ -9,8 +9,7 @@ import pytest
 from core.mirror import Mirror, OutOfSync
 from core.model import Event, TaskCreated, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, mirror_state, registry_state, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, mirror_state, registry_state, settle, until
 
 
 async def workload(registry: Registry, puppet: Puppet) -> None:

@@ -6,10 +6,10 @@ import asyncio
 
 import msgspec
 
+from core.clock import ManualClock
 from core.model import EndReason, Prompt, PromptState, Task, TasksEvicted, TaskStatus
 from core.registry import Registry
 from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
 
 
 async def test_close_cancels_runs_and_starts_nothing(registry: Registry, puppet: Puppet) -> None:
@@ -76,7 +76,9 @@ async def test_restore_ends_in_process_tasks_and_keeps_external_ones(
     assert [c.id for c in registry.children(1)] == [2]
 
 
-async def test_restore_rearms_the_timeout_of_a_pending_prompt(registry: Registry) -> None:
+async def test_restore_rearms_the_timeout_of_a_pending_prompt(
+    registry: Registry, clock: ManualClock
+) -> None:
     """A prompt whose time ran out while the daemon was down times out at once."""
     now = registry.clock()
     external = Task(
@@ -85,18 +87,24 @@ async def test_restore_rearms_the_timeout_of_a_pending_prompt(registry: Registry
     )  # fmt: skip
     late = Prompt(id=1, task_id=1, question="Deploy?", timeout=30, created_at=now - 60)
     registry.restore([external], [late])
-    await until(lambda: registry.get_prompt(1).state is PromptState.TIMED_OUT)
+    assert registry.get_prompt(1).state is PromptState.PENDING
+    clock.advance(0)
+    assert registry.get_prompt(1).state is PromptState.TIMED_OUT
     assert registry.get(1).status is TaskStatus.IN_PROGRESS
 
 
-async def test_restore_keeps_an_external_task_s_own_lease(registry: Registry) -> None:
+async def test_restore_keeps_an_external_task_s_own_lease(
+    registry: Registry, clock: ManualClock
+) -> None:
     now = registry.clock()
     reporter = Task(
         id=1, agent="ask", description="export", status=TaskStatus.IN_PROGRESS, external=True,
-        created_at=now, started_at=now, lease=0.05,
+        created_at=now, started_at=now, lease=45,
     )  # fmt: skip
     registry.restore([reporter], [])
-    await until(lambda: registry.get(1).status.is_ended, timeout=5, what="the 0.05 s lease")
+    clock.advance(44.9)
+    assert registry.get(1).status is TaskStatus.IN_PROGRESS
+    clock.advance(0.1)
     assert registry.get(1).end_reason is EndReason.LOST
 
 

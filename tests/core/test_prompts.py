@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from core.clock import ManualClock
 from core.errors import AlreadyAnswered, BadRequest, NotPending, PromptTimedOut, UnknownPrompt
 from core.model import (
     BlockedReason,
@@ -14,11 +15,11 @@ from core.model import (
     PromptClosed,
     PromptOpened,
     PromptState,
+    Question,
     TaskStatus,
 )
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 async def running_task(registry: Registry, puppet: Puppet) -> int:
@@ -61,17 +62,16 @@ async def test_ask_blocks_the_task_on_its_own_prompt(registry: Registry, puppet:
 
 
 async def test_answer_is_delivered_once_and_records_who_and_when(
-    registry: Registry, puppet: Puppet, recorder: Recorder
+    registry: Registry, puppet: Puppet, recorder: Recorder, clock: ManualClock
 ) -> None:
-    now = [1000.0]
-    registry.clock = lambda: now[0]
     task_id = await running_task(registry, puppet)
     prompt, reply = await ask(registry, puppet, task_id)
-    now[0] = 1005.0
+    clock.advance(5)
     answered = registry.answer(prompt.id, "approve", by="alice")
     assert await reply == "approve"
     assert answered.state is PromptState.ANSWERED
-    assert (answered.answer, answered.answered_by, answered.answered_at) == ("approve", "alice", 1005.0)
+    assert (answered.answer, answered.answered_by) == ("approve", "alice")
+    assert answered.answered_at == prompt.created_at + 5 == clock.now()
     assert registry.get_prompt(prompt.id) == answered
     assert registry.get(task_id).status is TaskStatus.IN_PROGRESS
     assert registry.get(task_id).blocked_on is None
@@ -123,10 +123,15 @@ async def test_late_answer_never_lands_on_the_next_question(
     assert registry.get(task_id).blocked_on.prompt_id == second.id
 
 
-async def test_timeout_delivers_the_declared_default(registry: Registry, puppet: Puppet) -> None:
+async def test_timeout_delivers_the_declared_default(
+    registry: Registry, puppet: Puppet, clock: ManualClock
+) -> None:
     task_id = await running_task(registry, puppet)
-    prompt, reply = await ask(registry, puppet, task_id, timeout=0.05, default="deny")
-    assert (prompt.timeout, prompt.default) == (0.05, "deny")
+    prompt, reply = await ask(registry, puppet, task_id, timeout=90, default="deny")
+    assert (prompt.timeout, prompt.default) == (90, "deny")
+    clock.advance(89.9)
+    assert not reply.done()
+    clock.advance(0.1)
     assert await asyncio.wait_for(reply, 5) == "deny"
     closed = registry.get_prompt(prompt.id)
     assert closed.state is PromptState.ANSWERED
@@ -135,10 +140,11 @@ async def test_timeout_delivers_the_declared_default(registry: Registry, puppet:
 
 
 async def test_timeout_without_default_raises_in_the_agent(
-    registry: Registry, puppet: Puppet
+    registry: Registry, puppet: Puppet, clock: ManualClock
 ) -> None:
     task_id = await running_task(registry, puppet)
-    prompt, reply = await ask(registry, puppet, task_id, timeout=0.05)
+    prompt, reply = await ask(registry, puppet, task_id, timeout=90)
+    clock.advance(90)
     with pytest.raises(PromptTimedOut):
         await asyncio.wait_for(reply, 5)
     closed = registry.get_prompt(prompt.id)
@@ -251,3 +257,22 @@ async def test_ask_prompt_tells_the_agent_who_answered_and_why(
     )
     assert answered.is_denial
     assert [p.id for p in registry.prompts_of(task_id)] == [prompt_id]
+
+
+async def test_a_question_or_its_text_and_keywords_but_not_both(
+    registry: Registry, puppet: Puppet, clock: ManualClock
+) -> None:
+    task_id = await running_task(registry, puppet)
+    question = Question(text="Deploy to?", choices=["staging", "prod"], timeout=60, default="staging")
+    mixed = puppet.run(task_id, lambda ctx: ctx.ask(question, choices=["a", "b"]))
+    with pytest.raises(TypeError, match="not both"):
+        await asyncio.wait_for(mixed, 5)
+    reply = puppet.run(task_id, lambda ctx: ctx.ask_prompt(question))
+    await until(lambda: registry.get(task_id).blocked_on is not None, what="the question")
+    prompt = registry.pending_prompts()[0]
+    assert (prompt.question, prompt.choices, prompt.timeout, prompt.default) == (
+        "Deploy to?", ["staging", "prod"], 60, "staging"
+    )
+    clock.advance(60)
+    answered = await asyncio.wait_for(reply, 5)
+    assert (answered.answer, answered.answered_by) == ("staging", "timeout")

@@ -6,22 +6,23 @@ import asyncio
 
 import pytest
 
+from core.clock import ManualClock
 from core.errors import AlreadyAnswered, BadRequest, InvalidState, UnknownTask
 from core.model import BlockedReason, EndReason, TaskChanged, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 async def test_task_timeout_fails_it_and_cancels_its_work(
-    registry: Registry, puppet: Puppet, recorder: Recorder
+    registry: Registry, puppet: Puppet, recorder: Recorder, clock: ManualClock
 ) -> None:
-    task_id = registry.submit("puppet", "slow", timeout=0.05).id
-    event = await recorder.wait_for(
-        lambda e: getattr(e.body, "task", None) is not None
-        and e.body.task.id == task_id
-        and e.body.task.status.is_ended
-    )
+    task_id = registry.submit("puppet", "slow", timeout=30).id
+    await settle(registry, puppet)
+    clock.advance(29.9)
+    assert registry.get(task_id).status is TaskStatus.IN_PROGRESS
+    clock.advance(0.1)
+    event = recorder.events[-1]
+    assert event.body.task.id == task_id  # type: ignore[union-attr]
     assert event.body.task.status is TaskStatus.FAILED
     assert event.body.task.end_reason is EndReason.TIMEOUT
     assert "timed out" in (event.body.task.error or "")
@@ -30,13 +31,15 @@ async def test_task_timeout_fails_it_and_cancels_its_work(
 
 
 async def test_timeout_counts_blocked_time_and_cancels_the_prompt(
-    registry: Registry, puppet: Puppet
+    registry: Registry, puppet: Puppet, clock: ManualClock
 ) -> None:
-    task_id = registry.submit("puppet", "asks forever", timeout=0.1).id
+    task_id = registry.submit("puppet", "asks forever", timeout=60).id
     await settle(registry, puppet)
     reply = puppet.run(task_id, lambda ctx: ctx.ask("Anyone?"))
-    await until(lambda: registry.get(task_id).status.is_ended, what="the task timeout")
+    await until(lambda: registry.get(task_id).blocked_on is not None, what="the question")
+    clock.advance(60)
     task = registry.get(task_id)
+    assert task.status is TaskStatus.FAILED
     assert task.end_reason is EndReason.TIMEOUT and task.blocked_on is None
     assert registry.pending_prompts() == []
     await registry.join(task_id)
@@ -70,12 +73,25 @@ async def _spend(ctx: object, prompt: int, completion: int) -> None:
     ctx.add_tokens(prompt, completion)  # type: ignore[attr-defined]
 
 
-async def test_wait_all_any_and_partial_on_timeout(registry: Registry, puppet: Puppet) -> None:
+async def wait_a_while(registry: Registry, clock: ManualClock, ids: list[int]) -> dict[int, object]:
+    """`registry.wait(ids, timeout=5)` with the 5 s passed on the clock once it waits."""
+    waiting = asyncio.ensure_future(registry.wait(ids, timeout=5))
+    await asyncio.sleep(0)  # let it start waiting
+    clock.advance(4.9)
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    clock.advance(0.1)
+    return await asyncio.wait_for(waiting, 5)
+
+
+async def test_wait_all_any_and_partial_on_timeout(
+    registry: Registry, puppet: Puppet, clock: ManualClock
+) -> None:
     a, b = (registry.submit("puppet", f"t{i}").id for i in range(2))
     await settle(registry, puppet)
 
-    partial = await registry.wait([a, b], timeout=0.05)
-    assert partial == {}
+    assert await wait_a_while(registry, clock, [a, b]) == {}
+    assert await registry.wait([a, b], timeout=0) == {}
 
     any_done = asyncio.ensure_future(registry.wait([a, b], mode="any"))
     all_done = asyncio.ensure_future(registry.wait([a, b, a], mode="all"))
@@ -83,7 +99,7 @@ async def test_wait_all_any_and_partial_on_timeout(registry: Registry, puppet: P
     got_any = await asyncio.wait_for(any_done, 5)
     assert list(got_any) == [b] and got_any[b].result == "b-result"
     assert not all_done.done()
-    assert list(await registry.wait([a, b], timeout=0.05)) == [b]  # partial result
+    assert list(await wait_a_while(registry, clock, [a, b])) == [b]  # partial result
 
     puppet.finish(a, "a-result")
     got_all = await asyncio.wait_for(all_done, 5)
@@ -147,11 +163,12 @@ async def test_answering_applies_only_to_a_person_s_wait(
 
 
 async def test_timeout_ends_the_subtree_of_the_task(
-    registry: Registry, puppet: Puppet
+    registry: Registry, puppet: Puppet, clock: ManualClock
 ) -> None:
-    parent = registry.submit("puppet", "slow parent", timeout=0.05).id
+    parent = registry.submit("puppet", "slow parent", timeout=30).id
     child = registry.submit("puppet", "child", parent_id=parent).id
-    await until(lambda: registry.get(parent).status.is_ended, what="the parent's timeout")
+    await settle(registry, puppet)
+    clock.advance(30)
     assert registry.get(parent).end_reason is EndReason.TIMEOUT
     ended_child = registry.get(child)
     assert ended_child.status is TaskStatus.FAILED

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -16,19 +15,10 @@ from core.errors import AlreadyAnswered, InvalidState, NotPending, UnknownPrompt
 from core.mirror import Mirror
 from core.model import BlockedReason, EndReason, PromptState, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, mirror_state, registry_state
+from tests.core.conftest import Puppet, Recorder, mirror_state, registry_state, until
 
 LIMIT = 2
 ANSWERS = ["approve", "DENY", "Yes", "no", "only on staging"]
-
-
-async def spin_until(condition: Callable[[], object], *, timeout: float = 1.0) -> None:
-    """Let the loop run until `condition` holds (no delay between checks; bounded)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {condition}")
-        await asyncio.sleep(0)
 
 
 class RegistryMachine(RuleBasedStateMachine):
@@ -112,7 +102,7 @@ class RegistryMachine(RuleBasedStateMachine):
                     return False
             return True
 
-        await spin_until(caught_up)
+        await until(caught_up, timeout=1.0)
         self.waits = {k: v for k, v in self.waits.items() if not v[0].done() and k in self.live}
 
     # -------------------------------------------------------------- rules
@@ -140,7 +130,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
         async def go() -> tuple[int, asyncio.Future[Any]]:
             reply = self.puppet.run(task_id, lambda ctx: ctx.ask("Proceed?", choices=choices))
-            await spin_until(
+            await until(
                 lambda: reply.done() or self.registry.get(task_id).blocked_on is not None
             )
             if reply.done():
@@ -263,7 +253,7 @@ class RegistryMachine(RuleBasedStateMachine):
         async def go() -> None:
             reply = self.puppet.run(task_id, lambda ctx: ctx.wait(children))
             self.waits[task_id] = (reply, children)
-            await spin_until(
+            await until(
                 lambda: reply.done()
                 or self.registry.get(task_id).blocked_reason is BlockedReason.SUBTASKS
             )

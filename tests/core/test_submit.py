@@ -7,8 +7,7 @@ import pytest
 from core.errors import BadRequest, InvalidState, UnknownAgent, UnknownTask
 from core.model import TaskChanged, TaskStatus
 from core.registry import Registry
-from tests.core.conftest import Puppet, Recorder, settle
-from tests.support import until
+from tests.core.conftest import Puppet, Recorder, settle, until
 
 
 def starts(recorder: Recorder) -> list[int]:
