@@ -99,12 +99,12 @@ def test_unread_list_replies_do_not_pile_up(
     assert grew < 200 * MB
 
 
-@pytest.mark.timeout(180)
 KEPT_AFTER_BURST = 24 * MB
 """What the daemon may keep after the burst: 5-17 MB seen with memory handed back (the
 allocator keeps some arenas), 36 MB and more without."""
 
 
+@pytest.mark.timeout(180)
 def test_a_burst_of_connections_hands_its_memory_back(
     served: tuple[subprocess.Popen[str], Path],
 ) -> None:
