@@ -15,10 +15,8 @@ from core import protocol as p
 from core.client import Client, SyncClient
 from core.errors import Unavailable, UnknownTask
 from core.model import PromptClosed
-from core.registry import Registry
 from core.runtime import ConnectionInfo
-from core.server import Daemon
-from tests.support import until, until_sync
+from tests.support import until_sync
 from tests.wire.conftest import HEARTBEAT, ThreadedDaemon
 
 Connect = Callable[..., Awaitable[Client]]
