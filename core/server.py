@@ -50,7 +50,7 @@ from core.runtime import (
     write_connection,
 )
 from core.connections import Connections, connection_cap, fd_reserve
-from core.service import DEDUPE_SIZE, CommandService, Journal
+from core.service import DEDUPE_SIZE, CommandService, JournalLike
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Daemon:
             events on PORT and commands on PORT+1 (both chosen by the system for port 0).
             TCP uses CURVE unless `allow_plain_tcp`.
         allow_plain_tcp: serve TCP without CURVE; only on a loopback address.
-        journal: optional (`core.service.Journal`; core.journal.Journal is one). It
+        journal: optional (`core.service.JournalLike`; core.journal.Journal is one). It
             becomes the registry's recorder while serving: each answer, abort and
             default answer is written through it before it is applied. It is written
             once per batch of requests before their replies, and before any event is
@@ -112,7 +112,7 @@ class Daemon:
         runtime_dir: Path,
         bind: str | None = None,
         allow_plain_tcp: bool = False,
-        journal: Journal | None = None,
+        journal: JournalLike | None = None,
         heartbeat: float = 1.0,
         state_dir: Path | None = None,
         allowed_clients: Iterable[str] | None = None,
@@ -399,7 +399,7 @@ class Daemon:
             self._send_pub(topic, data)
 
     @property
-    def journal(self) -> Journal | None:
+    def journal(self) -> JournalLike | None:
         """The journal the service writes (None: none)."""
         return self.service.journal
 

@@ -34,7 +34,7 @@ RECORDED = (p.Submit, p.Open, p.Ask, p.Answer, p.AnswerTask, p.Abort, p.Finish, 
 """Commands that create, end or decide: refused while the journal cannot record them."""
 
 
-class Journal(Protocol):
+class JournalLike(Protocol):
     """What the service needs of a journal; `core.journal.Journal` is one.
 
     People's decisions go through `record` (installed as the registry's recorder while
@@ -86,7 +86,7 @@ class CommandService:
 
     Args:
         registry: the registry the commands act on.
-        journal: optional; see `Journal`. Without one, `history` is refused and nothing
+        journal: optional; see `JournalLike`. Without one, `history` is refused and nothing
             outlives the process.
         heartbeat: the server's heartbeat interval, told to clients in `hello`.
         max_message: largest request accepted, in bytes.
@@ -97,7 +97,7 @@ class CommandService:
         self,
         registry: Registry,
         *,
-        journal: Journal | None = None,
+        journal: JournalLike | None = None,
         heartbeat: float = 1.0,
         max_message: int = p.MAX_MESSAGE,
         dedupe_size: int = DEDUPE_SIZE,
