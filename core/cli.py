@@ -340,10 +340,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     from core.agents import builtin_agents, load_agent
-    from core.journal import Journal, default_journal_path
+    from core.assembly import Assembly
+    from core.journal import default_journal_path
     from core.registry import Registry
-    from core.retention import Retention
-    from core.server import serve_forever
 
     if args.max_concurrent < 1:
         raise BadRequest("--max-concurrent must be at least 1")
@@ -351,39 +350,42 @@ async def _serve(args: argparse.Namespace) -> int:
         raise BadRequest("--speed must be positive")
     if args.task_timeout < 0:
         raise BadRequest("--task-timeout must not be negative (0: no timeout)")
-    journal = None
-    if not args.no_journal:
-        journal = Journal.open(args.journal or default_journal_path())
-        if journal.fresh:
-            print(f"taskdeck: journal {journal.path} is new or empty: history starts fresh",
-                  file=sys.stderr, flush=True)
-    registry = Registry(
-        max_concurrent=args.max_concurrent,
-        default_timeout=args.task_timeout or None,
-        first_id=journal.next_id() if journal is not None else 1,
-    )
-    for name, agent in builtin_agents(seed=args.seed, speed=args.speed).items():
-        registry.register_agent(name, agent)
-    if args.agents:
-        _importable_here()
-    for spec in args.agents:
-        name, _, target = spec.rpartition("=")
-        try:
-            agent = load_agent(target)
-        except BadRequest as exc:
-            if "no module named" in str(exc):
-                raise BadRequest(
-                    f"{exc}; modules are looked up in the current directory ({os.getcwd()}) "
-                    "and on PYTHONPATH"
-                ) from None
-            raise
-        registry.register_agent(name or target.rpartition(":")[2], agent)
-    if journal is not None:
-        journal.attach(registry)
-        registry.restore(*journal.load())
-        journal.commit()
-    retention = Retention(registry, max_ended=args.retain)
-    retention.start()
+
+    def make_registry(first_id: int) -> Registry:
+        registry = Registry(
+            max_concurrent=args.max_concurrent,
+            default_timeout=args.task_timeout or None,
+            first_id=first_id,
+        )
+        for name, agent in builtin_agents(seed=args.seed, speed=args.speed).items():
+            registry.register_agent(name, agent)
+        if args.agents:
+            _importable_here()
+        for spec in args.agents:
+            name, _, target = spec.rpartition("=")
+            try:
+                agent = load_agent(target)
+            except BadRequest as exc:
+                if "no module named" in str(exc):
+                    raise BadRequest(
+                        f"{exc}; modules are looked up in the current directory ({os.getcwd()}) "
+                        "and on PYTHONPATH"
+                    ) from None
+                raise
+            registry.register_agent(name or target.rpartition(":")[2], agent)
+        return registry
+
+    deck = Assembly(
+        make_registry,
+        runtime_dir=_runtime_dir(args),
+        journal=None if args.no_journal else args.journal or default_journal_path(),
+        retain=args.retain,
+        bind=args.bind,
+        allow_plain_tcp=args.insecure_plain_tcp,
+    ).open()
+    if deck.journal is not None and deck.journal.fresh:
+        print(f"taskdeck: journal {deck.journal.path} is new or empty: history starts fresh",
+              file=sys.stderr, flush=True)
     watchdog = None
     if args.parent_pid is not None:
         from core.demo import stop_when_orphaned
@@ -394,24 +396,14 @@ async def _serve(args: argparse.Namespace) -> int:
         from core.workload import run_demo_workload
 
         workload = asyncio.get_running_loop().create_task(
-            run_demo_workload(registry, seed=args.seed, speed=args.speed)
+            run_demo_workload(deck.registry, seed=args.seed, speed=args.speed)
         )
     try:
-        await serve_forever(
-            registry,
-            _runtime_dir(args),
-            bind=args.bind,
-            allow_plain_tcp=args.insecure_plain_tcp,
-            journal=journal,
-            on_ready=_announce,
-        )
+        await deck.serve(on_ready=_announce)
     finally:
         for background in (workload, watchdog):
             if background is not None:
                 background.cancel()
-        retention.stop()  # serve_forever has already closed the registry
-        if journal is not None:
-            journal.close()
     return EXIT_OK
 
 

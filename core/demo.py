@@ -156,22 +156,25 @@ async def run_headless(*, seconds: float, seed: int = 0, speed: float = 1.0) -> 
     """
     from core.agents import builtin_agents
     from core.agents.demo import auto_answer
+    from core.assembly import Assembly
     from core.client import Client
     from core.registry import Registry
-    from core.server import Daemon
     from core.workload import run_demo_workload
 
     if seconds <= 0 or speed <= 0:
         raise BadRequest("--seconds and --speed must be positive")
-    registry = Registry(agents=builtin_agents(seed=seed, speed=speed))
     runtime_dir = Path(tempfile.mkdtemp(prefix="taskdeck-demo-"))
+    deck = Assembly(
+        lambda first_id: Registry(agents=builtin_agents(seed=seed, speed=speed),
+                                  first_id=first_id),
+        runtime_dir=runtime_dir,
+    )
+    registry = deck.open().registry
     rng = random.Random(seed)
     answered = refused = 0
     loop = asyncio.get_running_loop()
     try:
-        async with Daemon(registry, runtime_dir=runtime_dir), Client(
-            runtime_dir, client_name="demo-autoanswer"
-        ) as client:
+        async with deck, Client(runtime_dir, client_name="demo-autoanswer") as client:
             print(connect_hint(runtime_dir), file=sys.stderr)
             workload = loop.create_task(run_demo_workload(registry, seed=seed, speed=speed))
             wake = asyncio.Event()
@@ -195,7 +198,7 @@ async def run_headless(*, seconds: float, seed: int = 0, speed: float = 1.0) -> 
             await asyncio.gather(workload, return_exceptions=True)
             snapshot = registry.snapshot()
     finally:
-        await registry.close()
+        await deck.close()
         shutil.rmtree(runtime_dir, ignore_errors=True)
     by_status = {s.value: 0 for s in TaskStatus}
     for task in snapshot.tasks:

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from core.errors import BadRequest
-from core.model import MAX_COUNT, Event, Prompt, Snapshot, Task, TaskStatus
+from core.model import MAX_COUNT, Event, Prompt, Question, Snapshot, Task, TaskStatus
 
 PROTOCOL_VERSION = 1
 """Bumped on any change an older peer could misread; both sides refuse a different one."""
@@ -212,6 +212,17 @@ class Ask(Command, tag="ask"):
     choices: Choices | None = None
     timeout: Seconds | None = None
     default: Choice | None = None
+
+    @classmethod
+    def of(cls, task_id: int, question: Question) -> Ask:
+        """The wire form of a task's question (its fields stay flat, as documented)."""
+        return cls(task_id=task_id, question=question.text, choices=question.choices,
+                   timeout=question.timeout, default=question.default)
+
+    def to_question(self) -> Question:
+        """The question this message asks."""
+        return Question(text=self.question, choices=self.choices, timeout=self.timeout,
+                        default=self.default)
 
 
 class Finish(Command, tag="finish"):

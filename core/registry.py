@@ -819,6 +819,53 @@ class Registry(Records):
         return dropped
 
 
+    def prompt_to_answer(self, task_id: int, prompt_id: int | None) -> int:
+        """The prompt an answer to a task answers: `prompt_id` when it is that task's,
+        else the question the task waits on.
+
+        Raises:
+            UnknownTask: no such task.
+            UnknownPrompt: no such prompt.
+            BadRequest: the prompt belongs to another task.
+            InvalidState: the task has ended, or waits on no question.
+            AlreadyAnswered: its last question is answered and it waits on no other
+                (a retry after a restart).
+        """
+        task = self._task(task_id)
+        if prompt_id is not None:
+            owner = self.get_prompt(prompt_id).task_id
+            if owner != task_id:
+                raise BadRequest(f"prompt {prompt_id} belongs to task {owner}, not {task_id}")
+            return prompt_id
+        if task.blocked_on is not None:
+            return task.blocked_on.prompt_id
+        if task.status.is_ended:
+            raise InvalidState(f"task {task_id} has ended ({task.status.value}); "
+                               "there is no question to answer")
+        asked = self._task_prompts.get(task_id, ())
+        if task.blocked_reason is None and asked:
+            last = self._prompts[asked[-1]]
+            if last.state is PromptState.ANSWERED:
+                raise AlreadyAnswered(
+                    f"task {task_id}'s question {last.question!r} (prompt {last.id}) was "
+                    f"already answered {last.answer!r} by {last.answered_by}; it waits on no "
+                    "other question"
+                )
+        waits = "its sub-tasks" if task.blocked_reason is not None else "no question"
+        raise InvalidState(
+            f"task {task_id} is {task.status.value.replace('_', ' ')} and waits on {waits}"
+        )
+
+    def check_external(self, task_id: int) -> None:
+        """Refuse a reporter's update to a task an in-process agent runs.
+
+        Raises:
+            UnknownTask: no such task.
+            InvalidState: the task runs in-process.
+        """
+        if not self._task(task_id).external:
+            raise InvalidState(f"task {task_id} runs in-process; only its agent reports on it")
+
 
 # The two changes a recorded decision makes, applied alike to the live task and to the
 # copy the recorder writes first, so the journal holds exactly what the registry applies.

@@ -1,5 +1,8 @@
 """The daemon's ZeroMQ adapter: registry events out on PUB, commands in on a ROUTER socket.
 
+(About 680 lines: binding, publishing and draining share one socket lifecycle; what
+the commands do is in core/service.py, the connection guard in core/connections.py.)
+
 The command socket is a ROUTER rather than a REP: a REP socket silently drops a
 message whose routing envelope is malformed (a raw DEALER's multi-frame garbage),
 which would leave that sender without a reply. A ROUTER sees every message, so
@@ -13,28 +16,21 @@ instead of waiting for the next idle heartbeat.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import inspect
 import logging
 import os
 import signal
-import socket
-import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import msgspec
 import zmq
 import zmq.asyncio
 
-import core
 from core import protocol as p
-from core.errors import AlreadyAnswered, BadRequest, InvalidState, TaskdeckError
-from core.model import Event, PromptState
+from core.errors import BadRequest, InvalidState
+from core.model import Event
 from core.registry import Registry
 from core.runtime import (
     CLIENT_KEY_COMMAND,
@@ -53,28 +49,10 @@ from core.runtime import (
     split_tcp,
     write_connection,
 )
+from core.connections import Connections, connection_cap, fd_reserve
+from core.service import DEDUPE_SIZE, CommandService, JournalLike
 
 log = logging.getLogger(__name__)
-
-DEDUPE_SIZE = 4096
-"""Replies to mutating requests remembered by request id, so a retry is not applied twice."""
-
-MAX_CONNECTIONS = 4096
-"""Client connections served at once, both sockets together (a dashboard holds two, a
-command one); more are refused (closed at once) until some leave. Lower when the open
-file limit leaves less room (see `connection_cap`)."""
-
-FD_RESERVE = 1024
-"""File descriptors kept free beyond the connection cap (half the limit when that is
-less): the journal, command pipes, and connections libzmq accepts in a burst before the
-daemon hears of them (measured: up to about a hundred)."""
-
-BURST_LAG = 512
-"""Connections libzmq may accept in a burst before the connection guard hears of them
-(measured: about 40 in 0.15 ms); within this of the limit it counts descriptors itself."""
-
-SWITCH_INTERVAL = 0.0001
-"""Seconds a thread holds the GIL while another waits, while the connection guard runs."""
 
 HANDSHAKE_MS = 5000
 """Milliseconds a TCP peer has to complete its (CURVE) handshake before it is dropped."""
@@ -96,15 +74,8 @@ BATCH_BYTES = 8 * 1024 * 1024
 """Reply bytes a batch may hold before it is written and sent: replies wait for the batch's
 journal write, so large ones (a `list` of thousands of tasks) must not pile up in it."""
 
-T = TypeVar("T")
-
-_RECORDED = (p.Submit, p.Open, p.Ask, p.Answer, p.AnswerTask, p.Abort, p.Finish, p.Fail)
-"""Commands that create, end or decide: refused while the journal cannot record them."""
-
 _POLLIN = int(zmq.POLLIN)
 """As a plain int: `&` on the enum costs more than reading ZMQ_EVENTS does."""
-
-Handler = Callable[[p.Request], "p.ResultBody | Awaitable[p.ResultBody]"]
 
 
 class Daemon:
@@ -117,22 +88,21 @@ class Daemon:
             events on PORT and commands on PORT+1 (both chosen by the system for port 0).
             TCP uses CURVE unless `allow_plain_tcp`.
         allow_plain_tcp: serve TCP without CURVE; only on a loopback address.
-        journal: optional. A journal with `record(...)` (core.journal.Journal) becomes
-            the registry's recorder: each answer, abort and default answer is written
-            through it before it is applied. Its `write()` runs once per batch of
-            requests before their replies, and before any event is published; while
-            its `failed` is set, commands that create, end or decide are refused.
-            A journal-like object without `record` gets `audit(...)` then `commit()`
-            after each answer and abort, before the reply is sent. `history` requests
-            are answered through its `history(task_id=..., limit=...)`.
+        journal: optional (`core.service.JournalLike`; core.journal.Journal is one). It
+            becomes the registry's recorder while serving: each answer, abort and
+            default answer is written through it before it is applied. It is written
+            once per batch of requests before their replies, and before any event is
+            published; while it has failed, commands that create, end or decide are
+            refused.
         heartbeat: seconds of silence on PUB before an idle heartbeat.
         state_dir: where the CURVE keys and the allow-list are (TCP only).
         allowed_clients: Z85 client public keys allowed over CURVE; None reads the
             allow-list file in `state_dir`, made on first use with this user's client key.
         pub_hwm: messages queued per subscriber before the slowest start losing events.
         max_message: largest request accepted, in bytes.
-        max_connections: client connections served at once; None: `MAX_CONNECTIONS`, or
-            less when the open file limit leaves less room.
+        max_connections: client connections served at once; None:
+            `core.connections.MAX_CONNECTIONS`, or less when the open file limit leaves
+            less room.
     """
 
     def __init__(
@@ -142,7 +112,7 @@ class Daemon:
         runtime_dir: Path,
         bind: str | None = None,
         allow_plain_tcp: bool = False,
-        journal: object | None = None,
+        journal: JournalLike | None = None,
         heartbeat: float = 1.0,
         state_dir: Path | None = None,
         allowed_clients: Iterable[str] | None = None,
@@ -157,14 +127,13 @@ class Daemon:
         self.runtime_dir = Path(runtime_dir)
         self.bind = bind
         self.allow_plain_tcp = allow_plain_tcp
-        self.journal = journal
         self.heartbeat = heartbeat
         self.state_dir = state_dir
         self.allowed_clients = set(allowed_clients) if allowed_clients is not None else None
         self.pub_hwm = pub_hwm
         self.max_message = max_message
         self.max_connections = max_connections
-        self.connections: _Connections | None = None
+        self.connections: Connections | None = None
         """Open client connections, counted from socket monitors while serving."""
         self._tcp: tuple[str, int] | None = None
         if bind is not None:
@@ -174,26 +143,9 @@ class Daemon:
                     f"plain TCP (no encryption, no authentication) is only allowed on a loopback "
                     f"address, not {self._tcp[0]!r}; drop --insecure-plain-tcp to use CURVE"
                 )
-        self._replies: collections.OrderedDict[str, bytes] = collections.OrderedDict()
-        self._dedupe_size = dedupe_size
-        self._handlers: dict[type[p.Command], Handler] = {
-            p.Hello: self._hello,
-            p.GetSnapshot: self._snapshot,
-            p.ListTasks: self._list,
-            p.GetTask: self._get,
-            p.History: self._history,
-            p.Submit: self._submit,
-            p.Answer: self._answer,
-            p.AnswerTask: self._answer_task,
-            p.Abort: self._abort,
-            p.Open: self._open,
-            p.Tokens: self._tokens,
-            p.Progress: self._progress,
-            p.Ask: self._ask,
-            p.Finish: self._finish,
-            p.Fail: self._fail,
-            p.LeaseHeartbeat: self._lease,
-        }
+        self.service = CommandService(registry, journal=journal, heartbeat=heartbeat,
+                                      max_message=max_message, dedupe_size=dedupe_size)
+        """Answers the requests; the daemon receives them and sends the replies."""
         self._ctx: zmq.asyncio.Context | None = None
         self._pub: zmq.asyncio.Socket | None = None
         self._pub_raw: zmq.Socket[Any] | None = None
@@ -203,8 +155,6 @@ class Daemon:
         self._cmd_fd: int | None = None
         """The command socket's FD while it is registered with the loop."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiting: asyncio.Task[None] | None = None
-        """A request waiting on async work (an async journal); draining pauses meanwhile."""
         self._auth: Any = None
         self._curve = False
         """TCP with CURVE: each request's sender key is read from its "User-Id" property."""
@@ -213,15 +163,11 @@ class Daemon:
         self._published = False
         """Set by every publish, cleared by the heartbeat loop."""
         self._connection: ConnectionInfo | None = None
-        self._stopped = asyncio.Event()
         self._outgoing: list[tuple[bytes, bytes]] = []
         """Events waiting for the journal write of their rows before they are published."""
         self._flush_scheduled = False
-        self._batch: list[list[Any]] | None = None
-        """[envelope, reply] of the requests drained in this step, sent after the write."""
-        self._batch_recorded: list[tuple[int, str]] = []
-        """(index in `_batch`, request id) of the requests in it that create, end or decide."""
-        self._recorder_installed = False
+        self._in_batch = False
+        """True while a batch of requests is drained: its end publishes the events."""
         self.requests = 0
         """Requests answered so far (any outcome)."""
 
@@ -261,7 +207,7 @@ class Daemon:
         try:
             events, commands, keys = self._bind_sockets()
             cap = self.max_connections or connection_cap(fd_limit, open_fd_count())
-            self.connections = _Connections(cap, fd_limit=fd_limit, reserve=fd_reserve(fd_limit))
+            self.connections = Connections(cap, fd_limit=fd_limit, reserve=fd_reserve(fd_limit))
             for sock, endpoint in ((self._pub, events), (self._cmd, commands)):
                 assert sock is not None
                 self.connections.watch(sock, self._gate(endpoint))
@@ -281,12 +227,7 @@ class Daemon:
             raise
         self._connection = connection
         self._unlisten = self.registry.listen(self._publish)
-        for request_id, reply in getattr(self.journal, "replies", list)()[-self._dedupe_size:]:
-            self._replies[request_id] = reply  # a retry after a restart is not applied again
-        record = getattr(self.journal, "record", None)
-        if record is not None and self.registry.recorder is None:
-            self.registry.recorder = record
-            self._recorder_installed = True
+        self.service.start()
         self._loop = loop
         self._watch_commands()
         loop.call_soon(self._drain_commands)  # a request may have arrived before the reader
@@ -401,14 +342,9 @@ class Daemon:
             self._unlisten()
             self._unlisten = None
         self._flush_events()
-        if self._recorder_installed:
-            self.registry.recorder = None
-            self._recorder_installed = False
+        self.service.stop()
         self._unwatch_commands()  # before the socket closes: its FD number may be reused
         tasks, self._tasks = self._tasks, []
-        if self._waiting is not None:
-            tasks.append(self._waiting)
-            self._waiting = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -422,7 +358,6 @@ class Daemon:
                     for path in (endpoint, _hidden(endpoint)):
                         with contextlib.suppress(OSError):
                             os.unlink(path.removeprefix("ipc://"))
-        self._stopped.set()
 
     def _close_sockets(self) -> None:
         self._unwatch_commands()
@@ -440,10 +375,6 @@ class Daemon:
             self._ctx.term()
             self._ctx = None
 
-    async def wait_stopped(self) -> None:
-        """Return once `stop()` has run."""
-        await self._stopped.wait()
-
     # ------------------------------------------------------------ publishing
 
     def _publish(self, event: Event) -> None:
@@ -453,36 +384,29 @@ class Daemon:
         next turn of the loop, with whatever else changed in this one.
         """
         self._outgoing.append((p.EVENT_TOPIC, p.ENCODER.encode(event)))
-        if self._batch is None and not self._flush_scheduled and self._loop is not None:
+        if not self._in_batch and not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_events)
-
-    def _write_journal(self) -> str | None:
-        """Write the journal's pending rows; None when done, else why it failed (logged)."""
-        write = getattr(self.journal, "write", None)
-        if write is None:
-            return None
-        try:
-            write()
-        except TaskdeckError as exc:
-            return str(exc)
-        return None
 
     def _flush_events(self) -> None:
         """Write the rows of the queued events, then publish them, in seq order."""
         self._flush_scheduled = False
         if not self._outgoing:
             return
-        self._write_journal()  # a failed journal is flagged in hello and heartbeats
+        self.service.write()  # a failed journal is flagged in hello and heartbeats
         outgoing, self._outgoing = self._outgoing, []
         for topic, data in outgoing:
             self._send_pub(topic, data)
 
     @property
+    def journal(self) -> JournalLike | None:
+        """The journal the service writes (None: none)."""
+        return self.service.journal
+
+    @property
     def journal_error(self) -> str | None:
         """Why the journal cannot record decisions now; None when it can (or there is none)."""
-        failed = getattr(self.journal, "failed", None)
-        return failed if isinstance(failed, str) else None
+        return self.service.journal_error
 
     def _send_heartbeat(self) -> None:
         self._flush_events()  # a heartbeat must not announce a seq still queued
@@ -572,31 +496,30 @@ class Daemon:
         send and receive, as libzmq asks for an FD user) and comes back on the next loop
         turn when it stops at `DRAIN_BATCH` with requests left. The replies wait for the
         end of the batch: the journal writes the batch's rows in one transaction, then
-        its events are published and its replies sent (`_end_batch`). A request whose
-        handler must await (an async journal) goes to a task, and draining pauses until
-        it is answered: requests stay one at a time, in order.
+        its events are published and its replies sent (`_end_batch`).
         """
         cmd = self._cmd
-        if cmd is None or self._loop is None or self._waiting is not None:
+        if cmd is None or self._loop is None:
             return
-        batch = self._batch = []
-        waiting: tuple[list[bytes], Awaitable[bytes]] | None = None
+        batch: list[list[Any]] = []
+        recorded: list[tuple[int, str]] = []
+        self._in_batch = True
         try:
-            waiting = self._drain_batch(cmd, batch)
+            self._drain_batch(cmd, batch, recorded)
         finally:
-            self._batch = None
-            self._end_batch(batch)
-        if waiting is not None:
-            self._wait_then_reply(*waiting)
+            self._in_batch = False
+            self._end_batch(batch, recorded)
 
     def _drain_batch(
-        self, cmd: zmq.Socket[Any], batch: list[list[Any]]
-    ) -> tuple[list[bytes], Awaitable[bytes]] | None:
-        """Handle up to `DRAIN_BATCH` queued requests (or `BATCH_BYTES` of replies), kept in `batch`.
+        self, cmd: zmq.Socket[Any], batch: list[list[Any]], recorded: list[tuple[int, str]]
+    ) -> None:
+        """Answer up to `DRAIN_BATCH` queued requests (or `BATCH_BYTES` of replies).
 
-        Returns the envelope and pending reply of a request that must await, if any.
+        Each [envelope, reply] goes to `batch`; (its index, request id) to `recorded`
+        when its reply stands only once the journal has written the batch.
         """
         assert self._loop is not None
+        handle = self.service.handle
         curve = self._curve
         held = 0
         for _ in range(DRAIN_BATCH):
@@ -606,13 +529,13 @@ class Daemon:
                 # ZMQ_EVENTS rather than a receive that fails: it re-arms the FD just
                 # the same, without raising (an Again costs three times the check).
                 if not cmd.getsockopt(zmq.EVENTS) & _POLLIN:
-                    return None
+                    return
                 received = cmd.recv_multipart(zmq.NOBLOCK, copy=not curve)
             except zmq.Again:
-                return None
+                return
             except zmq.ZMQError as exc:  # closed under us: stop() is on its way
                 log.debug("command socket: %s", exc)
-                return None
+                return
             curve_key: str | None = None
             if curve:
                 curve_key = _sender_key(received[-1])
@@ -621,33 +544,27 @@ class Daemon:
                 frames = received
             envelope, payload = _split_envelope(frames)
             try:
-                reply = self._reply_now(payload, curve_key)
+                reply, request_id = handle(payload, curve_key)
             except Exception as exc:  # a bug must cost one request, never the daemon
                 log.exception("unexpected failure while handling a request")
-                reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
-            if not isinstance(reply, bytes):
-                return envelope, reply
+                reply, request_id = p.error_reply("", "INTERNAL", f"internal error: {exc!r}"), None
+            if request_id is not None:
+                recorded.append((len(batch), request_id))
             batch.append([envelope, reply])
             held += len(reply)
         self._loop.call_soon(self._drain_commands)  # more may be queued: the FD will not say
-        return None
 
-    def _end_batch(self, batch: list[list[Any]]) -> None:
+    def _end_batch(self, batch: list[list[Any]], recorded: list[tuple[int, str]]) -> None:
         """Write the batch's rows (one transaction), then publish its events, then reply.
 
         An acknowledged open, ask or finish is thus in the file before its "ok". If the
         write fails, the requests that created or ended something get JOURNAL_FAILED
         instead of "ok" (the change stays in memory only, and `failed` says so).
         """
-        recorded, self._batch_recorded = self._batch_recorded, []
-        error = self._write_journal() if (batch or self._outgoing) else None
+        error = self.service.write() if (batch or self._outgoing) else None
         if error is not None:
             for index, request_id in recorded:
-                reply = p.error_reply(request_id, "JOURNAL_FAILED",
-                                      f"applied in memory only, not recorded: {error}")
-                batch[index][1] = reply
-                if request_id in self._replies:
-                    self._replies[request_id] = reply
+                batch[index][1] = self.service.unrecorded(request_id, error)
         self._flush_scheduled = False
         outgoing, self._outgoing = self._outgoing, []
         for topic, data in outgoing:
@@ -666,550 +583,11 @@ class Daemon:
         except zmq.ZMQError as exc:
             log.warning("reply dropped: %s", exc)
 
-    def _wait_then_reply(self, envelope: list[bytes], pending: Awaitable[bytes]) -> None:
-        """Finish one request in a task; stop reading requests until it has its reply."""
-        assert self._loop is not None
-        self._unwatch_commands()  # the FD stays readable while unread: do not spin on it
-
-        async def finish() -> None:
-            try:
-                reply = await pending
-            except Exception as exc:  # a bug must cost one request, never the daemon
-                log.exception("unexpected failure while handling a request")
-                reply = p.error_reply("", "INTERNAL", f"internal error: {exc!r}")
-            self._end_batch([[envelope, reply]])
-
-        def resume(task: asyncio.Task[None]) -> None:
-            if self._waiting is not task:
-                return  # stopped meanwhile
-            self._waiting = None
-            self._watch_commands()
-            self._drain_commands()
-
-        self._waiting = self._loop.create_task(finish(), name="taskdeck-command")
-        self._waiting.add_done_callback(resume)
-
-    async def handle(self, payload: list[bytes], *, curve_key: str | None = None) -> bytes:
-        """Answer one request's frames with one encoded reply; never raises.
-
-        Args:
-            payload: the request frames (after the routing envelope).
-            curve_key: the sender's CURVE public key as the transport authenticated it;
-                it replaces whatever `origin.curve_key` the request declares.
-        """
-        reply = self._reply_now(payload, curve_key)
-        if not isinstance(reply, bytes):
-            reply = await reply
-        return reply
-
-    def _reply_now(self, payload: list[bytes], curve_key: str | None) -> bytes | Awaitable[bytes]:
-        """The encoded reply to one request, or, when its handler must await, an awaitable of it."""
-        if len(payload) != 1:
-            return p.error_reply(
-                "", "BAD_REQUEST", f"expected 1 request frame, got {len(payload)}"
-            )
-        data = payload[0]
-        if len(data) > self.max_message:
-            return p.error_reply(
-                "", "BAD_REQUEST", f"request of {len(data)} bytes exceeds {self.max_message}"
-            )
-        try:
-            request = p.decode_request(data)
-        except TaskdeckError as exc:
-            request_id = p.peek(data).get("id")
-            if not isinstance(request_id, str) or len(request_id) > p.MAX_NAME:
-                request_id = ""
-            return p.error_reply(request_id, exc.code, str(exc))
-        if request.origin.curve_key != curve_key:
-            request.origin = msgspec.structs.replace(request.origin, curve_key=curve_key)
-        cached = self._replies.get(request.id)
-        if cached is not None:
-            self._replies.move_to_end(request.id)
-            return cached
-        recorded = isinstance(request.body, _RECORDED)
-        if recorded and self.journal_error is not None:
-            return p.error_reply(request.id, "JOURNAL_FAILED",
-                                 f"refused: the daemon cannot record it: {self.journal_error}")
-        try:
-            result = self._handlers[type(request.body)](request)
-            if inspect.isawaitable(result):
-                return self._reply_later(request, result)
-            reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
-        except TaskdeckError as exc:
-            reply = p.error_reply(request.id, exc.code, str(exc))
-        except Exception as exc:  # a bug must cost one request, never the daemon
-            log.exception("request %s (%s) failed", request.id, type(request.body).__name__)
-            reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
-        return self._remember(request, reply)
-
-    async def _reply_later(self, request: p.Request, pending: Awaitable[p.ResultBody]) -> bytes:
-        """`_reply_now` for a handler that had to await (an async journal)."""
-        try:
-            result = await pending
-            reply = p.ENCODER.encode(p.Reply(id=request.id, ok=True, result=result))
-        except TaskdeckError as exc:
-            reply = p.error_reply(request.id, exc.code, str(exc))
-        except Exception as exc:  # a bug must cost one request, never the daemon
-            log.exception("request %s (%s) failed", request.id, type(request.body).__name__)
-            reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
-        return self._remember(request, reply)
-
-    def _remember(self, request: p.Request, reply: bytes) -> bytes:
-        """Keep the reply to a state change by request id, so a retry gets it unapplied.
-
-        Replies to commands that create, end or decide also go to the journal, so a
-        retry whose first reply was lost in a crash is not applied again after the restart.
-        """
-        if self._batch is not None and isinstance(request.body, _RECORDED):
-            self._batch_recorded.append((len(self._batch), request.id))
-        if request.body.mutating:
-            self._replies[request.id] = reply
-            if len(self._replies) > self._dedupe_size:
-                self._replies.popitem(last=False)
-            remember = getattr(self.journal, "remember", None)
-            if remember is not None and isinstance(request.body, _RECORDED):
-                remember(request.id, reply)  # written with the batch, before the reply
-        return reply
-
-    # --------------------------------------------------------------- handlers
-
-    def _hello(self, request: p.Request) -> p.HelloResult:
-        return p.HelloResult(
-            version=p.PROTOCOL_VERSION,
-            epoch=self.registry.epoch,
-            seq=self.registry.seq,
-            server=f"taskdeck {core.__version__}",
-            pid=os.getpid(),
-            agents=self.registry.agents,
-            heartbeat=self.heartbeat,
-            max_message=self.max_message,
-            journal_error=self.journal_error,
-        )
-
-    def _snapshot(self, request: p.Request) -> p.SnapshotResult:
-        return p.SnapshotResult(snapshot=self.registry.snapshot())
-
-    def _list(self, request: p.Request) -> p.TasksResult:
-        body: p.ListTasks = request.body  # type: ignore[assignment]
-        tasks = self.registry.list(
-            agent=body.agent,
-            status=body.status,
-            parent_id=body.parent_id,
-            roots_only=body.roots_only,
-            limit=body.limit,
-            before=body.before,
-        )
-        budget = p.MAX_LIST_BYTES
-        for kept, task in enumerate(tasks):
-            budget -= _approx_size(task)
-            if budget < 0 and kept:
-                del tasks[kept:]
-                break
-        return p.TasksResult(tasks=tasks)
-
-    def _get(self, request: p.Request) -> p.TaskDetail:
-        body: p.GetTask = request.body  # type: ignore[assignment]
-        task = self.registry.get(body.task_id)
-        return p.TaskDetail(task=task, prompts=self.registry.prompts_of(body.task_id))
-
-    def _history(self, request: p.Request) -> p.HistoryResult:
-        body: p.History = request.body  # type: ignore[assignment]
-        history = getattr(self.journal, "history", None)
-        if history is None:
-            raise InvalidState("this daemon keeps no journal (started with --no-journal)")
-        entries = history(task_id=body.task_id, limit=body.limit)
-        return p.HistoryResult(entries=[_decision(entry) for entry in entries])
-
-    def _submit(self, request: p.Request) -> p.TaskResult:
-        body: p.Submit = request.body  # type: ignore[assignment]
-        task = self.registry.submit(
-            body.agent,
-            body.description,
-            parent_id=body.parent_id,
-            timeout=body.timeout,
-            created_by=body.created_by or "user",
-        )
-        return p.TaskResult(task=task)
-
-    def _answer(self, request: p.Request) -> p.PromptResult | Awaitable[p.PromptResult]:
-        body: p.Answer = request.body  # type: ignore[assignment]
-        by = body.by or request.origin.by
-        prompt = self.registry.answer(
-            body.prompt_id, body.text, by=by, reason=body.reason, origin=request.origin
-        )
-        return _then(self._audit_answer(prompt, by, request.origin), p.PromptResult(prompt=prompt))
-
-    def _answer_task(self, request: p.Request) -> p.PromptResult | Awaitable[p.PromptResult]:
-        body: p.AnswerTask = request.body  # type: ignore[assignment]
-        task = self.registry.get(body.task_id)
-        if body.prompt_id is not None:
-            prompt_id = body.prompt_id
-            owner = self.registry.get_prompt(prompt_id).task_id
-            if owner != body.task_id:
-                raise BadRequest(f"prompt {prompt_id} belongs to task {owner}, not {body.task_id}")
-        elif task.blocked_on is not None:
-            prompt_id = task.blocked_on.prompt_id
-        elif task.status.is_ended:
-            raise InvalidState(f"task {body.task_id} has ended ({task.status.value}); "
-                               "there is no question to answer")
-        else:
-            self._refuse_answered_again(task)
-            waits = "its sub-tasks" if task.blocked_reason is not None else "no question"
-            raise InvalidState(
-                f"task {body.task_id} is {task.status.value.replace('_', ' ')} "
-                f"and waits on {waits}"
-            )
-        by = body.by or request.origin.by
-        prompt = self.registry.answer(
-            prompt_id, body.text, by=by, reason=body.reason, origin=request.origin
-        )
-        return _then(self._audit_answer(prompt, by, request.origin), p.PromptResult(prompt=prompt))
-
-    def _refuse_answered_again(self, task: p.Task) -> None:
-        """An answer to a task whose last question is answered (a retry after a restart)."""
-        if task.blocked_reason is not None:
-            return
-        asked = self.registry.prompts_of(task.id)
-        if asked and asked[-1].state is PromptState.ANSWERED:
-            last = asked[-1]
-            raise AlreadyAnswered(
-                f"task {task.id}'s question {last.question!r} (prompt {last.id}) was already "
-                f"answered {last.answer!r} by {last.answered_by}; it waits on no other question"
-            )
-
-    def _audit_answer(self, prompt: p.Prompt, by: str, origin: p.Origin) -> Awaitable[None] | None:
-        detail = prompt.answer or ""
-        if prompt.reason:
-            detail = f"{detail}: {prompt.reason}"
-        return self._audit("answer", task_id=prompt.task_id, prompt_id=prompt.id,
-                           detail=detail, by=by, origin=origin)
-
-    def _abort(self, request: p.Request) -> p.AbortResult | Awaitable[p.AbortResult]:
-        body: p.Abort = request.body  # type: ignore[assignment]
-        by = request.origin.by
-        ended = self.registry.abort(
-            body.task_id, recursive=not body.only, by=by, origin=request.origin
-        )
-        what = "task" if body.only else "subtree"
-        detail = f"{what}: ended {', '.join(map(str, ended))}" if ended else f"{what}: nothing live"
-        audited = self._audit("abort", task_id=body.task_id, prompt_id=None, detail=detail,
-                              by=by, origin=request.origin, affected=ended)
-        return _then(audited, p.AbortResult(task_ids=ended))
-
-    def _audit(self, action: str, **fields: Any) -> Awaitable[None] | None:
-        """Record a decision and commit it; None when done, an awaitable for an async journal.
-
-        The journal's `audit` and `commit` are plain calls (the daemon's own journal is
-        synchronous), so a decision is answered in the same step; a journal whose
-        methods return awaitables is awaited, in a task, before the reply.
-
-        Raises:
-            TaskdeckError: the journal failed (the decision was applied, not recorded).
-        """
-        if self.journal is None or self.registry.recorder is not None:
-            return None  # no journal, or the recorder wrote it before it was applied
-        try:
-            done = self.journal.audit(action, **fields)  # type: ignore[attr-defined]
-            if inspect.isawaitable(done):
-                return self._audit_later(action, done, commit=True)
-            done = self.journal.commit()  # type: ignore[attr-defined]
-            if inspect.isawaitable(done):
-                return self._audit_later(action, done, commit=False)
-        except TaskdeckError:
-            raise
-        except Exception as exc:
-            log.exception("journal failed to record %s", action)
-            raise _journal_failed(action, exc) from None
-        return None
-
-    async def _audit_later(self, action: str, pending: Awaitable[object], *, commit: bool) -> None:
-        try:
-            await pending
-            if commit:
-                done = self.journal.commit()  # type: ignore[attr-defined]
-                if inspect.isawaitable(done):
-                    await done
-        except TaskdeckError:
-            raise
-        except Exception as exc:
-            log.exception("journal failed to record %s", action)
-            raise _journal_failed(action, exc) from None
-
-    def _open(self, request: p.Request) -> p.TaskResult:
-        body: p.Open = request.body  # type: ignore[assignment]
-        task = self.registry.open_external(
-            body.description,
-            agent=body.agent,
-            parent_id=body.parent_id,
-            created_by=body.created_by or "user",
-            lease=body.lease,
-            timeout=body.timeout,
-        )
-        return p.TaskResult(task=task)
-
-    def _external(self, task_id: int) -> None:
-        if not self.registry.get(task_id).external:
-            raise InvalidState(f"task {task_id} runs in-process; only its agent reports on it")
-
-    def _tokens(self, request: p.Request) -> p.TaskResult:
-        body: p.Tokens = request.body  # type: ignore[assignment]
-        self._external(body.task_id)
-        return p.TaskResult(
-            task=self.registry.add_tokens(body.task_id, body.prompt, body.completion)
-        )
-
-    def _progress(self, request: p.Request) -> p.TaskResult:
-        body: p.Progress = request.body  # type: ignore[assignment]
-        self._external(body.task_id)
-        return p.TaskResult(task=self.registry.set_progress(body.task_id, body.text))
-
-    def _ask(self, request: p.Request) -> p.PromptResult:
-        body: p.Ask = request.body  # type: ignore[assignment]
-        self._external(body.task_id)
-        prompt = self.registry.open_prompt(
-            body.task_id,
-            body.question,
-            choices=body.choices,
-            timeout=body.timeout,
-            default=body.default,
-        )
-        return p.PromptResult(prompt=prompt)
-
-    def _finish(self, request: p.Request) -> p.TaskResult:
-        body: p.Finish = request.body  # type: ignore[assignment]
-        return p.TaskResult(task=self.registry.finish(body.task_id, body.result))
-
-    def _fail(self, request: p.Request) -> p.TaskResult:
-        body: p.Fail = request.body  # type: ignore[assignment]
-        return p.TaskResult(task=self.registry.fail(body.task_id, body.error))
-
-    def _lease(self, request: p.Request) -> p.TaskResult:
-        body: p.LeaseHeartbeat = request.body  # type: ignore[assignment]
-        return p.TaskResult(task=self.registry.heartbeat(body.task_id, lease=body.lease))
-
 
 def _hidden(endpoint: str) -> str:
     """The path an advertised ipc endpoint's symlink points to: ".name" beside it."""
     path = Path(endpoint.removeprefix("ipc://"))
     return f"ipc://{path.with_name('.' + path.name)}"
-
-
-def fd_reserve(fd_limit: int) -> int:
-    """Descriptors to keep free: half the limit, at most `FD_RESERVE`."""
-    return max(8, min(FD_RESERVE, fd_limit // 2))
-
-
-def connection_cap(fd_limit: int, in_use: int | None) -> int:
-    """How many client connections fit under the open file limit, keeping `fd_reserve`
-    free, at most `MAX_CONNECTIONS`, at least 1."""
-    in_use = in_use if in_use is not None else 64
-    room = fd_limit - in_use - fd_reserve(fd_limit)
-    return max(1, min(MAX_CONNECTIONS, room))
-
-
-class _Connections:
-    """Counts the daemon's client connections and keeps them under a cap, from a thread.
-
-    libzmq accepts every connection it can, and aborts the whole process when an ipc
-    accept finds no free file descriptor. Socket monitors report each accepted
-    connection's descriptor; a thread of its own reads them (the event loop may be busy
-    for milliseconds, while a burst of connections is accepted in microseconds) and:
-
-    - past the cap, shuts the new connection down at once, which libzmq sees as the
-      peer leaving (a REQ client reconnects and retries by itself);
-    - when the process nears its open file limit (a burst faster than those
-      refusals), closes the gate: on ipc the public socket path is a symlink to the bound socket, and it
-      is removed, so new clients find no socket while those connected carry on. It
-      comes back once the count is under the cap again, after a pause that doubles
-      while bursts go on. (TCP needs no gate: libzmq survives a failed TCP accept.)
-
-    Heavy churn leaves freed memory with the allocator; it is handed back to the system
-    once many connections have gone.
-    """
-
-    TRIM_AFTER = 512
-    """Connections closed before freed memory is handed back to the system."""
-
-    def __init__(self, cap: int, *, fd_limit: int, reserve: int = FD_RESERVE) -> None:
-        self.cap = cap
-        self.shut_at = fd_limit - reserve
-        """Open descriptors (all of them, counted by the system) at which the gate shuts."""
-        self.refused = 0
-        """Connections shut down because the cap was reached."""
-        self.pauses = 0
-        """Times the gate closed under a burst."""
-        self.peak = 0
-        self._watched: list[_Watched] = []
-        self._gates: list[tuple[Path, str]] = []
-        """(public symlink, its target) of each ipc endpoint."""
-        self._closed_since_trim = 0
-        self._gate_shut_until: float | None = None
-        self._pause_for = 0.25
-        self._stop = threading.Event()
-        self._switch = sys.getswitchinterval()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def count(self) -> int:
-        """Client connections open now, on both sockets."""
-        return sum(len(watched.open) for watched in self._watched)
-
-    def watch(self, sock: zmq.Socket[Any], gate: tuple[Path, str] | None = None) -> None:
-        """Follow the connections of a bound socket (before `start`); `gate` is its ipc
-        symlink and target."""
-        address = f"inproc://taskdeck-monitor-{id(self)}-{len(self._watched)}"
-        sock.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-        monitor: zmq.Socket[Any] = zmq.Socket(sock.context, zmq.PAIR)
-        monitor.connect(address)
-        self._watched.append(_Watched(sock, monitor, sock.getsockopt_string(zmq.LAST_ENDPOINT)))
-        if gate is not None:
-            self._gates.append(gate)
-
-    def start(self) -> None:
-        # The thread must get the GIL within a fraction of a millisecond of an event,
-        # not after the loop's 5 ms slice: a burst fills hundreds of descriptors in 5 ms.
-        self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL))
-        self._thread = threading.Thread(target=self._run, name="taskdeck-connections",
-                                        daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop following (before the sockets close)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-            sys.setswitchinterval(self._switch)
-        for watched in self._watched:
-            with contextlib.suppress(zmq.ZMQError):
-                watched.sock.disable_monitor()
-            watched.monitor.close(linger=0)
-        self._watched.clear()
-
-    def _run(self) -> None:
-        from zmq.utils.monitor import parse_monitor_message
-
-        poller = zmq.Poller()
-        for watched in self._watched:
-            poller.register(watched.monitor, zmq.POLLIN)
-        by_socket = {watched.monitor: watched for watched in self._watched}
-        while not self._stop.is_set():
-            try:
-                ready = poller.poll(100)
-            except zmq.ZMQError:
-                return
-            for monitor, _ in ready:
-                watched = by_socket[monitor]
-                while True:
-                    try:
-                        event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
-                    except (zmq.Again, zmq.ZMQError):
-                        break
-                    self._on_event(watched, event["event"], int(event["value"]))
-            self._tend_gate()
-
-    def _on_event(self, watched: _Watched, kind: int, fd: int) -> None:
-        if kind == zmq.EVENT_ACCEPTED:
-            watched.open.add(fd)
-            count = self.count
-            self.peak = max(self.peak, count)
-            # The system's count, not ours: in a burst, libzmq accepts dozens of
-            # connections before this thread hears of the first. (Far from the limit,
-            # the cap keeps the count away from it; no need to list descriptors.)
-            near = self.shut_at - count < BURST_LAG
-            if near and (open_fd_count() or 0) >= self.shut_at:
-                self._shut_gate(count)
-            if count > self.cap:
-                if self.refused % 1000 == 0:
-                    log.warning("connection refused: %d open, the cap is %d (%d refused so far)",
-                                count, self.cap, self.refused + 1)
-                self.refused += 1
-                _refuse(fd, watched.endpoint)
-        elif kind == zmq.EVENT_DISCONNECTED and fd in watched.open:
-            watched.open.discard(fd)
-            self._closed_since_trim += 1
-
-    def _shut_gate(self, count: int) -> None:
-        if not self._gates or self._gate_shut_until is not None:
-            return
-        self.pauses += 1
-        log.warning("%d connections, near the open file limit: new ones wait %gs", count,
-                    self._pause_for)
-        for link, _ in self._gates:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(link)
-        self._gate_shut_until = time.monotonic() + self._pause_for
-        self._pause_for = min(self._pause_for * 2, 5.0)
-
-    def _tend_gate(self) -> None:
-        """Reopen a shut gate once its pause is over and the count is under the cap; hand
-        memory back after heavy churn."""
-        if self._closed_since_trim >= self.TRIM_AFTER and self.count <= self.cap // 2:
-            self._closed_since_trim = 0
-            _malloc_trim()
-        if self._gate_shut_until is None:
-            if self.count <= self.cap // 2:
-                self._pause_for = 0.25
-            return
-        if time.monotonic() < self._gate_shut_until or self.count > self.cap:
-            return
-        if (open_fd_count() or 0) >= self.shut_at:
-            return
-        for link, target in self._gates:
-            with contextlib.suppress(FileExistsError):
-                os.symlink(target, link)
-        self._gate_shut_until = None
-
-
-class _Watched:
-    """One bound socket whose connections `_Connections` follows."""
-
-    def __init__(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], endpoint: str) -> None:
-        self.sock = sock
-        self.monitor = monitor
-        self.endpoint = endpoint
-        self.open: set[int] = set()
-        """Descriptors of its open connections."""
-
-
-def _refuse(fd: int, endpoint: str) -> None:
-    """Shut down a just-accepted connection, if `fd` is still a connection to `endpoint`."""
-    try:
-        conn = socket.socket(fileno=fd)
-    except OSError:
-        return  # closed meanwhile, or not a socket any more
-    try:
-        if _local_address(conn) == _endpoint_address(endpoint):
-            conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        conn.detach()  # libzmq owns the descriptor and closes it
-
-
-def _local_address(conn: socket.socket) -> object:
-    name = conn.getsockname()
-    if conn.family == socket.AF_UNIX:
-        return name if isinstance(name, str) else os.fsdecode(name)
-    return int(name[1])
-
-
-def _endpoint_address(text: str) -> object:
-    if text.startswith("ipc://"):
-        return text[len("ipc://"):]
-    return int(text.rpartition(":")[2] or 0)
-
-
-def _malloc_trim() -> None:
-    """Hand memory the allocator keeps after a burst of connections back to the system
-    (glibc keeps freed blocks in its arenas: 8,000 connections left ~500 MB behind)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
@@ -1231,32 +609,6 @@ async def _answers(info: ConnectionInfo, timeout: float = 0.5) -> bool:
         ctx.term()
 
 
-def _approx_size(task: p.Task) -> int:
-    """Roughly a task's encoded size: its texts plus the fixed fields."""
-    size = 256 + len(task.description) + len(task.result or "") + len(task.error or "")
-    if task.progress:
-        size += len(task.progress)
-    if task.blocked_on is not None:
-        size += len(task.blocked_on.question) + 64 * len(task.blocked_on.choices)
-    return size
-
-
-def _journal_failed(action: str, exc: Exception) -> TaskdeckError:
-    return TaskdeckError(f"{action} applied, but the journal failed: {exc}")
-
-
-def _then(pending: Awaitable[None] | None, result: T) -> T | Awaitable[T]:
-    """`result` now when nothing is pending, else an awaitable of it once `pending` is done."""
-    if pending is None:
-        return result
-
-    async def after() -> T:
-        await pending
-        return result
-
-    return after()
-
-
 def _sender_key(frame: zmq.Frame) -> str | None:
     """The Z85 public key the ZAP handler vouched for (None when it set no "User-Id")."""
     try:
@@ -1264,14 +616,6 @@ def _sender_key(frame: zmq.Frame) -> str | None:
     except zmq.ZMQError:
         return None
     return user_id or None
-
-
-def _decision(entry: object) -> p.Decision:
-    """The wire form of one journal audit entry (read by attribute, like the origin)."""
-    fields = {name: getattr(entry, name, None) for name in p.Decision.__struct_fields__}
-    fields["detail"] = fields["detail"] or ""
-    fields["by"] = fields["by"] or ""
-    return p.Decision(**fields)
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
@@ -1306,10 +650,23 @@ async def serve_forever(
         on_ready: called with the started daemon (e.g. to print where it listens).
         **options: passed on to `Daemon`.
     """
+    try:
+        with until_signalled(stop_signals) as stop:
+            async with Daemon(registry, runtime_dir=runtime_dir, **options) as daemon:
+                if on_ready is not None:
+                    on_ready(daemon)
+                await stop.wait()
+    finally:
+        await registry.close()
+
+
+@contextlib.contextmanager
+def until_signalled(enabled: bool = True) -> Iterator[asyncio.Event]:
+    """An event SIGINT or SIGTERM sets while inside (no handlers when not `enabled`)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed: list[int] = []
-    if stop_signals:
+    if enabled:
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(signum, stop.set)
@@ -1317,11 +674,7 @@ async def serve_forever(
                 continue
             installed.append(signum)
     try:
-        async with Daemon(registry, runtime_dir=runtime_dir, **options) as daemon:
-            if on_ready is not None:
-                on_ready(daemon)
-            await stop.wait()
+        yield stop
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-        await registry.close()

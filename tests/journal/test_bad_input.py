@@ -13,10 +13,9 @@ import zmq.asyncio
 
 from core import protocol as p
 from core.context import AgentContext
-from core.journal import Journal
+from core.assembly import Assembly
 from core.model import TaskStatus
 from core.registry import Registry
-from core.server import Daemon
 from tests.journal.hostile import Target, generate
 from tests.support import until
 
@@ -46,12 +45,16 @@ async def roundtrip(sock: zmq.asyncio.Socket, frames: list[bytes]) -> list[bytes
 
 
 async def test_hostile_requests(tmp_path: Path, figures: dict) -> None:
-    registry = Registry(agents={"forever": forever, "quick": quick}, max_concurrent=2)
-    journal = Journal.open(tmp_path / "state" / "journal.sqlite3")
-    journal.attach(registry)
     ctx = zmq.asyncio.Context()
+    deck = Assembly(
+        lambda first_id: Registry(agents={"forever": forever, "quick": quick}, max_concurrent=2,
+                                  first_id=first_id),
+        runtime_dir=tmp_path / "run", journal=tmp_path / "state" / "journal.sqlite3",
+    )
     try:
-        async with Daemon(registry, runtime_dir=tmp_path / "run", journal=journal) as daemon:
+        async with deck:
+            registry, journal, daemon = deck.registry, deck.journal, deck.daemon
+            assert journal is not None and daemon is not None
             req = ctx.socket(zmq.REQ)
             req.setsockopt(zmq.LINGER, 0)
             req.connect(daemon.connection.commands)
@@ -138,8 +141,6 @@ async def test_hostile_requests(tmp_path: Path, figures: dict) -> None:
             }
     finally:
         ctx.destroy(linger=0)
-        journal.close()
-        await registry.close()
 
 
 _CODES = {

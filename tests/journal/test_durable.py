@@ -65,21 +65,14 @@ async def watcher(deck: Deck) -> tuple[Client, asyncio.Queue[Prompt]]:
 @contextlib.asynccontextmanager
 async def journaled(tmp_path: Path) -> AsyncIterator[tuple[Registry, Journal, Path]]:
     """An in-process daemon with a real journal (its recorder installed by the daemon)."""
-    from core.server import Daemon
+    from core.assembly import Assembly
     from tests.wire.conftest import HEARTBEAT, make_registry
 
     path = tmp_path / "state" / "journal.sqlite3"
-    journal = Journal.open(path)
-    registry = make_registry(first_id=journal.next_id())
-    journal.attach(registry)
-    try:
-        async with Daemon(registry, runtime_dir=tmp_path / "run", journal=journal,
-                          heartbeat=HEARTBEAT):
-            yield registry, journal, path
-    finally:
-        journal.detach()
-        await registry.close()
-        journal.close()
+    async with Assembly(lambda first_id: make_registry(first_id=first_id),
+                        runtime_dir=tmp_path / "run", journal=path, heartbeat=HEARTBEAT) as deck:
+        assert deck.journal is not None
+        yield deck.registry, deck.journal, path
 
 
 async def asked(deck: Deck, description: str, question: str) -> int:

@@ -11,41 +11,39 @@ from pathlib import Path
 
 import pytest
 
-from core.journal import Journal
+from core.assembly import Assembly
 from core.model import PromptState, TaskStatus
 from core.registry import Registry
-from core.server import Daemon
 from tests.journal.workers import CYCLE
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def run_load(tmp_path: Path, processes: int, commands: int) -> dict[str, object]:
-    registry = Registry()
-    journal = Journal.open(tmp_path / "state" / "journal.sqlite3")
-    journal.attach(registry)
     runtime = tmp_path / "run"
-    try:
-        async with Daemon(registry, runtime_dir=runtime, journal=journal) as daemon:
-            env = {**os.environ, "TASKDECK_RUNTIME_DIR": str(runtime),
-                   "TASKDECK_STATE_DIR": str(tmp_path / "state")}
-            started = time.perf_counter()
-            workers = [
-                await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "tests.journal.workers", "load", str(runtime),
-                    str(w), str(commands),
-                    cwd=ROOT, env=env,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                )
-                for w in range(processes)
-            ]
-            outputs = []
-            for worker in workers:
-                out, err = await worker.communicate()
-                assert worker.returncode == 0, err.decode()
-                outputs.append(json.loads(out.decode().strip().splitlines()[-1]))
-            elapsed = time.perf_counter() - started
-            requests = daemon.requests
+    async with Assembly(lambda first_id: Registry(first_id=first_id), runtime_dir=runtime,
+                        journal=tmp_path / "state" / "journal.sqlite3") as assembled:
+        registry, journal, daemon = assembled.registry, assembled.journal, assembled.daemon
+        assert journal is not None and daemon is not None
+        env = {**os.environ, "TASKDECK_RUNTIME_DIR": str(runtime),
+               "TASKDECK_STATE_DIR": str(tmp_path / "state")}
+        started = time.perf_counter()
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.journal.workers", "load", str(runtime),
+                str(w), str(commands),
+                cwd=ROOT, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            for w in range(processes)
+        ]
+        outputs = []
+        for worker in workers:
+            out, err = await worker.communicate()
+            assert worker.returncode == 0, err.decode()
+            outputs.append(json.loads(out.decode().strip().splitlines()[-1]))
+        elapsed = time.perf_counter() - started
+        requests = daemon.requests
 
         cycles = commands // CYCLE
         # Every request got its reply.
@@ -78,9 +76,6 @@ async def run_load(tmp_path: Path, processes: int, commands: int) -> dict[str, o
             "seconds": round(elapsed, 2),
             "requests/s": round(requests / elapsed),
         }
-    finally:
-        journal.close()
-        await registry.close()
 
 
 async def test_load_8_processes_x_100_commands(tmp_path: Path, figures: dict) -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from core.client import Client
 from core.errors import AlreadyAnswered, NotPending
+from core.assembly import Assembly
 from core.journal import Journal
 from core.model import EndReason, PromptState, TaskStatus
 from core.registry import Registry
-from core.server import Daemon
 from tests.support import until
 
 ROUNDS = 40
@@ -32,17 +32,12 @@ class Deck:
 
 @pytest.fixture
 async def deck(tmp_path: Path) -> AsyncIterator[Deck]:
-    registry = Registry()
-    journal = Journal.open(tmp_path / "state" / "journal.sqlite3")
-    journal.attach(registry)
-    try:
-        async with Daemon(registry, runtime_dir=tmp_path / "run", journal=journal):
-            async with Client(tmp_path / "run", client_name="tui") as alice, \
-                    Client(tmp_path / "run", client_name="cli") as bob:
-                yield Deck(registry, journal, alice, bob)
-    finally:
-        journal.close()
-        await registry.close()
+    async with Assembly(lambda first_id: Registry(first_id=first_id), runtime_dir=tmp_path / "run",
+                        journal=tmp_path / "state" / "journal.sqlite3") as assembled:
+        assert assembled.journal is not None
+        async with Client(tmp_path / "run", client_name="tui") as alice, \
+                Client(tmp_path / "run", client_name="cli") as bob:
+            yield Deck(assembled.registry, assembled.journal, alice, bob)
 
 
 def answers_of(journal: Journal, prompt_id: int) -> list[str]:

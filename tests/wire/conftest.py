@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.assembly import Assembly
 from core.client import Client
 from core.context import AgentContext
 from core.registry import Registry
@@ -96,7 +97,10 @@ async def client(daemon: Daemon, connect: Callable[..., Awaitable[Client]]) -> C
 
 
 class ThreadedDaemon:
-    """A daemon serving in its own thread and event loop, for blocking (sync) tests."""
+    """A daemon serving in its own thread and event loop, for blocking (sync) tests.
+
+    `options` go to `Assembly` (`journal=PATH` keeps a journal there) and the `Daemon`.
+    """
 
     def __init__(self, runtime_dir: Path, **options: object) -> None:
         self.runtime_dir = runtime_dir
@@ -114,13 +118,12 @@ class ThreadedDaemon:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        self.registry = make_registry()
         try:
-            async with Daemon(self.registry, runtime_dir=self.runtime_dir, **self.options) as d:  # type: ignore[arg-type]
-                self.daemon = d
+            async with Assembly(lambda first_id: make_registry(first_id=first_id),
+                                runtime_dir=self.runtime_dir, **self.options) as deck:
+                self.registry, self.daemon = deck.registry, deck.daemon
                 self._ready.set()
                 await self._stop.wait()
-            await self.registry.close()
         except BaseException as exc:
             self._error = exc
             self._ready.set()

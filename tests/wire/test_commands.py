@@ -11,6 +11,7 @@ import zmq
 import zmq.asyncio
 
 from core import protocol as p
+from core.assembly import Assembly
 from core.client import Client
 from core.errors import (
     AlreadyAnswered,
@@ -217,45 +218,36 @@ async def test_retried_request_id_is_applied_once(client: Client, daemon: Daemon
     assert [t.description for t in registry.list()] == ["once"]
 
 
-class SlowJournal:
-    """Journal whose commit waits until the test releases it: the reply is held back."""
-
-    def __init__(self) -> None:
-        self.audits: list[tuple[str, dict[str, object]]] = []
-        self.release = asyncio.Event()
-        self.commits = 0
-
-    def audit(self, action: str, **fields: object) -> None:
-        self.audits.append((action, fields))
-
-    async def commit(self) -> None:
-        self.commits += 1
-        await self.release.wait()
-
-
 async def test_lost_reply_is_retried_without_applying_twice(
-    runtime_dir: Path, registry: Registry, connect: Connect
+    runtime_dir: Path, tmp_path: Path, connect: Connect
 ) -> None:
-    journal = SlowJournal()
-    async with Daemon(registry, runtime_dir=runtime_dir, journal=journal, heartbeat=HEARTBEAT):
-        client = await connect(request_timeout=0.2, retries=5)
+    deck = Assembly(lambda first_id: make_registry(first_id=first_id), runtime_dir=runtime_dir,
+                    journal=tmp_path / "journal.sqlite3", heartbeat=HEARTBEAT)
+    async with deck:
+        assert deck.daemon is not None and deck.journal is not None
+        client = await connect()
         task = await client.open_task("risky", lease=5)
         prompt = await client.request(p.Ask(task_id=task.id, question="Go?"))
         assert isinstance(prompt, p.PromptResult)
-        answering = asyncio.ensure_future(client.answer(prompt.prompt.id, "approve"))
-        # The first reply is held past the client's timeout: it gives up, reopens, resends.
-        await until(lambda: client.retry_count >= 1)
-        journal.release.set()
-        answered = await asyncio.wait_for(answering, 5)
-        assert answered.answer == "approve"  # not ALREADY_ANSWERED: the retry got the first reply
-        assert [a for a, _ in journal.audits] == ["answer"]
-        action, fields = journal.audits[0]
-        assert fields["prompt_id"] == prompt.prompt.id and fields["task_id"] == task.id
-        assert fields["by"] == client.origin.by and fields["origin"] == client.origin
+        data = p.encode(p.Request(id="answer-1", version=p.PROTOCOL_VERSION, origin=client.origin,
+                                  body=p.Answer(prompt_id=prompt.prompt.id, text="approve")))
+        # The first sender goes away before its reply; the retry sends the same request again.
+        ctx = zmq.asyncio.Context()
+        lost = ctx.socket(zmq.REQ)
+        lost.connect(deck.daemon.connection.commands)
+        await lost.send(data)
+        await until(lambda: deck.registry.get_prompt(prompt.prompt.id).answer == "approve",
+                    what="the first answer")
+        lost.close(linger=0)
+        ctx.term()
+        retried = await raw_request(deck.daemon.connection.commands, data)
+        assert retried.ok and isinstance(retried.result, p.PromptResult)
+        assert retried.result.prompt.answer == "approve"  # not ALREADY_ANSWERED
+        [decision] = deck.journal.history(task_id=task.id)
+        assert (decision.action, decision.prompt_id) == ("answer", prompt.prompt.id)
+        assert decision.by == client.origin.by and decision.client == client.origin.client
         assert await client.abort(task.id) == [task.id]
-        assert journal.audits[-1][0] == "abort"
-        assert journal.audits[-1][1]["detail"] == f"subtree: ended {task.id}"
-    await registry.close()
+        assert deck.journal.history(task_id=task.id)[-1].detail == f"subtree: ended {task.id}"
 
 
 async def test_unavailable_when_nobody_answers(runtime_dir: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import zmq
 
 from core import protocol as p
+from core.assembly import Assembly
 from core.client import Client, SyncClient
 from core.errors import BadRequest, InvalidState
 from core.journal import Journal
@@ -33,21 +34,30 @@ class JournaledDaemon:
     """A registry with a real SQLite journal, served by a daemon with that journal."""
 
     def __init__(self, runtime_dir: Path, journal_path: Path, **options: object) -> None:
-        self.journal = Journal.open(journal_path)
-        self.registry = make_registry(first_id=self.journal.next_id())
-        self.journal.attach(self.registry)
-        self.daemon = Daemon(self.registry, runtime_dir=runtime_dir, heartbeat=HEARTBEAT,
-                             journal=self.journal, **options)  # type: ignore[arg-type]
+        self.deck = Assembly(lambda first_id: make_registry(first_id=first_id),
+                             runtime_dir=runtime_dir, journal=journal_path, heartbeat=HEARTBEAT,
+                             **options)
+
+    @property
+    def registry(self) -> Registry:
+        return self.deck.registry
+
+    @property
+    def journal(self) -> Journal:
+        assert self.deck.journal is not None
+        return self.deck.journal
+
+    @property
+    def daemon(self) -> Daemon:
+        assert self.deck.daemon is not None
+        return self.deck.daemon
 
     async def __aenter__(self) -> JournaledDaemon:
-        await self.daemon.start()
+        await self.deck.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.daemon.stop()
-        self.journal.detach()
-        await self.registry.close()
-        self.journal.close()
+        await self.deck.close()
 
 
 @pytest.fixture
@@ -132,15 +142,13 @@ async def test_a_daemon_without_journal_says_so(daemon: Daemon, client: Client) 
 
 
 def test_sync_client_reads_history(runtime_dir: Path, tmp_path: Path) -> None:
-    journal = Journal.open(tmp_path / "journal.sqlite3")
-    with ThreadedDaemon(runtime_dir, heartbeat=HEARTBEAT, journal=journal) as served:
-        served.call(lambda: journal.attach(served.registry))  # type: ignore[arg-type]
+    with ThreadedDaemon(runtime_dir, heartbeat=HEARTBEAT,
+                        journal=tmp_path / "journal.sqlite3"):
         with SyncClient(runtime_dir, client_name="script", request_timeout=1.0) as client:
             task = client.submit("forever", "to stop")
             assert client.abort(task.id) == [task.id]
             [decision] = client.history(task_id=task.id)
             assert (decision.action, decision.client) == ("abort", "script")
-    journal.close()
 
 
 async def test_a_client_cannot_claim_a_curve_key(
@@ -186,32 +194,3 @@ async def test_curve_decisions_record_the_senders_key(
             await second.abort(extra.id)
             [last] = await second.history(task_id=extra.id)
             assert last.curve_key == other.public
-
-
-async def test_an_audit_only_journal_gets_the_aborted_ids(
-    runtime_dir: Path, connect: Connect
-) -> None:
-    """A journal-like object without `history`: aborts are audited with what they ended,
-    and `history` is refused as for no journal."""
-
-    class AuditOnly:
-        def __init__(self) -> None:
-            self.rows: list[tuple[str, object]] = []
-
-        def audit(self, action: str, **fields: object) -> None:
-            self.rows.append((action, fields.get("affected")))
-
-        def commit(self) -> None:
-            pass
-
-    sink = AuditOnly()
-    registry = make_registry()
-    async with Daemon(registry, runtime_dir=runtime_dir, heartbeat=HEARTBEAT, journal=sink):
-        client = await connect()
-        task = await client.submit("tree", "x")
-        await until(lambda: len(registry.children(task.id)) == 2, what="the children")
-        ended = await client.abort(task.id)
-        assert sink.rows == [("abort", ended)] and len(ended) == 3
-        with pytest.raises(InvalidState, match="keeps no journal"):
-            await client.history()
-    await registry.close()

@@ -20,6 +20,7 @@ import zmq.asyncio
 from core import protocol as p
 from core.client import Client, SyncClient
 from core.errors import AlreadyAnswered, BadRequest, Unavailable
+from core.assembly import Assembly
 from core.journal import Journal
 from core.model import PromptState
 from core.runtime import ConnectionInfo, connection_path, read_connection, write_connection
@@ -39,10 +40,8 @@ async def test_token_totals_saturate_and_the_state_stays_encodable(
     tmp_path: Path, runtime_dir: Path, connect: Connect
 ) -> None:
     journal_path = tmp_path / "journal.db"
-    registry = make_registry()
-    journal = Journal.open(journal_path)
-    journal.attach(registry)
-    async with Daemon(registry, runtime_dir=runtime_dir, heartbeat=HEARTBEAT, journal=journal):
+    async with Assembly(lambda first_id: make_registry(first_id=first_id),
+                        runtime_dir=runtime_dir, journal=journal_path, heartbeat=HEARTBEAT):
         client = await connect()
         task = await client.open_task("spends a lot")
         for _ in range(2**11 + 1):  # past 2^64 without saturation: unencodable
@@ -55,8 +54,6 @@ async def test_token_totals_saturate_and_the_state_stays_encodable(
         assert [t.prompt_tokens for t in snapshot.tasks if t.id == task.id] == [MAX_COUNT]
         assert [t.id for t in await client.list_tasks()] == [task.id]
         await task.finish("done")
-    await registry.close()
-    journal.close()
     reopened = Journal.open(journal_path)
     try:
         tasks, _ = reopened.load()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.agents.demo import ToolError
+from core.assembly import Assembly
 from core.client import Client
 from core.context import AgentContext
 from core.journal import Journal
@@ -117,20 +118,34 @@ class Scene:
     client_name: str = "tui"
     journal_path: Path | None = None
     """Keep a journal there, so the daemon answers `history`; None keeps none."""
-    journal: Journal | None = None
-    registry: Registry | None = None
-    daemon: Daemon | None = None
+    deck: Assembly | None = None
+    """The registry, its journal and the daemon serving them, while `running`."""
     client: Client | None = None
     ids: dict[str, int] = field(default_factory=dict)
     """Task id by step description."""
     gates: dict[int, asyncio.Future[str]] = field(default_factory=dict)
     """Futures that held tasks wait on; set a result to finish the task."""
 
-    def make_registry(self) -> Registry:
+    @property
+    def registry(self) -> Registry | None:
+        """The scene's registry while it runs."""
+        return self.deck.registry if self.deck is not None else None
+
+    @property
+    def journal(self) -> Journal | None:
+        """The scene's journal while it runs (with `journal_path`)."""
+        return self.deck.journal if self.deck is not None else None
+
+    @property
+    def daemon(self) -> Daemon | None:
+        """The daemon while it serves."""
+        return self.deck.daemon if self.deck is not None else None
+
+    def make_registry(self, first_id: int = 1) -> Registry:
         """A registry whose agents follow the script."""
         by_desc = {step.description: step for step in self.steps}
         registry = Registry(max_concurrent=self.max_concurrent, clock=self.clock, epoch=1,
-                            default_timeout=None)
+                            default_timeout=None, first_id=first_id)
 
         async def scripted(ctx: AgentContext) -> str:
             step = by_desc.get(ctx.description)
@@ -192,36 +207,22 @@ class Scene:
 
     async def start_daemon(self) -> Daemon:
         """Serve the registry (again, after `stop_daemon`)."""
-        assert self.registry is not None
-        self.daemon = Daemon(self.registry, runtime_dir=self.runtime_dir, heartbeat=self.heartbeat,
-                             journal=self.journal)
-        await self.daemon.start()
-        return self.daemon
+        assert self.deck is not None
+        return await self.deck.start()
 
     async def stop_daemon(self) -> None:
         """Stop serving; the registry and its tasks live on."""
-        if self.daemon is not None:
-            await self.daemon.stop()
-            self.daemon = None
+        if self.deck is not None:
+            await self.deck.stop()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Scene]:
         """Registry and daemon up, script played; everything stopped on exit."""
-        self.registry = self.make_registry()
-        if self.journal_path is not None:
-            self.journal = Journal.open(self.journal_path)
-            self.journal.attach(self.registry)
-        await self.start_daemon()
-        try:
+        self.deck = Assembly(self.make_registry, runtime_dir=self.runtime_dir,
+                             journal=self.journal_path, heartbeat=self.heartbeat)
+        async with self.deck:
             await self.play()
             yield self
-        finally:
-            await self.stop_daemon()
-            if self.journal is not None:
-                self.journal.detach()
-            await self.registry.close()
-            if self.journal is not None:
-                self.journal.close()
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[Client]:
