@@ -166,6 +166,8 @@ class Daemon:
         self._outgoing: list[tuple[bytes, bytes]] = []
         """Events waiting for the journal write of their rows before they are published."""
         self._flush_scheduled = False
+        self._announced_error: str | None = None
+        """The journal error the last heartbeat carried (see `_announce_journal`)."""
         self._in_batch = False
         """True while a batch of requests is drained: its end publishes the events."""
         self.requests = 0
@@ -397,6 +399,14 @@ class Daemon:
         outgoing, self._outgoing = self._outgoing, []
         for topic, data in outgoing:
             self._send_pub(topic, data)
+        self._announce_journal()
+
+    def _announce_journal(self) -> None:
+        """Send a heartbeat at once when the journal has just failed: a busy daemon sends
+        none of its own, and dashboards must say that decisions are refused."""
+        if self.journal_error != self._announced_error:
+            self._announced_error = self.journal_error
+            self._send_heartbeat()
 
     @property
     def journal(self) -> JournalLike | None:
@@ -569,6 +579,7 @@ class Daemon:
         outgoing, self._outgoing = self._outgoing, []
         for topic, data in outgoing:
             self._send_pub(topic, data)
+        self._announce_journal()
         for envelope, reply in batch:
             self._send_reply(envelope, reply)
 

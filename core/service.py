@@ -274,11 +274,9 @@ class CommandService:
                 return p.TaskResult(task=registry.set_progress(task_id, text))
             case p.Ask() as body:
                 registry.check_external(body.task_id)
-                question = body.to_question()
-                return p.PromptResult(prompt=registry.open_prompt(
-                    body.task_id, question.text, choices=question.choices,
-                    timeout=question.timeout, default=question.default,
-                ))
+                return p.PromptResult(
+                    prompt=registry.open_prompt(body.task_id, body.to_question())
+                )
             case p.Finish(task_id=task_id, result=result):
                 return p.TaskResult(task=registry.finish(task_id, result))
             case p.Fail(task_id=task_id, error=error):

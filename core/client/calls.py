@@ -108,19 +108,8 @@ def abort(task_id: int, only: bool) -> _Call[list[int]]:
     return _Call(p.Abort(task_id=task_id, only=only), p.AbortResult, lambda r: r.task_ids)
 
 
-def _ask_body(task_id: int, question: Question) -> p.Ask:
-    """The wire `Ask` for `question`: the protocol keeps its flat fields for older peers."""
-    return p.Ask(
-        task_id=task_id,
-        question=question.text,
-        choices=question.choices,
-        timeout=question.timeout,
-        default=question.default,
-    )
-
-
 def ask(task_id: int, question: Question) -> _Call[Prompt]:
-    return _Call(_ask_body(task_id, question), p.PromptResult, lambda r: r.prompt)
+    return _Call(p.Ask.of(task_id, question), p.PromptResult, lambda r: r.prompt)
 
 
 def _accept(raw: bytes, request_id: str) -> p.Reply | None:

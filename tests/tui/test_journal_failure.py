@@ -18,7 +18,8 @@ async def test_a_deleted_journal_is_said_and_the_answer_refused(
     runtime_dir: Path, tmp_path: Path
 ) -> None:
     journal = tmp_path / "state" / "journal.sqlite3"
-    scene = Scene(runtime_dir, journal_path=journal, heartbeat=0.2)
+    # idle heartbeats every 30 s: only the daemon's announcement of the failure can tell
+    scene = Scene(runtime_dir, journal_path=journal, heartbeat=30.0)
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
