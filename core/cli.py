@@ -1,4 +1,8 @@
-"""The `taskdeck` command: serve the daemon, open the dashboard, and script it."""
+"""The `taskdeck` command: serve the daemon, open the dashboard, and script it.
+
+Over 600 lines: one argparse tree and the short command functions it dispatches to, with
+the printing they share; each command is a thin call into core.client or core.assembly.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The journal: tasks, prompts and people's decisions kept in SQLite across daemon restarts.
 
+Over 600 lines: the schema and its upgrade, the three write paths and the reads share one
+connection and one durability model, described here.
+
 Durability model
 ----------------
 The database runs in WAL mode. Three kinds of writes:
