@@ -114,6 +114,8 @@ class BlockedOn(msgspec.Struct, frozen=True, gc=False):
     prompt_id: int
     question: str
     choices: list[str]
+    summary: str | None = None
+    """The summary line of the question's action (None for a plain question)."""
 
 
 class Task(msgspec.Struct, kw_only=True, gc=False):

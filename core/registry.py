@@ -522,7 +522,10 @@ class Registry(Records):
         )
         move(task, Step.BLOCK)
         task.blocked_reason = BlockedReason.PROMPT
-        task.blocked_on = BlockedOn(prompt_id=prompt.id, question=question.text, choices=options)
+        task.blocked_on = BlockedOn(
+            prompt_id=prompt.id, question=question.text, choices=options,
+            summary=question.action.summary if question.action is not None else None,
+        )
         self._slots.discard(task_id)
         self._add_prompt(prompt)
         # Made before the prompt is announced: a listener may answer it in that very step.

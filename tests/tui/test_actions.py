@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from core.model import Action, PromptState, Question, Verdict
 from tests.support import until
-from tests.tui.conftest import SIZE, deck, move_to, ready
+from tests.tui.conftest import SIZE, deck, move_to, ready, row_of, rows
 from tui.screenshots.scene import Scene
 from tui.widgets.panes import DetailPane, Inbox
 
@@ -107,3 +107,16 @@ async def test_a_fetch_shows_its_url(scene: Scene) -> None:
         await move_to(app, pilot, task_id)
         bar = str(app.query_one("#prompt-question").render())
         assert "claude · WebFetch" in bar and "https://docs.example.org/api" in bar
+
+
+async def test_the_tree_row_names_the_action_and_the_filter_finds_it(scene: Scene) -> None:
+    app = deck(scene)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        task_id, _ = ask(scene, "claude session", "Run the unit tests?", BASH)
+        await until(lambda: task_id in app.view.index
+                    and "Run the unit" in row_of(app, task_id), what="the asking row")
+        assert "Run the unit tests? · pytest -q tes…" in row_of(app, task_id)
+        await pilot.press("/", *"tests/unit", "enter")
+        await until(lambda: [r for r in rows(app) if r.strip()] == [row_of(app, task_id)],
+                    what="the filter to keep only the asker")

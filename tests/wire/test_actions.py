@@ -99,6 +99,8 @@ async def test_an_asked_action_reaches_events_snapshots_and_the_answer(
                 what="the question in the watcher's mirror")
     [pending] = watcher.mirror.pending_oldest_first()
     assert pending.action == EDIT
+    blocked_on = watcher.mirror.tasks[task.id].blocked_on
+    assert blocked_on is not None and blocked_on.summary == "/repo/app.py"
     snapshot = await watcher.snapshot()
     assert [q.action for q in snapshot.prompts] == [EDIT]
     _, history = await watcher.get(task.id)
