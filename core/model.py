@@ -103,7 +103,8 @@ MAX_SUMMARY = 200
 
 
 # Task, Prompt and BlockedOn hold only scalars, strings, lists of strings and an Action
-# (whose input is decoded JSON-like data), so they can never be part of a reference cycle: `gc=False` keeps them out of the cycle collector,
+# (whose input is decoded JSON-like data), so they can never be part of a reference cycle:
+# `gc=False` keeps them out of the cycle collector,
 # whose passes over 100k tracked tasks cost 4x the work itself in a snapshot, its
 # decode and the copies (docs/BENCHMARKS.md, late join).
 

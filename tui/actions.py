@@ -32,7 +32,8 @@ def inbox_line(action: Action) -> Content:
         short = action.session[:SESSION_CHARS]
         who.append(short + ("…" if len(action.session) > SESSION_CHARS else ""))
     who.append(action.tool)
-    return Content.assemble((" · ".join(who), "bold"), "  ", (action.summary, _summary_style(action)))
+    summary_style = CODE_STYLE if action.command is not None else ""
+    return Content.assemble((" · ".join(who), "bold"), "  ", (action.summary, summary_style))
 
 
 def header(action: Action) -> Content:
@@ -55,8 +56,8 @@ def _body(action: Action) -> list[Content]:
     command = action.command
     if command is not None:
         code = highlight(command, language="bash")
-        return [Content.assemble(("$ " if not n else "  ", "bold $accent"), line).stylize(CODE_STYLE)
-                for n, line in enumerate(code.split("\n"))]
+        return [Content.assemble(("  " if n else "$ ", "bold $accent"), line).stylize(CODE_STYLE)
+                for n, line in enumerate(code.split("\n"))]  # continuation lines unmarked
     tool = action.tool.lower()
     path = action.path
     if tool in ("edit", "multiedit", "write") and path is not None:
@@ -107,6 +108,3 @@ def _as_json(value: object) -> str:
         text = text[:INPUT_CHARS] + f"\n… {len(text) - INPUT_CHARS} more characters"
     return text
 
-
-def _summary_style(action: Action) -> str:
-    return CODE_STYLE if action.command is not None else ""

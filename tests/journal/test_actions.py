@@ -77,20 +77,3 @@ async def test_rows_written_before_keys_and_actions_load_without_them(
     assert (loaded.id, loaded.key) == (task.id, None)
     assert (prompt.question, prompt.action) == ("Go?", None)
 
-
-def test_a_schema_2_journal_gains_the_summary_column(journal_path: Path) -> None:
-    journal_path.parent.mkdir(mode=0o700)
-    old = sqlite3.connect(journal_path)
-    old.executescript(
-        "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL,"
-        " epoch INTEGER, action TEXT NOT NULL, task_id INTEGER, prompt_id INTEGER,"
-        " detail TEXT NOT NULL, by TEXT NOT NULL, user TEXT, host TEXT, pid INTEGER,"
-        " client TEXT, curve_key TEXT, question TEXT);"
-        "INSERT INTO audit(ts, action, task_id, prompt_id, detail, by, question)"
-        " VALUES (1.0, 'answer', 3, 4, 'approve', 'cli', 'Go?');"
-        "PRAGMA user_version=2;"
-    )
-    old.close()
-    with Journal.open(journal_path) as journal:
-        [entry] = journal.history()
-    assert (entry.question, entry.summary) == ("Go?", None)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from core.model import Action, PromptState, Question, Verdict
 from tests.support import until
+from textual.pilot import Pilot
+
 from tests.tui.conftest import SIZE, deck, move_to, ready, row_of, rows
+from tui.app import DeckApp
 from tui.screenshots.scene import Scene
 from tui.widgets.panes import DetailPane, Inbox
 
@@ -27,11 +30,14 @@ def write_of(lines: int) -> Action:
                                                        "content": content})
 
 
-def ask(scene: Scene, description: str, question: str, action: Action) -> tuple[int, int]:
-    """A new external task asking leave for the action: (task id, prompt id)."""
+async def ask(app: DeckApp, pilot: Pilot, scene: Scene, question: str,
+              action: Action) -> tuple[int, int]:
+    """A new external task asking leave for the action, highlighted: (task id, prompt id)."""
     assert scene.registry is not None
-    task = scene.registry.open_external(description, agent="claude")
+    task = scene.registry.open_external("claude session", agent="claude")
     prompt = scene.registry.open_prompt(task.id, Question(text=question, action=action))
+    await until(lambda: task.id in app.view.index, what="the asking row")
+    await move_to(app, pilot, task.id)
     return task.id, prompt.id
 
 
@@ -39,9 +45,7 @@ async def test_a_shell_command_shows_as_code_in_bar_detail_and_inbox(scene: Scen
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        task_id, _ = ask(scene, "claude session", "Run the unit tests?", BASH)
-        await until(lambda: task_id in app.view.index, what="the asking row")
-        await move_to(app, pilot, task_id)
+        await ask(app, pilot, scene, "Run the unit tests?", BASH)
         bar = str(app.query_one("#prompt-question").render())
         assert "Run the unit tests?" in bar
         assert "claude · Bash  in /repo" in bar and "$ pytest -q tests/unit" in bar
@@ -60,9 +64,7 @@ async def test_an_edit_shows_its_path_and_a_unified_diff(scene: Scene) -> None:
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        task_id, _ = ask(scene, "claude session", "Edit the config?", EDIT)
-        await until(lambda: task_id in app.view.index, what="the asking row")
-        await move_to(app, pilot, task_id)
+        await ask(app, pilot, scene, "Edit the config?", EDIT)
         detail = app.query_one(DetailPane)
         await until(lambda: "+BACKOFF = 2.0" in str(detail.render()), what="the diff")
         text = str(detail.render())
@@ -77,9 +79,7 @@ async def test_a_long_write_is_read_to_the_end_before_a_approves(scene: Scene) -
         await ready(app, pilot)
         assert scene.registry is not None
         registry = scene.registry
-        task_id, prompt_id = ask(scene, "claude session", "Write the notes?", write_of(12))
-        await until(lambda: task_id in app.view.index, what="the asking row")
-        await move_to(app, pilot, task_id)
+        _, prompt_id = await ask(app, pilot, scene, "Write the notes?", write_of(12))
         bar = app.query_one("#prompt-question")
         assert "more lines not shown — e to expand" in str(bar.render())
         assert "+line 12" not in str(bar.render())
@@ -102,9 +102,7 @@ async def test_a_fetch_shows_its_url(scene: Scene) -> None:
                    input={"url": "https://docs.example.org/api", "prompt": "list the endpoints"})
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        task_id, _ = ask(scene, "claude session", "Fetch the API docs?", fetch)
-        await until(lambda: task_id in app.view.index, what="the asking row")
-        await move_to(app, pilot, task_id)
+        await ask(app, pilot, scene, "Fetch the API docs?", fetch)
         bar = str(app.query_one("#prompt-question").render())
         assert "claude · WebFetch" in bar and "https://docs.example.org/api" in bar
 
@@ -113,9 +111,8 @@ async def test_the_tree_row_names_the_action_and_the_filter_finds_it(scene: Scen
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
-        task_id, _ = ask(scene, "claude session", "Run the unit tests?", BASH)
-        await until(lambda: task_id in app.view.index
-                    and "Run the unit" in row_of(app, task_id), what="the asking row")
+        task_id, _ = await ask(app, pilot, scene, "Run the unit tests?", BASH)
+        await until(lambda: "Run the unit" in row_of(app, task_id), what="the asking row")
         assert "Run the unit tests? · pytest -q tes…" in row_of(app, task_id)
         await pilot.press("/", *"tests/unit", "enter")
         await until(lambda: [r for r in rows(app) if r.strip()] == [row_of(app, task_id)],

@@ -65,7 +65,8 @@ class OldReply(msgspec.Struct, kw_only=True):
 
 
 def test_summary_is_derived_from_the_tool_when_not_given() -> None:
-    assert Action(agent="claude", tool="Bash", input={"command": "pytest -q"}).summary == "pytest -q"
+    bash = Action(agent="claude", tool="Bash", input={"command": "pytest -q"})
+    assert bash.summary == "pytest -q"
     assert Action(agent="claude", tool="Bash", input={"command": "a\nb"}).summary == "a…"
     assert Action(agent="codex", tool="shell", input={"command": ["rm", "-r", "a b"]}).summary == (
         "rm -r 'a b'"
