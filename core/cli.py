@@ -510,6 +510,8 @@ def _ls_line(task: Task) -> str:
     if task.blocked_on is not None:
         line += f"\n{'':>15}? {_question(task.blocked_on.question, task.blocked_on.choices)}"
         line += f"  (prompt {task.blocked_on.prompt_id})"
+        if task.blocked_on.summary is not None:
+            line += f"\n{'':>15}  action: {one_line(task.blocked_on.summary)}"
     elif task.error:
         line += f"\n{'':>15}{one_line(task.error)}"
     return line
@@ -771,6 +773,10 @@ def _show_lines(task: Task, prompts: list[Prompt], decisions: list | None) -> li
     for prompt in prompts:
         lines.append(f"prompt {prompt.id}  {prompt.state.value}")
         field("question", _question(prompt.question, prompt.choices))
+        if prompt.action is not None:
+            action = prompt.action
+            field("action", f"{action.agent} {action.tool}: {one_line(action.summary)}")
+            field("in", action.cwd)
         if prompt.answer is not None:
             verdict = prompt.verdict.value if prompt.verdict else ""
             field("answer", f"{prompt.answer}  ({verdict})")
@@ -893,7 +899,12 @@ def _history_line(entry) -> str:
     line = (f"{when}  {entry.action:<7} {target:<22} {printable(entry.detail)}"
             f"  by {printable(entry.by)}")
     question = getattr(entry, "question", None)
-    return f"{line}\n{'':<21}? {printable(question)}" if question else line
+    if question:
+        line += f"\n{'':<21}? {printable(question)}"
+    summary = getattr(entry, "summary", None)
+    if summary:
+        line += f"\n{'':<21}  action: {printable(summary)}"
+    return line
 
 
 if __name__ == "__main__":

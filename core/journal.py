@@ -78,12 +78,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused.
 
 2 added `audit.question`, the `meta` table (the id reservation) and the
-`replies` table (the dedupe window across restarts); older files are upgraded
-in place when opened.
+`replies` table (the dedupe window across restarts); 3 added `audit.summary`
+(the answered question's action). Older files are upgraded in place when opened.
 """
 
 ID_BLOCK = 1000
@@ -123,7 +123,8 @@ CREATE TABLE IF NOT EXISTS audit (
     pid INTEGER,
     client TEXT,
     curve_key TEXT,
-    question TEXT
+    question TEXT,
+    summary TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_task ON audit(task_id);
 CREATE TABLE IF NOT EXISTS audit_tasks (
@@ -249,8 +250,9 @@ class Journal:
                 if statement.strip():
                     db.execute(statement)
             columns = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
-            if "question" not in columns:  # written by schema 1
-                db.execute("ALTER TABLE audit ADD COLUMN question TEXT")
+            for added in ("question", "summary"):  # written by schema 1 or 2
+                if added not in columns:
+                    db.execute(f"ALTER TABLE audit ADD COLUMN {added} TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
             db.execute("SELECT count(*) FROM tasks").fetchone()  # a damaged file fails here
@@ -379,6 +381,7 @@ class Journal:
         origin: object | None,
         affected: Iterable[int] = (),
         question: str | None = None,
+        summary: str | None = None,
     ) -> None:
         """Queue the record of a person's decision; `commit()` makes it durable.
 
@@ -393,6 +396,7 @@ class Journal:
             affected: other tasks the decision changed (an abort's subtree), so
                 `history(task_id=...)` finds the decision from each of them.
             question: the question answered, kept so the record stands alone.
+            summary: the summary line of the action that question asked leave for.
         """
         row = (
             time.time(),
@@ -408,6 +412,7 @@ class Journal:
             _attr(origin, "client", str),
             _attr(origin, "curve_key", str),
             question,
+            summary,
         )
         ids = {i for i in affected if isinstance(i, int)}
         if task_id is not None:
@@ -538,8 +543,8 @@ class Journal:
                     for row, ids in audits:
                         cursor = db.execute(
                             "INSERT INTO audit(ts, epoch, action, task_id, prompt_id, detail, by,"
-                            " user, host, pid, client, curve_key, question)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " user, host, pid, client, curve_key, question, summary)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             row,
                         )
                         db.executemany(

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import enum
+import shlex
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
+
+from core.errors import BadRequest
 
 
 class TaskStatus(str, enum.Enum):
@@ -83,9 +88,23 @@ so no single task can make the state unencodable."""
 DEFAULT_CHOICES: tuple[str, ...] = ("approve", "deny")
 """Choices offered by a prompt that declares none."""
 
+MAX_TEXT = 4096
+"""Characters in a description, question, answer, reason, progress line, path."""
 
-# Task, Prompt and BlockedOn hold only scalars, strings and lists of strings, so they can
-# never be part of a reference cycle: `gc=False` keeps them out of the cycle collector,
+MAX_NAME = 128
+"""Characters in an agent name, request id, tool name, session id and the parts of an origin."""
+
+MAX_ACTION_INPUT = 256 << 10
+"""Bytes of an action's input, MessagePack-encoded: a quarter of the largest message,
+so a question with its action always fits one request (and one event)."""
+
+MAX_SUMMARY = 200
+"""Characters of the summary line derived for an action (a given one may be longer)."""
+
+
+# Task, Prompt and BlockedOn hold only scalars, strings, lists of strings and an Action
+# (whose input is decoded JSON-like data), so they can never be part of a reference cycle:
+# `gc=False` keeps them out of the cycle collector,
 # whose passes over 100k tracked tasks cost 4x the work itself in a snapshot, its
 # decode and the copies (docs/BENCHMARKS.md, late join).
 
@@ -96,6 +115,8 @@ class BlockedOn(msgspec.Struct, frozen=True, gc=False):
     prompt_id: int
     question: str
     choices: list[str]
+    summary: str | None = None
+    """The summary line of the question's action (None for a plain question)."""
 
 
 class Task(msgspec.Struct, kw_only=True, gc=False):
@@ -107,6 +128,9 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
     status: TaskStatus = TaskStatus.QUEUED
     parent_id: int | None = None
     session_id: str | None = None
+    key: str | None = None
+    """The external key its reporter opened it with ("claude:SESSION"): an `Open` with
+    the same key finds this task again while it lives."""
     created_by: str = "user"
     result: str | None = None
     error: str | None = None
@@ -131,12 +155,101 @@ class Task(msgspec.Struct, kw_only=True, gc=False):
         return self.prompt_tokens + self.completion_tokens
 
 
+_Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
+_Text = Annotated[str, Meta(max_length=MAX_TEXT)]
+
+_SHELL_TOOLS = frozenset({"bash", "shell", "exec_command", "local_shell"})
+"""Tools whose input's `command` is a shell command (a string, or argv as a list)."""
+
+_FILE_KEYS = ("file_path", "notebook_path", "path")
+"""Input keys naming the file a tool edits or writes, first found wins."""
+
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+class Action(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What an agent asks to do: data a person reads, a rule can match and the audit keeps.
+
+    `input` is the tool's input exactly as the agent gave it (JSON-like). `summary` is the
+    one line shown in the tree; left empty, it is derived from the tool and its input.
+
+    Raises (on construction and on decode):
+        BadRequest: the input encodes to more than `MAX_ACTION_INPUT` bytes.
+    """
+
+    agent: _Name
+    """The kind of agent asking: "claude", "codex", "mcp", "langgraph", ..."""
+    tool: _Name
+    """The tool it wants to run: "Bash", "Edit", "Write", "WebFetch", ..."""
+    input: dict[str, Any] = msgspec.field(default_factory=dict)
+    cwd: _Text | None = None
+    """The agent's working directory."""
+    session: _Name | None = None
+    """The agent's own session id."""
+    summary: _Text = ""
+
+    def __post_init__(self) -> None:
+        size = len(_ENCODER.encode(self.input))
+        if size > MAX_ACTION_INPUT:
+            raise BadRequest(
+                f"the {self.tool} action's input is {size} bytes, over the cap of "
+                f"{MAX_ACTION_INPUT}"
+            )
+        if not self.summary:
+            msgspec.structs.force_setattr(self, "summary", summarize(self.tool, self.input))
+
+    @property
+    def command(self) -> str | None:
+        """The shell command a shell tool runs, as one string; None for other tools."""
+        return _command(self.tool, self.input)
+
+    @property
+    def path(self) -> str | None:
+        """The file the action edits or writes, if its input names one."""
+        return _path(self.input)
+
+    @property
+    def url(self) -> str | None:
+        """The URL the action fetches, if its input names one."""
+        value = self.input.get("url")
+        return value if isinstance(value, str) and value else None
+
+
+def summarize(tool: str, tool_input: dict[str, Any]) -> str:
+    """The tree's line for an action: the shell command, the path, the URL, else `Tool(...)`.
+
+    One line, at most `MAX_SUMMARY` characters (a clipped one ends in "…").
+    """
+    url = tool_input.get("url")
+    line = _command(tool, tool_input) or _path(tool_input) or (url if isinstance(url, str) else "")
+    if not line.strip():
+        return f"{tool}(...)"[:MAX_SUMMARY]
+    first, *rest = line.strip().splitlines()
+    if rest or len(first) > MAX_SUMMARY:
+        return first[: MAX_SUMMARY - 1] + "…"
+    return first
+
+
+def _command(tool: str, tool_input: dict[str, Any]) -> str | None:
+    if tool.lower() not in _SHELL_TOOLS:
+        return None
+    command = tool_input.get("command")
+    if isinstance(command, list) and all(isinstance(part, str) for part in command):
+        return shlex.join(command)
+    return command if isinstance(command, str) else None
+
+
+def _path(tool_input: dict[str, Any]) -> str | None:
+    for key in _FILE_KEYS:
+        value = tool_input.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 class Question(msgspec.Struct, frozen=True, kw_only=True):
     """What a task asks a person: one type from the asker's call through the registry,
     the wire and the client, so its parameters are spelled out once.
-
-    The structured action that agent bridges attach (tool, input, working directory,
-    session) will be a field of this type.
     """
 
     text: str
@@ -145,6 +258,9 @@ class Question(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
     """Seconds until the question closes (answered by `default` if there is one)."""
     default: str | None = None
+    action: Action | None = None
+    """What the asker wants to do, when the question asks leave to act (None: a plain
+    question, never decided by a rule)."""
 
 
 class Prompt(msgspec.Struct, kw_only=True, gc=False):
@@ -162,6 +278,8 @@ class Prompt(msgspec.Struct, kw_only=True, gc=False):
     reason: str | None = None
     answered_by: str | None = None
     answered_at: float | None = None
+    action: Action | None = None
+    """The structured action the question asks leave for (see `Question.action`)."""
 
     @property
     def verdict(self) -> Verdict | None:

@@ -8,7 +8,18 @@ import msgspec
 from msgspec import Meta
 
 from core.errors import BadRequest
-from core.model import MAX_COUNT, Event, Prompt, Question, Snapshot, Task, TaskStatus
+from core.model import (
+    MAX_COUNT,
+    MAX_NAME,
+    MAX_TEXT,
+    Action,
+    Event,
+    Prompt,
+    Question,
+    Snapshot,
+    Task,
+    TaskStatus,
+)
 
 PROTOCOL_VERSION = 1
 """Bumped on any change an older peer could misread; both sides refuse a different one."""
@@ -19,14 +30,8 @@ MAX_MESSAGE = 1 << 20
 MAX_REPLY = 256 << 20
 """Largest reply a client accepts: a snapshot of a big registry can exceed MAX_MESSAGE."""
 
-MAX_TEXT = 4096
-"""Characters in a description, question, answer, reason, progress line."""
-
 MAX_RESULT = 65536
 """Characters in a task's result or error."""
-
-MAX_NAME = 128
-"""Characters in an agent name, request id and the parts of an origin."""
 
 MAX_CHOICES = 9
 """Choices a question may offer (keys 1-9 pick them)."""
@@ -181,6 +186,9 @@ class Open(Command, tag="open"):
     lease: Seconds = 10.0
     timeout: Seconds | None = None
     created_by: Name | None = None
+    key: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)] | None = None
+    """An external key ("claude:SESSION_ID"): while a task opened with it lives, this
+    returns that task (lease renewed) instead of opening another; the rest is ignored."""
 
 
 class Tokens(Command, tag="tokens"):
@@ -212,17 +220,19 @@ class Ask(Command, tag="ask"):
     choices: Choices | None = None
     timeout: Seconds | None = None
     default: Choice | None = None
+    action: Action | None = None
+    """What the asker wants to do (tool, input, ...); older clients send none."""
 
     @classmethod
     def of(cls, task_id: int, question: Question) -> Ask:
         """The wire form of a task's question (its fields stay flat, as documented)."""
         return cls(task_id=task_id, question=question.text, choices=question.choices,
-                   timeout=question.timeout, default=question.default)
+                   timeout=question.timeout, default=question.default, action=question.action)
 
     def to_question(self) -> Question:
         """The question this message asks."""
         return Question(text=self.question, choices=self.choices, timeout=self.timeout,
-                        default=self.default)
+                        default=self.default, action=self.action)
 
 
 class Finish(Command, tag="finish"):
@@ -371,6 +381,9 @@ class Decision(msgspec.Struct, kw_only=True):
     """The daemon run the decision was made in."""
     question: str | None = None
     """The question answered, so the record stands alone (None in older journals)."""
+    summary: str | None = None
+    """The summary line of the action that question asked leave for (None for a plain
+    question, and in older journals)."""
 
 
 class HistoryResult(Result, tag="history"):

@@ -31,6 +31,8 @@ class Records:
         """
         self._pending: set[int] = set()
         """Ids of the prompts waiting for an answer."""
+        self._keys: dict[str, int] = {}
+        """The newest task opened with each external key (it may have ended since)."""
         self._next_task_id = first_id
         self._next_prompt_id = first_id
 
@@ -130,6 +132,13 @@ class Records:
             out.append(copy.copy(task))
         return out
 
+    def find_key(self, key: str) -> Task | None:
+        """A copy of the live task opened with this external key, or None."""
+        task = self._tasks.get(self._keys.get(key, -1))
+        if task is None or task.status.is_ended:
+            return None
+        return copy.copy(task)
+
     def __len__(self) -> int:
         return len(self._tasks)
 
@@ -175,6 +184,8 @@ class Records:
         if task.parent_id is not None:
             self._children[task.parent_id].append(task.id)
         self._next_task_id = max(self._next_task_id, task.id + 1)
+        if task.key is not None:
+            self._keys[task.key] = task.id  # tasks come in id order: the newest wins
 
     def _add_prompt(self, prompt: Prompt) -> None:
         self._prompts[prompt.id] = prompt
@@ -209,6 +220,8 @@ class Records:
         for task_id in dropped:
             task = self._tasks.pop(task_id)
             self._agent_tasks[task.agent] -= 1
+            if task.key is not None and self._keys.get(task.key) == task_id:
+                del self._keys[task.key]
             self._children.pop(task_id, None)
             if task.parent_id is not None and task.parent_id in self._children:
                 siblings = self._children[task.parent_id]

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 Recorder = Callable[..., None]
 """Writes a decision before it is applied: `recorder(action, *, task_id, prompt_id,
-question, detail, by, origin, affected, tasks, prompts)`, `tasks` and `prompts`
+question, summary, detail, by, origin, affected, tasks, prompts)`, `tasks` and `prompts`
 being copies as the decision leaves them; raising refuses the decision (`Journal.record`)."""
 
 DEFAULT_TIMEOUT = 300.0
@@ -223,15 +223,26 @@ class Registry(Records):
         session_id: str | None = None,
         lease: float = DEFAULT_LEASE,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> Task:
         """Add a task whose work happens elsewhere; it is in progress at once.
 
         Its reporter keeps it alive with `heartbeat` at least every `lease` seconds.
+        With a `key` that a live task was opened with, that task comes back instead
+        (its lease renewed, nothing else changed): a reporter that is a new process
+        each time, such as a hook, finds its session's task again.
         """
         if lease <= 0:
             raise BadRequest("lease must be positive")
         if not agent:
             raise BadRequest("agent name must not be empty")
+        if key is not None:
+            if not key.strip():
+                raise BadRequest("key must not be blank")
+            found = self.find_key(key)
+            if found is not None:
+                self._renew_lease(found.id, found.lease or lease)
+                return found
         task = self._create(
             agent=agent,
             description=description,
@@ -240,6 +251,7 @@ class Registry(Records):
             session_id=session_id,
             timeout=timeout,
             external=True,
+            key=key,
         )
         task.lease = lease
         move(task, Step.START)
@@ -506,10 +518,14 @@ class Registry(Records):
             timeout=timeout,
             default=default,
             created_at=self._now(),
+            action=question.action,
         )
         move(task, Step.BLOCK)
         task.blocked_reason = BlockedReason.PROMPT
-        task.blocked_on = BlockedOn(prompt_id=prompt.id, question=question.text, choices=options)
+        task.blocked_on = BlockedOn(
+            prompt_id=prompt.id, question=question.text, choices=options,
+            summary=question.action.summary if question.action is not None else None,
+        )
         self._slots.discard(task_id)
         self._add_prompt(prompt)
         # Made before the prompt is announced: a listener may answer it in that very step.
@@ -604,6 +620,7 @@ class Registry(Records):
             _unblock(resumed)
             self.recorder(
                 "answer", task_id=task.id, prompt_id=prompt.id, question=prompt.question,
+                summary=prompt.action.summary if prompt.action is not None else None,
                 detail=f"{text}: {reason}" if reason else text, by=by, origin=origin,
                 affected=(), tasks=[resumed], prompts=[answered],
             )

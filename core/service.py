@@ -265,6 +265,7 @@ class CommandService:
                 return p.TaskResult(task=registry.open_external(
                     body.description, agent=body.agent, parent_id=body.parent_id,
                     created_by=body.created_by or "user", lease=body.lease, timeout=body.timeout,
+                    key=body.key,
                 ))
             case p.Tokens(task_id=task_id, prompt=prompt, completion=completion):
                 registry.check_external(task_id)

@@ -15,7 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.widget import Widget
 
 from core.errors import TaskdeckError
-from core.model import Task, TaskStatus
+from core.model import Action, Task, TaskStatus
 from tui.help import Command, DeckCommands, HelpScreen
 from tui.live import Connect, LiveDeck
 from tui.messages import JumpToTask
@@ -99,7 +99,7 @@ class DeckApp(LiveDeck):
         if self.mode.is_answering:
             return  # the open box keeps its prompt until sent or cancelled
         if task is not None and is_asking(task) and self.mode is not Mode.CONFIRM:
-            bar.show_prompt(task, self.view.path_of(task.id))
+            bar.show_prompt(task, self.view.path_of(task.id), self._action_of(task))
             bar.display = True
         else:
             bar.display = False
@@ -332,12 +332,20 @@ class DeckApp(LiveDeck):
         """Lines of the task's question never on screen (0 when it asks none)."""
         if task is None or not is_asking(task):
             return 0
-        return self.query_one(PromptBar).unread_lines(task, self.view.path_of(task.id))
+        return self.query_one(PromptBar).unread_lines(
+            task, self.view.path_of(task.id), self._action_of(task))
+
+    def _action_of(self, task: Task) -> Action | None:
+        """The action the question the task waits on asks leave for, if any."""
+        if task.blocked_on is None:
+            return None
+        prompt = self.view.mirror.prompts.get(task.blocked_on.prompt_id)
+        return prompt.action if prompt is not None else None
 
     def _open_answer(self, task_id: int, label: str) -> None:
         task = self.view.mirror.tasks[task_id]
         bar = self.query_one(PromptBar)
-        bar.show_prompt(task, self.view.path_of(task.id))
+        bar.show_prompt(task, self.view.path_of(task.id), self._action_of(task))
         bar.display = True
         self._focus_now(bar.open_input(label))
         self._sync_bindings(task)

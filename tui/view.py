@@ -269,6 +269,8 @@ class TreeView:
             hay = f"#{task.id} {task.agent} {task.status.value} {task.description}".lower()
             if task.blocked_on is not None:
                 hay += " " + task.blocked_on.question.lower()
+                if task.blocked_on.summary:
+                    hay += " " + task.blocked_on.summary.lower()
             if needle not in hay:
                 return False
         return True

@@ -68,10 +68,16 @@ class Client(_Following):
         parent_id: int | None = None,
         lease: float = 10.0,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> ExternalTask:
-        """Open a task this process reports on; its lease is renewed in the background."""
+        """Open a task this process reports on; its lease is renewed in the background.
+
+        With a `key` ("claude:SESSION_ID") that a live task was opened with, that task
+        comes back instead of a new one, so a new process finds its session's task again.
+        """
         body = p.Open(
-            description=description, agent=agent, parent_id=parent_id, lease=lease, timeout=timeout
+            description=description, agent=agent, parent_id=parent_id, lease=lease,
+            timeout=timeout, key=key,
         )
         task = (await self._call(body, p.TaskResult)).task
         handle = ExternalTask(self, task, lease, on_close=self._external.discard)

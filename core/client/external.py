@@ -12,7 +12,7 @@ from core import protocol as p
 from core.client import calls
 from core.client.follow import _Following, _question_lost, _same_question
 from core.errors import InvalidState, NotPending, PromptTimedOut, TaskdeckError, Unavailable
-from core.model import EndReason, Prompt, PromptState, Question, Task
+from core.model import Action, EndReason, Prompt, PromptState, Question, Task
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,13 @@ class ExternalTask:
         choices: Iterable[str] | None = None,
         timeout: float | None = None,
         default: str | None = None,
+        action: Action | None = None,
         on_asked: Callable[[Prompt], None] | None = None,
     ) -> Prompt:
         """Ask a person and wait for the answer; returns the answered prompt.
 
-        `question` is a `Question`, or its text with the rest as keywords.
+        `question` is a `Question`, or its text with the rest as keywords; `action` is
+        what the asker wants to do (tool, input), shown to the person with the question.
         Subscribes to the daemon's events before asking, so the answer cannot be missed.
         `on_asked` is called with the prompt once the daemon has accepted it.
 
@@ -112,9 +114,9 @@ class ExternalTask:
             NoWordInTime: nor did the daemon say so within `LOCAL_GRACE` after it.
             InvalidState: the task was aborted (or ended) while waiting.
             NotPending: the prompt was cancelled.
-            TypeError: a `Question` together with choices, timeout or default keywords.
+            TypeError: a `Question` together with choices, timeout, default or action keywords.
         """
-        asked = _question(question, choices, timeout, default)
+        asked = _question(question, choices, timeout, default, action)
         if asked.timeout is None:
             return await self._ask(asked, on_asked)
         deadline = asyncio.timeout(asked.timeout + LOCAL_GRACE)
@@ -186,11 +188,15 @@ def _question(
     choices: Iterable[str] | None,
     timeout: float | None,
     default: str | None,
+    action: Action | None = None,
 ) -> Question:
     """The `Question` an `ask` was given, or the one its text and keywords spell out."""
     if not isinstance(question, Question):
         listed = list(choices) if choices is not None else None
-        return Question(text=question, choices=listed, timeout=timeout, default=default)
-    if choices is not None or timeout is not None or default is not None:
-        raise TypeError("give choices, timeout and default inside the Question, not beside it")
+        return Question(text=question, choices=listed, timeout=timeout, default=default,
+                        action=action)
+    if choices is not None or timeout is not None or default is not None or action is not None:
+        raise TypeError(
+            "give choices, timeout, default and action inside the Question, not beside it"
+        )
     return question

@@ -387,23 +387,29 @@ async def test_history_prints_the_question_with_each_answer(tmp_path: Path) -> N
         deck.stop()
 
 
-def test_a_journal_without_the_question_column_still_loads(journal_path: Path) -> None:
-    """A file written before decisions kept their question: opened, upgraded, read."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_journal_without_the_newer_audit_columns_still_loads(
+    journal_path: Path, version: int
+) -> None:
+    """A file written before decisions kept their question (schema 1) or the action's
+    summary (schema 2): opened, upgraded, read."""
     journal_path.parent.mkdir(mode=0o700)
+    question = ", question TEXT" if version >= 2 else ""
     old = sqlite3.connect(journal_path)
     old.executescript(
         "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL,"
         " epoch INTEGER, action TEXT NOT NULL, task_id INTEGER, prompt_id INTEGER,"
         " detail TEXT NOT NULL, by TEXT NOT NULL, user TEXT, host TEXT, pid INTEGER,"
-        " client TEXT, curve_key TEXT);"
+        f" client TEXT, curve_key TEXT{question});"
         "INSERT INTO audit(ts, action, task_id, prompt_id, detail, by)"
         " VALUES (1.0, 'answer', 3, 4, 'approve', 'cli');"
-        "PRAGMA user_version=1;"
+        f"PRAGMA user_version={version};"
     )
     old.close()
     with Journal.open(journal_path) as journal:
         [entry] = journal.history()
-    assert (entry.prompt_id, entry.detail, entry.question) == (4, "approve", None)
+    assert (entry.prompt_id, entry.detail, entry.question, entry.summary) == (
+        4, "approve", None, None)
 
 
 def serve(tmp_path: Path, journal: Path) -> subprocess.CompletedProcess[str]:

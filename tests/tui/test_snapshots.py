@@ -7,10 +7,13 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from core.model import Question
 from tests.support import until
+from tests.tui.test_actions import EDIT
 from tests.tui.conftest import SIZE, deck, ready, settle
 from tests.tui.test_keys import HEREDOC
 from tui.screenshots.scene import Scene
+from tui.widgets.panes import DetailPane, Inbox
 
 Compare = Callable[..., bool]
 
@@ -123,3 +126,28 @@ def test_empty_deck(snap_compare: Compare, runtime_dir: Path) -> None:
     taskdeck submit shell and taskdeck ask "Deploy?" with what each does."""
     scene = Scene(runtime_dir, steps=())
     assert snap_compare(deck(scene), terminal_size=SIZE, run_before=run_before(scene))
+
+
+def test_an_edit_action_shows_a_diff(snap_compare: Compare, scene: Scene) -> None:
+    """A Claude Edit asking leave, highlighted: the bar shows the question with
+    "claude · Edit  in /repo" and the path, cut with the reversed "5 more lines" mark;
+    the detail pane, scrolled to its end, shows the whole diff (removed lines red, added
+    green); the inbox, scrolled to its end, reads "claude · 5f1c2e9a… · Edit
+    /repo/core/config.py" under the question."""
+    app = deck(scene)
+
+    async def before(pilot: Pilot) -> None:
+        await ready(app, pilot)
+        assert scene.registry is not None
+        task = scene.registry.open_external("claude session", agent="claude")
+        scene.registry.open_prompt(task.id, Question(text="Edit the config?", action=EDIT))
+        await until(lambda: task.id in app.view.index, what="the asking row")
+        await pilot.press("G")
+        await until(lambda: "+BACKOFF" in str(app.query_one(DetailPane).render()),
+                    what="the diff in the detail pane")
+        await settle(app, pilot)
+        app.query_one("#detail-box").scroll_end(animate=False, immediate=True)
+        app.query_one(Inbox).scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)

@@ -13,7 +13,9 @@ from textual.content import Content
 from textual.widgets import Input, Label, Sparkline, Static
 
 from core.client import ConnectionState
-from core.model import Task, TaskStatus
+from core.model import Action, Task, TaskStatus
+from tui.actions import header as action_header
+from tui.actions import render as render_action
 from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens
 
 
@@ -66,8 +68,9 @@ class PromptBar(Vertical):
         """First line shown while expanded."""
         self._expanded = False
 
-    def show_prompt(self, task: Task, path: Sequence[Task]) -> None:
-        """Show the question a task waits on, who asks it, and the keys that answer it."""
+    def show_prompt(self, task: Task, path: Sequence[Task], action: Action | None = None) -> None:
+        """Show the question a task waits on, who asks it, the action it asks leave for,
+        and the keys that answer it."""
         blocked = task.blocked_on
         if blocked is None:
             return
@@ -75,7 +78,7 @@ class PromptBar(Vertical):
             self.prompt_id = blocked.prompt_id
             self._top = 0
             self._expanded = False
-        self._question = self._content(task, path)
+        self._question = self._content(task, path, action)
         self._draw_question()
         key = "bold reverse $accent"
         keys: list[str | tuple[str, str]] = [(" a ", key), f" {blocked.choices[0]}  "]
@@ -88,8 +91,9 @@ class PromptBar(Vertical):
         self.query_one("#prompt-keys", Static).update(Content.assemble(*keys))
 
     @staticmethod
-    def _content(task: Task, path: Sequence[Task]) -> Content:
-        """The question, then the path of the task that asks it."""
+    def _content(task: Task, path: Sequence[Task], action: Action | None = None) -> Content:
+        """The question, then the path of the task that asks it, then the action in full
+        (cut and expanded with the question: an approval waits until all of it was seen)."""
         assert task.blocked_on is not None
         parts: list[str | tuple[str, str]] = [
             ("? ", "bold $warning"), (task.blocked_on.question, "bold"), "   "]
@@ -97,9 +101,14 @@ class PromptBar(Vertical):
             if pos:
                 parts.append((" › ", "$text-muted"))
             parts.append((f"{step.agent}#{step.id}", "$text-muted" if step.id != task.id else ""))
-        return Content.assemble(*parts)
+        if action is None:
+            return Content.assemble(*parts)
+        # The header joins the question's line: every line the bar saves is one less to
+        # page through before `a` approves.
+        question = Content.assemble(*parts, "   ", action_header(action))
+        return question + "\n" + render_action(action, with_header=False)
 
-    def unread_lines(self, task: Task, path: Sequence[Task]) -> int:
+    def unread_lines(self, task: Task, path: Sequence[Task], action: Action | None = None) -> int:
         """Lines of the task's question never on screen: 0 once seen, or if it fits the bar.
 
         Asked of the task itself, not of what the bar shows now: after `j a` typed in one
@@ -109,7 +118,7 @@ class PromptBar(Vertical):
             return 0
         if task.blocked_on.prompt_id == self.prompt_id:
             return self.hidden_lines
-        lines = len(self._lines(self._content(task, path)))
+        lines = len(self._lines(self._content(task, path, action)))
         return 0 if lines <= QUESTION_LINES else lines - (QUESTION_LINES - 1)
 
     def expand(self) -> None:

@@ -13,6 +13,8 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from core.glyphs import glyph_of
 from core.model import Prompt, PromptState, Task, TaskStatus
+from tui.actions import inbox_line
+from tui.actions import render as render_action
 from tui.messages import JumpToTask
 from tui.view import (
     STATUS_LABELS,
@@ -85,8 +87,8 @@ class DetailPane(Static):
         height = len(content.wrap(width)) if width else -1
         self.update(content, layout=height != self.content_region.height)
 
-    def _render_task(self, task: Task) -> list[str | tuple[str, str]]:
-        parts: list[str | tuple[str, str]] = []
+    def _render_task(self, task: Task) -> list[str | tuple[str, str] | Content]:
+        parts: list[str | tuple[str, str] | Content] = []
 
         def out(text: str, style: str = "") -> None:
             parts.append((text, style))
@@ -139,6 +141,8 @@ class DetailPane(Static):
         for prompt in sorted(prompts.values(), key=lambda p: p.id):
             out(f"  ?{prompt.id} ", style="$text-muted")
             out(prompt.question + "\n", style="$warning")
+            if prompt.action is not None:
+                parts.append(render_action(prompt.action, indent="    ") + "\n")
             if prompt.state is PromptState.PENDING and task.blocked_on is not None:
                 out(f"    {choice_hint(prompt.choices)}\n", style="bold")
             elif prompt.state is PromptState.ANSWERED:
@@ -229,6 +233,8 @@ class Inbox(OptionList):
         parts += ["\n", (f"? {clip(first, 120)}", "$warning")]
         if more:
             parts.append((f" (+{len(more)} lines)", "bold $warning"))
+        if prompt.action is not None:
+            parts += ["\n", inbox_line(prompt.action)]
         return Content.assemble(*parts)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

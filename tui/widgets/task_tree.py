@@ -338,6 +338,8 @@ class TaskTree(ScrollView, can_focus=True):
             asked = task.blocked_on.question
             lines = asked.count("\n") + 1
             question = " ".join(asked.split())
+            if task.blocked_on.summary:  # what it asks leave to do, in the tree's one line
+                question += " · " + " ".join(task.blocked_on.summary.split())
             flag = f"[{lines} lines] " if lines > 1 else ""
             hint = choice_hint(task.blocked_on.choices)
             if len(flag) + len(question) + 2 + len(hint) > avail:
