@@ -99,11 +99,6 @@ def test_unread_list_replies_do_not_pile_up(
     assert grew < 200 * MB
 
 
-KEPT_AFTER_BURST = 24 * MB
-"""What the daemon may keep after the burst: 5-17 MB seen with memory handed back (the
-allocator keeps some arenas), 36 MB and more without."""
-
-
 @pytest.mark.timeout(180)
 def test_a_burst_of_connections_hands_its_memory_back(
     served: tuple[subprocess.Popen[str], Path],
@@ -135,7 +130,8 @@ def test_a_burst_of_connections_hands_its_memory_back(
         ctx.term()
     # The daemon hands freed memory back about a second after the connections went.
     deadline = time.monotonic() + 10
-    while memory(daemon.pid)["VmRSS"] - before["VmRSS"] > KEPT_AFTER_BURST:
+    took = max(peak["VmRSS"], memory(daemon.pid)["VmHWM"]) - before["VmRSS"]
+    while memory(daemon.pid)["VmRSS"] - before["VmRSS"] > took / 2:
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)  # polling the daemon's memory, with a deadline
@@ -143,4 +139,5 @@ def test_a_burst_of_connections_hands_its_memory_back(
     print(f"\nconnection burst: RSS {before['VmRSS'] / MB:.0f} MB before, "
           f"{peak['VmRSS'] / MB:.0f} MB with 4,000 open, peak {after['VmHWM'] / MB:.0f} MB, "
           f"{after['VmRSS'] / MB:.0f} MB after")
-    assert after["VmRSS"] - before["VmRSS"] < KEPT_AFTER_BURST
+    # at least half of what the burst took is handed back (the allocator keeps some arenas)
+    assert after["VmRSS"] - before["VmRSS"] < took / 2
