@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shlex
 import signal
 import sys
@@ -31,6 +30,7 @@ from core.errors import (
 )
 from core.glyphs import STATUS_GLYPHS
 from core.model import EndReason, Prompt, Task, TaskStatus, Verdict
+from core.text import one_line, printable, printable_lines
 
 EXIT_OK = 0
 EXIT_DENIED = 1
@@ -120,38 +120,6 @@ def _status(text: str) -> TaskStatus:
             for each in TaskStatus
         )
         raise argparse.ArgumentTypeError(f"unknown status {text!r} (one of {names})") from None
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def printable(text: str) -> str:
-    """`text` with control and bidi characters shown as escapes (`\\r`, `\\x1b`, `\\u202e`).
-
-    A description, question or answer reaches a person's terminal: raw, a carriage
-    return or an escape sequence could paint over what a command really runs.
-    """
-    return _CONTROL.sub(_escape, text)
-
-
-def printable_lines(text: str) -> str:
-    """`text` made `printable` line by line: its line breaks kept, every other control shown."""
-    return "\n".join(printable(line.removesuffix("\r")) for line in text.split("\n"))
-
-
-def one_line(text: str) -> str:
-    """The first line of `text`, marked with " …" if more follows, made `printable`."""
-    first, newline, _ = text.partition("\n")
-    if newline:
-        first = first.removesuffix("\r") + " …"
-    return printable(first)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

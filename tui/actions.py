@@ -1,7 +1,8 @@
 """An action rendered for a person: a shell command as code, a file edit as a diff, a URL.
 
 Plain functions from an `Action` to styled text, shared by the prompt bar, the detail
-pane and the inbox, so the same action reads the same everywhere.
+pane and the inbox, so the same action reads the same everywhere. Every field is drawn
+`shown`: a control character in a command is a visible escape, never obeyed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from textual.content import Content
 from textual.highlight import highlight
 
 from core.model import Action
+from tui.view import shown, shown_line
 
 CODE_STYLE = "on $boost"
 """Background of a shell command, so it stands apart from the question's prose."""
@@ -33,14 +35,16 @@ def inbox_line(action: Action) -> Content:
         who.append(short + ("…" if len(action.session) > SESSION_CHARS else ""))
     who.append(action.tool)
     summary_style = CODE_STYLE if action.command is not None else ""
-    return Content.assemble((" · ".join(who), "bold"), "  ", (action.summary, summary_style))
+    return Content.assemble((shown_line(" · ".join(who)), "bold"), "  ",
+                            (shown_line(action.summary), summary_style))
 
 
 def header(action: Action) -> Content:
     """`agent · tool  in CWD`: who asks, with which tool, where."""
-    parts: list[str | tuple[str, str]] = [(f"{action.agent} · {action.tool}", "bold")]
+    parts: list[str | tuple[str, str]] = [
+        (shown_line(f"{action.agent} · {action.tool}"), "bold")]
     if action.cwd:
-        parts += [("  in ", "$text-muted"), (action.cwd, "$text-muted")]
+        parts += [("  in ", "$text-muted"), (shown_line(action.cwd), "$text-muted")]
     return Content.assemble(*parts)
 
 
@@ -55,20 +59,21 @@ def render(action: Action, *, indent: str = "", with_header: bool = True) -> Con
 def _body(action: Action) -> list[Content]:
     command = action.command
     if command is not None:
-        code = highlight(command, language="bash")
+        code = highlight(shown(command), language="bash")  # what is coloured is what is shown
         return [Content.assemble(("  " if n else "$ ", "bold $accent"), line).stylize(CODE_STYLE)
                 for n, line in enumerate(code.split("\n"))]  # continuation lines unmarked
     tool = action.tool.lower()
     path = action.path
     if tool in ("edit", "multiedit", "write") and path is not None:
+        path = shown_line(path)
         return [Content.styled(path, "bold underline"), *_diff(path, _changes(tool, action.input))]
     if action.url is not None:
-        lines = [Content.styled(action.url, "underline $accent")]
+        lines = [Content.styled(shown_line(action.url), "underline $accent")]
         prompt = action.input.get("prompt")
         if isinstance(prompt, str) and prompt:
-            lines += [Content.styled(line, "$text-muted") for line in prompt.splitlines()]
+            lines += [Content.styled(line, "$text-muted") for line in shown(prompt).splitlines()]
         return lines
-    return [Content(line) for line in _as_json(action.input).splitlines()]
+    return [Content(line) for line in shown(_as_json(action.input)).splitlines()]
 
 
 def _changes(tool: str, tool_input: dict[str, Any]) -> list[tuple[str, str]]:
@@ -88,7 +93,8 @@ def _diff(path: str, changes: list[tuple[str, str]]) -> list[Content]:
     out: list[Content] = []
     for old, new in changes:
         for line in difflib.unified_diff(
-            old.splitlines(), new.splitlines(), fromfile=path, tofile=path, lineterm="", n=2
+            shown(old).splitlines(), shown(new).splitlines(), fromfile=path, tofile=path,
+            lineterm="", n=2
         ):
             if line.startswith(("---", "+++")):
                 continue  # the path is shown above the diff once

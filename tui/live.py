@@ -28,7 +28,7 @@ from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.mirror import Mirror
 from core.model import Prompt, Task
 from tui.frames import Frames
-from tui.view import TreeView, clip
+from tui.view import TreeView, clip, shown, shown_line
 from tui.widgets.bars import (
     ConfirmBar,
     FilterBar,
@@ -242,7 +242,7 @@ class LiveDeck(App[int]):
         self.bell()
         for prompt in opened[:3]:
             path = " › ".join(t.agent for t in self.view.path_of(prompt.task_id))
-            first, *more = prompt.question.splitlines() or [""]
+            first, *more = shown(prompt.question).splitlines() or [""]
             lines = f" (+{len(more)} lines)" if more else ""
             self.notify(f"{path}: {clip(first, 90)}{lines}",
                         title=f"#{prompt.task_id} asks (b jumps)", severity="warning")
@@ -288,7 +288,7 @@ class LiveDeck(App[int]):
         if self.journal_error is not None:
             parts.append("JOURNAL FAILED: decisions refused")
         if self.view.filter_text:
-            parts.append(f"filter “{self.view.filter_text}”")
+            parts.append(f"filter “{shown_line(self.view.filter_text)}”")
         if self.view.hide_finished:
             parts.append("finished hidden")
         title = " · ".join(parts)
@@ -367,14 +367,15 @@ class LiveDeck(App[int]):
 
         Notices go to a line of their own above the bars, never over the tree or panes.
         """
-        message = " ".join(message.splitlines())  # a notice is one line
+        # A notice is one line, and quotes the daemon's text (a question, an error) as drawn.
+        message = " ".join(shown(message).splitlines())
         content = Content.from_markup(message) if markup else Content(message)
         self.notices.append((severity, content.plain))
         try:
             bar = self.query_one(NoticeBar)
         except NoMatches:
             return  # shutting down: kept in `notices` only
-        bar.add(severity, content, title,
+        bar.add(severity, content, shown_line(title),
                 self.NOTIFICATION_TIMEOUT if timeout is None else timeout)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

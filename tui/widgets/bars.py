@@ -16,7 +16,7 @@ from core.client import ConnectionState
 from core.model import Action, Task, TaskStatus
 from tui.actions import header as action_header
 from tui.actions import render as render_action
-from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens
+from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens, shown, shown_line
 
 
 class InlineInput(Input):
@@ -81,11 +81,12 @@ class PromptBar(Vertical):
         self._question = self._content(task, path, action)
         self._draw_question()
         key = "bold reverse $accent"
-        keys: list[str | tuple[str, str]] = [(" a ", key), f" {blocked.choices[0]}  "]
-        if len(blocked.choices) > 1:
-            keys += [(" d ", key), f" {blocked.choices[-1]} (+reason)  "]
-        if len(blocked.choices) > 2:  # two choices are a and d already
-            for number, choice in enumerate(blocked.choices[:9], start=1):
+        choices = [shown_line(choice) for choice in blocked.choices]
+        keys: list[str | tuple[str, str]] = [(" a ", key), f" {choices[0]}  "]
+        if len(choices) > 1:
+            keys += [(" d ", key), f" {choices[-1]} (+reason)  "]
+        if len(choices) > 2:  # two choices are a and d already
+            for number, choice in enumerate(choices[:9], start=1):
                 keys += [(f" {number} ", key), f" {choice}  "]
         keys += [(" r ", key), " reply with text (not an approval)"]
         self.query_one("#prompt-keys", Static).update(Content.assemble(*keys))
@@ -96,11 +97,12 @@ class PromptBar(Vertical):
         (cut and expanded with the question: an approval waits until all of it was seen)."""
         assert task.blocked_on is not None
         parts: list[str | tuple[str, str]] = [
-            ("? ", "bold $warning"), (task.blocked_on.question, "bold"), "   "]
+            ("? ", "bold $warning"), (shown(task.blocked_on.question), "bold"), "   "]
         for pos, step in enumerate(path):
             if pos:
                 parts.append((" › ", "$text-muted"))
-            parts.append((f"{step.agent}#{step.id}", "$text-muted" if step.id != task.id else ""))
+            parts.append((f"{shown_line(step.agent)}#{step.id}",
+                          "$text-muted" if step.id != task.id else ""))
         if action is None:
             return Content.assemble(*parts)
         # The header joins the question's line: every line the bar saves is one less to
@@ -248,7 +250,7 @@ class ConfirmBar(Static):
         noun = "task" if count == 1 else "tasks"
         scope = " alone (sub-tasks go on)" if only else " and its sub-tasks"
         key = "bold reverse $accent"
-        head = [("Abort ", "bold $error"), (f"#{task.id} {task.agent}", "bold")]
+        head = [("Abort ", "bold $error"), (f"#{task.id} {shown_line(task.agent)}", "bold")]
         tail = [
             f"{scope}: ",
             (f"{count} live {noun} will stop.", "bold"),
@@ -261,7 +263,7 @@ class ConfirmBar(Static):
         fixed = Content.assemble(*head, *tail).cell_length
         width = self.content_region.width or max(20, self.app.size.width - 3)
         room = min(DESCRIPTION_SHOWN, width - fixed - 3)
-        description = " ".join(task.description.split())
+        description = shown_line(task.description)
         quoted = [f" “{clip(description, room)}”"] if room >= 8 else []
         self.update(Content.assemble(*head, *quoted, *tail))
 

@@ -25,6 +25,8 @@ from tui.view import (
     elapsed_of,
     format_elapsed,
     is_asking,
+    shown,
+    shown_line,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +93,7 @@ class DetailPane(Static):
         parts: list[str | tuple[str, str] | Content] = []
 
         def out(text: str, style: str = "") -> None:
-            parts.append((text, style))
+            parts.append((shown(text), style))  # every line of the pane passes here
 
         out(f"{glyph_of(task)} #{task.id} ", style="bold")
         out(task.agent, style="bold")
@@ -228,8 +230,8 @@ class Inbox(OptionList):
             if pos:
                 parts.append((" › ", "$text-muted"))
             style = "bold $warning" if pos == len(path) - 1 else "$text-muted"
-            parts.append((f"{task.agent}#{task.id}", style))
-        first, *more = prompt.question.splitlines() or [""]
+            parts.append((f"{shown_line(task.agent)}#{task.id}", style))
+        first, *more = shown(prompt.question).splitlines() or [""]
         parts += ["\n", (f"? {clip(first, 120)}", "$warning")]
         if more:
             parts.append((f" (+{len(more)} lines)", "bold $warning"))

@@ -26,6 +26,7 @@ from tui.view import (
     format_tokens,
     is_asking,
     short_hint,
+    shown_line,
 )
 
 DESCRIPTION_MIN = 20
@@ -320,7 +321,7 @@ class TaskTree(ScrollView, can_focus=True):
         left.append(guide + marker, self._style("guide"))
         left.append(glyph_of(task), self._style(state))
         left.append(f" #{task.id} ", self._style("id"))
-        left.append(task.agent, self._style("agent"))
+        left.append(shown_line(task.agent), self._style("agent"))
         left.append("  ")
         avail = max(0, width - RIGHT_WIDTH - 1 - left.cell_len)
         middle = self._middle(task, state, avail, collapsed)
@@ -334,12 +335,13 @@ class TaskTree(ScrollView, can_focus=True):
 
     def _middle(self, task: Task, state: str, avail: int, collapsed: bool) -> Text:
         text = Text(no_wrap=True, end="")
+        description = shown_line(task.description)
         if is_asking(task) and task.blocked_on is not None:
             asked = task.blocked_on.question
             lines = asked.count("\n") + 1
-            question = " ".join(asked.split())
+            question = shown_line(asked)
             if task.blocked_on.summary:  # what it asks leave to do, in the tree's one line
-                question += " · " + " ".join(task.blocked_on.summary.split())
+                question += " · " + shown_line(task.blocked_on.summary)
             flag = f"[{lines} lines] " if lines > 1 else ""
             hint = choice_hint(task.blocked_on.choices)
             if len(flag) + len(question) + 2 + len(hint) > avail:
@@ -347,9 +349,9 @@ class TaskTree(ScrollView, can_focus=True):
             room = avail - len(flag) - len(question) - 2 - len(hint)
             # The description only if it fits whole or keeps a readable start: the question
             # and its keys come first.
-            wanted = min(len(task.description), DESCRIPTION_MIN)
-            if room - 2 >= wanted and not _repeats(task.description, question):
-                text.append(clip(task.description, room - 2), self._style("dim"))
+            wanted = min(len(description), DESCRIPTION_MIN)
+            if room - 2 >= wanted and not _repeats(description, question):
+                text.append(clip(description, room - 2), self._style("dim"))
                 text.append("  ")
             if flag:
                 text.append(flag, self._style("keys"))
@@ -358,24 +360,25 @@ class TaskTree(ScrollView, can_focus=True):
             text.append("  ")
             text.append(hint, self._style("keys"))
             return text
-        text.append(task.description.replace("\n", " "))
+        text.append(description)
         if collapsed:
             hidden = len(self.view.mirror.subtree_ids(task.id)) - 1
             text.append(f"  (+{hidden})", self._style("dim"))
         if task.status is TaskStatus.FAILED:
             reason = task.end_reason.value if task.end_reason is not None else "failed"
-            detail = task.error or reason
+            detail = shown_line(task.error or reason)
             text.append(f"  {detail}", self._style(state))
         elif task.status is TaskStatus.IN_PROGRESS and task.progress:
-            text.append(f"  · {task.progress}", self._style("dim"))
+            text.append(f"  · {shown_line(task.progress)}", self._style("dim"))
         elif task.status is TaskStatus.BLOCKED:
             text.append("  waiting for sub-tasks", self._style("waiting"))
         return text
 
 
 def _repeats(description: str, question: str) -> bool:
-    """True when a task's description says what its question says (a `taskdeck ask` task)."""
-    said = " ".join(description.split()).rstrip("?").lower()
+    """True when a task's description says what its question says (a `taskdeck ask` task);
+    both as drawn on one line."""
+    said = description.rstrip("?").lower()
     asked = question.rstrip("?").lower()
     return bool(said) and (said in asked or asked in said)
 
