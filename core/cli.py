@@ -300,7 +300,51 @@ def _parser() -> argparse.ArgumentParser:
         "--journal", type=Path, metavar="FILE", help="read this journal instead of the daemon"
     )
     p.add_argument("--limit", type=_count, default=200, metavar="N", help="the latest this many (default 200)")
+
+    hook = command("hook", _cmd_hook, "answer an agent's hook: one JSON event on stdin")
+    hook.add_argument("agent", choices=["claude"], help="the agent whose hook runs this")
+    hook.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="TOOL",
+        help="ask a person before every use of this tool, at PreToolUse (repeatable); "
+        "PermissionRequest always asks",
+    )
+    hook.add_argument(
+        "--idle",
+        type=_positive,
+        default=30.0,
+        metavar="MINUTES",
+        help="a session silent this long ends as lost (default 30)",
+    )
+    hook.add_argument(
+        "--timeout",
+        type=_positive,
+        default=590.0,
+        metavar="SECONDS",
+        help="wait this long for a person, then deny (default 590: under the 600 s "
+        "hook timeout)",
+    )
     return parser
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _cmd_hook(args: argparse.Namespace) -> int:
+    """Only what the hook needs is imported: Claude Code starts it for every event."""
+    from core.bridges import claude
+
+    return claude.main(args)
 
 
 # ---------------------------------------------------------------- the daemon
