@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -216,6 +217,18 @@ def test_daemon_down_never_fails_open(tmp_path) -> None:
     one_line(quiet_but_said)
 
 
+@pytest.mark.timeout(60)
+def test_a_stopped_daemon_never_fails_open(deck: HookDeck) -> None:
+    deck.process.send_signal(signal.SIGSTOP)  # its connection file stays; nothing answers
+    result = deck.hook(event("PreToolUse", **BASH), "--gate", "Bash")
+    reason = answer_of(result)["hookSpecificOutput"]["permissionDecisionReason"]
+    assert reason.startswith("taskdeck could not ask a person: ")
+    one_line(result)
+    result = deck.hook(PERMISSION)
+    assert result.stdout == ""
+    one_line(result)
+
+
 HOSTILE = [
     b"not json",
     b"",
@@ -225,6 +238,11 @@ HOSTILE = [
     b'{"hook_event_name": "PreToolUse", "session_id": "s", "tool_name": "Bash", "tool_input": "rm"}',
     b'{"hook_event_name": "Mystery", "session_id": "s"}',
     b'{"hook_event_name": "PreToolUse", "session_id": "' + b"x" * (10 << 20) + b'"}',
+    # Well formed, but the tool's input is over what an action may carry.
+    b'{"hook_event_name": "PreToolUse", "session_id": "s", "tool_name": "Bash", '
+    b'"tool_input": {"command": "' + b"x" * (300 << 10) + b'"}}',
+    b'{"hook_event_name": "PermissionRequest", "session_id": "s", "tool_name": "Bash", '
+    b'"tool_input": {"command": "' + b"x" * (300 << 10) + b'"}}',
 ]
 
 
@@ -234,7 +252,7 @@ def test_hostile_stdin_gets_a_safe_answer(deck: HookDeck, raw: bytes) -> None:
     result = deck.hook(raw, "--gate", "Bash")
     one_line(result)
     assert result.returncode == 0
-    if result.stdout:  # only ever a deny
+    if b"PreToolUse" in raw or not raw.startswith(b"{"):  # may be a gated call: denied
         answer = json.loads(result.stdout)["hookSpecificOutput"]
         assert answer["permissionDecision"] == "deny"
     if b"PermissionRequest" in raw:
