@@ -9,6 +9,22 @@ the decision to Claude Code's own permission flow, which runs read-only commands
 So every error of ours ends one of two deliberate ways: a PermissionRequest prints
 nothing (Claude Code's own dialog then asks the person), a gated PreToolUse prints a
 deny naming the cause. Nothing but a person's listed choice ever prints an allow.
+
+The tree: one root task per session (key "claude:SESSION_ID", opened by the first
+prompt, described by the cwd and that prompt), a child per sub-agent ("claude:SESSION_ID/
+AGENT_ID"), progress the last tool run, finished on SessionEnd (result: its reason) or
+SubagentStop. Each event re-opens its task by key, which renews the lease; the lease is
+the idle period (`--idle`), so a session that goes quiet without a SessionEnd ends
+failed as lost ("reporter lost: no heartbeat for 1800s").
+
+Settings, with the hook timeout above the decision's `--timeout` (590 s by default):
+
+    {"hooks": {"PermissionRequest": [{"matcher": "*", "hooks": [{"type": "command",
+       "command": "taskdeck hook claude", "timeout": 600}]}],
+     "PreToolUse": [{"matcher": "*", "hooks": [{"type": "command",
+       "command": "taskdeck hook claude --gate Bash", "timeout": 600}]}],
+     "PostToolUse": [{"matcher": "*", "hooks": [{"type": "command",
+       "command": "taskdeck hook claude"}]}], ...}}
 """
 
 from __future__ import annotations
