@@ -28,7 +28,7 @@ from core.errors import (
     Unavailable,
     UnknownTask,
 )
-from core.glyphs import STATUS_GLYPHS
+from core.glyphs import STATUS_GLYPHS, glyph_of
 from core.model import EndReason, Prompt, Task, TaskStatus, Verdict
 from core.text import one_line, printable, printable_lines
 
@@ -516,7 +516,7 @@ def _ls_line(task: Task) -> str:
     """One `ls` row, and under it the question a blocked task asks or a failed one's error."""
     parent = "" if task.parent_id is None else str(task.parent_id)
     line = (
-        f"{task.id:>5} {parent:>6}  {STATUS_ICONS[task.status]} {task.status.value:<11} "
+        f"{task.id:>5} {parent:>6}  {glyph_of(task)} {task.status.value:<11} "
         f"{printable(task.agent[:10]):<10} {task.tokens:>8,}  {one_line(task.description)}"
     )
     if task.blocked_on is not None:
@@ -768,7 +768,7 @@ def _show_lines(task: Task, prompts: list[Prompt], decisions: list | None) -> li
             f"  {name if n == 0 else '':<12}{line}" for n, line in enumerate(text.split("\n"))
         )
 
-    lines = [f"task {task.id}  {STATUS_ICONS[task.status]} {task.status.value}"]
+    lines = [f"task {task.id}  {glyph_of(task)} {task.status.value}"]
     field("description", task.description)
     field("agent", task.agent)
     field("parent", task.parent_id)
@@ -843,7 +843,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 def _watch_line(task: Task) -> str:
     line = (
-        f"{task.id:>5} {STATUS_ICONS[task.status]} {task.status.value:<11} "
+        f"{task.id:>5} {glyph_of(task)} {task.status.value:<11} "
         f"{printable(task.agent):<8} {one_line(task.description)}"
     )
     if task.blocked_on is not None:

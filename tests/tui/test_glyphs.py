@@ -38,6 +38,17 @@ def test_the_cli_prints_the_dashboards_glyph_for_each_status() -> None:
     assert cli.STATUS_ICONS[TaskStatus.IN_PROGRESS] == "▶"
 
 
+def test_the_cli_tells_waiting_on_sub_tasks_from_asking_as_the_tree_does() -> None:
+    """`ls`, `watch` and `show` draw the task's state, not only its bare status."""
+    waiting = task(TaskStatus.BLOCKED, blocked_reason=BlockedReason.SUBTASKS)
+    asking = task(TaskStatus.BLOCKED, blocked_reason=BlockedReason.PROMPT)
+    aborted = task(TaskStatus.FAILED, end_reason=EndReason.ABORTED)
+    assert " ◐ blocked " in cli._ls_line(waiting)
+    assert " ? blocked " in cli._ls_line(asking)
+    assert " ◐ blocked " in cli._watch_line(waiting)
+    assert cli._ls_line(aborted).split()[1:3] == [LOOKS[Shown.ABORTED].glyph, "failed"]
+
+
 def test_the_tree_colours_each_state_from_the_table() -> None:
     css = TaskTree.DEFAULT_CSS
     assert "& > .task-tree--running { color: $primary; text-style: bold; }" in css
