@@ -764,7 +764,7 @@ class Registry(Records):
         self._end(
             task_id,
             Step.FAIL,
-            error=f"reporter lost: no heartbeat for {lease:g}s",
+            error=f"no word from its reporter for {_span(lease)}: its lease lapsed",
             reason=EndReason.LOST,
         )
 
@@ -913,3 +913,10 @@ def _unblock(task: Task) -> None:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _span(seconds: float) -> str:
+    """A lease as a person reads it: "30 min", "90s", "0.6s"."""
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g}s"

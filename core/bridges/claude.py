@@ -15,7 +15,7 @@ prompt, described by the cwd and that prompt), a child per sub-agent ("claude:SE
 AGENT_ID"), progress the last tool run, finished on SessionEnd (result: its reason) or
 SubagentStop. Each event re-opens its task by key, which renews the lease; the lease is
 the idle period (`--idle`), so a session that goes quiet without a SessionEnd ends
-failed as lost ("reporter lost: no heartbeat for 1800s").
+failed as lost ("no word from its reporter for 30 min: its lease lapsed").
 
 Settings, with the hook timeout above the decision's `--timeout` (590 s by default):
 

@@ -78,7 +78,17 @@ async def test_lease_lapse_fails_the_task_as_lost(
     clock.advance(0.1)
     task = recorder.events[-1].body.task  # type: ignore[union-attr]
     assert (task.id, task.status, task.end_reason) == (task_id, TaskStatus.FAILED, EndReason.LOST)
+    assert task.error == "no word from its reporter for 30s: its lease lapsed"
     assert registry.get_prompt(prompt.id).state is PromptState.CANCELLED
+
+
+async def test_a_long_lease_lapse_reads_in_minutes(
+    registry: Registry, recorder: Recorder, clock: ManualClock
+) -> None:
+    """An agent session's idle period is minutes: the error says so in a person's words."""
+    task_id = registry.open_external("claude session", lease=1800).id
+    clock.advance(1800)
+    assert registry.get(task_id).error == "no word from its reporter for 30 min: its lease lapsed"
 
 
 async def test_heartbeat_renews_the_lease(registry: Registry, clock: ManualClock) -> None:
