@@ -117,6 +117,8 @@ class ListTasks(Command, tag="list"):
     roots_only: bool = False
     limit: Annotated[int, Meta(ge=0, le=MAX_LIST)] = 100
     before: Id | None = None
+    key: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)] | None = None
+    """Only the newest task opened with this external key (ended ones too)."""
 
 
 class GetTask(Command, tag="get"):

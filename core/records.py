@@ -92,8 +92,12 @@ class Records:
         roots_only: bool = False,
         limit: int | None = 100,
         before: int | None = None,
+        key: str | None = None,
     ) -> list[Task]:
         """Tasks newest first, filtered, at most `limit` of them with ids below `before`.
+
+        With `key`, only the newest task opened with that external key, ended or not (a
+        bridge asks whether its session was aborted without reading every task).
 
         Raises:
             BadRequest: unknown status or a bad window.
@@ -114,6 +118,8 @@ class Records:
             raise BadRequest("limit must not be negative")
         # Ids only grow, and both indexes keep them in creation order: newest first is reversed.
         candidates = self._tasks if parent_id is None else self._children.get(parent_id, ())
+        if key is not None:
+            candidates = [self._keys[key]] if key in self._keys else []
         out: list[Task] = []
         for task_id in reversed(candidates):
             if limit is not None and len(out) >= limit:

@@ -232,6 +232,7 @@ class CommandService:
                 return p.TasksResult(tasks=_within_budget(registry.list(
                     agent=body.agent, status=body.status, parent_id=body.parent_id,
                     roots_only=body.roots_only, limit=body.limit, before=body.before,
+                    key=body.key,
                 )))
             case p.GetTask(task_id=task_id):
                 return p.TaskDetail(task=registry.get(task_id),

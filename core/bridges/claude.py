@@ -64,9 +64,6 @@ DEFAULT_TIMEOUT = 590.0
 defaults to, so the prompt closes (timed out) and the deny is printed before the
 hook itself is killed."""
 
-SCAN = 1000
-"""Newest claude tasks looked through to find whether a session was aborted."""
-
 
 class BadInput(Exception):
     """Stdin is not one hook event this bridge understands."""
@@ -389,17 +386,12 @@ def _carry_out(
 
 
 def _newest(client: Any, keys: set[str | None]) -> dict[str, Task]:
-    """The newest task opened with each key, among the newest `SCAN` claude tasks."""
-    from core.errors import UnknownAgent
-
-    try:
-        tasks = client.list_tasks(agent=AGENT, limit=SCAN)
-    except UnknownAgent:  # no claude task yet
-        return {}
+    """The newest task opened with each key, ended or not (the daemon looks each key up)."""
     found: dict[str, Task] = {}
-    for task in tasks:  # newest first
-        if task.key in keys and task.key not in found:
-            found[task.key] = task
+    for key in keys:
+        if key is not None:
+            for task in client.list_tasks(key=key, limit=1):
+                found[key] = task
     return found
 
 

@@ -156,9 +156,12 @@ class SyncClient(_Endpoint):
         limit: int = 100,
         roots_only: bool = False,
         before: int | None = None,
+        key: str | None = None,
     ) -> list[Task]:
         """See `Client.list_tasks`."""
-        return self._do(calls.list_tasks(agent, status, parent_id, limit, roots_only, before))
+        return self._do(
+            calls.list_tasks(agent, status, parent_id, limit, roots_only, before, key)
+        )
 
     def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
         """See `Client.get`."""

@@ -59,6 +59,7 @@ def list_tasks(
     limit: int,
     roots_only: bool,
     before: int | None,
+    key: str | None = None,
 ) -> _Call[list[Task]]:
     if status is not None and not isinstance(status, TaskStatus):
         try:
@@ -73,6 +74,7 @@ def list_tasks(
         limit=limit,
         roots_only=roots_only,
         before=before,
+        key=key,
     )
     return _Call(body, p.TasksResult, lambda r: r.tasks)
 

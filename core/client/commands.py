@@ -189,9 +189,12 @@ class _AsyncCommands(_Endpoint):
         limit: int = 100,
         roots_only: bool = False,
         before: int | None = None,
+        key: str | None = None,
     ) -> list[Task]:
         """Tasks newest first, filtered, at most `limit`."""
-        return await self._do(calls.list_tasks(agent, status, parent_id, limit, roots_only, before))
+        return await self._do(
+            calls.list_tasks(agent, status, parent_id, limit, roots_only, before, key)
+        )
 
     async def get(self, task_id: int) -> tuple[Task, list[Prompt]]:
         """A task and every prompt it asked, oldest first."""

@@ -102,3 +102,18 @@ async def test_heartbeat_renews_the_lease(registry: Registry, clock: ManualClock
     assert registry.get(kept).status is TaskStatus.IN_PROGRESS
     registry.heartbeat(kept, lease=60)
     registry.finish(kept)
+
+
+async def test_list_by_key_finds_the_newest_task_of_that_key_even_ended(
+    registry: Registry,
+) -> None:
+    """How a bridge learns its session was aborted, without reading every task."""
+    first = registry.open_external("session", lease=60, key="claude:s1")
+    registry.abort(first.id)
+    second = registry.open_external("session again", lease=60, key="claude:s1")
+    registry.open_external("another", lease=60, key="claude:s2")
+    assert [t.id for t in registry.list(key="claude:s1")] == [second.id]
+    registry.abort(second.id)
+    [ended] = registry.list(key="claude:s1")
+    assert (ended.id, ended.end_reason) == (second.id, EndReason.ABORTED)
+    assert registry.list(key="claude:none") == []
