@@ -311,20 +311,22 @@ def _parser() -> argparse.ArgumentParser:
         help="ask a person before every use of this tool, at PreToolUse (repeatable); "
         "PermissionRequest always asks",
     )
+    from core.bridges.claude import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
+
     hook.add_argument(
         "--idle",
         type=_positive,
-        default=30.0,
+        default=DEFAULT_IDLE_MINUTES,
         metavar="MINUTES",
-        help="a session silent this long ends as lost (default 30)",
+        help=f"a session silent this long ends as lost (default {DEFAULT_IDLE_MINUTES:g})",
     )
     hook.add_argument(
         "--timeout",
         type=_positive,
-        default=590.0,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="wait this long for a person, then deny (default 590: under the 600 s "
-        "hook timeout)",
+        help=f"wait this long for a person, then deny (default {DEFAULT_TIMEOUT:g}: under "
+        "the 600 s hook timeout)",
     )
     return parser
 
@@ -910,10 +912,10 @@ def _history_line(entry) -> str:
         target += f" prompt {entry.prompt_id}"
     line = (f"{when}  {entry.action:<7} {target:<22} {printable(entry.detail)}"
             f"  by {printable(entry.by)}")
-    question = getattr(entry, "question", None)
+    question = entry.question
     if question:
         line += f"\n{'':<21}? {printable(question)}"
-    summary = getattr(entry, "summary", None)
+    summary = entry.summary
     if summary:
         line += f"\n{'':<21}  action: {printable(summary)}"
     return line

@@ -15,8 +15,7 @@ The database runs in WAL mode. Three kinds of writes:
   the prompt, resume the task, wake an in-process agent or emit the events the
   daemon publishes. If the write fails nothing is applied: the caller gets a
   `JournalError` (wire code JOURNAL_FAILED) and nobody hears of an unrecorded
-  decision. (A journal-like object without `record()` gets the older calls,
-  `audit()` then `commit()`, after the registry applied the decision.)
+  decision.
 * Ordinary events (task created, tokens, progress, prompt opened ...) wait in an
   in-memory batch. The daemon calls `write()` once per batch of requests it
   drains, before it sends their replies and publishes their events, and once per

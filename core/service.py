@@ -33,6 +33,10 @@ DEDUPE_SIZE = 4096
 RECORDED = (p.Submit, p.Open, p.Ask, p.Answer, p.AnswerTask, p.Abort, p.Finish, p.Fail)
 """Commands that create, end or decide: refused while the journal cannot record them."""
 
+DECIDED = (p.Answer, p.AnswerTask, p.Abort)
+"""Decisions: the registry's recorder writes them (fsynced) before they apply, so their
+"ok" stands whatever becomes of the batch's later write."""
+
 
 class JournalLike(Protocol):
     """What the service needs of a journal; `core.journal.Journal` is one.
@@ -192,7 +196,8 @@ class CommandService:
             reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
         if request.body.mutating:
             self._remember(request.id, reply, recorded=recorded)
-        return Handled(reply, request.id if recorded else None)
+        written_first = isinstance(request.body, DECIDED) and self.registry.recorder is not None
+        return Handled(reply, request.id if recorded and not written_first else None)
 
     def unrecorded(self, request_id: str, error: str) -> bytes:
         """The reply to a recorded request whose batch the journal failed to write.

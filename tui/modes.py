@@ -193,12 +193,22 @@ class Modes:
         """Show more of a long question."""
         return _not_asking(task) or (Expand(),)
 
-    def open_answer(self, task: Task | None, mode: Mode) -> Intents:
-        """Open the answer box for a reply (`r`) or a denial's reason (`d`)."""
+    def open_answer(self, task: Task | None, mode: Mode, *, unread: int = 0) -> Intents:
+        """Open the answer box for a reply (`r`) or a denial's reason (`d`).
+
+        Args:
+            unread: Lines of the task's question never on screen. `d` sends the last
+                choice, which approves when there are more than two and it is not "deny":
+                then it waits for them, as `a` does.
+        """
         said = _not_asking(task)
         if said:
             return said
         assert task is not None and task.blocked_on is not None and mode.is_answering
+        if mode is Mode.REASON and unread:
+            said = self.choose(task, len(task.blocked_on.choices), unread=unread)
+            if not isinstance(said[0], Send):
+                return said
         self.mode = mode
         self.answering = (task.id, task.blocked_on.prompt_id)
         self.choices = list(task.blocked_on.choices)
@@ -214,6 +224,9 @@ class Modes:
         if self.mode is Mode.REASON:
             denial = self.choices[-1] if self.choices else "deny"
             sent = Send(task_id, prompt_id, denial, reason=text or None)
+        elif text in self.choices:  # a reply is never a choice: it would approve or deny
+            return (Say(f"“{text}” is one of the choices: Esc, then a, d or 1-9 picks it",
+                        "warning"),)
         elif text:
             sent = Send(task_id, prompt_id, text)
         else:

@@ -333,7 +333,7 @@ def _cause(exc: Exception) -> str:
 class _signals_end:
     """TERM, HUP and INT raise `_Ended` in the main thread, once; later ones are ignored."""
 
-    NAMES = ("SIGTERM", "SIGHUP", "SIGINT")
+    NAMES = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT")
 
     def __enter__(self) -> None:
         self.saved: dict[int, Any] = {}

@@ -168,6 +168,25 @@ def test_d_sends_the_last_choice_with_the_reason_typed() -> None:
         Send(9, 7, "cancel", reason="too risky"), CloseAnswer())
 
 
+def test_d_waits_for_unread_lines_when_its_last_choice_would_approve() -> None:
+    """`d` on main / release/2.4 / cancel sends "cancel", an approval by the shared rule:
+    like `a`, it waits until the whole question was on screen."""
+    modes = Modes()
+    [said] = modes.open_answer(asking(9, "main", "release/2.4", "cancel"), Mode.REASON, unread=4)
+    assert isinstance(said, Say) and "4 more lines you have not seen" in said.text
+    assert modes.mode is Mode.NORMAL
+    assert modes.open_answer(asking(), Mode.REASON, unread=4) == (OpenAnswer(3, "deny reason"),)
+
+
+def test_a_reply_that_is_one_of_the_choices_is_not_sent() -> None:
+    """`r` promises "not an approval": typed "approve" would be one."""
+    modes = Modes()
+    modes.open_answer(asking(), Mode.REPLY)
+    [said] = modes.submit_answer("approve")
+    assert isinstance(said, Say) and "one of the choices" in said.text
+    assert modes.mode is Mode.REPLY
+
+
 def test_d_then_enter_denies_with_no_reason() -> None:
     modes = Modes()
     modes.open_answer(asking(), Mode.REASON)

@@ -279,7 +279,8 @@ class TaskTree(ScrollView, can_focus=True):
     def _empty_line(self, y: int, width: int, base: Style) -> Strip:
         """A line of what to do when no row shows: first steps, or how to see hidden rows."""
         if self.view.filter_text:
-            lines = ((f"No task matches “{self.view.filter_text}”. Esc clears the filter.", ""),)
+            lines = ((f"No task matches “{shown_line(self.view.filter_text)}”. "
+                      "Esc clears the filter.", ""),)
         elif self.view.hide_finished and self.view.mirror.tasks:
             lines = (("Every task has finished. f shows them.", ""),)
         elif self.connecting:
