@@ -608,6 +608,13 @@ class Registry(Records):
         self, prompt: Prompt, text: str, *, by: str, reason: str | None, origin: object | None
     ) -> None:
         """Answer the prompt: recorded first (when a recorder is set), then applied."""
+        self._apply_answer(prompt, self._record_answer(prompt, text, by=by, reason=reason,
+                                                       origin=origin))
+
+    def _record_answer(
+        self, prompt: Prompt, text: str, *, by: str, reason: str | None, origin: object | None
+    ) -> Prompt:
+        """The prompt as `text` answers it, written by the recorder; nothing applied yet."""
         task = self._tasks[prompt.task_id]
         answered = copy.copy(prompt)
         answered.state = PromptState.ANSWERED
@@ -624,6 +631,10 @@ class Registry(Records):
                 detail=f"{text}: {reason}" if reason else text, by=by, origin=origin,
                 affected=(), tasks=[resumed], prompts=[answered],
             )
+        return answered
+
+    def _apply_answer(self, prompt: Prompt, answered: Prompt) -> None:
+        task = self._tasks[prompt.task_id]
         self._resume(task)
         for name in ("state", "answer", "reason", "answered_by", "answered_at"):
             setattr(prompt, name, getattr(answered, name))
@@ -642,12 +653,14 @@ class Registry(Records):
             return
         if prompt.default is not None:
             try:
-                self._resolve(prompt, prompt.default, by="timeout", reason="no answer in time",
-                              origin=None)
-                return
+                answered = self._record_answer(prompt, prompt.default, by="timeout",
+                                               reason="no answer in time", origin=None)
             except Exception as exc:  # unrecorded: the default must not apply; time out instead
                 log.error("prompt %d times out without its default answer, which could not "
                           "be recorded: %s", prompt_id, exc)
+            else:
+                self._apply_answer(prompt, answered)
+                return
         task = self._tasks[prompt.task_id]
         self._resume(task)
         prompt.state = PromptState.TIMED_OUT
