@@ -396,6 +396,11 @@ class Daemon:
         if not self._outgoing:
             return
         self.service.write()  # a failed journal is flagged in hello and heartbeats
+        self._send_outgoing()
+
+    def _send_outgoing(self) -> None:
+        """Publish the queued events (their rows are written), then a failed journal."""
+        self._flush_scheduled = False
         outgoing, self._outgoing = self._outgoing, []
         for topic, data in outgoing:
             self._send_pub(topic, data)
@@ -575,11 +580,7 @@ class Daemon:
         if error is not None:
             for index, request_id in recorded:
                 batch[index][1] = self.service.unrecorded(request_id, error)
-        self._flush_scheduled = False
-        outgoing, self._outgoing = self._outgoing, []
-        for topic, data in outgoing:
-            self._send_pub(topic, data)
-        self._announce_journal()
+        self._send_outgoing()
         for envelope, reply in batch:
             self._send_reply(envelope, reply)
 
