@@ -255,13 +255,12 @@ class LiveDeck(App[int]):
             self.connection = self.client.state
             self._journal_told(self.client.journal_error)
         try:
-            tree = self.query_one(TaskTree)
+            with self.batch_update():
+                self._draw_status()
+                self.query_one(TaskTree).refresh_visible()
+                self.query_one(DetailPane).redraw()
         except NoMatches:
-            return
-        with self.batch_update():
-            self._draw_status()
-            tree.refresh_visible()
-            self.query_one(DetailPane).redraw()
+            return  # shutting down: widgets leave one by one, the timer may fire between
 
     def _draw_status(self) -> None:
         self._draw_tree_title()
