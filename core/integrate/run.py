@@ -1,0 +1,82 @@
+"""`taskdeck integrate claude|codex`: show or make the change, and say what happened."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from core.integrate import plans
+from core.integrate.command import HookOptions
+from core.integrate.files import BadFile, Change, write
+from core.text import printable
+
+AGENT_NAMES = {"claude": "Claude Code", "codex": "Codex"}
+
+
+def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the command; a file we will not touch is one line on stderr and exit 2."""
+    out, err = out or sys.stdout, err or sys.stderr
+    wrong = _misplaced(args)
+    if wrong:
+        print(f"taskdeck integrate: {wrong} is not an option for {args.agent}", file=err)
+        return 2
+    options = None if args.remove else HookOptions(
+        gates=tuple(args.gate or ()), timeout=args.timeout, idle=args.idle)
+    try:
+        if args.agent == "claude":
+            changes = plans.claude(plans.claude_settings(args.settings, args.project, args.user),
+                                   options)
+        else:
+            changes = plans.codex(plans.codex_home(args.codex_home), options)
+        if args.print:
+            return _show(changes, out)
+        _apply(changes, args, out)
+    except BadFile as exc:
+        print(f"taskdeck: {printable(str(exc))}: nothing changed", file=err)
+        return 2
+    return 0
+
+
+def _misplaced(args: argparse.Namespace) -> str | None:
+    """The first location option that belongs to the other agent."""
+    if args.agent == "codex":
+        for name in ("settings", "project", "user"):
+            if getattr(args, name):
+                return f"--{name}"
+    elif args.codex_home is not None:
+        return "--codex-home"
+    return None
+
+
+def _show(changes: list[Change], out: TextIO) -> int:
+    """`--print`: the diffs, nothing written."""
+    diffs = [change.diff() for change in changes if change.changed]
+    if not diffs:
+        print("already up to date: nothing to change", file=out)
+    for diff in diffs:
+        out.write(diff)
+    return 0
+
+
+def _apply(changes: list[Change], args: argparse.Namespace, out: TextIO) -> None:
+    name = AGENT_NAMES[args.agent]
+    todo = [change for change in changes if change.changed]
+    if not todo:
+        state = "no taskdeck hooks in" if args.remove else "already up to date:"
+        print(f"{state} {_names(changes)}", file=out)
+        return
+    for change in todo:
+        backup = write(change)
+        saved = f" (previous version kept as {backup})" if backup else ""
+        print(f"wrote {change.path}{saved}", file=out)
+    if args.remove:
+        print(f"taskdeck's hooks are out of {name}'s settings", file=out)
+    else:
+        print(f"{name} now asks taskdeck: start `taskdeck serve` (or the dashboard) "
+              f"before the next session", file=out)
+
+
+def _names(changes: list[Change]) -> str:
+    return ", ".join(str(Path(change.path)) for change in changes)
