@@ -150,6 +150,7 @@ def apply_trust(
         state = tomlkit.table(is_super_table=True)
         hooks.add("state", state)
 
+    had_entries = bool(state)
     carried = {now: state[was] for was, now in (moved or {}).items() if was in state}
     for was in moved or {}:
         if was in state:
@@ -157,7 +158,11 @@ def apply_trust(
     for key, entry in carried.items():
         state[key] = entry
     for key in untrusted:
-        if key in state and key not in trusted:
+        entry = state.get(key)
+        if key in trusted or not isinstance(entry, Mapping):
+            continue
+        entry.pop("trusted_hash", None)
+        if not entry:  # what the user set there (`enabled`) stays
             del state[key]
     for key, digest in trusted.items():
         entry = state.get(key)
@@ -167,6 +172,10 @@ def apply_trust(
             entry = tomlkit.table()
             state.add(key, entry)
         entry["trusted_hash"] = digest
+    if had_entries and not state:  # emptied by us: drop what held only our entries
+        del hooks["state"]
+        if not hooks:
+            del doc["hooks"]
     return tomlkit.dumps(doc).rstrip("\n") + "\n" if doc else ""
 
 

@@ -1,0 +1,127 @@
+"""Codex hook trust: our hashes equal Codex's, and the real Codex runs what integrate wrote."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+from core.integrate import codex_trust
+from core.integrate.codex_check import list_hooks
+from core.integrate.command import is_ours
+from tests.agent_binaries import CODEX, installed
+
+# Hashes the pinned Codex (0.171.0) reported in `hooks/list` for these entries.
+OBSERVED = [
+    ("PreToolUse", "*", {"type": "command", "command": "/x/taskdeck hook codex", "timeout": 600},
+     "sha256:1e008b47310a0f739a5f636ae9cdd4a6f858ca11ca55b57a144345c16e6d26fb"),
+    ("SessionStart", None, {"type": "command", "command": "/x/taskdeck hook codex", "timeout": 10},
+     "sha256:f0ebbbf495da5bab6eaf52b856b15fa5722b6619a7c8e3e37f7849df80ad90b4"),
+    # Stop ignores its matcher; no timeout hashes as 600
+    ("Stop", "*", {"type": "command", "command": "echo a"},
+     "sha256:f9b7a328de9c5845f5eed806f12f8f5adeba50ba82617690fd3f8ededeb12f90"),
+    ("Stop", None, {"type": "command", "command": "echo b", "statusMessage": "hi", "async": False},
+     "sha256:c72b67baff2ded5aa5d7b13595a2b98a82816b75cbc507577d2017dfc5705151"),
+]
+
+
+@pytest.mark.parametrize(("event", "matcher", "handler", "digest"), OBSERVED)
+def test_hash_equals_the_one_codex_computed(event, matcher, handler, digest) -> None:
+    assert codex_trust.trust_hash(event, matcher, handler) == digest
+
+
+def test_the_hash_covers_command_timeout_and_matcher() -> None:
+    event, matcher, handler, digest = OBSERVED[0]
+    assert codex_trust.trust_hash(event, matcher, {**handler, "command": "/y/taskdeck hook codex"}) != digest
+    assert codex_trust.trust_hash(event, matcher, {**handler, "timeout": 601}) != digest
+    assert codex_trust.trust_hash(event, "Bash", handler) != digest
+
+
+def test_the_key_names_the_resolved_hooks_file(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    key = codex_trust.hook_key(tmp_path / "link" / "hooks.json", "PermissionRequest", 2, 0)
+    assert key == f"{tmp_path / 'real' / 'hooks.json'}:permission_request:2:0"
+
+
+def test_config_keeps_the_users_text_and_only_our_entries_change() -> None:
+    config = '# mine\nmodel = "o3"  # keep this\n\n[hooks.state."/h/hooks.json:stop:0:0"]\nenabled = false\n'
+    trusted = {"/h/hooks.json:stop:0:0": "sha256:aa", "/h/hooks.json:pre_tool_use:0:0": "sha256:bb"}
+    written = codex_trust.apply_trust(config, trusted)
+    assert written.startswith('# mine\nmodel = "o3"  # keep this\n')
+    state = tomllib.loads(written)["hooks"]["state"]
+    assert state == {"/h/hooks.json:stop:0:0": {"enabled": False, "trusted_hash": "sha256:aa"},
+                     "/h/hooks.json:pre_tool_use:0:0": {"trusted_hash": "sha256:bb"}}
+    assert codex_trust.apply_trust(written, trusted) == written
+    back = codex_trust.apply_trust(written, {}, set(trusted))
+    assert tomllib.loads(back) == {"model": "o3", "hooks": {"state": {
+        "/h/hooks.json:stop:0:0": {"enabled": False}}}}
+
+
+# ------------------------------------------------------------------ the real Codex
+
+
+def codex_home(tmp_path: Path) -> tuple[Path, Path]:
+    """A CODEX_HOME with the user's own config and hook, and a project directory."""
+    home, project = tmp_path / "codex", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    (home / "config.toml").write_text(
+        '# my settings\nmodel = "fake-model"  # offline\nmodel_provider = "fake"\n\n'
+        '[model_providers.fake]\nname = "fake"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'wire_api = "responses"\nenv_key = "FAKE_KEY"\n'
+    )
+    (home / "hooks.json").write_text(json.dumps(
+        {"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit"}]}]}}))
+    return home, project
+
+
+@pytest.mark.timeout(120)
+def test_codex_reports_our_hooks_trusted_and_nothing_else(tmp_path: Path) -> None:
+    codex = installed(CODEX)
+    home, project = codex_home(tmp_path)
+    assert main(["integrate", "codex", "--codex-home", str(home), "--gate", "Bash"]) == 0
+
+    listed = list_hooks(codex, home, project)
+    ours = [h for h in listed if is_ours({"type": "command", "command": h.command}, "codex")]
+    events = {h.key.split(":")[-3] for h in ours}
+    assert events == {"session_start", "pre_tool_use", "permission_request", "post_tool_use", "stop"}
+    assert {h.trust for h in ours} == {"trusted"}
+    assert all(h.enabled for h in ours)
+    user = [h for h in listed if h.command == "audit"]
+    assert [h.trust for h in user] == ["untrusted"]  # never trusted on the user's behalf
+    assert tomllib.loads((home / "config.toml").read_text())["model"] == "fake-model"
+
+    # New options: new hashes, still trusted, no stale entries left behind.
+    assert main(["integrate", "codex", "--codex-home", str(home), "--timeout", "100"]) == 0
+    listed = list_hooks(codex, home, project)
+    assert {h.trust for h in listed if h.command != "audit"} == {"trusted"}
+    state = tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]
+    assert len(state) == 5
+
+
+@pytest.mark.timeout(120)
+def test_removing_ours_moves_the_users_trust_with_their_hooks(tmp_path: Path) -> None:
+    codex = installed(CODEX)
+    home, project = codex_home(tmp_path)
+    hooks_json = home / "hooks.json"
+    (hooks_json).write_text("{}")
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 0
+    # The user adds a hook after ours and trusts it in Codex.
+    data = json.loads(hooks_json.read_text())
+    data["hooks"]["PreToolUse"].append({"matcher": "Bash", "hooks": [{"type": "command", "command": "audit"}]})
+    hooks_json.write_text(json.dumps(data))
+    theirs = next(h for h in list_hooks(codex, home, project) if h.command == "audit")
+    assert theirs.key.endswith(":pre_tool_use:1:0")
+    with open(home / "config.toml", "a") as config:
+        config.write(f'\n[hooks.state."{theirs.key}"]\ntrusted_hash = "{theirs.current_hash}"\n')
+
+    assert main(["integrate", "codex", "--codex-home", str(home), "--remove"]) == 0
+    listed = list_hooks(codex, home, project)
+    assert [(h.command, h.key.split(":", 1)[1], h.trust) for h in listed] == [
+        ("audit", "pre_tool_use:0:0", "trusted")]
+    assert list(tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]) == [
+        str(hooks_json) + ":pre_tool_use:0:0"]
