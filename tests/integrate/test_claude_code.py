@@ -11,13 +11,12 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.agent_binaries import CLAUDE_CODE, installed
-from tests.cli.conftest import Deck
+from tests.cli.conftest import Deck, deck  # noqa: F401  (the fixture)
 from tests.fakes.anthropic import FakeAnthropic, bash, text
 from tests.support import until_sync
 
@@ -25,16 +24,6 @@ pytestmark = pytest.mark.timeout(90)
 
 TASKDECK = Path(sys.executable).with_name("taskdeck")
 WAIT = 30.0
-
-
-@pytest.fixture
-def deck(tmp_path: Path) -> Iterator[Deck]:
-    deck = Deck(tmp_path)
-    deck.serve()
-    try:
-        yield deck
-    finally:
-        deck.stop()
 
 
 def by_key(deck: Deck, key: str) -> dict | None:
