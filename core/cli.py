@@ -347,6 +347,10 @@ def _parser() -> argparse.ArgumentParser:
         "--codex-home", type=Path, metavar="DIR",
         help="codex: this CODEX_HOME (default $CODEX_HOME, else ~/.codex)",
     )
+    integrate.add_argument(
+        "--verify", nargs="?", const="codex", metavar="CODEX",
+        help="codex: then ask this Codex binary (default: codex on PATH) whether it trusts them",
+    )
     integrate.add_argument("--remove", action="store_true", help="take taskdeck's hooks out again")
     integrate.add_argument(
         "--print", action="store_true", help="show the change as a diff and write nothing"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from core.integrate import plans
-from core.integrate.command import HookOptions
-from core.integrate.files import BadFile, Change, write
+from core.integrate.command import HookOptions, is_ours
+from core.integrate.files import BadFile, Change, load_json_object, read_text, write
 from core.text import printable
 
 AGENT_NAMES = {"claude": "Claude Code", "codex": "Codex"}
@@ -36,6 +37,8 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     except BadFile as exc:
         print(f"taskdeck: {printable(str(exc))}: nothing changed", file=err)
         return 2
+    if args.agent == "codex" and not args.remove:
+        return _codex_step_left(plans.codex_home(args.codex_home), args.verify, out, err)
     return 0
 
 
@@ -47,6 +50,8 @@ def _misplaced(args: argparse.Namespace) -> str | None:
                 return f"--{name}"
     elif args.codex_home is not None:
         return "--codex-home"
+    elif args.verify is not None:
+        return "--verify"
     return None
 
 
@@ -76,6 +81,38 @@ def _apply(changes: list[Change], args: argparse.Namespace, out: TextIO) -> None
     else:
         print(f"{name} now asks taskdeck: start `taskdeck serve` (or the dashboard) "
               f"before the next session", file=out)
+
+
+def _codex_step_left(home: Path, codex: str | None, out: TextIO, err: TextIO) -> int:
+    """Say what still keeps Codex from running our hooks: switched off, or (asked) untrusted."""
+    from core.integrate import codex_check, codex_trust
+
+    hooks_json = home / "hooks.json"
+    data = load_json_object(hooks_json, read_text(hooks_json))
+    ours = codex_trust.ours_trusted(hooks_json, data.get("hooks") or {},
+                                    lambda h: is_ours(h, "codex"))
+    off = codex_trust.disabled(read_text(home / "config.toml") or "", set(ours))
+    if off:
+        print(f"one step left: Codex has {len(off)} of taskdeck's hooks switched off "
+              "(enabled = false in config.toml); switch them on in Codex's /hooks", file=err)
+        return 1
+    if codex is None:
+        return 0
+    binary = shutil.which(codex) or codex
+    try:
+        listed = codex_check.list_hooks(binary, home, Path.cwd())
+    except codex_check.CheckFailed as exc:
+        print(f"taskdeck: could not ask Codex: {printable(str(exc))}", file=err)
+        return 2
+    status = {hook.key: hook.trust for hook in listed if hook.key in ours}
+    left = sorted(key for key in ours if status.get(key) != "trusted")
+    if left:
+        print(f"one step left: Codex ({binary}) does not trust {len(left)} of taskdeck's "
+              f"{len(ours)} hooks ({', '.join(status.get(k, 'not listed') for k in left)}): "
+              "run codex, open /hooks and trust them", file=err)
+        return 1
+    print(f"Codex ({binary}) lists taskdeck's {len(ours)} hooks as trusted", file=out)
+    return 0
 
 
 def _names(changes: list[Change]) -> str:

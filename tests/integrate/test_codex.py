@@ -125,3 +125,45 @@ def test_removing_ours_moves_the_users_trust_with_their_hooks(tmp_path: Path) ->
         ("audit", "pre_tool_use:0:0", "trusted")]
     assert list(tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]) == [
         str(hooks_json) + ":pre_tool_use:0:0"]
+
+
+@pytest.mark.timeout(120)
+def test_verify_asks_codex_and_names_the_step_left(tmp_path: Path, capsys) -> None:
+    codex = str(installed(CODEX))
+    home, _project = codex_home(tmp_path)
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
+    assert capsys.readouterr().out.endswith(
+        f"Codex ({codex}) lists taskdeck's 5 hooks as trusted\n")
+
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace('trusted_hash = "sha256:', 'trusted_hash = "sha256:0', 1))
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex,
+                 "--print"]) == 0  # --print only shows the repair
+    assert '-trusted_hash = "sha256:0' in capsys.readouterr().out
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
+    capsys.readouterr()
+
+    hooks = json.loads((home / "hooks.json").read_text())
+    hooks["hooks"]["Stop"][0]["hooks"][0]["timeout"] = 11  # changed by hand after trusting
+    (home / "hooks.json").write_text(json.dumps(hooks))
+    stop = next(h for h in list_hooks(codex, home, _project) if h.key.endswith(":stop:0:0"))
+    assert stop.trust == "modified"
+    # integrate puts our own entry back as written, trusted again
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
+    assert capsys.readouterr().out.endswith("lists taskdeck's 5 hooks as trusted\n")
+
+
+def test_a_switched_off_hook_is_the_step_left(tmp_path: Path, capsys) -> None:
+    home, _project = codex_home(tmp_path)
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 0
+    key = codex_trust.hook_key(home / "hooks.json", "PermissionRequest", 0, 0)
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace(f'[hooks.state."{key}"]\n',
+                                                 f'[hooks.state."{key}"]\nenabled = false\n'))
+    capsys.readouterr()
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"already up to date: {home / 'hooks.json'}, {config}\n"
+    assert captured.err == ("one step left: Codex has 1 of taskdeck's hooks switched off "
+                            "(enabled = false in config.toml); switch them on in Codex's /hooks\n")
+    assert "enabled = false" in config.read_text()
