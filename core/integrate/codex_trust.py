@@ -11,7 +11,7 @@ config/src/fingerprint.rs) and checked against the pinned binary's `hooks/list`:
   null); `matcher` is left out when unset, and always for events that ignore it;
 - the hash is over that object as compact JSON with every object's keys sorted, UTF-8,
   non-ASCII unescaped, written `sha256:<hex>`;
-- the key's path is hooks.json's with symlinks resolved (Codex canonicalises CODEX_HOME).
+- the key's path is hooks.json's in CODEX_HOME with that folder's symlinks resolved.
 
 Only taskdeck's own handlers are ever trusted here: trusting a hook is the user's word
 that they read it, and we can give it only for the command we write ourselves.
@@ -70,8 +70,12 @@ def trust_hash(event: str, matcher: str | None, handler: Handler) -> str:
 
 
 def hook_key(hooks_json: Path, event: str, group: int, handler: int) -> str:
-    """The key Codex files a hook's state under in config.toml."""
-    return f"{hooks_json.resolve()}:{EVENT_KEYS[event]}:{group}:{handler}"
+    """The key Codex files a hook's state under in config.toml.
+
+    The folder is resolved (Codex canonicalises CODEX_HOME), the file's own name is not
+    (a symlinked hooks.json keeps its name in Codex's key).
+    """
+    return f"{hooks_json.parent.resolve() / hooks_json.name}:{EVENT_KEYS[event]}:{group}:{handler}"
 
 
 def _handlers(hooks: Mapping[str, Any]) -> Iterator[tuple[str, int, int, str | None, Handler]]:

@@ -37,8 +37,20 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     except BadFile as exc:
         print(f"taskdeck: {printable(str(exc))}: nothing changed", file=err)
         return 2
-    if args.agent == "codex" and not args.remove:
+    if args.remove:
+        return 0
+    if args.agent == "codex":
         return _codex_step_left(plans.codex_home(args.codex_home), args.verify, out, err)
+    return _claude_step_left(changes[0], err)
+
+
+def _claude_step_left(change: Change, err: TextIO) -> int:
+    """Settings that switch every hook off make ours useless: say so, it is the user's call."""
+    text = change.after if change.changed else change.before
+    if load_json_object(change.path, text).get("disableAllHooks") is True:
+        print(f"one step left: {change.path} sets \"disableAllHooks\": true, so Claude Code "
+              "runs none of its hooks; remove that line to let taskdeck answer", file=err)
+        return 1
     return 0
 
 

@@ -40,9 +40,12 @@ def test_the_hash_covers_command_timeout_and_matcher() -> None:
     assert codex_trust.trust_hash(event, "Bash", handler) != digest
 
 
-def test_the_key_names_the_resolved_hooks_file(tmp_path: Path) -> None:
+def test_the_key_names_hooks_json_in_the_resolved_codex_home(tmp_path: Path) -> None:
+    """As Codex 0.171.0 keyed them: CODEX_HOME's link resolved, hooks.json's own link not."""
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "dotfiles.json").write_text("{}")
+    (tmp_path / "real" / "hooks.json").symlink_to(tmp_path / "dotfiles.json")
     key = codex_trust.hook_key(tmp_path / "link" / "hooks.json", "PermissionRequest", 2, 0)
     assert key == f"{tmp_path / 'real' / 'hooks.json'}:permission_request:2:0"
 
@@ -167,3 +170,17 @@ def test_a_switched_off_hook_is_the_step_left(tmp_path: Path, capsys) -> None:
     assert captured.err == ("one step left: Codex has 1 of taskdeck's hooks switched off "
                             "(enabled = false in config.toml); switch them on in Codex's /hooks\n")
     assert "enabled = false" in config.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_linked_codex_home_and_hooks_file_are_trusted_as_codex_keys_them(tmp_path: Path, capsys) -> None:
+    codex = str(installed(CODEX))
+    real, project = codex_home(tmp_path)
+    dotfile = tmp_path / "dotfiles" / "codex-hooks.json"
+    dotfile.parent.mkdir()
+    (real / "hooks.json").rename(dotfile)
+    (real / "hooks.json").symlink_to(dotfile)
+    (tmp_path / "link").symlink_to(real)
+    assert main(["integrate", "codex", "--codex-home", str(tmp_path / "link"), "--verify", codex]) == 0
+    assert capsys.readouterr().out.endswith("lists taskdeck's 5 hooks as trusted\n")
+    assert (real / "hooks.json").is_symlink() and "hook codex" in dotfile.read_text()

@@ -196,3 +196,14 @@ def test_the_written_command_runs_from_anywhere(tmp_path: Path) -> None:
                          env={k: v for k, v in os.environ.items() if k != "PATH"},
                          capture_output=True, text=True, timeout=30, check=False)
     assert run.returncode == 0 and "--gate" in run.stdout, run.stderr
+
+
+def test_hooks_switched_off_in_claude_code_are_the_step_left(tmp_path: Path, capsys) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"disableAllHooks": true}')
+    assert integrate("claude", "--settings", str(settings)) == 1
+    assert capsys.readouterr().err == (
+        f'one step left: {settings} sets "disableAllHooks": true, so Claude Code runs none of '
+        "its hooks; remove that line to let taskdeck answer\n")
+    assert len(ours(settings)) == 11
+    assert json.loads(settings.read_text())["disableAllHooks"] is True
