@@ -16,6 +16,10 @@ from core.text import printable
 AGENT_NAMES = {"claude": "Claude Code", "codex": "Codex"}
 
 
+class PartlyWritten(BadFile):
+    """A later file could not be written after an earlier one was (only Codex has two)."""
+
+
 def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the command; a file we will not touch is one line on stderr and exit 2."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -24,7 +28,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
         print(f"taskdeck integrate: {wrong} is not an option for {args.agent}", file=err)
         return 2
     options = None if args.remove else HookOptions(
-        gates=tuple(args.gate or ()), timeout=args.timeout, idle=args.idle)
+        gates=tuple(dict.fromkeys(args.gate or ())), timeout=args.timeout, idle=args.idle)
     try:
         if args.agent == "claude":
             changes = plans.claude(plans.claude_settings(args.settings, args.project, args.user),
@@ -34,14 +38,17 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
         if args.print:
             return _show(changes, out)
         _apply(changes, args, out)
+        if args.remove:
+            return 0
+        if args.agent == "codex":
+            return _codex_step_left(plans.codex_home(args.codex_home), args.verify, out, err)
+        return _claude_step_left(changes[0], err)
+    except PartlyWritten as exc:
+        print(f"taskdeck: {printable(str(exc))}", file=err)
+        return 2
     except BadFile as exc:
         print(f"taskdeck: {printable(str(exc))}: nothing changed", file=err)
         return 2
-    if args.remove:
-        return 0
-    if args.agent == "codex":
-        return _codex_step_left(plans.codex_home(args.codex_home), args.verify, out, err)
-    return _claude_step_left(changes[0], err)
 
 
 def _claude_step_left(change: Change, err: TextIO) -> int:
@@ -55,7 +62,7 @@ def _claude_step_left(change: Change, err: TextIO) -> int:
 
 
 def _misplaced(args: argparse.Namespace) -> str | None:
-    """The first location option that belongs to the other agent."""
+    """The first option given that belongs to the other agent."""
     if args.agent == "codex":
         for name in ("settings", "project", "user"):
             if getattr(args, name):
@@ -84,8 +91,14 @@ def _apply(changes: list[Change], args: argparse.Namespace, out: TextIO) -> None
         state = "no taskdeck hooks in" if args.remove else "already up to date:"
         print(f"{state} {_names(changes)}", file=out)
         return
-    for change in todo:
-        backup = write(change)
+    for done, change in enumerate(todo):
+        try:
+            backup = write(change)
+        except BadFile as exc:
+            if not done:
+                raise
+            raise PartlyWritten(f"{exc}, after writing {todo[0].path}: Codex skips the hooks "
+                                "it does not trust; run this again once the file is writable") from None
         saved = f" (previous version kept as {backup})" if backup else ""
         print(f"wrote {change.path}{saved}", file=out)
     if args.remove:
@@ -128,4 +141,4 @@ def _codex_step_left(home: Path, codex: str | None, out: TextIO, err: TextIO) ->
 
 
 def _names(changes: list[Change]) -> str:
-    return ", ".join(str(Path(change.path)) for change in changes)
+    return ", ".join(str(change.path) for change in changes)

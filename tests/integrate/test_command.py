@@ -207,3 +207,30 @@ def test_hooks_switched_off_in_claude_code_are_the_step_left(tmp_path: Path, cap
         "its hooks; remove that line to let taskdeck answer\n")
     assert len(ours(settings)) == 11
     assert json.loads(settings.read_text())["disableAllHooks"] is True
+
+
+
+def test_a_config_that_cannot_be_written_says_what_was(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A full disk at the second file (a fault injected into the rename: as root no mode stops us)."""
+    import errno
+
+    from core.integrate import files
+
+    real = os.replace
+
+    def full(src, dst):
+        if Path(dst).name == "config.toml":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", full)
+    (tmp_path / "config.toml").write_text('model = "o3"\n')
+    assert integrate("codex", "--codex-home", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err == (f"taskdeck: {tmp_path / 'config.toml'}: cannot write it (No space left on "
+                   f"device), after writing {tmp_path / 'hooks.json'}: Codex skips the hooks it "
+                   "does not trust; run this again once the file is writable\n")
+    assert (tmp_path / "config.toml").read_text() == 'model = "o3"\n'
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left[0] == "config.toml" and left[2] == "hooks.json" and len(left) == 3  # no temp
+    assert left[1].startswith("config.toml.taskdeck-")  # the backup made before trying
