@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+DEFAULT_WAIT = 590.0
+"""Seconds a decision waits for a person unless `--timeout` says otherwise: the bridge's
+own default. Written into every command explicitly, so the hook's timeout and the
+bridge's wait agree even if the bridge's default changes later."""
+
 DECISION_MARGIN = 10.0
 """Seconds a decision hook's timeout exceeds the bridge's own wait for a person, so the
 bridge closes the prompt and prints its fail-safe answer before the agent kills it."""

@@ -13,9 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.bridges.claude import DEFAULT_TIMEOUT
 from core.integrate import codex_trust
-from core.integrate.command import OBSERVATION_TIMEOUT, HookOptions, hook_command, is_ours
+from core.integrate.command import (
+    DEFAULT_WAIT,
+    OBSERVATION_TIMEOUT,
+    HookOptions,
+    hook_command,
+    is_ours,
+)
 from core.integrate.files import BadFile, Change, dump_json, load_json_object, read_text
 from core.integrate.hooks import Wanted, check, install, remove
 
@@ -31,8 +36,8 @@ TOOL_EVENTS = frozenset({"PreToolUse", "PermissionRequest", "PostToolUse"})
 def wanted(agent: str, events: tuple[str, ...], options: HookOptions,
            base: list[str] | None = None) -> dict[str, Wanted]:
     """Our handler per event: decisions wait for a person, the rest answer at once."""
-    command = hook_command(agent, options, DEFAULT_TIMEOUT, base)
-    decision = options.hook_timeout(DEFAULT_TIMEOUT)
+    command = hook_command(agent, options, DEFAULT_WAIT, base)
+    decision = options.hook_timeout(DEFAULT_WAIT)
 
     def timeout(event: str) -> int:
         waits = event == "PermissionRequest" or (event == "PreToolUse" and options.gates)

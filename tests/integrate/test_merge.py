@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.integrate.command import HookOptions, entry_point, hook_command, is_ours
+from core.integrate.command import DEFAULT_WAIT, HookOptions, entry_point, hook_command, is_ours
 from core.integrate.files import BadFile
 from core.integrate.hooks import Wanted, check, install, remove
 from core.integrate.plans import CLAUDE_EVENTS, CODEX_EVENTS, wanted
@@ -71,6 +71,13 @@ def test_the_command_is_absolute_and_shell_quoted(tmp_path) -> None:
 def test_without_a_taskdeck_script_the_interpreter_runs_the_module() -> None:
     assert entry_point("/src/core/cli.py", "/venv/bin/python") == [
         "/venv/bin/python", "-m", "core.cli"]
+
+
+@pytest.mark.parametrize("agent", ["claude"])
+def test_the_default_wait_is_the_bridges_own(agent: str) -> None:
+    from core.cli import _parser
+
+    assert _parser().parse_args(["hook", agent]).timeout == DEFAULT_WAIT
 
 
 def test_decision_hooks_outlast_the_wait_for_a_person() -> None:
