@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def moved_keys(
 def apply_trust(
     config_text: str,
     trusted: Mapping[str, str],
-    untrusted: set[str] = frozenset(),  # type: ignore[assignment]
+    untrusted: Collection[str] = (),
     moved: Mapping[str, str] | None = None,
 ) -> str:
     """config.toml's text with these trust entries set, these removed, these moved.

@@ -37,9 +37,13 @@ class HookOptions:
     gates: tuple[str, ...] = ()
     timeout: float | None = None
     idle: float | None = None
+    runtime_dir: Path | None = None
+    """A daemon started with `--runtime-dir` is found by hooks told the same."""
 
     def arguments(self, default_timeout: float) -> list[str]:
         args: list[str] = []
+        if self.runtime_dir is not None:
+            args += ["--runtime-dir", str(self.runtime_dir.expanduser().absolute())]
         for tool in self.gates:
             args += ["--gate", tool]
         args += ["--timeout", _number(self.decision_wait(default_timeout))]

@@ -28,7 +28,8 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
         print(f"taskdeck integrate: {wrong} is not an option for {args.agent}", file=err)
         return 2
     options = None if args.remove else HookOptions(
-        gates=tuple(dict.fromkeys(args.gate or ())), timeout=args.timeout, idle=args.idle)
+        gates=tuple(dict.fromkeys(args.gate or ())), timeout=args.timeout, idle=args.idle,
+        runtime_dir=args.runtime_dir)
     try:
         if args.agent == "claude":
             changes = plans.claude(plans.claude_settings(args.settings, args.project, args.user),

@@ -98,6 +98,14 @@ def test_new_options_replace_ours_in_place(tmp_path: Path) -> None:
     assert len(ours(settings)) == 11
 
 
+def test_a_runtime_dir_goes_into_the_hook(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    assert main(["integrate", "claude", "--settings", str(settings),
+                 "--runtime-dir", str(tmp_path / "run")]) == 0
+    [command] = set(ours(settings))
+    assert command.endswith(f" hook claude --runtime-dir {tmp_path / 'run'} --timeout 590")
+
+
 def test_remove_restores_the_users_settings(tmp_path: Path, capsys) -> None:
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps(USER))
