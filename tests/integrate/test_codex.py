@@ -219,3 +219,5 @@ def test_a_codex_that_disagrees_is_named_with_the_step_left(tmp_path: Path, caps
                  "--verify", str(tmp_path / "no-codex")]) == 2
     assert capsys.readouterr().err.startswith(
         f"taskdeck: could not ask Codex: cannot start {tmp_path / 'no-codex'}: ")
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", "false"]) == 2
+    assert capsys.readouterr().err == "taskdeck: could not ask Codex: codex app-server ended (exit 1)\n"
