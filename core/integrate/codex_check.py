@@ -87,8 +87,9 @@ def _reply(stdout: IO[str], wanted: int, proc: subprocess.Popen[str]) -> dict[st
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
-        for line in stdout:
-            lines.put(line)
+        with contextlib.suppress(OSError, ValueError):  # closed under it once we are done
+            for line in stdout:
+                lines.put(line)
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
