@@ -64,6 +64,30 @@ def test_config_keeps_the_users_text_and_only_our_entries_change() -> None:
         "/h/hooks.json:stop:0:0": {"enabled": False}}}}
 
 
+@pytest.mark.parametrize("config", [
+    '# only a comment\n',
+    '[hooks]\n[[hooks.PreToolUse]]\nmatcher = "*"\nhooks = [{ type = "command", command = "audit" }]\n',
+    'model = "o3"\n\n[hooks.state."/h/hooks.json:stop:0:0"]\nenabled = false\n',
+])
+def test_trust_goes_in_and_out_leaving_the_text_as_it_was(config: str) -> None:
+    trusted = {"/h/hooks.json:pre_tool_use:1:0": "sha256:bb"}
+    written = codex_trust.apply_trust(config, trusted)
+    assert tomllib.loads(written)["hooks"]["state"]["/h/hooks.json:pre_tool_use:1:0"] == {
+        "trusted_hash": "sha256:bb"}
+    assert codex_trust.apply_trust(written, {}, set(trusted)) == config
+
+
+@pytest.mark.parametrize("config", [
+    'hooks = { state = { "k" = { trusted_hash = "x" } } }\n',
+    'hooks = {}\n',
+    'hooks.state."k".trusted_hash = "x"\nmodel = "m"\n',
+])
+def test_a_layout_tomlkit_would_edit_wrongly_is_refused(config: str) -> None:
+    """tomlkit put `model` under the new table after dotted keys: checked, never written."""
+    with pytest.raises(codex_trust.BadFile, match=r"^has `hooks` in a form taskdeck cannot edit"):
+        codex_trust.apply_trust(config, {"/h/hooks.json:stop:0:0": "sha256:aa"})
+
+
 # ------------------------------------------------------------------ the real Codex
 
 
