@@ -220,3 +220,49 @@ def test_with_the_daemon_down_a_gated_call_is_denied_naming_the_cause(claude: Cl
     said = result_text(result)
     assert "taskdeck could not ask a person: " in said
     assert "daemon" in said
+
+
+# ------------------------------------------------------------------ the interactive UI
+
+DIALOG = "Do you want to proceed?"
+
+
+def interactive(claude: Claude, tmux: Tmux, prompt: str) -> None:
+    """Start Claude Code's own UI in tmux: onboarded, the test's folder trusted, hooks set."""
+    (claude.place.home / ".claude.json").write_text(json.dumps({
+        "hasCompletedOnboarding": True,
+        "projects": {str(claude.place.work.parent): {"hasTrustDialogAccepted": True}},
+    }))
+    path = claude.write_settings(gate=None, permission=True)
+    tmux.start([str(claude.binary), "--settings", str(path), "--session-id", claude.session,
+                prompt], env=claude.env(), cwd=claude.place.work)
+
+
+def quit_ui(claude: Claude, tmux: Tmux) -> dict:
+    """Leave the UI with /exit, as a person does; the session's root task once ended."""
+    tmux.send("/exit", literal=True)
+    tmux.send("Enter")
+    until_sync(tmux.exited, timeout=WAIT, what="Claude Code to exit")
+    return claude.deck.ended(claude.root_key)
+
+
+def test_the_ui_permission_dialog_is_answered_from_taskdeck(claude: Claude, tmux: Tmux) -> None:
+    touch = bash("touch from-the-ui.txt", "Create from-the-ui.txt")
+    claude.model.add(touch, text("made it in the UI"))
+    interactive(claude, tmux, "create from-the-ui.txt")
+    tmux.shows(DIALOG, "touch from-the-ui.txt")
+    asking = claude.deck.asking(claude.root_key)
+    [prompt] = claude.deck.prompts(asking["id"])
+    assert prompt["action"]["tool"] == "Bash"
+    assert prompt["action"]["input"]["command"] == "touch from-the-ui.txt"
+
+    claude.deck.answer(asking, "approve")
+    until_sync((claude.place.work / "from-the-ui.txt").exists, timeout=WAIT,
+               what="the approved command to run")
+    screen = tmux.shows("made it in the UI")
+    assert DIALOG not in screen  # the hook's answer closed Claude Code's own dialog
+    result = claude.model.result_for(touch)
+    assert result is not None and not result.get("is_error")
+    root = quit_ui(claude, tmux)
+    assert (root["status"], root["result"]) == ("finished", "prompt_input_exit")
+
