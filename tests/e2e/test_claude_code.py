@@ -209,8 +209,18 @@ def test_abort_in_taskdeck_stops_the_session(claude: Claude) -> None:
     assert prompt["state"] == "cancelled"
 
 
-def test_with_the_daemon_down_a_gated_call_is_denied_naming_the_cause(claude: Claude) -> None:
-    claude.deck.stop()
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_with_the_daemon_down_a_gated_call_is_denied_naming_the_cause(
+    claude: Claude, how: str
+) -> None:
+    """Stopped: no connection file. Killed: the file is left behind and nothing answers."""
+    if how == "stopped":
+        claude.deck.stop()
+    else:
+        assert claude.deck.process is not None
+        claude.deck.process.kill()
+        claude.deck.process.wait(timeout=10)
+        assert (claude.deck.runtime_dir / "daemon.json").exists()
     risky = bash("touch unguarded.txt", "Create unguarded.txt")
     process = run_once(claude, risky, text("could not"))
     claude.done(process)
@@ -218,7 +228,7 @@ def test_with_the_daemon_down_a_gated_call_is_denied_naming_the_cause(claude: Cl
     result = claude.model.result_for(risky)
     assert result is not None and result.get("is_error") is True
     said = result_text(result)
-    assert "taskdeck could not ask a person: " in said
+    assert said.startswith("taskdeck could not ask a person: ")
     assert "daemon" in said
 
 
@@ -238,19 +248,25 @@ def interactive(claude: Claude, tmux: Tmux, prompt: str) -> None:
                 prompt], env=claude.env(), cwd=claude.place.work)
 
 
-def quit_ui(claude: Claude, tmux: Tmux) -> dict:
-    """Leave the UI with /exit, as a person does; the session's root task once ended."""
+def dialog(claude: Claude, tmux: Tmux, name: str, then: str) -> Turn:
+    """Start the UI with a model that asks to `touch NAME` (then says `then`); wait until
+    Claude Code shows its permission dialog. Returns the tool call's turn."""
+    touch = bash(f"touch {name}", f"Create {name}")
+    claude.model.add(touch, text(then))
+    interactive(claude, tmux, f"create {name}")
+    tmux.shows(DIALOG, f"touch {name}")
+    return touch
+
+
+def quit_ui(tmux: Tmux) -> None:
+    """Leave the UI with /exit, as a person does."""
     tmux.send("/exit", literal=True)
     tmux.send("Enter")
     until_sync(tmux.exited, timeout=WAIT, what="Claude Code to exit")
-    return claude.deck.ended(claude.root_key)
 
 
 def test_the_ui_permission_dialog_is_answered_from_taskdeck(claude: Claude, tmux: Tmux) -> None:
-    touch = bash("touch from-the-ui.txt", "Create from-the-ui.txt")
-    claude.model.add(touch, text("made it in the UI"))
-    interactive(claude, tmux, "create from-the-ui.txt")
-    tmux.shows(DIALOG, "touch from-the-ui.txt")
+    touch = dialog(claude, tmux, "from-the-ui.txt", "made it in the UI")
     asking = claude.deck.asking(claude.root_key)
     [prompt] = claude.deck.prompts(asking["id"])
     assert prompt["action"]["tool"] == "Bash"
@@ -263,6 +279,50 @@ def test_the_ui_permission_dialog_is_answered_from_taskdeck(claude: Claude, tmux
     assert DIALOG not in screen  # the hook's answer closed Claude Code's own dialog
     result = claude.model.result_for(touch)
     assert result is not None and not result.get("is_error")
-    root = quit_ui(claude, tmux)
+    quit_ui(tmux)
+    root = claude.deck.ended(claude.root_key)
     assert (root["status"], root["result"]) == ("finished", "prompt_input_exit")
+
+
+def test_a_deny_from_taskdeck_closes_the_ui_dialog_and_the_model_reads_why(
+    claude: Claude, tmux: Tmux
+) -> None:
+    reason = "wrong folder: build in ./out, not in the checkout"
+    touch = dialog(claude, tmux, "denied-in-ui.txt", "I will use ./out")
+    claude.deck.answer(claude.deck.asking(claude.root_key), "deny", "--reason", reason)
+    screen = tmux.shows("I will use ./out")
+    assert DIALOG not in screen
+    assert not (claude.place.work / "denied-in-ui.txt").exists()
+    result = claude.model.result_for(touch)
+    assert result is not None and result.get("is_error") is True
+    assert result_text(result) == reason  # verbatim, nothing added
+    quit_ui(tmux)
+
+
+def test_abort_in_taskdeck_stops_the_ui_session(claude: Claude, tmux: Tmux) -> None:
+    dialog(claude, tmux, "aborted-in-ui.txt", "should never be asked for")
+    asking = claude.deck.asking(claude.root_key)
+    claude.deck.ok("abort", str(asking["id"]))
+    assert DIALOG not in tmux.shows("Interrupted")  # the deny's `interrupt` stopped the turn
+    assert not (claude.place.work / "aborted-in-ui.txt").exists()
+    root = claude.deck.by_key(claude.root_key)[0]
+    assert (root["status"], root["end_reason"]) == ("failed", "aborted")
+    # A later prompt in the same session is stopped by its hook before the model sees it.
+    tmux.send("try again", literal=True)
+    tmux.send("Enter")
+    tmux.shows("Operation stopped by hook: aborted in taskdeck by ")
+    assert claude.model.served == 1, "the session asked the model again after the abort"
+    quit_ui(tmux)
+
+
+def test_with_the_daemon_down_the_ui_dialog_asks_the_person(claude: Claude, tmux: Tmux) -> None:
+    """A PermissionRequest with no daemon gives no verdict: Claude Code's own dialog asks."""
+    claude.deck.stop()
+    dialog(claude, tmux, "asked-in-ui.txt", "the dialog asked instead")
+    assert not (claude.place.work / "asked-in-ui.txt").exists()  # neither allowed ...
+    tmux.send("Enter")  # ... nor denied: the person says yes in the dialog
+    until_sync((claude.place.work / "asked-in-ui.txt").exists, timeout=WAIT,
+               what="the command the person allowed in the UI to run")
+    tmux.shows("the dialog asked instead")
+    quit_ui(tmux)
 
