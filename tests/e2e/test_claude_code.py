@@ -39,8 +39,9 @@ def claude_binary() -> Path:
     return installed(CLAUDE_CODE)
 
 
-def settings(*, gate: str | None = "Bash", permission: bool = False) -> dict:
-    """Hook settings as a user writes them: every observed event, plus the deciding ones."""
+def settings(*, gate: str | None = "Bash", permission: bool = False,
+             observe: tuple[str, ...] = OBSERVED) -> dict:
+    """Hook settings as a user writes them: the observed events, plus the deciding ones."""
     def entry(*args: str, timeout: int | None = None) -> list[dict]:
         hook: dict = {"type": "command", "command": hook_command("claude", *args)}
         if timeout is not None:
@@ -48,7 +49,7 @@ def settings(*, gate: str | None = "Bash", permission: bool = False) -> dict:
         return [{"matcher": "*", "hooks": [hook]}]
 
     decide = ("--timeout", str(DECISION_SECONDS))
-    hooks = {event: entry() for event in OBSERVED}
+    hooks = {event: entry() for event in observe}
     if gate is not None:
         hooks["PreToolUse"] = entry("--gate", gate, *decide, timeout=HOOK_SECONDS)
     if permission:
@@ -105,9 +106,10 @@ def claude(claude_binary: Path, deck: AgentDeck, place: Place) -> Iterator[Claud
         yield session
 
 
-def run_once(claude: Claude, *turns: Turn, prompt: str = "do the task") -> subprocess.Popen[str]:
+def run_once(claude: Claude, *turns: Turn, prompt: str = "do the task",
+             **options: object) -> subprocess.Popen[str]:
     claude.model.add(*turns)
-    return claude.start(prompt)
+    return claude.start(prompt, **options)
 
 
 def test_approved_in_taskdeck_the_command_runs(claude: Claude) -> None:
@@ -213,7 +215,9 @@ def test_abort_in_taskdeck_stops_the_session(claude: Claude) -> None:
 def test_with_the_daemon_down_a_gated_call_is_denied_naming_the_cause(
     claude: Claude, how: str
 ) -> None:
-    """Stopped: no connection file. Killed: the file is left behind and nothing answers."""
+    """Stopped: no connection file. Killed: the file is left behind and nothing answers;
+    every hook then waits one request timeout (2.5 s) before it gives up, so the killed
+    case runs only the gated hook."""
     if how == "stopped":
         claude.deck.stop()
     else:
@@ -222,7 +226,8 @@ def test_with_the_daemon_down_a_gated_call_is_denied_naming_the_cause(
         claude.deck.process.wait(timeout=10)
         assert (claude.deck.runtime_dir / "daemon.json").exists()
     risky = bash("touch unguarded.txt", "Create unguarded.txt")
-    process = run_once(claude, risky, text("could not"))
+    process = run_once(claude, risky, text("could not"),
+                       observe=OBSERVED if how == "stopped" else ())
     claude.done(process)
     assert not (claude.place.work / "unguarded.txt").exists()
     result = claude.model.result_for(risky)
