@@ -40,7 +40,7 @@ def claude_binary() -> Path:
 
 
 def settings(*, gate: str | None = "Bash", permission: bool = False,
-             observe: tuple[str, ...] = OBSERVED) -> dict:
+             observe: tuple[str, ...] = OBSERVED, decision: float = DECISION_SECONDS) -> dict:
     """Hook settings as a user writes them: the observed events, plus the deciding ones."""
     def entry(*args: str, timeout: int | None = None) -> list[dict]:
         hook: dict = {"type": "command", "command": hook_command("claude", *args)}
@@ -48,7 +48,7 @@ def settings(*, gate: str | None = "Bash", permission: bool = False,
             hook["timeout"] = timeout
         return [{"matcher": "*", "hooks": [hook]}]
 
-    decide = ("--timeout", str(DECISION_SECONDS))
+    decide = ("--timeout", f"{decision:g}")
     hooks = {event: entry() for event in observe}
     if gate is not None:
         hooks["PreToolUse"] = entry("--gate", gate, *decide, timeout=HOOK_SECONDS)
@@ -209,6 +209,24 @@ def test_abort_in_taskdeck_stops_the_session(claude: Claude) -> None:
     assert (root["status"], root["end_reason"]) == ("failed", "aborted")
     [prompt] = claude.deck.prompts(root["id"])
     assert prompt["state"] == "cancelled"
+
+
+def test_nobody_answers_in_time_a_gated_call_is_denied_before_the_hook_times_out(
+    claude: Claude,
+) -> None:
+    """taskdeck waits 2 s (its `--timeout`), well inside the hook's own 30: then the
+    question closes as timed out and the model reads a deny that says so."""
+    slow = bash("touch unanswered.txt", "Create unanswered.txt")
+    process = run_once(claude, slow, text("nobody answered"), decision=2)
+    asking = claude.deck.asking(claude.root_key)
+    claude.done(process)
+    assert not (claude.place.work / "unanswered.txt").exists()
+    [prompt] = claude.deck.prompts(asking["id"])
+    assert prompt["state"] == "timed_out"
+    result = claude.model.result_for(slow)
+    assert result is not None and result.get("is_error") is True
+    said = result_text(result)
+    assert said.startswith("taskdeck could not ask a person: ") and "within 2s" in said
 
 
 @pytest.mark.parametrize("how", ["stopped", "killed"])
