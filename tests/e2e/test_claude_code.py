@@ -21,7 +21,15 @@ import pytest
 
 from tests.agent_binaries import CLAUDE_CODE, installed
 from tests.e2e.conftest import WAIT, AgentDeck, Place, Tmux, hook_command
-from tests.fakes.anthropic import FakeAnthropic, Turn, agent, bash, result_text, text
+from tests.fakes.anthropic import (
+    FakeAnthropic,
+    Turn,
+    agent,
+    bash,
+    result_text,
+    text,
+    tool_use,
+)
 from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,7 +47,7 @@ def claude_binary() -> Path:
     return installed(CLAUDE_CODE)
 
 
-def settings(*, gate: str | None = "Bash", permission: bool = False,
+def settings(*, gate: tuple[str, ...] = ("Bash",), permission: bool = False,
              observe: tuple[str, ...] = OBSERVED, decision: float = DECISION_SECONDS) -> dict:
     """Hook settings as a user writes them: the observed events, plus the deciding ones."""
     def entry(*args: str, timeout: int | None = None) -> list[dict]:
@@ -50,8 +58,9 @@ def settings(*, gate: str | None = "Bash", permission: bool = False,
 
     decide = ("--timeout", f"{decision:g}")
     hooks = {event: entry() for event in observe}
-    if gate is not None:
-        hooks["PreToolUse"] = entry("--gate", gate, *decide, timeout=HOOK_SECONDS)
+    if gate:
+        gates = [arg for tool in gate for arg in ("--gate", tool)]
+        hooks["PreToolUse"] = entry(*gates, *decide, timeout=HOOK_SECONDS)
     if permission:
         hooks["PermissionRequest"] = entry(*decide, timeout=HOOK_SECONDS)
     return {"hooks": hooks}
@@ -184,6 +193,24 @@ def test_a_sub_agents_call_is_asked_under_its_child_task(claude: Claude) -> None
     assert (ended["status"], ended["result"]) == ("finished", "the sub-agent made it")
 
 
+def test_a_file_write_is_asked_with_its_path_and_content_and_runs_once_approved(
+    claude: Claude,
+) -> None:
+    target = claude.place.work / "src" / "total.ts"
+    content = "export const total = (sum: number, tax: number) => round(sum + tax);\n"
+    write = tool_use("Write", {"file_path": str(target), "content": content})
+    process = run_once(claude, write, text("wrote it"), gate=("Bash", "Write"))
+    asking = claude.deck.asking(claude.root_key)
+    [prompt] = claude.deck.prompts(asking["id"])
+    assert prompt["action"]["tool"] == "Write"
+    assert prompt["action"]["input"] == {"file_path": str(target), "content": content}
+    assert not target.exists()
+
+    claude.deck.answer(asking, "approve")
+    assert claude.done(process)["result"] == "wrote it"
+    assert target.read_text() == content
+
+
 def test_the_tree_ends_when_the_session_ends(claude: Claude) -> None:
     process = run_once(claude, bash("echo hello", "Say hello"), text("said hello"),
                        prompt="say hello")
@@ -266,7 +293,7 @@ def interactive(claude: Claude, tmux: Tmux, prompt: str) -> None:
         "hasCompletedOnboarding": True,
         "projects": {str(claude.place.work.parent): {"hasTrustDialogAccepted": True}},
     }))
-    path = claude.write_settings(gate=None, permission=True)
+    path = claude.write_settings(gate=(), permission=True)
     tmux.start([str(claude.binary), "--settings", str(path), "--session-id", claude.session,
                 prompt], env=claude.env(), cwd=claude.place.work)
 
