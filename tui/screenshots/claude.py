@@ -28,6 +28,8 @@ SESSION = "7f3c9a12-5b8e-4d1f-9a6c-2e8b4f1d7a30"
 CWD = "/home/dev/shop"
 SUB_AGENT = "a41e7c2b9d05f3e86"
 COMMAND = 'npm test -- --grep "checkout total"'
+ROOT_KEY = f"claude:{SESSION}"
+"""The key of the session's root task."""
 
 
 def _event(name: str, **fields: Any) -> dict[str, Any]:
@@ -66,13 +68,13 @@ PERMISSION = _event(
 """What Claude Code asks next: to run the tests."""
 
 
-async def _hook(scene: Scene, event: dict[str, Any]) -> asyncio.subprocess.Process:
+async def _hook(scene: Scene, event: dict[str, Any], stdout: int = asyncio.subprocess.DEVNULL
+                ) -> asyncio.subprocess.Process:
     """`taskdeck hook claude` with the event on stdin, as Claude Code starts it."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.cli", "hook", "claude",
         env={**os.environ, "TASKDECK_RUNTIME_DIR": str(scene.runtime_dir)},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL)
+        stdin=asyncio.subprocess.PIPE, stdout=stdout, stderr=asyncio.subprocess.DEVNULL)
     assert process.stdin is not None
     process.stdin.write(json.dumps(event).encode())
     process.stdin.close()
@@ -80,14 +82,15 @@ async def _hook(scene: Scene, event: dict[str, Any]) -> asyncio.subprocess.Proce
 
 
 async def ask(scene: Scene) -> asyncio.subprocess.Process:
-    """Play the session's events into the scene; returns the hook that waits for a person."""
+    """Play the session's events into the scene; returns the hook that waits for a person
+    (its stdout, the answer Claude Code would read, is a pipe)."""
     for event in OBSERVED:
         scene.clock.advance(4)
         process = await _hook(scene, event)
         if await process.wait() != 0:
             raise SystemExit(f"screenshots: the hook failed on {event['hook_event_name']}")
     scene.clock.advance(3)
-    waiting = await _hook(scene, PERMISSION)
+    waiting = await _hook(scene, PERMISSION, stdout=asyncio.subprocess.PIPE)
     registry = scene.registry
     assert registry is not None
     await wait_for(lambda: any(p.action is not None and p.state.value == "pending"
@@ -99,4 +102,4 @@ async def done(waiting: asyncio.subprocess.Process) -> None:
     """End the waiting hook (it closes its question as it does when Claude Code stops it)."""
     with contextlib.suppress(ProcessLookupError):
         waiting.terminate()
-    await waiting.wait()
+    await waiting.communicate()
