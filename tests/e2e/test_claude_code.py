@@ -365,6 +365,26 @@ def test_abort_in_taskdeck_stops_the_ui_session(claude: Claude, tmux: Tmux) -> N
     quit_ui(tmux)
 
 
+def test_dismissing_claude_codes_dialog_closes_the_taskdeck_question(
+    claude: Claude, tmux: Tmux
+) -> None:
+    """Esc in Claude Code's dialog rejects the call and ends the hook (Claude Code sends it
+    SIGTERM): the question leaves taskdeck's inbox at once, nobody can approve it later."""
+    dialog(claude, tmux, "dismissed.txt", "should never be asked for")
+    claude.deck.asking(claude.root_key)
+    tmux.send("Escape")
+    tmux.shows("Interrupted")
+    root = claude.deck.task(claude.root_key, until=lambda t: t["blocked_on"] is None,
+                            what="to stop asking")
+    [prompt] = claude.deck.prompts(root["id"])
+    assert prompt["state"] != "pending"
+    assert prompt["answer"] != "approve"
+    late = claude.deck.run("answer", str(root["id"]), "approve", "--prompt", str(prompt["id"]))
+    assert late.returncode != 0
+    quit_ui(tmux)
+    assert not (claude.place.work / "dismissed.txt").exists()
+
+
 def test_with_the_daemon_down_the_ui_dialog_asks_the_person(claude: Claude, tmux: Tmux) -> None:
     """A PermissionRequest with no daemon gives no verdict: Claude Code's own dialog asks."""
     claude.deck.stop()
@@ -375,4 +395,3 @@ def test_with_the_daemon_down_the_ui_dialog_asks_the_person(claude: Claude, tmux
                what="the command the person allowed in the UI to run")
     tmux.shows("the dialog asked instead")
     quit_ui(tmux)
-
