@@ -7,9 +7,12 @@ dir), answering through the real `taskdeck` command line as a person would.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +78,27 @@ class AgentDeck(Deck):
         """Answer the question `task` waits on, as a person does, naming the prompt."""
         prompt = str(task["blocked_on"]["prompt_id"])
         self.ok("answer", str(task["id"]), text, "--prompt", prompt, *extra)
+
+    def stop(self) -> None:
+        """Stop the daemon, then every process still running with this deck's runtime dir
+        in its environment: an agent and the hooks it started, which an agent that exits
+        may leave behind, waiting out their own timeouts."""
+        super().stop()
+        marker = f"TASKDECK_RUNTIME_DIR={self.runtime_dir}".encode()
+        left = [pid for pid, env in _environments() if marker in env.split(b"\0")]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _environments() -> Iterator[tuple[int, bytes]]:
+    """(pid, environment) of every process this user may read, this one excluded."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                yield int(entry.name), (entry / "environ").read_bytes()
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
 
 
 @pytest.fixture
