@@ -10,7 +10,6 @@ back from the fake's record of requests.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -79,9 +78,6 @@ class Claude:
     @property
     def root_key(self) -> str:
         return f"claude:{self.session}"
-
-    def child_key(self, agent_id: str) -> str:
-        return f"{self.root_key}/{agent_id}"
 
     def env(self) -> dict[str, str]:
         return {**self.deck.env, **self.model.env(self.place.home)}
