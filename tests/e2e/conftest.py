@@ -135,7 +135,10 @@ class Tmux:
         tmux = shutil.which("tmux")
         if tmux is None:
             raise AssertionError("tmux is not installed: the interactive end-to-end tests need it")
-        self.base = [tmux, "-S", str(socket), "-f", "/dev/null"]
+        config = socket.with_name("tmux.conf")
+        # Set before the program starts: a pane that ends at once still shows its last screen.
+        config.write_text("set -g remain-on-exit on\n")
+        self.base = [tmux, "-S", str(socket), "-f", str(config)]
         self.size = size
         self.started = False
 
@@ -150,7 +153,6 @@ class Tmux:
         columns, rows = self.size
         self._tmux("new-session", "-d", "-s", "e2e", "-x", str(columns), "-y", str(rows),
                    "-c", str(cwd), shlex.join(command), env=env)
-        self._tmux("set-option", "-t", "e2e", "remain-on-exit", "on")
         self.started = True
 
     def send(self, *keys: str, literal: bool = False) -> None:
