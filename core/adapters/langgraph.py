@@ -203,7 +203,8 @@ def _inbox_asking(request: InboxRequest, session: str | None, timeout: float | N
     action = Action(agent=AGENT, tool=request.action[:MAX_NAME] or "action", input=request.args,
                     session=session[:MAX_NAME] if session else None,
                     summary=_summary(request))
-    text = _clip(f"{what.strip()}\n{_answers_line(request)}")
+    answers = _answers_line(request)  # kept whole: a long description is what gets cut
+    text = f"{_clip(what.strip(), MAX_TEXT - len(answers) - 1)}\n{answers}"
     return Asking(Question(text=text, choices=request.choices, timeout=timeout, action=action),
                   request)
 
