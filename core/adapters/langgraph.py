@@ -204,18 +204,20 @@ def _inbox_asking(request: InboxRequest, session: str | None, timeout: float | N
                     session=session[:MAX_NAME] if session else None,
                     summary=_summary(request))
     answers = _answers_line(request)  # kept whole: a long description is what gets cut
-    text = f"{_clip(what.strip(), MAX_TEXT - len(answers) - 1)}\n{answers}"
+    text = _clip(what.strip(), MAX_TEXT - len(answers) - 1) + (f"\n{answers}" if answers else "")
     return Asking(Question(text=text, choices=request.choices, timeout=timeout, action=action),
                   request)
 
 
 def _answers_line(request: InboxRequest) -> str:
-    """Which of taskdeck's answers mean what to the graph (only those it allows)."""
-    offered = [shown for shown, allowed in (
-        ("approve = accept", request.accept), ("edit = edit the args", request.edit),
-        ("deny = ignore", request.ignore), ("a written reply (r) = response", request.respond),
-    ) if allowed]
-    return "answers: " + " · ".join(offered)
+    """A line on written replies when the request does not take one the usual way: the
+    prompt's keys always offer a reply, and its lines are few (an approval waits until
+    every one was on screen)."""
+    if not request.respond:
+        return "(a written reply is not taken here)"
+    if not (request.accept or request.edit or request.ignore):
+        return "(answer with a written reply: r)"
+    return ""
 
 
 def _summary(request: InboxRequest) -> str:

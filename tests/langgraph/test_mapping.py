@@ -58,7 +58,7 @@ def test_a_request_carries_its_action_and_a_line_for_the_tree() -> None:
     [shell] = interruption("i2", request("bash", {"command": "rm -rf build"})).asks
     assert shell.question.action is not None
     assert shell.question.action.summary == "rm -rf build"
-    assert shell.question.text.startswith("The graph asks to run bash.\n")
+    assert shell.question.text == "The graph asks to run bash."
     [long] = interruption("i3", request("t", {"text": "x" * 500})).asks
     assert long.question.action is not None
     assert len(long.question.action.summary) == MAX_SUMMARY
@@ -136,11 +136,13 @@ def test_other_values_are_plain_questions_answered_as_is(
     assert read_answer(asking, answered(asking, "whatever she said")) == "whatever she said"
 
 
-def test_a_long_description_is_cut_to_what_a_question_holds_keeping_the_answers() -> None:
-    [asking] = interruption("i1", request("t", {}, "d" * 10_000), timeout=30.0).asks
+def test_a_long_description_is_cut_to_what_a_question_holds_keeping_the_last_line() -> None:
+    [asking] = interruption("i1", request("t", {}, "d" * 10_000, allow_accept=True),
+                            timeout=30.0).asks
     text = asking.question.text
-    assert len(text) == 4096 and text.endswith("\nanswers: approve = accept · edit = edit "
-                                               "the args · deny = ignore · a written reply "
-                                               "(r) = response")
-    assert text.splitlines()[0].endswith("d…")
+    assert len(text) == 4096 and text.endswith("d…\n(a written reply is not taken here)")
     assert asking.question.timeout == 30.0
+    [everything] = interruption("i1", request("t", {}, "Go?")).asks
+    assert everything.question.text == "Go?"  # the keys already offer every answer
+    [reply] = interruption("i1", request("t", {}, "Why?", allow_respond=True)).asks
+    assert reply.question.text == "Why?\n(answer with a written reply: r)"
