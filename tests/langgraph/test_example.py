@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,14 @@ from tests.cli.conftest import Deck
 from tests.langgraph.conftest import asking
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "langgraph_notes.py"
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_the_readme_quotes_the_example_as_it_is() -> None:
+    section = README.read_text().split("### LangGraph graphs ask through taskdeck")[1]
+    quoted = re.findall(r"```python\n(.*?)```", section.split("\n## ")[0], flags=re.DOTALL)
+    assert len(quoted) == 2 and "def review" in quoted[1]
+    assert quoted[1] in EXAMPLE.read_text()
 
 
 def start(deck: Deck, path: Path) -> subprocess.Popen[str]:
