@@ -52,7 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from core.client import Changes, Client, ExternalTask
-from core.errors import InvalidState, NotPending
+from core.errors import InvalidState, NotPending, TaskdeckError
 from core.model import (
     DEFAULT_CHOICES,
     EDIT,
@@ -405,13 +405,22 @@ class GraphRun:
                                         parent_id=self.parent_id, lease=self.lease)
             await deck.start_mirror(lambda changes: self._watch(deck, task.id, changes))
             async with task:
-                command = input
-                while True:
-                    output, pending = await self._unless_ended(self._step(task, stream, command))
-                    if not pending:
-                        await task.finish(_clip(_json(output)))
-                        return output
-                    command = Command(resume=await self._answers(task, pending))
+                try:
+                    return await self._until_done(task, stream, input)
+                except asyncio.CancelledError:  # Ctrl-C, or the caller gave up: say so now
+                    with contextlib.suppress(TaskdeckError):  # rather than when the lease lapses
+                        await task.fail("the run was cancelled in its own process")
+                    raise
+
+    async def _until_done(self, task: ExternalTask, stream: Stream, input: Any) -> Any:
+        """Step, ask and resume until the graph ends: its output."""
+        command = input
+        while True:
+            output, pending = await self._unless_ended(self._step(task, stream, command))
+            if not pending:
+                await task.finish(_clip(_json(output)))
+                return output
+            command = Command(resume=await self._answers(task, pending))
 
     def _watch(self, deck: Client, task_id: int, changes: Changes) -> None:
         if task_id in changes.task_ids or changes.resynced:

@@ -162,6 +162,19 @@ async def test_abort_stops_a_sync_graph_once_its_running_node_ends(
     assert not busy.after_ran  # no node started after the abort
 
 
+async def test_a_run_cancelled_in_its_process_fails_its_task_at_once(
+        deck: Deck, person: Person) -> None:
+    run = start(two_questions(), deck, "t-cancel")
+    prompt = await person.question()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    task, [closed] = await person.client.get(prompt.task_id)
+    assert task.status is TaskStatus.FAILED and task.end_reason is EndReason.ERROR
+    assert task.error == "the run was cancelled in its own process"
+    assert closed.state is PromptState.CANCELLED
+
+
 async def test_an_unanswered_question_leaves_the_graph_waiting_to_be_asked_again(
         deck: Deck, person: Person) -> None:
     graph = one_request(allow_accept=True)
