@@ -531,7 +531,7 @@ async def _threaded_stream(
                     if gone.is_set():
                         return
                     hand(chunk)
-        except BaseException as exc:  # handed over and raised on the loop's side
+        except BaseException as exc:  # noqa: BLE001 - handed over, raised on the loop's side
             hand(_Failed(exc))
         else:
             hand(_DONE)

@@ -8,8 +8,12 @@ import pytest
 
 from core.client import Client, SyncClient
 from core.model import Prompt, Task
-from tests.cli.conftest import Deck, deck  # noqa: F401 - the real daemon, as a fixture
+from tests.cli import conftest as cli
+from tests.cli.conftest import Deck
 from tests.support import until, until_sync
+
+deck = cli.deck
+"""The real daemon (`taskdeck serve` in a temp runtime dir), as a fixture here too."""
 
 
 class Person:

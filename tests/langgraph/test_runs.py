@@ -13,8 +13,8 @@ from core.errors import PromptTimedOut
 from core.model import EndReason, PromptState, TaskStatus
 from tests.cli.conftest import Deck
 from tests.langgraph.conftest import Person
-from tests.support import until
 from tests.langgraph.graphs import Busy, SyncBusy, one_request, side_by_side, two_questions
+from tests.support import until
 
 
 def thread(name: str) -> dict[str, Any]:
