@@ -72,15 +72,22 @@ def one_request(**config: bool) -> Any:
 
 
 def side_by_side() -> Any:
-    """Two nodes in the same step, each interrupting: two interrupts pending at once."""
+    """Two nodes in the same step, each interrupting: two interrupts pending at once.
+
+    The right one is a subgraph: its interrupt surfaces in the parent's run too.
+    """
     def node(name: str) -> Any:
         def run(state: Log) -> Log:
             return {"log": [[name, interrupt(f"{name}: go ahead?")]]}
         return run
 
+    inner = StateGraph(Log)
+    inner.add_node("right", node("right"))
+    inner.add_edge(START, "right")
     graph = StateGraph(Log)
+    graph.add_node("left", node("left"))
+    graph.add_node("right", inner.compile())
     for name in ("left", "right"):
-        graph.add_node(name, node(name))
         graph.add_edge(START, name)
         graph.add_edge(name, END)
     return graph.compile(checkpointer=InMemorySaver(), name="side-by-side")
