@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -12,7 +13,7 @@ from core.adapters.langgraph import arun_graph
 from core.model import EDIT, Action, BlockedOn, BlockedReason, Question, Task, TaskStatus, Verdict
 from tests.langgraph.graphs import one_request
 from tests.support import until
-from tests.tui.conftest import SIZE, answered, deck, move_to, ready
+from tests.tui.conftest import SIZE, answered, deck, move_to, ready, settle
 from tui.app import DeckApp
 from tui.modes import CloseAnswer, Mode, Modes, OpenAnswer, Say, Send
 from tui.screenshots.scene import Scene
@@ -136,3 +137,29 @@ async def test_a_plain_question_with_an_edit_choice_and_an_action_opens_the_box_
         await pilot.press("enter")  # unchanged: sent as it was
         done = await answered(scene, prompt)
         assert done.answer == EDIT and json.loads(done.reason or "") == WRITE.input
+
+
+def test_the_edit_box_snapshot(snap_compare: Any, scene: Scene) -> None:
+    """A LangGraph request highlighted (last row), read to its end with `e`, then `2`: the
+    prompt bar's box is labelled "edit write_file input (JSON) ›" and holds
+    {"path": "/srv/notes.txt", "text": "Release 1.4: faster sync"} with the cursor at its
+    end; the footer offers only ⏎ send and esc cancel."""
+    app = deck(scene)
+    notes = Action(agent="langgraph", tool="write_file", session="notes-1",
+                   input={"path": "/srv/notes.txt", "text": "Release 1.4: faster sync"})
+
+    async def before(pilot: Pilot) -> None:
+        await ready(app, pilot)
+        assert scene.registry is not None
+        task = scene.registry.open_external("release notes", agent="langgraph")
+        scene.registry.open_prompt(task.id, Question(
+            text="Write the release notes to /srv/notes.txt?", choices=["approve", EDIT, "deny"],
+            action=notes))
+        await until(lambda: task.id in app.view.index, what="the asking row")
+        await pilot.press("G")
+        await settle(app, pilot)
+        await read_all(app, pilot)
+        await pilot.press("2")
+        await settle(app, pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
