@@ -146,3 +146,14 @@ def work_then_after(work: Any, after: Any, name: str) -> Any:
     graph.add_edge("work", "after")
     graph.add_edge("after", END)
     return graph.compile(checkpointer=InMemorySaver(), name=name)
+
+
+def failing() -> Any:
+    """A node that raises."""
+    def boom(state: Log) -> Log:
+        raise RuntimeError("the disk is full")
+
+    graph = StateGraph(Log)
+    graph.add_node("boom", boom)
+    graph.add_edge(START, "boom")
+    return graph.compile(checkpointer=InMemorySaver(), name="failing")

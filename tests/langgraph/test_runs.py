@@ -8,12 +8,19 @@ from typing import Any
 
 import pytest
 
-from core.adapters.langgraph import RunAborted, arun_graph, run_graph
+from core.adapters.langgraph import BadInterrupt, RunAborted, arun_graph, run_graph
 from core.errors import PromptTimedOut
 from core.model import EndReason, PromptState, TaskStatus
 from tests.cli.conftest import Deck
 from tests.langgraph.conftest import Person
-from tests.langgraph.graphs import Busy, SyncBusy, one_request, side_by_side, two_questions
+from tests.langgraph.graphs import (
+    Busy,
+    SyncBusy,
+    failing,
+    one_request,
+    side_by_side,
+    two_questions,
+)
 from tests.support import until
 
 
@@ -203,6 +210,22 @@ async def test_a_sync_graph_runs_with_run_graph(deck: Deck, person: Person) -> N
     output = await asyncio.wait_for(run, 15)
     assert output["log"][:2] == [["act", {"type": "ignore", "args": "not today"}],
                                  ["ask", "red"]]
+
+
+async def test_a_node_that_raises_or_a_request_that_allows_nothing_fails_the_task(
+        deck: Deck, person: Person) -> None:
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        await arun_graph(failing(), {"log": []}, thread("t-boom"), runtime_dir=deck.runtime_dir)
+    [task] = await person.client.list_tasks(key="langgraph:t-boom")
+    assert task.status is TaskStatus.FAILED and task.error == "RuntimeError: the disk is full"
+
+    with pytest.raises(BadInterrupt, match="allows no answer"):
+        await arun_graph(one_request(allow_accept=False), {"log": []}, thread("t-none"),
+                         runtime_dir=deck.runtime_dir)
+    [task] = await person.client.list_tasks(key="langgraph:t-none")
+    assert task.status is TaskStatus.FAILED and "allows no answer" in (task.error or "")
+    _, prompts = await person.client.get(task.id)
+    assert prompts == []  # nothing was asked that nobody could answer
 
 
 def test_a_graph_without_a_thread_or_checkpointer_is_refused_before_anything_opens(
