@@ -4,7 +4,8 @@ question on it, answered in taskdeck and resumed with `Command(resume=...)`.
 Two halves. The mapping (`interruption`, `read_answer`) is pure: an interrupt's value in,
 taskdeck questions out; an answered prompt in, the value the graph resumes with out. The
 runner (`arun_graph`, `run_graph`) streams the graph, shows the last node that ran as the
-task's progress, asks, and resumes, talking to the daemon through `core.client` only.
+task's progress (and counts the tokens of the model messages nodes return), asks, and
+resumes, talking to the daemon through `core.client` only.
 
 An Agent Inbox request (`{"action_request": {"action", "args"}, "config": {"allow_accept",
 "allow_edit", "allow_respond", "allow_ignore"}, "description"}`, or a list of them) is asked
@@ -443,8 +444,11 @@ class GraphRun:
                 for node, update in chunk.items():
                     if node == "__interrupt__":
                         pending.update((interrupt.id, interrupt) for interrupt in update)
-                    else:
-                        await task.progress(_clip(f"ran {node}"))
+                        continue
+                    await task.progress(_clip(f"ran {node}"))
+                    prompt, completion = usage_of(update)
+                    if prompt or completion:
+                        await task.add_tokens(prompt, completion)
         return output, list(pending.values())
 
     async def _unless_ended(self, step: Any) -> Any:
@@ -486,6 +490,24 @@ class GraphRun:
                 return read_answer(asking, prompt)
             except NotTaken as why:
                 question = asked_again(asking, str(why))
+
+
+def usage_of(update: Any) -> tuple[int, int]:
+    """Prompt and completion tokens of the model messages a node returned (LangChain's
+    `usage_metadata` on each message), so the tree counts what a graph's model calls cost."""
+    prompt = completion = 0
+    values = update.values() if isinstance(update, dict) else ()
+    for value in values:
+        for item in value if isinstance(value, list) else (value,):
+            usage = getattr(item, "usage_metadata", None)
+            if isinstance(usage, dict):
+                prompt += _count(usage.get("input_tokens"))
+                completion += _count(usage.get("output_tokens"))
+    return prompt, completion
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def _stopped(task: Task | None) -> RunStopped:

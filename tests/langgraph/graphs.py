@@ -157,3 +157,23 @@ def failing() -> Any:
     graph.add_node("boom", boom)
     graph.add_edge(START, "boom")
     return graph.compile(checkpointer=InMemorySaver(), name="failing")
+
+
+def model_calls() -> Any:
+    """Two nodes that return model messages with token usage, as a chat model's would."""
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import MessagesState
+
+    def call(n: int) -> Any:
+        def run(state: MessagesState) -> dict[str, Any]:
+            usage = {"input_tokens": 100 * n, "output_tokens": 10 * n, "total_tokens": 110 * n}
+            return {"messages": [AIMessage(content=f"answer {n}", usage_metadata=usage)]}
+        return run
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("first", call(1))
+    graph.add_node("second", call(2))
+    graph.add_edge(START, "first")
+    graph.add_edge("first", "second")
+    graph.add_edge("second", END)
+    return graph.compile(checkpointer=InMemorySaver(), name="model-calls")

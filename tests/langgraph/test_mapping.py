@@ -13,6 +13,7 @@ from core.adapters.langgraph import (
     asked_again,
     interruption,
     read_answer,
+    usage_of,
 )
 from core.model import EDIT, MAX_SUMMARY, Prompt, Verdict
 from tests.langgraph.graphs import request
@@ -146,3 +147,15 @@ def test_a_long_description_is_cut_to_what_a_question_holds_keeping_the_last_lin
     assert everything.question.text == "Go?"  # the keys already offer every answer
     [reply] = interruption("i1", request("t", {}, "Why?", allow_respond=True)).asks
     assert reply.question.text == "Why?\n(answer with a written reply: r)"
+
+
+def test_usage_is_read_from_the_messages_a_node_returns() -> None:
+    class Message:
+        def __init__(self, usage: Any) -> None:
+            self.usage_metadata = usage
+
+    update = {"messages": [Message({"input_tokens": 7, "output_tokens": 2}),
+                           Message(None), "plain text"],
+              "last": Message({"input_tokens": 1, "output_tokens": -5}), "n": 3}
+    assert usage_of(update) == (8, 2)  # a negative count is no count
+    assert usage_of(None) == (0, 0) and usage_of(["not", "a", "dict"]) == (0, 0)

@@ -17,6 +17,7 @@ from tests.langgraph.graphs import (
     Busy,
     SyncBusy,
     failing,
+    model_calls,
     one_request,
     side_by_side,
     two_questions,
@@ -226,6 +227,14 @@ async def test_a_node_that_raises_or_a_request_that_allows_nothing_fails_the_tas
     assert task.status is TaskStatus.FAILED and "allows no answer" in (task.error or "")
     _, prompts = await person.client.get(task.id)
     assert prompts == []  # nothing was asked that nobody could answer
+
+
+async def test_the_tokens_of_model_messages_nodes_return_are_counted(
+        deck: Deck, person: Person) -> None:
+    await arun_graph(model_calls(), {"messages": []}, thread("t-tokens"),
+                     runtime_dir=deck.runtime_dir)
+    [task] = await person.client.list_tasks(key="langgraph:t-tokens")
+    assert (task.prompt_tokens, task.completion_tokens) == (300, 30)
 
 
 def test_a_graph_without_a_thread_or_checkpointer_is_refused_before_anything_opens(
