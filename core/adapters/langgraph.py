@@ -17,6 +17,12 @@ with taskdeck's own answers, offered only where its config allows them:
     deny [reason]      {"type": "ignore", "args": REASON or None}
     a written reply    {"type": "response", "args": TEXT}
 
+A LangChain agent's `HumanInTheLoopMiddleware` interrupt (a `HITLRequest`: `action_requests`
+and `review_configs` with `allowed_decisions`) is asked the same way, one question per
+action, and resumed with `{"decisions": [...]}`: approve, edit (`edited_action`), deny as
+reject (the reason as its `message`), a written reply as respond where allowed, else as a
+reject whose message the model reads.
+
 The request's action travels with the question as an `Action` (agent "langgraph", tool the
 action's name, input its args), so the dashboard shows it and opens its args for an edit.
 Any other value is a plain question (a string; `{"question": ..., "choices": [...]}`; else
@@ -108,7 +114,8 @@ class NotTaken(Exception):
 
 @dataclass(frozen=True)
 class InboxRequest:
-    """An Agent Inbox action request: the action, and which answers its config allows."""
+    """An action request (Agent Inbox's, or one of a LangChain `HITLRequest`): the action,
+    and which answers it allows."""
 
     action: str
     args: dict[str, Any]
@@ -116,7 +123,12 @@ class InboxRequest:
     accept: bool
     edit: bool
     respond: bool
+    """A written reply is taken (Agent Inbox: response; LangChain: respond, else reject)."""
     ignore: bool
+    decisions: tuple[str, ...] = ()
+    """A LangChain request's allowed decisions, as given; empty for Agent Inbox's."""
+    args_key: str = "args"
+    """Where a LangChain edit puts the edited args (older releases said "arguments")."""
 
     @property
     def choices(self) -> list[str]:
@@ -154,6 +166,44 @@ def inbox_request(value: Any) -> InboxRequest | None:
                         **allowed)
 
 
+def hitl_requests(value: Any) -> list[InboxRequest] | None:
+    """The action requests of a LangChain `HITLRequest` (`HumanInTheLoopMiddleware`'s
+    interrupt: `action_requests`, each allowed the `review_configs` entry of its name), or
+    None when `value` is something else.
+
+    Raises:
+        BadInterrupt: an action no review config allows any decision.
+    """
+    if not isinstance(value, dict):
+        return None
+    actions, configs = value.get("action_requests"), value.get("review_configs")
+    if not (isinstance(actions, list) and actions and isinstance(configs, list)):
+        return None
+    requests = []
+    for action in actions:
+        if not isinstance(action, dict) or not isinstance(action.get("name"), str):
+            return None
+        key = "args" if "args" in action else "arguments"
+        args = action.get(key) if action.get(key) is not None else {}
+        if not isinstance(args, dict):
+            return None
+        config = next((c for c in configs if isinstance(c, dict)
+                       and c.get("action_name") == action["name"]), {})
+        allowed = config.get("allowed_decisions")
+        allowed = tuple(d for d in allowed if isinstance(d, str)) if isinstance(allowed, list) else ()
+        if not {"approve", "edit", "reject", "respond"} & set(allowed):
+            raise BadInterrupt(f"the {action['name'][:MAX_NAME]!r} action allows no decision "
+                               "(no review config with allowed_decisions names it)")
+        description = action.get("description") or config.get("description")
+        requests.append(InboxRequest(
+            action=action["name"], args=_json_like(args),
+            description=description if isinstance(description, str) else None,
+            accept="approve" in allowed, edit="edit" in allowed, ignore="reject" in allowed,
+            respond="respond" in allowed or "reject" in allowed,
+            decisions=allowed, args_key=key))
+    return requests
+
+
 @dataclass(frozen=True)
 class Asking:
     """One taskdeck question, and the request whose answers it offers (None: a plain one)."""
@@ -168,12 +218,15 @@ class Interruption:
 
     id: str
     asks: tuple[Asking, ...]
-    listed: bool = False
-    """Agent Inbox's own shape: a list of requests, resumed with the list of responses."""
+    shape: str = "one"
+    """How the answers resume it: "one" (the answer), "list" (Agent Inbox's list of
+    requests: the list of responses) or "decisions" (LangChain: {"decisions": [...]})."""
 
     def resume_value(self, answers: list[Any]) -> Any:
         """What the interrupt resumes with, from the answers to `asks`."""
-        return answers if self.listed else answers[0]
+        if self.shape == "decisions":
+            return {"decisions": answers}
+        return answers if self.shape == "list" else answers[0]
 
 
 def interruption(
@@ -188,11 +241,15 @@ def interruption(
     Raises:
         BadInterrupt: a request in it allows no answer.
     """
+    decided = hitl_requests(value)
+    if decided is not None:
+        asks = tuple(_inbox_asking(r, session, timeout) for r in decided)
+        return Interruption(interrupt_id, asks, shape="decisions")
     if isinstance(value, list) and value:
         requests = [inbox_request(item) for item in value]
         if all(request is not None for request in requests):
             asks = tuple(_inbox_asking(r, session, timeout) for r in requests if r is not None)
-            return Interruption(interrupt_id, asks, listed=True)
+            return Interruption(interrupt_id, asks, shape="list")
     request = inbox_request(value)
     if request is not None:
         return Interruption(interrupt_id, (_inbox_asking(request, session, timeout),))
@@ -255,6 +312,8 @@ def read_answer(asking: Asking, prompt: Prompt) -> Any:
     request = asking.request
     if request is None:
         return answer
+    if request.decisions:
+        return _decision(request, answer, prompt.reason)
     if answer in request.choices:
         if answer == APPROVE:
             return {"type": "accept", "args": None}
@@ -266,6 +325,26 @@ def read_answer(asking: Asking, prompt: Prompt) -> Any:
         raise NotTaken("this question takes a written reply: r, then the text")
     if request.respond:
         return {"type": "response", "args": answer}
+    raise NotTaken(f"a written reply is not taken here; pick {' / '.join(request.choices)}")
+
+
+def _decision(request: InboxRequest, answer: str, reason: str | None) -> dict[str, Any]:
+    """A LangChain decision: approve, edit, reject (with the reason as its message), or a
+    written reply as respond (where allowed, else as a rejection the model reads)."""
+    if answer in request.choices:
+        if answer == APPROVE:
+            return {"type": "approve"}
+        if answer == EDIT:
+            edited = _edited(request, reason)
+            return {"type": "edit", "edited_action": {"name": request.action,
+                                                      request.args_key: edited}}
+        if answer == DENY:
+            return {"type": "reject", **({"message": reason} if reason else {})}
+        raise NotTaken("this question takes a written reply: r, then the text")
+    if "respond" in request.decisions:
+        return {"type": "respond", "message": answer}
+    if "reject" in request.decisions:
+        return {"type": "reject", "message": answer}
     raise NotTaken(f"a written reply is not taken here; pick {' / '.join(request.choices)}")
 
 

@@ -113,9 +113,9 @@ def test_a_request_that_allows_nothing_is_refused() -> None:
 def test_a_list_of_requests_is_asked_in_turn_and_resumed_as_a_list() -> None:
     asked = interruption("i1", [request("a", {}), request("b", {}, allow_ignore=True)])
     assert [a.request.action for a in asked.asks if a.request] == ["a", "b"]
-    assert asked.listed and asked.resume_value(["x", "y"]) == ["x", "y"]
+    assert asked.shape == "list" and asked.resume_value(["x", "y"]) == ["x", "y"]
     single = interruption("i1", request("a", {}))
-    assert not single.listed and single.resume_value(["x"]) == "x"
+    assert single.shape == "one" and single.resume_value(["x"]) == "x"
 
 
 @pytest.mark.parametrize(("value", "text", "choices"), [
@@ -159,3 +159,46 @@ def test_usage_is_read_from_the_messages_a_node_returns() -> None:
               "last": Message({"input_tokens": 1, "output_tokens": -5}), "n": 3}
     assert usage_of(update) == (8, 2)  # a negative count is no count
     assert usage_of(None) == (0, 0) and usage_of(["not", "a", "dict"]) == (0, 0)
+
+
+def hitl(allowed: list[str], key: str = "args") -> dict[str, Any]:
+    """A LangChain `HITLRequest` for two calls of one tool."""
+    return {"action_requests": [{"name": "write_file", key: {"path": "/a"}, "description": "A?"},
+                                {"name": "write_file", key: {"path": "/b"}}],
+            "review_configs": [{"action_name": "write_file", "allowed_decisions": allowed}]}
+
+
+def test_a_langchain_request_asks_each_action_and_resumes_with_decisions() -> None:
+    asked = interruption("i1", hitl(["approve", "edit", "reject"]))
+    assert [a.question.text for a in asked.asks] == ["A?", "The graph asks to run write_file."]
+    assert all(a.question.choices == ["approve", "edit", "deny"] for a in asked.asks)
+    first, second = asked.asks
+    decisions = [read_answer(first, answered(first, "edit", '{"path": "/c"}')),
+                 read_answer(second, answered(second, "deny", "no"))]
+    assert asked.resume_value(decisions) == {"decisions": [
+        {"type": "edit", "edited_action": {"name": "write_file", "args": {"path": "/c"}}},
+        {"type": "reject", "message": "no"}]}
+    assert read_answer(first, answered(first, "approve")) == {"type": "approve"}
+    assert read_answer(first, answered(first, "deny")) == {"type": "reject"}
+    assert read_answer(first, answered(first, "later")) == {"type": "reject", "message": "later"}
+
+
+def test_a_langchain_reply_is_respond_where_allowed_and_older_requests_say_arguments() -> None:
+    [only, _] = interruption("i1", hitl(["respond"])).asks
+    assert only.question.choices == [REPLY]
+    assert read_answer(only, answered(only, "it says hi")) == {"type": "respond",
+                                                              "message": "it says hi"}
+    [old, _] = interruption("i1", hitl(["edit"], key="arguments")).asks
+    assert read_answer(old, answered(old, "edit", '{"path": "/d"}')) == {
+        "type": "edit", "edited_action": {"name": "write_file", "arguments": {"path": "/d"}}}
+    with pytest.raises(NotTaken, match="a written reply is not taken here; pick edit"):
+        read_answer(old, answered(old, "why?"))
+
+
+def test_a_langchain_action_no_review_config_allows_is_refused() -> None:
+    with pytest.raises(BadInterrupt, match="allows no decision"):
+        interruption("i1", hitl([]))
+    unrelated = {**hitl(["approve"]), "review_configs": [{"action_name": "other",
+                                                          "allowed_decisions": ["approve"]}]}
+    with pytest.raises(BadInterrupt):
+        interruption("i1", unrelated)
