@@ -21,7 +21,8 @@ A LangChain agent's `HumanInTheLoopMiddleware` interrupt (a `HITLRequest`: `acti
 and `review_configs` with `allowed_decisions`) is asked the same way, one question per
 action, and resumed with `{"decisions": [...]}`: approve, edit (`edited_action`), deny as
 reject (the reason as its `message`), a written reply as respond where allowed, else as a
-reject whose message the model reads.
+reject whose message the model reads. Its `per_call` mode's `tool_approval` interrupt is
+answered with one such decision, allowed by the interrupt's `response_schema`.
 
 The request's action travels with the question as an `Action` (agent "langgraph", tool the
 action's name, input its args), so the dashboard shows it and opens its args for an edit.
@@ -166,6 +167,54 @@ def inbox_request(value: Any) -> InboxRequest | None:
                         **allowed)
 
 
+def tool_approval(value: Any, schema: Any) -> InboxRequest | None:
+    """The request of a LangChain `ToolApprovalRequest` (`HumanInTheLoopMiddleware` with
+    `interrupt_mode="per_call"`: one tool call, answered with one decision), its allowed
+    decisions read from the interrupt's `response_schema`; None for anything else.
+
+    Raises:
+        BadInterrupt: the schema names no decision this adapter can give.
+    """
+    if not (isinstance(value, dict) and value.get("type") == "tool_approval"
+            and isinstance(value.get("name"), str) and isinstance(value.get("args"), dict)):
+        return None
+    allowed = _schema_decisions(schema)
+    return _decided_request(value["name"], value["args"], "args", allowed,
+                            value.get("description"))
+
+
+def _schema_decisions(schema: Any) -> tuple[str, ...]:
+    """The decision types a response schema admits: its discriminator's, or its one `type`."""
+    if not isinstance(schema, dict):
+        return ()
+    discriminator = schema.get("discriminator")
+    mapping = discriminator.get("mapping") if isinstance(discriminator, dict) else None
+    if isinstance(mapping, dict):
+        return tuple(name for name in mapping if isinstance(name, str))
+    properties = schema.get("properties")
+    kind = properties.get("type") if isinstance(properties, dict) else None
+    const = kind.get("const") if isinstance(kind, dict) else None
+    return (const,) if isinstance(const, str) else ()
+
+
+def _decided_request(action: str, args: dict[str, Any], args_key: str,
+                     allowed: tuple[str, ...], description: Any) -> InboxRequest:
+    """A LangChain action to review, offered what its allowed decisions permit.
+
+    Raises:
+        BadInterrupt: none of approve, edit, reject, respond is allowed.
+    """
+    if not {"approve", "edit", "reject", "respond"} & set(allowed):
+        raise BadInterrupt(f"the {action[:MAX_NAME]!r} action allows no decision taskdeck "
+                           f"can give (allowed: {', '.join(allowed) or 'none'})")
+    return InboxRequest(
+        action=action, args=_json_like(args),
+        description=description if isinstance(description, str) else None,
+        accept="approve" in allowed, edit="edit" in allowed, ignore="reject" in allowed,
+        respond="respond" in allowed or "reject" in allowed,
+        decisions=allowed, args_key=args_key)
+
+
 def hitl_requests(value: Any) -> list[InboxRequest] | None:
     """The action requests of a LangChain `HITLRequest` (`HumanInTheLoopMiddleware`'s
     interrupt: `action_requests`, each allowed the `review_configs` entry of its name), or
@@ -191,16 +240,8 @@ def hitl_requests(value: Any) -> list[InboxRequest] | None:
                        and c.get("action_name") == action["name"]), {})
         allowed = config.get("allowed_decisions")
         allowed = tuple(d for d in allowed if isinstance(d, str)) if isinstance(allowed, list) else ()
-        if not {"approve", "edit", "reject", "respond"} & set(allowed):
-            raise BadInterrupt(f"the {action['name'][:MAX_NAME]!r} action allows no decision "
-                               "(no review config with allowed_decisions names it)")
         description = action.get("description") or config.get("description")
-        requests.append(InboxRequest(
-            action=action["name"], args=_json_like(args),
-            description=description if isinstance(description, str) else None,
-            accept="approve" in allowed, edit="edit" in allowed, ignore="reject" in allowed,
-            respond="respond" in allowed or "reject" in allowed,
-            decisions=allowed, args_key=key))
+        requests.append(_decided_request(action["name"], args, key, allowed, description))
     return requests
 
 
@@ -230,11 +271,17 @@ class Interruption:
 
 
 def interruption(
-    interrupt_id: str, value: Any, *, session: str | None = None, timeout: float | None = None
+    interrupt_id: str,
+    value: Any,
+    *,
+    schema: Any = None,
+    session: str | None = None,
+    timeout: float | None = None,
 ) -> Interruption:
     """The questions an interrupt's value asks.
 
     Args:
+        schema: The interrupt's `response_schema` (JSON schema), where it declares one.
         session: The graph's thread id, kept with each action.
         timeout: Seconds each question waits for a person (None: no limit).
 
@@ -245,6 +292,9 @@ def interruption(
     if decided is not None:
         asks = tuple(_inbox_asking(r, session, timeout) for r in decided)
         return Interruption(interrupt_id, asks, shape="decisions")
+    approval = tool_approval(value, schema)
+    if approval is not None:
+        return Interruption(interrupt_id, (_inbox_asking(approval, session, timeout),))
     if isinstance(value, list) and value:
         requests = [inbox_request(item) for item in value]
         if all(request is not None for request in requests):
@@ -551,6 +601,7 @@ class GraphRun:
         resume: dict[str, Any] = {}
         for interrupt in pending:
             asked = interruption(interrupt.id, interrupt.value, session=self.thread,
+                                 schema=getattr(interrupt, "response_schema", None),
                                  timeout=self.question_timeout)
             answers = [await self._answer(task, asking) for asking in asked.asks]
             resume[interrupt.id] = asked.resume_value(answers)

@@ -1,5 +1,6 @@
-"""A LangChain agent with `HumanInTheLoopMiddleware` (a fake model, a real tool) run
-through the adapter: its batched `HITLRequest` asked in taskdeck, answered as decisions."""
+"""A LangChain agent with `HumanInTheLoopMiddleware` (a scripted model, a real tool) run
+through the adapter: its batched `HITLRequest` or per-call `tool_approval` asked in
+taskdeck, answered as decisions."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class ScriptedModel(GenericFakeChatModel):
 class Agent:
     """An agent whose model calls `write_file` once, gated by the middleware."""
 
-    def __init__(self, allowed: list[str]) -> None:
+    def __init__(self, allowed: list[str], mode: str = "batched") -> None:
         self.written: list[tuple[str, str]] = []
 
         @tool
@@ -44,7 +45,8 @@ class Agent:
             AIMessage(content="done"),
         ]))
         middleware = HumanInTheLoopMiddleware(
-            interrupt_on={"write_file": {"allowed_decisions": allowed}})
+            interrupt_on={"write_file": {"allowed_decisions": allowed}},
+            interrupt_mode=mode)  # type: ignore[arg-type]
         self.graph = create_agent(model=model, tools=[write_file], middleware=[middleware],
                                   checkpointer=InMemorySaver())
 
@@ -59,8 +61,10 @@ def tool_result(output: Any) -> ToolMessage:
     return message
 
 
-async def test_edit_runs_the_tool_with_the_edited_args(deck: Deck, person: Person) -> None:
-    agent = Agent(["approve", "edit", "reject"])
+@pytest.mark.parametrize("mode", ["batched", "per_call"])
+async def test_edit_runs_the_tool_with_the_edited_args(
+        deck: Deck, person: Person, mode: str) -> None:
+    agent = Agent(["approve", "edit", "reject"], mode)
     run = asyncio.ensure_future(agent.run(deck, "lc-edit"))
     prompt = await person.answer("edit", '{"path": "/srv/b.txt", "text": "bye"}')
     assert prompt.choices == ["approve", "edit", "deny"]
@@ -71,15 +75,18 @@ async def test_edit_runs_the_tool_with_the_edited_args(deck: Deck, person: Perso
     assert tool_result(output).content.endswith("wrote /srv/b.txt")
 
 
-@pytest.mark.parametrize(("allowed", "answer", "reason", "said"), [
-    (["approve", "reject"], "deny", "not that file", "with reason: not that file"),
-    (["approve", "reject"], "use /tmp instead", None, "with reason: use /tmp instead"),
-    (["approve", "respond"], "the file already says hi", None, "the file already says hi"),
-], ids=["deny-with-reason", "reply-as-rejection", "reply-as-respond"])
+@pytest.mark.parametrize(("mode", "allowed", "answer", "reason", "said"), [
+    ("batched", ["approve", "reject"], "deny", "not that file", "with reason: not that file"),
+    ("batched", ["approve", "reject"], "use /tmp", None, "with reason: use /tmp"),
+    ("batched", ["approve", "respond"], "it says hi", None, "it says hi"),
+    ("per_call", ["approve", "reject"], "deny", "not that file", "with reason: not that file"),
+    ("per_call", ["respond"], "it says hi", None, "it says hi"),
+], ids=["deny-with-reason", "reply-as-rejection", "reply-as-respond", "per-call-deny",
+        "per-call-respond"])
 async def test_deny_and_a_reply_reach_the_model_and_the_tool_does_not_run(
-        deck: Deck, person: Person, allowed: list[str], answer: str, reason: str | None,
-        said: str) -> None:
-    agent = Agent(allowed)
+        deck: Deck, person: Person, mode: str, allowed: list[str], answer: str,
+        reason: str | None, said: str) -> None:
+    agent = Agent(allowed, mode)
     run = asyncio.ensure_future(agent.run(deck, "lc-no"))
     await person.answer(answer, reason)
     output = await asyncio.wait_for(run, 20)

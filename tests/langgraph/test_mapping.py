@@ -196,9 +196,26 @@ def test_a_langchain_reply_is_respond_where_allowed_and_older_requests_say_argum
 
 
 def test_a_langchain_action_no_review_config_allows_is_refused() -> None:
-    with pytest.raises(BadInterrupt, match="allows no decision"):
+    with pytest.raises(BadInterrupt, match="allows no decision taskdeck can give"):
         interruption("i1", hitl([]))
     unrelated = {**hitl(["approve"]), "review_configs": [{"action_name": "other",
                                                           "allowed_decisions": ["approve"]}]}
     with pytest.raises(BadInterrupt):
         interruption("i1", unrelated)
+
+
+def test_a_per_call_tool_approval_takes_its_decisions_from_the_response_schema() -> None:
+    value = {"type": "tool_approval", "tool_call_id": "c1", "name": "write_file",
+             "args": {"path": "/a"}, "description": "Write /a?"}
+    several = {"discriminator": {"propertyName": "type", "mapping": {
+        "approve": "#/$defs/ApproveDecision", "reject": "#/$defs/RejectDecision"}}}
+    asked = interruption("i1", value, schema=several)
+    [asking] = asked.asks
+    assert asking.question.choices == ["approve", "deny"] and asking.question.text == "Write /a?"
+    assert asked.resume_value([read_answer(asking, answered(asking, "deny", "no"))]) == {
+        "type": "reject", "message": "no"}
+    one = {"properties": {"type": {"const": "edit"}, "edited_action": {}}}
+    [edit] = interruption("i1", value, schema=one).asks
+    assert edit.question.choices == ["edit"]
+    with pytest.raises(BadInterrupt, match="allowed: none"):
+        interruption("i1", value, schema=None)
