@@ -548,7 +548,7 @@ class GraphRun:
         while True:
             output, pending = await self._unless_ended(self._step(task, stream, command))
             if not pending:
-                await task.finish(_clip(_json(output)))
+                await task.finish(result_of(output))
                 return output
             command = Command(resume=await self._answers(task, pending))
 
@@ -620,6 +620,17 @@ class GraphRun:
                 return read_answer(asking, prompt)
             except NotTaken as why:
                 question = asked_again(asking, str(why))
+
+
+def result_of(output: Any) -> str:
+    """The task's result: the last message's text for a chat state (`messages`), else the
+    output as JSON (anything else by its repr), cut to what a line of text holds."""
+    messages = output.get("messages") if isinstance(output, dict) else None
+    if isinstance(messages, list) and messages:
+        content = getattr(messages[-1], "content", None)
+        if isinstance(content, str) and content.strip():
+            return _clip(content.strip())
+    return _clip(_json(output))
 
 
 def usage_of(update: Any) -> tuple[int, int]:

@@ -72,6 +72,8 @@ async def test_edit_runs_the_tool_with_the_edited_args(
     assert prompt.question.startswith("Tool execution requires approval")
     output = await asyncio.wait_for(run, 20)
     assert agent.written == [("/srv/b.txt", "bye")]
+    task, _ = await person.client.get(prompt.task_id)
+    assert task.result == "done"  # the model's last word, not the whole state
     assert tool_result(output).content.endswith("wrote /srv/b.txt")
 
 

@@ -13,6 +13,7 @@ from core.adapters.langgraph import (
     asked_again,
     interruption,
     read_answer,
+    result_of,
     usage_of,
 )
 from core.model import EDIT, MAX_SUMMARY, Prompt, Verdict
@@ -219,3 +220,16 @@ def test_a_per_call_tool_approval_takes_its_decisions_from_the_response_schema()
     assert edit.question.choices == ["edit"]
     with pytest.raises(BadInterrupt, match="allowed: none"):
         interruption("i1", value, schema=None)
+
+
+def test_the_result_is_the_last_message_of_a_chat_state_else_the_output_as_json() -> None:
+    class Message:
+        def __init__(self, content: Any) -> None:
+            self.content = content
+
+    assert result_of({"messages": [Message("hi"), Message("  all done\n")]}) == "all done"
+    assert result_of({"messages": [Message([{"type": "text"}])], "n": 1}).startswith(
+        '{"messages": ["')
+    assert result_of({"log": [["act", None]]}) == '{"log": [["act", null]]}'
+    assert result_of(None) == "null"
+    assert len(result_of({"text": "x" * 10_000})) == 4096
