@@ -525,8 +525,16 @@ class GraphRun:
         The stream runs in a worker thread while an event loop of this call's own keeps
         the lease and waits for answers, so call it where no event loop runs (inside one,
         await `arun`). After an abort, the node that runs ends first.
+
+        Raises:
+            RuntimeError: called inside a running event loop.
         """
-        return asyncio.run(self._drive(input, _threaded_stream))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop runs here: the usual case
+            return asyncio.run(self._drive(input, _threaded_stream))
+        raise RuntimeError("run_graph blocks, and an event loop runs here: "
+                           "await arun_graph(...) instead")
 
     async def _drive(self, input: Any, stream: Stream) -> Any:
         self.ended, self.ended_as = asyncio.Event(), None  # afresh for each run

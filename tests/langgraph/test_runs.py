@@ -237,6 +237,12 @@ async def test_the_tokens_of_model_messages_nodes_return_are_counted(
     assert (task.prompt_tokens, task.completion_tokens) == (300, 30)
 
 
+async def test_run_graph_inside_an_event_loop_says_to_await_arun_graph(deck: Deck) -> None:
+    with pytest.raises(RuntimeError, match="await arun_graph"):
+        run_graph(two_questions(), {"log": []}, thread("t-loop"), runtime_dir=deck.runtime_dir)
+    assert deck.tasks() == []
+
+
 def test_a_graph_without_a_thread_or_checkpointer_is_refused_before_anything_opens(
         deck: Deck) -> None:
     with pytest.raises(ValueError, match="thread_id"):
