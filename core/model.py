@@ -88,6 +88,11 @@ so no single task can make the state unencodable."""
 DEFAULT_CHOICES: tuple[str, ...] = ("approve", "deny")
 """Choices offered by a prompt that declares none."""
 
+EDIT = "edit"
+"""The choice that approves the question's action with its input edited: never a denial,
+even as the second of two choices. The answer's reason carries the edited input, a JSON
+object (the dashboard opens the action's input for editing when this choice is picked)."""
+
 MAX_TEXT = 4096
 """Characters in a description, question, answer, reason, progress line, path."""
 
@@ -303,11 +308,14 @@ class Prompt(msgspec.Struct, kw_only=True, gc=False):
 
     @property
     def is_denial(self) -> bool:
-        """True for "deny", or for the second choice of a two-way prompt (e.g. "no")."""
+        """True for "deny", or for the second choice of a two-way prompt (e.g. "no"), unless
+        that choice is `EDIT`."""
         if self.answer is None:
             return False
         if self.answer.lower() == "deny":
             return True
+        if self.answer == EDIT:
+            return False
         return len(self.choices) == 2 and self.answer == self.choices[1]
 
 

@@ -126,7 +126,8 @@ class DeckApp(LiveDeck):
 
     def action_choose(self, number: int) -> None:
         task = self._cursor_task()
-        self._carry_out(self.modes.choose(task, number, unread=self._unread(task)))
+        action = self._action_of(task) if task is not None else None
+        self._carry_out(self.modes.choose(task, number, unread=self._unread(task), action=action))
 
     def action_expand(self) -> None:
         """Show more of a long question: the next lines, then back to the short view."""
@@ -308,8 +309,8 @@ class DeckApp(LiveDeck):
                 case Send(task_id, prompt_id, text, reason):
                     self.run_worker(self._answer(task_id, prompt_id, text, reason),
                                     group="answer", exit_on_error=False)
-                case OpenAnswer(task_id, label):
-                    self._open_answer(task_id, label)
+                case OpenAnswer(task_id, label, text):
+                    self._open_answer(task_id, label, text)
                 case CloseAnswer():
                     self._close_answer()
                 case Expand():
@@ -343,12 +344,12 @@ class DeckApp(LiveDeck):
         prompt = self.view.mirror.prompts.get(task.blocked_on.prompt_id)
         return prompt.action if prompt is not None else None
 
-    def _open_answer(self, task_id: int, label: str) -> None:
+    def _open_answer(self, task_id: int, label: str, text: str = "") -> None:
         task = self.view.mirror.tasks[task_id]
         bar = self.query_one(PromptBar)
         bar.show_prompt(task, self.view.path_of(task.id), self._action_of(task))
         bar.display = True
-        self._focus_now(bar.open_input(label))
+        self._focus_now(bar.open_input(label, text))
         self._sync_bindings(task)
 
     def _close_answer(self) -> None:

@@ -35,7 +35,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Answer", "a", "answer with the first choice (approve), once the whole question was shown"),
     ("Answer", "e", "show the rest of a question cut short (again: next lines)"),
     ("Answer", "d", "answer with the last choice (deny), with an optional reason"),
-    ("Answer", "1 – 9", "answer with that numbered choice"),
+    ("Answer", "1 – 9", "answer with that numbered choice (edit…: change the input first)"),
     ("Answer", "r", "reply with free text (never an approval); Enter sends, Esc cancels"),
     ("Abort", "x", "abort the highlighted task and its sub-tasks (asks y / n)"),
     ("Abort", "X", "abort only the highlighted task (asks y / n)"),

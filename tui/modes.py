@@ -10,9 +10,10 @@ key obeys lives here, so each is a unit test (tests/tui/test_modes.py).
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 
-from core.model import Task, Verdict
+from core.model import EDIT, MAX_TEXT, Action, Task, Verdict
 from tui.view import is_asking, verdict_of
 
 
@@ -25,6 +26,8 @@ class Mode(str, enum.Enum):
     """The answer box, for a free-text reply."""
     REASON = "reason"
     """The answer box, for a denial's optional reason."""
+    EDIT = "edit"
+    """The answer box, holding the question's action input to edit, as JSON."""
     CONFIRM = "confirm"
     """An abort waits for y or n."""
     FILTER = "filter"
@@ -33,7 +36,7 @@ class Mode(str, enum.Enum):
     @property
     def is_answering(self) -> bool:
         """True while the answer box is open (its question stays in the bar until it closes)."""
-        return self in (Mode.REPLY, Mode.REASON)
+        return self in (Mode.REPLY, Mode.REASON, Mode.EDIT)
 
 
 # ------------------------------------------------------------------ intents
@@ -63,6 +66,8 @@ class OpenAnswer:
 
     task_id: int
     label: str
+    text: str = ""
+    """What the box holds when it opens (the input to edit), cursor at its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +174,15 @@ class Modes:
 
     # ---------------------------------------------------------------- answers
 
-    def choose(self, task: Task | None, number: int, *, unread: int = 0) -> Intents:
-        """A numbered choice (`a` is 1), sent at once.
+    def choose(
+        self, task: Task | None, number: int, *, unread: int = 0, action: Action | None = None
+    ) -> Intents:
+        """A numbered choice (`a` is 1), sent at once; `EDIT` first opens the action's input.
 
         Args:
             unread: Lines of the task's question never on screen; an approval waits for them.
+            action: The action the question asks leave for, if any: its input is what
+                the `EDIT` choice opens for editing.
         """
         said = _not_asking(task)
         if said:
@@ -187,7 +196,21 @@ class Modes:
         if unread and verdict_of(task, choice) is Verdict.APPROVED:
             return (Say(f"#{task.id}'s question has {unread} more lines you have not seen: "
                         "e shows them; approve once you have read them", "warning"),)
+        if choice == EDIT and action is not None:
+            return self._open_edit(task, action)
         return (Send(task.id, task.blocked_on.prompt_id, choice),)
+
+    def _open_edit(self, task: Task, action: Action) -> Intents:
+        """Open the answer box on the action's input as one line of JSON, to edit and send."""
+        assert task.blocked_on is not None
+        text = json.dumps(action.input, ensure_ascii=False)
+        if len(text) > MAX_TEXT:
+            return (Say(f"#{task.id}'s {action.tool} input is {len(text)} characters, too long "
+                        f"to edit here (an answer's reason holds {MAX_TEXT})", "warning"),)
+        self.mode = Mode.EDIT
+        self.answering = (task.id, task.blocked_on.prompt_id)
+        self.choices = list(task.blocked_on.choices)
+        return (OpenAnswer(task.id, f"edit {action.tool} input (JSON)", text),)
 
     def expand(self, task: Task | None) -> Intents:
         """Show more of a long question."""
@@ -205,6 +228,10 @@ class Modes:
         if said:
             return said
         assert task is not None and task.blocked_on is not None and mode.is_answering
+        if mode is Mode.REASON and task.blocked_on.choices[-1] == EDIT:  # edit approves
+            offered = " / ".join(task.blocked_on.choices)
+            return (Say(f"#{task.id} offers no denial ({offered}): a, or 1-"
+                        f"{len(task.blocked_on.choices)}", "warning"),)
         if mode is Mode.REASON and unread:
             said = self.choose(task, len(task.blocked_on.choices), unread=unread)
             if not isinstance(said[0], Send):
@@ -224,6 +251,11 @@ class Modes:
         if self.mode is Mode.REASON:
             denial = self.choices[-1] if self.choices else "deny"
             sent = Send(task_id, prompt_id, denial, reason=text or None)
+        elif self.mode is Mode.EDIT:
+            edited = _edited(text)
+            if isinstance(edited, Say):
+                return (edited,)
+            sent = Send(task_id, prompt_id, EDIT, reason=edited)
         elif text in self.choices:  # a reply is never a choice: it would approve or deny
             return (Say(f"“{text}” is one of the choices: Esc, then a, d or 1-9 picks it",
                         "warning"),)
@@ -308,6 +340,20 @@ class Modes:
         if filtered:
             return self.cancel_filter()
         return ()
+
+
+def _edited(typed: str) -> str | Say:
+    """The edited input as the reason that carries it (compact JSON), or why it cannot be sent."""
+    try:
+        edited = json.loads(typed)
+    except ValueError as exc:
+        return Say(f"not JSON ({exc}): fix it, or Esc to cancel", "warning")
+    if not isinstance(edited, dict):
+        return Say("the input must be a JSON object, {...} (Esc cancels)", "warning")
+    text = json.dumps(edited, ensure_ascii=False)
+    if len(text) > MAX_TEXT:
+        return Say(f"the edited input is {len(text)} characters, over {MAX_TEXT}", "warning")
+    return text
 
 
 def _not_asking(task: Task | None) -> Intents:

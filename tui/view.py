@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.mirror import Mirror
-from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
+from core.model import EDIT, BlockedReason, Prompt, Task, TaskStatus, Verdict
 from core.text import printable
 
 STATUS_ORDER: tuple[TaskStatus, ...] = (
@@ -141,6 +141,16 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def offers_denial(choices: Sequence[str]) -> bool:
+    """Whether `d` answers: it sends the last choice, unless that one is `EDIT` (an approval)."""
+    return len(choices) > 1 and choices[-1] != EDIT
+
+
+def numbers_shown(choices: Sequence[str]) -> bool:
+    """Whether the number keys are spelled out: some choice has neither `a` nor `d`."""
+    return len(choices) > (2 if offers_denial(choices) else 1)
+
+
 def choice_hint(choices: list[str]) -> str:
     """The keys that answer a prompt, e.g. "[a]pprove [d]eny [r]eply"."""
 
@@ -150,9 +160,9 @@ def choice_hint(choices: list[str]) -> str:
         return f"[{key}] {word}"
 
     parts = [keyed("a", shown_line(choices[0]))]
-    if len(choices) > 1:
+    if offers_denial(choices):
         parts.append(keyed("d", shown_line(choices[-1])))
-    if len(choices) > 2:
+    if numbers_shown(choices):
         parts.append(f"[1-{min(len(choices), 9)}]")
     parts.append("[r]eply")
     return " ".join(parts)
@@ -161,9 +171,9 @@ def choice_hint(choices: list[str]) -> str:
 def short_hint(choices: list[str]) -> str:
     """The answer keys in a few cells, for narrow rows: "[a/d/r]"."""
     keys = ["a"]
-    if len(choices) > 1:
+    if offers_denial(choices):
         keys.append("d")
-    if len(choices) > 2:
+    if numbers_shown(choices):
         keys.append(f"1-{min(len(choices), 9)}")
     keys.append("r")
     return "[" + "/".join(keys) + "]"
