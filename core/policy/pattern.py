@@ -1,0 +1,277 @@
+"""Rule patterns in Claude Code's permission syntax, read once and matched against actions.
+
+`Tool` matches every use of a tool; `Tool(specifier)` a part of them:
+
+* shell: `Bash(npm run test *)`: `*` is any text; a trailing ` *` also matches nothing
+  (`npm test` itself), and `npm test:*` is the older spelling of `npm test *`. `Bash` covers
+  every shell tool of every agent (Claude Code's Bash, Codex's exec_command, ...).
+* files: `Edit(src/**)`, `Read(./docs/**)`: gitignore-style globs (`**` any depth, `*`
+  within a directory, a pattern without `/` matches a name at any depth) over the path,
+  resolved against the action's working directory; `//abs/path` is absolute, `~/` is home.
+  `Edit` covers Edit, Write, MultiEdit and NotebookEdit; `Read` covers Read, Grep, Glob, LS.
+* fetches: `WebFetch(domain:example.com)`; `domain:*.example.com` adds its subdomains.
+* any other tool takes no specifier; its name may end in `*` (`mcp__github__*`).
+
+Matching never consults anything but the pattern and the action: no registry, no time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import posixpath
+import re
+from urllib.parse import urlsplit
+
+from core.errors import BadRequest
+from core.model import MAX_TEXT, Action
+from core.policy.shell import Reading, read
+
+SHELL = "#shell"
+"""Index key of every shell tool's actions."""
+
+SHELL_NAMES = frozenset({"bash", "shell", "exec_command", "local_shell"})
+"""Tool names (any case) a `Bash(...)` rule also covers."""
+
+EDIT_TOOLS = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
+READ_TOOLS = frozenset({"Read", "Grep", "Glob", "LS", "NotebookRead"})
+
+FAMILIES: dict[str, frozenset[str]] = {
+    "Edit": EDIT_TOOLS, "Read": READ_TOOLS,
+    **{tool: frozenset({tool}) for tool in ("Write", "MultiEdit", "NotebookEdit", "Grep",
+                                            "Glob", "LS", "NotebookRead")},
+}
+"""File tools a path rule of each name covers."""
+
+_TOOL = re.compile(r"[A-Za-z_][A-Za-z0-9_\-.]*\*?|\*")
+_EVERYTHING_SPECS = frozenset({"*", "**", "domain:*", "*:*"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pattern:
+    """A parsed rule pattern; `Pattern.parse` is the only way to make one."""
+
+    text: str
+    """The pattern in its canonical spelling, e.g. `Bash(npm test *)`."""
+    tool: str
+    """The tool name as written (`Bash`, `Edit`, `mcp__x__*`)."""
+    kind: str
+    """"shell", "path", "domain" or "tool"."""
+    keys: frozenset[str]
+    """Index keys of the actions it can match (`SHELL` or tool names; empty: a tool glob)."""
+    spec: str | None
+    """The specifier inside the parentheses; None for a bare tool."""
+    first: str | None
+    """A shell pattern's first word when it is literal: the command it is about."""
+    _regex: re.Pattern[str] | None
+
+    @property
+    def everything(self) -> bool:
+        """True when it matches every use of every tool it names (`Bash`, `Read(**)`, `*`)."""
+        return self.spec is None or self.spec in _EVERYTHING_SPECS or self.tool == "*"
+
+    @classmethod
+    def parse(cls, text: str) -> Pattern:
+        """Read a pattern; a malformed one is one line saying what is wrong.
+
+        Raises:
+            BadRequest: empty, unbalanced, an unknown specifier form, or a specifier on a
+                tool that takes none.
+        """
+        raw = text.strip()
+        if not raw:
+            raise BadRequest("empty rule pattern: give a tool, e.g. Bash(npm test *)")
+        if len(raw) > MAX_TEXT:
+            raise BadRequest(f"rule pattern is longer than {MAX_TEXT} characters")
+        tool, paren, rest = raw.partition("(")
+        tool = tool.strip()
+        if not _TOOL.fullmatch(tool):
+            raise BadRequest(f"rule pattern {raw!r}: {tool!r} is not a tool name "
+                             "(letters, digits, _ - . and a final *)")
+        if not paren:
+            return _bare(tool)
+        if not rest.endswith(")"):
+            raise BadRequest(f"rule pattern {raw!r}: missing the closing ')'")
+        spec = " ".join(rest[:-1].split())
+        if not spec:
+            raise BadRequest(f"rule pattern {raw!r}: empty parentheses (write {tool} alone "
+                             "to match every use)")
+        if tool.lower() in SHELL_NAMES:
+            return _shell(spec)
+        if tool in FAMILIES:
+            return _path(tool, spec)
+        if tool == "WebFetch":
+            return _domain(spec)
+        raise BadRequest(f"rule pattern {raw!r}: {tool} takes no specifier (only Bash, "
+                         f"{', '.join(sorted(FAMILIES))} and WebFetch do); write {tool} alone")
+
+    def matches(self, action: Action, *, loose: bool) -> bool:
+        """True when the action is one this pattern names.
+
+        Args:
+            loose: match as a deny or ask rule (every reading of the action that could be
+                it), rather than as an allow rule (only what it plainly is).
+        """
+        if self.kind == "shell":
+            command = action.command
+            if command is None:
+                return False
+            reading = read(command)
+            return (any(self.matches_part(p.exact, p.loose, loose=True) for p in reading.parts)
+                    if loose else self.allows_all(reading))
+        if self.spec is None:
+            return self.covers(action.tool)
+        if not self.covers(action.tool) or self._regex is None:
+            return False
+        if self.kind == "domain":
+            host = _host(action.url)
+            return host is not None and self._regex.fullmatch(host) is not None
+        return self._match_path(action, loose=loose)
+
+    def covers(self, tool: str) -> bool:
+        """True when the pattern is about this tool."""
+        if self.kind == "shell":
+            return tool.lower() in SHELL_NAMES
+        if not self.keys:
+            return fnmatch.fnmatchcase(tool, self.tool)
+        return tool in self.keys
+
+    def matches_part(self, exact: str, loose_text: str, *, loose: bool) -> bool:
+        """A shell pattern against one simple command (both views when `loose`)."""
+        if self._regex is None:
+            return True
+        if self._regex.fullmatch(exact):
+            return True
+        return loose and self._regex.fullmatch(loose_text) is not None
+
+    def allows_all(self, reading: Reading) -> bool:
+        """True when every part of a surely read command matches (an allow on its own)."""
+        return reading.sure and all(self.matches_part(p.exact, p.loose, loose=False)
+                                    for p in reading.parts)
+
+    def _match_path(self, action: Action, *, loose: bool) -> bool:
+        path = action.path
+        if path is None or self._regex is None:
+            return False
+        spec = self.spec or ""
+        absolute = spec.startswith(("//", "~/"))
+        if posixpath.isabs(path):
+            target = posixpath.normpath(path)
+        elif action.cwd:
+            target = posixpath.normpath(posixpath.join(action.cwd, path))
+        elif not absolute:  # both relative to the same unknown directory
+            return self._regex.fullmatch(posixpath.normpath(path)) is not None
+        else:
+            return False
+        if absolute:
+            return self._regex.fullmatch(target) is not None
+        base = posixpath.normpath(action.cwd) if action.cwd else None
+        if base is None:
+            # an absolute path, a relative pattern and no cwd: a deny still matches its tail
+            return loose and self._suffix.search(target) is not None
+        relative = posixpath.relpath(target, base)
+        if relative.startswith(".."):
+            return False
+        return self._regex.fullmatch(relative) is not None
+
+    @property
+    def _suffix(self) -> re.Pattern[str]:
+        assert self._regex is not None
+        return re.compile(r"(?:^|/)(?:" + self._regex.pattern + r")\Z")
+
+
+def _bare(tool: str) -> Pattern:
+    if tool.lower() in SHELL_NAMES:
+        return Pattern("Bash", "Bash", "shell", frozenset({SHELL}), None, None, None)
+    if "*" in tool:
+        return Pattern(tool, tool, "tool", frozenset(), None, None, None)
+    keys = FAMILIES.get(tool, frozenset({tool}))
+    kind = "path" if tool in FAMILIES else "domain" if tool == "WebFetch" else "tool"
+    return Pattern(tool, tool, kind, keys, None, None, None)
+
+
+def _shell(spec: str) -> Pattern:
+    body = spec[:-2] + " *" if spec.endswith(":*") else spec
+    if body.strip() in ("*", ""):
+        return Pattern("Bash(*)", "Bash", "shell", frozenset({SHELL}), "*", None, None)
+    open_end = body.endswith(" *")
+    stem = body[:-2] if open_end else body
+    regex = ".*".join(re.escape(piece) for piece in stem.split("*"))
+    if open_end:
+        regex += "(?: .*)?"
+    first_word = stem.split(" ", 1)[0]
+    first = first_word if first_word and "*" not in first_word else None
+    return Pattern(f"Bash({spec})", "Bash", "shell", frozenset({SHELL}), spec, first,
+                   re.compile(regex, re.DOTALL))
+
+
+def _path(tool: str, spec: str) -> Pattern:
+    if spec in ("*", "**"):
+        return Pattern(f"{tool}({spec})", tool, "path", FAMILIES[tool], spec, None,
+                       re.compile(".*", re.DOTALL))
+    glob = spec
+    if glob.startswith("//"):
+        glob = glob[1:]
+    elif glob.startswith("~/"):
+        glob = os.path.expanduser("~") + glob[1:]
+    elif glob.startswith("./"):
+        glob = glob[2:]
+    elif glob.startswith("/"):
+        glob = glob[1:]  # relative to the project: the action's working directory
+    if ".." in glob.split("/"):
+        raise BadRequest(f"rule pattern {tool}({spec}): '..' is not allowed in a path pattern")
+    anywhere = "/" not in glob.rstrip("/")
+    regex = _glob_regex(glob.rstrip("/") + ("/**" if glob.endswith("/") else ""))
+    if anywhere and not glob.startswith("/"):
+        regex = r"(?:.*/)?" + regex
+    return Pattern(f"{tool}({spec})", tool, "path", FAMILIES[tool], spec, None,
+                   re.compile(regex, re.DOTALL))
+
+
+def _glob_regex(glob: str) -> str:
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append(r"(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(r".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append(r"[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append(r"[^/]")
+            i += 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return "".join(out)
+
+
+def _domain(spec: str) -> Pattern:
+    kind, colon, domain = spec.partition(":")
+    if not colon or kind != "domain":
+        raise BadRequest(f"rule pattern WebFetch({spec}): write WebFetch(domain:example.com)")
+    domain = domain.strip().lower().rstrip(".")
+    if domain == "*":
+        return Pattern("WebFetch(domain:*)", "WebFetch", "domain", frozenset({"WebFetch"}),
+                       "domain:*", None, re.compile(".*"))
+    subdomains = domain.startswith("*.")
+    name = domain[2:] if subdomains else domain
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9\-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]*[a-z0-9])?)*", name):
+        raise BadRequest(f"rule pattern WebFetch({spec}): {domain!r} is not a domain name")
+    regex = (r"(?:[^.]+\.)*" if subdomains else "") + re.escape(name)
+    return Pattern(f"WebFetch(domain:{domain})", "WebFetch", "domain", frozenset({"WebFetch"}),
+                   f"domain:{domain}", None, re.compile(regex))
+
+
+def _host(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        host = urlsplit(url if "//" in url else "//" + url).hostname
+    except ValueError:
+        return None
+    return host.rstrip(".") if host else None
