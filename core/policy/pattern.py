@@ -44,6 +44,9 @@ FAMILIES: dict[str, frozenset[str]] = {
 }
 """File tools a path rule of each name covers."""
 
+MAX_WILDCARDS = 16
+"""Most `*` in one pattern: keeps every match linear in the text it reads."""
+
 _TOOL = re.compile(r"[A-Za-z_][A-Za-z0-9_\-.]*\*?|\*")
 _EVERYTHING_SPECS = frozenset({"*", "**", "domain:*", "*:*"})
 
@@ -64,7 +67,7 @@ class Pattern:
     """The specifier inside the parentheses; None for a bare tool."""
     first: str | None
     """A shell pattern's first word when it is literal: the command it is about."""
-    _regex: re.Pattern[str] | None
+    _regex: re.Pattern[str] | Wildcard | None
 
     @property
     def everything(self) -> bool:
@@ -97,6 +100,8 @@ class Pattern:
         if not spec:
             raise BadRequest(f"rule pattern {raw!r}: empty parentheses (write {tool} alone "
                              "to match every use)")
+        if spec.count("*") > MAX_WILDCARDS:
+            raise BadRequest(f"rule pattern {raw!r}: more than {MAX_WILDCARDS} wildcards")
         if tool.lower() in SHELL_NAMES:
             return _shell(spec)
         if tool in FAMILIES:
@@ -143,7 +148,7 @@ class Pattern:
             return True
         if self._regex.fullmatch(exact):
             return True
-        return loose and self._regex.fullmatch(loose_text) is not None
+        return loose and bool(self._regex.fullmatch(loose_text))
 
     def allows_all(self, reading: Reading) -> bool:
         """True when every part of a surely read command matches (an allow on its own)."""
@@ -177,7 +182,7 @@ class Pattern:
 
     @property
     def _suffix(self) -> re.Pattern[str]:
-        assert self._regex is not None
+        assert isinstance(self._regex, re.Pattern)
         return re.compile(r"(?:^|/)(?:" + self._regex.pattern + r")\Z")
 
 
@@ -197,13 +202,46 @@ def _shell(spec: str) -> Pattern:
         return Pattern("Bash(*)", "Bash", "shell", frozenset({SHELL}), "*", None, None)
     open_end = body.endswith(" *")
     stem = body[:-2] if open_end else body
-    regex = ".*".join(re.escape(piece) for piece in stem.split("*"))
-    if open_end:
-        regex += "(?: .*)?"
     first_word = stem.split(" ", 1)[0]
     first = first_word if first_word and "*" not in first_word else None
     return Pattern(f"Bash({spec})", "Bash", "shell", frozenset({SHELL}), spec, first,
-                   re.compile(regex, re.DOTALL))
+                   Wildcard(tuple(stem.split("*")), open_end))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wildcard:
+    """A shell pattern's text: literal pieces between `*`s, matched without backtracking
+    (each piece found leftmost in turn), so no pattern can make a match slow."""
+
+    pieces: tuple[str, ...]
+    open_end: bool
+    """Ends in ` *`: the text may stop before that space (`npm test` meets `npm test *`)."""
+
+    def fullmatch(self, text: str) -> bool:
+        """True when the whole text matches."""
+        if self.open_end:
+            stem = self.pieces
+            if _glob_match(stem, text):
+                return True
+            return _glob_match((*stem[:-1], stem[-1] + " ", ""), text)
+        return _glob_match(self.pieces, text)
+
+
+def _glob_match(pieces: tuple[str, ...], text: str) -> bool:
+    if len(pieces) == 1:
+        return text == pieces[0]
+    first, *middle, last = pieces
+    if not text.startswith(first) or len(text) < len(first) + len(last):
+        return False
+    at, end = len(first), len(text) - len(last)
+    if not text.endswith(last):
+        return False
+    for piece in middle:
+        found = text.find(piece, at, end)
+        if found < 0:
+            return False
+        at = found + len(piece)
+    return True
 
 
 def _path(tool: str, spec: str) -> Pattern:

@@ -215,3 +215,14 @@ def test_an_allow_needs_every_part_allowed(rules, command) -> None:
         allows = [Pattern.parse(p) for e, p in rules if e == "allow"]
         for part in reading.parts:
             assert any(a.matches_part(part.exact, part.loose, loose=False) for a in allows)
+
+
+@pytest.mark.timeout(20)
+def test_a_pattern_cannot_make_matching_slow() -> None:
+    """Wildcards match without backtracking: 16 of them against a long command that almost
+    matches end well within the timeout (a regex of `.*a.*a...` would run for hours)."""
+    pattern = "Bash(" + " ".join(["*a"] * 16) + " b)"
+    rules = book(("allow", pattern))
+    assert rules.decide(bash("echo " + "a " * 20000), now=0).effect is None
+    with pytest.raises(BadRequest, match="more than 16 wildcards"):
+        Pattern.parse("Bash(" + "*" * 17 + ")")
