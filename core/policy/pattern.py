@@ -66,7 +66,8 @@ class Pattern:
     spec: str | None
     """The specifier inside the parentheses; None for a bare tool."""
     first: str | None
-    """A shell pattern's first word when it is literal: the command it is about."""
+    """What the pattern is about, when literal, for the index: a shell pattern's command
+    word, a path pattern's first directory ("src", or "/etc" when absolute), a domain."""
     _regex: re.Pattern[str] | Wildcard | None
 
     @property
@@ -263,7 +264,11 @@ def _path(tool: str, spec: str) -> Pattern:
     regex = _glob_regex(glob.rstrip("/") + ("/**" if glob.endswith("/") else ""))
     if anywhere and not glob.startswith("/"):
         regex = r"(?:.*/)?" + regex
-    return Pattern(f"{tool}({spec})", tool, "path", FAMILIES[tool], spec, None,
+    head = glob.lstrip("/").split("/", 1)[0]
+    first = None
+    if not anywhere and head and not any(c in head for c in "*?["):
+        first = "/" + head if glob.startswith("/") else head
+    return Pattern(f"{tool}({spec})", tool, "path", FAMILIES[tool], spec, first,
                    re.compile(regex, re.DOTALL))
 
 
@@ -302,7 +307,29 @@ def _domain(spec: str) -> Pattern:
         raise BadRequest(f"rule pattern WebFetch({spec}): {domain!r} is not a domain name")
     regex = (r"(?:[^.]+\.)*" if subdomains else "") + re.escape(name)
     return Pattern(f"WebFetch(domain:{domain})", "WebFetch", "domain", frozenset({"WebFetch"}),
-                   f"domain:{domain}", None, re.compile(regex))
+                   f"domain:{domain}", name, re.compile(regex))
+
+
+def index_words(action: Action) -> tuple[list[str], bool]:
+    """What a non-shell action is about, as `Pattern.first` spells it, for the index: the
+    path's first directory (relative to the cwd, and absolute), or the host and each of its
+    parent domains. The flag is True when a relative path rule could match anywhere in the
+    path (an absolute path, no cwd): then a deny must be looked for in every path rule."""
+    path = action.path
+    if path is not None:
+        if not posixpath.isabs(path) and not action.cwd:
+            return [posixpath.normpath(path).split("/", 1)[0]], False
+        target = posixpath.normpath(posixpath.join(action.cwd or "/", path))
+        words = ["/" + target.lstrip("/").split("/", 1)[0]]
+        if action.cwd:
+            relative = posixpath.relpath(target, posixpath.normpath(action.cwd))
+            words.append(relative.split("/", 1)[0])
+        return words, not action.cwd
+    host = _host(action.url)
+    if host is not None:
+        labels = host.split(".")
+        return [".".join(labels[i:]) for i in range(len(labels))], False
+    return [], False
 
 
 def _host(url: str | None) -> str | None:

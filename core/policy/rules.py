@@ -20,7 +20,7 @@ from msgspec import Meta
 
 from core.errors import BadRequest
 from core.model import MAX_NAME, MAX_TEXT, Action
-from core.policy.pattern import SHELL, Pattern
+from core.policy.pattern import SHELL, Pattern, index_words
 from core.policy.shell import read
 
 
@@ -108,9 +108,12 @@ class Rulebook:
     def __init__(self) -> None:
         self._held: dict[int, _Held] = {}
         self._by_key: dict[str, list[_Held]] = {}
-        """Tool name (or `SHELL`) -> rules about it; shell rules without a command word."""
-        self._by_word: dict[str, list[_Held]] = {}
-        """A shell rule's literal first word -> its rules."""
+        """Tool name (or `SHELL`) -> its rules that have no `Pattern.first`."""
+        self._by_word: dict[tuple[str, str], list[_Held]] = {}
+        """(tool name or `SHELL`, `Pattern.first`) -> its rules: `Bash(npm test *)` under
+        (SHELL, "npm"), `Edit(src/**)` under ("Edit", "src"), a domain under its name."""
+        self._every: dict[str, list[_Held]] = {}
+        """Tool name -> all its rules, for the rare action the index cannot narrow."""
         self._globs: list[_Held] = []
         """Rules whose tool name is a glob (`mcp__x__*`), tried on every action."""
         self.next_id = 1
@@ -154,10 +157,12 @@ class Rulebook:
     def _buckets(self, pattern: Pattern) -> Iterable[list[_Held]]:
         if not pattern.keys:
             yield self._globs
-        elif pattern.first is not None:
-            yield self._by_word.setdefault(pattern.first, [])
-        else:
-            for key in pattern.keys:
+            return
+        for key in pattern.keys:
+            yield self._every.setdefault(key, [])
+            if pattern.first is not None:
+                yield self._by_word.setdefault((key, pattern.first), [])
+            else:
                 yield self._by_key.setdefault(key, [])
 
     def decide(self, action: Action, *, lineage: Collection[int] = (), now: float) -> Ruling:
@@ -166,8 +171,12 @@ class Rulebook:
         command = action.command
         if command is not None:
             return self._decide_shell(action, command, lineage, now)
-        candidates = [h for h in (*self._by_key.get(action.tool, ()), *self._globs)
-                      if _applies(h.rule, action, lineage, now)]
+        words, anywhere = index_words(action)
+        tool = action.tool
+        found = (self._every.get(tool, ()) if anywhere else
+                 [*self._by_key.get(tool, ()),
+                  *(h for word in words for h in self._by_word.get((tool, word), ()))])
+        candidates = [h for h in (*found, *self._globs) if _applies(h.rule, action, lineage, now)]
         for effect in (Effect.DENY, Effect.ASK):
             for held in candidates:
                 if held.rule.effect is effect and held.pattern.matches(action, loose=True):
@@ -185,7 +194,7 @@ class Rulebook:
         per_part: list[list[_Held]] = []
         for part in reading.parts:
             words = {part.exact.split(" ", 1)[0], part.loose.split(" ", 1)[0]}
-            found = [h for word in words for h in self._by_word.get(word, ())
+            found = [h for word in words for h in self._by_word.get((SHELL, word), ())
                      if _applies(h.rule, action, lineage, now)]
             per_part.append(found + general)
         for effect in (Effect.DENY, Effect.ASK):
