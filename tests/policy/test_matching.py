@@ -226,3 +226,23 @@ def test_a_pattern_cannot_make_matching_slow() -> None:
     assert rules.decide(bash("echo " + "a " * 20000), now=0).effect is None
     with pytest.raises(BadRequest, match="more than 16 wildcards"):
         Pattern.parse("Bash(" + "*" * 17 + ")")
+
+
+@pytest.mark.parametrize(("action", "proposed"), [
+    (bash("npm test -- --watch"), "Bash(npm test *)"),
+    (bash("pytest -q tests/"), "Bash(pytest *)"),
+    (bash("FOO=1 make build"), "Bash(FOO=1 make *)"),
+    (bash("git status && rm x"), "Bash(git status *)"),
+    (act("Edit", file_path="/repo/src/app.py"), "Edit(src/**)"),
+    (act("Write", file_path="app.py"), "Edit(app.py)"),
+    (act("Edit", file_path="/etc/hosts"), "Edit(//etc/**)"),
+    (act("Read", cwd=None, file_path="docs/a.md"), "Read(docs/**)"),
+    (act("WebFetch", url="https://docs.python.org/3/"), "WebFetch(domain:docs.python.org)"),
+    (act("mcp__github__create_issue"), "mcp__github__create_issue"),
+], ids=lambda value: getattr(value, "summary", value))
+def test_a_proposed_rule_covers_the_action_it_came_from(action: Action, proposed: str) -> None:
+    from core.policy.propose import propose
+
+    assert propose(action) == proposed
+    if not Pattern.parse(proposed).everything:
+        assert book(("allow", proposed)).decide(action, now=0).effect is ALLOW
