@@ -187,6 +187,10 @@ class Action(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     session: _Name | None = None
     """The agent's own session id."""
     summary: _Text = ""
+    suggestions: Annotated[list[_Text], Meta(max_length=16)] = msgspec.field(
+        default_factory=list)
+    """Rules the agent itself proposes for "and remember", in its permission syntax
+    (Claude Code's `permission_suggestions`, e.g. `Bash(npm test *)`); may be empty."""
 
     def __post_init__(self) -> None:
         size = len(_ENCODER.encode(self.input))

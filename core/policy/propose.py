@@ -1,5 +1,8 @@
 """The rule a person most likely means when they say "and remember" to an action.
 
+The agent's own suggestion comes first (Claude Code's `permission_suggestions`, carried in
+`Action.suggestions`).
+
 `npm test -- --watch` proposes `Bash(npm test *)`: the command and its subcommand, any
 arguments. An edit of `/repo/src/app.py` (cwd `/repo`) proposes `Edit(src/**)`, a fetch
 `WebFetch(domain:host)`, any other tool its bare name. The person edits it before it is saved.
@@ -11,8 +14,9 @@ import posixpath
 import re
 from urllib.parse import urlsplit
 
+from core.errors import BadRequest
 from core.model import Action
-from core.policy.pattern import EDIT_TOOLS, READ_TOOLS
+from core.policy.pattern import EDIT_TOOLS, READ_TOOLS, Pattern
 from core.policy.shell import read
 
 _SUBCOMMAND = re.compile(r"[a-z][a-z0-9:_\-]*")
@@ -20,7 +24,15 @@ _SUBCOMMAND = re.compile(r"[a-z][a-z0-9:_\-]*")
 
 
 def propose(action: Action) -> str:
-    """A pattern, in Claude Code's syntax, that covers this action and its like."""
+    """A pattern, in Claude Code's syntax, that covers this action and its like: the agent's
+    own first suggestion when it makes one that reads as a narrow rule, else one of ours."""
+    for suggestion in action.suggestions:
+        try:
+            pattern = Pattern.parse(suggestion)
+        except BadRequest:
+            continue
+        if not pattern.everything:
+            return pattern.text
     command = action.command
     if command is not None:
         return _shell(command)
