@@ -131,26 +131,26 @@ def _wire_ms(rounds: int) -> tuple[float, float]:
     from core.client import SyncClient
     from core.model import Action, Question
 
-    with daemon_only("ipc") as (_daemon, runtime):
-        with SyncClient(runtime, state_dir=runtime.parent / "state") as client:
-            for effect, pattern, scope in rules_mix(HELD):
-                client.add_rule(effect, pattern, everything=False, **scope)
-            task = client.open_task("session", agent="claude", lease=3600)
-            decided = p.Ask.of(task.id, Question(text="Run npm test?", action=Action(
-                agent="claude", tool="Bash", input={"command": "npm test"}, session="S1")))
-            plain = p.Ask.of(task.id, Question(text="Go on?"))
-            rule_times, plain_times = [], []
-            for _ in range(rounds):
-                started = time.perf_counter()
-                reply = client.request(decided)
-                rule_times.append(time.perf_counter() - started)
-                if reply.prompt.answered_by is None:
-                    raise RuntimeError("the rule did not decide the question")
-                started = time.perf_counter()
-                opened = client.request(plain)
-                plain_times.append(time.perf_counter() - started)
-                client.answer(opened.prompt.id, "approve")
-            task.finish("done")
+    with daemon_only("ipc") as (_daemon, runtime), \
+            SyncClient(runtime, state_dir=runtime.parent / "state") as client:
+        for effect, pattern, scope in rules_mix(HELD):
+            client.add_rule(effect, pattern, everything=False, **scope)
+        task = client.open_task("session", agent="claude", lease=3600)
+        decided = p.Ask.of(task.id, Question(text="Run npm test?", action=Action(
+            agent="claude", tool="Bash", input={"command": "npm test"}, session="S1")))
+        plain = p.Ask.of(task.id, Question(text="Go on?"))
+        rule_times, plain_times = [], []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            reply = client.request(decided)
+            rule_times.append(time.perf_counter() - started)
+            if reply.prompt.answered_by is None:
+                raise RuntimeError("the rule did not decide the question")
+            started = time.perf_counter()
+            opened = client.request(plain)
+            plain_times.append(time.perf_counter() - started)
+            client.answer(opened.prompt.id, "approve")
+        task.finish("done")
     rule_times.sort()
     plain_times.sort()
     return rule_times[len(rule_times) // 2] * 1e3, plain_times[len(plain_times) // 2] * 1e3

@@ -39,8 +39,8 @@ from core.feed import Feed, Listener, Subscription
 from core.lifecycle import Step, move
 from core.model import (
     DEFAULT_CHOICES,
-    Action,
     MAX_COUNT,
+    Action,
     BlockedOn,
     BlockedReason,
     EndReason,
@@ -991,7 +991,7 @@ class Registry(Records):
         try:
             answered = self._record_answer(prompt, text, by=by, reason=reason, origin=None,
                                            rules=used)
-        except Exception as exc:  # unrecorded: a person decides instead
+        except Exception as exc:  # noqa: BLE001 -- whatever failed, a person decides instead
             log.error("prompt %d stays with a person: its decision by %s could not be "
                       "recorded: %s", prompt.id, by, exc)
             return

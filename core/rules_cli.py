@@ -14,8 +14,8 @@ import sys
 
 import msgspec
 
-from core.errors import BadRequest
 from core.cli import _when
+from core.errors import BadRequest
 from core.model import Action
 from core.policy import Effect, Rule
 from core.policy.pattern import FAMILIES, SHELL_NAMES

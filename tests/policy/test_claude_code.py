@@ -23,16 +23,6 @@ ONCE = "run the tests"
 SCRIPT = {TWICE: ["npm test", "npm test -- --ci"], ONCE: ["npm test"]}
 
 
-@pytest.fixture
-def journaled(tmp_path: Path):
-    deck = HookDeck(tmp_path)
-    deck.serve("--journal", str(tmp_path / "journal.sqlite3"))
-    try:
-        yield deck
-    finally:
-        deck.stop()
-
-
 def claude(deck: HookDeck, url: str, tmp: Path, prompt: str, session: str,
            allow: list[str] = ()) -> subprocess.Popen[str]:
     """Claude Code in print mode, its Bash calls gated by the hook, its own settings allowing

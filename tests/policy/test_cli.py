@@ -17,16 +17,6 @@ from tests.support import until_sync
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def journaled(tmp_path: Path):
-    deck = Deck(tmp_path)
-    deck.serve("--journal", str(tmp_path / "journal.sqlite3"))
-    try:
-        yield deck
-    finally:
-        deck.stop()
-
-
 def ok(deck: Deck, *args: str) -> str:
     ran = deck.run(*args)
     assert ran.returncode == 0, ran.stderr

@@ -11,7 +11,15 @@ import pytest
 from core.clock import ManualClock
 from core.errors import BadRequest, UnknownRule, UnknownTask
 from core.journal import SCHEMA_VERSION, Journal, JournalError
-from core.model import Action, PromptClosed, PromptOpened, PromptState, Question, TaskStatus, Verdict
+from core.model import (
+    Action,
+    PromptClosed,
+    PromptOpened,
+    PromptState,
+    Question,
+    TaskStatus,
+    Verdict,
+)
 from core.registry import Registry
 
 
