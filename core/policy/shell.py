@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import shlex
 from typing import NamedTuple
 
 import tree_sitter_bash
@@ -153,13 +154,25 @@ def _unwrap(argv: list[str]) -> list[str]:
 
 
 def _inner(argv: list[str], whys: list[str], depth: int) -> list[Part]:
-    """Parts of the line a shell's `-c` or `eval` runs."""
+    """Parts of what a command runs in turn: a shell's `-c` script (`-lc` too), `eval`'s
+    words, `find -exec`'s command. A shell that reads its script from its input (`| sh`,
+    `bash <<EOF`) runs what no parser sees: not sure."""
     if not argv:
         return []
-    if argv[0] == "eval":
+    name = argv[0]
+    if name == "eval":
         script = " ".join(argv[1:])
-    elif argv[0] in _INNER_SHELLS and "-c" in argv[1:-1]:
-        script = argv[argv.index("-c", 1) + 1]
+    elif name in _INNER_SHELLS:
+        found = _shell_script(argv[1:])
+        if found is None:
+            whys.append(f"{name} reads its script from its input")
+            return []
+        if found == "":
+            return []  # runs a script file: its own command, matched as written
+        script = found
+    elif name == "find":
+        return [part for command in _find_exec(argv[1:])
+                for part in _read(command, depth + 1).parts]
     else:
         return []
     if depth >= MAX_DEPTH:
@@ -169,6 +182,39 @@ def _inner(argv: list[str], whys: list[str], depth: int) -> list[Part]:
     if not reading.sure:
         whys.append(reading.why)
     return list(reading.parts)
+
+
+def _shell_script(args: list[str]) -> str | None:
+    """The script a shell's arguments give it: the `-c` string, "" for a script file, or
+    None when it reads its input (no operand, `-s`, or `-`)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            rest = args[i + 1:]
+            return "" if rest and rest[0] != "-" else None
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
+            if "c" in arg[1:]:
+                return args[i + 1] if i + 1 < len(args) else None
+            if "s" in arg[1:]:
+                return None
+            continue
+        if arg.startswith("--"):
+            continue
+        return "" if arg != "-" else None
+    return None
+
+
+def _find_exec(args: list[str]) -> list[str]:
+    """The commands `find ... -exec CMD {} ;` (and -execdir, -ok, -okdir) runs."""
+    commands, i = [], 0
+    while i < len(args):
+        if args[i] in ("-exec", "-execdir", "-ok", "-okdir"):
+            end = next((j for j in range(i + 1, len(args)) if args[j] in (";", "+")), len(args))
+            words = args[i + 1:end]
+            if words:
+                commands.append(shlex.join(words))
+            i = end
+        i += 1
+    return commands
 
 
 def _literal(node: Node) -> bool:
