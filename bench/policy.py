@@ -98,13 +98,31 @@ def _decide_us(book: Any, rounds: int, *, fresh: bool) -> float:
     return best * 1e6
 
 
-def _registry_us(rounds: int, *, with_rules: bool) -> float:
-    """Microseconds per question closed: by rule, or (no rules) by a person's answer."""
+def _registry_us(rounds: int, *, with_rules: bool, journal: bool = False) -> float:
+    """Microseconds per question closed: by rule, or (no rules) by a person's answer; with
+    `journal`, each decision is written to a journal in a temp dir (fsynced) first."""
+    import tempfile
+    from pathlib import Path
+
+    from core.journal import Journal
     from core.model import Action, Question
     from core.registry import Registry
 
     async def go() -> float:
         registry = Registry(default_timeout=None)
+        with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
+            book = Journal.open(Path(tmp) / "journal.sqlite3") if journal else None
+            if book is not None:
+                book.attach(registry)
+                registry.recorder = book.record
+            try:
+                return await cycle(registry)
+            finally:
+                if book is not None:
+                    book.close()
+                await registry.close()
+
+    async def cycle(registry: Registry) -> float:
         if with_rules:
             for effect, pattern, scope in rules_mix(HELD):
                 registry.add_rule(effect, pattern, **scope)
@@ -118,7 +136,6 @@ def _registry_us(rounds: int, *, with_rules: bool) -> float:
                 registry.answer(prompt.id, "approve")
         elapsed = time.perf_counter() - started
         assert registry.get_prompt(prompt.id).answer == "approve"
-        await registry.close()
         return elapsed / rounds * 1e6
 
     return min(asyncio.run(go()) for _ in range(3))
@@ -179,6 +196,17 @@ def run(config: Config) -> list[Result]:
         unit="us", figure=by_rule, baseline=by_person,
         baseline_name="the same question answered by a person's call, no rules",
         better="lower", params={"rules": HELD, "questions": registry_rounds},
+    ))
+    journal_rounds = max(10, registry_rounds // 20)
+    by_rule = _registry_us(journal_rounds, with_rules=True, journal=True)
+    by_person = _registry_us(journal_rounds, with_rules=False, journal=True)
+    results.append(Result(
+        bench="policy",
+        name=f"question closed by rule, journal on (fsync), {HELD:,} rules held",
+        unit="us", figure=by_rule, baseline=by_person,
+        baseline_name="a person's answer, journal on",
+        better="lower", params={"rules": HELD, "questions": journal_rounds, "journal": True},
+        note="both write the decision durably before it applies",
     ))
     wire_rounds = max(10, config.roundtrips // 10)
     rule_ms, plain_ms = _wire_ms(wire_rounds)
