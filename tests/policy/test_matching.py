@@ -166,6 +166,8 @@ def test_scopes_agents_and_expiry() -> None:
     assert rules.decide(bash("id"), now=0).effect is None  # asked by claude, not codex
     codex = Action(agent="codex", tool="exec_command", input={"command": ["id"]})
     assert rules.decide(codex, now=0).rules == [3]
+    codex_cmd = Action(agent="codex", tool="exec_command", input={"cmd": "id"})
+    assert rules.decide(codex_cmd, now=0).rules == [3]  # exec_command's own key is `cmd`
     assert rules.decide(bash("date"), now=99.9).rules == [4]
     assert rules.decide(bash("date"), now=100.0).effect is None
 
