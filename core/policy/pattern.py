@@ -68,7 +68,7 @@ class Pattern:
     first: str | None
     """What the pattern is about, when literal, for the index: a shell pattern's command
     word, a path pattern's first directory ("src", or "/etc" when absolute), a domain."""
-    _regex: re.Pattern[str] | Wildcard | None
+    _regex: re.Pattern[str] | Wildcard | PathGlob | None
 
     @property
     def everything(self) -> bool:
@@ -167,24 +167,20 @@ class Pattern:
         elif action.cwd:
             target = posixpath.normpath(posixpath.join(action.cwd, path))
         elif not absolute:  # both relative to the same unknown directory
-            return self._regex.fullmatch(posixpath.normpath(path)) is not None
+            return bool(self._regex.fullmatch(posixpath.normpath(path)))
         else:
             return False
         if absolute:
-            return self._regex.fullmatch(target) is not None
+            return bool(self._regex.fullmatch(target))
         base = posixpath.normpath(action.cwd) if action.cwd else None
         if base is None:
             # an absolute path, a relative pattern and no cwd: a deny still matches its tail
-            return loose and self._suffix.search(target) is not None
+            return loose and isinstance(self._regex, PathGlob) and \
+                self._regex.anywhere().fullmatch(target)
         relative = posixpath.relpath(target, base)
         if relative.startswith(".."):
             return False
-        return self._regex.fullmatch(relative) is not None
-
-    @property
-    def _suffix(self) -> re.Pattern[str]:
-        assert isinstance(self._regex, re.Pattern)
-        return re.compile(r"(?:^|/)(?:" + self._regex.pattern + r")\Z")
+        return bool(self._regex.fullmatch(relative))
 
 
 def _bare(tool: str) -> Pattern:
@@ -248,7 +244,7 @@ def _glob_match(pieces: tuple[str, ...], text: str) -> bool:
 def _path(tool: str, spec: str) -> Pattern:
     if spec in ("*", "**"):
         return Pattern(f"{tool}({spec})", tool, "path", FAMILIES[tool], spec, None,
-                       re.compile(".*", re.DOTALL))
+                       PathGlob(("**",)))
     glob = spec
     if glob.startswith("//"):
         glob = glob[1:]
@@ -260,37 +256,50 @@ def _path(tool: str, spec: str) -> Pattern:
         glob = glob[1:]  # relative to the project: the action's working directory
     if ".." in glob.split("/"):
         raise BadRequest(f"rule pattern {tool}({spec}): '..' is not allowed in a path pattern")
+    if spec.count("*") > MAX_WILDCARDS:
+        raise BadRequest(f"rule pattern {tool}({spec}): more than {MAX_WILDCARDS} wildcards")
     anywhere = "/" not in glob.rstrip("/")
-    regex = _glob_regex(glob.rstrip("/") + ("/**" if glob.endswith("/") else ""))
+    matcher = PathGlob(tuple((glob.rstrip("/") + ("/**" if glob.endswith("/") else ""))
+                             .split("/")))
     if anywhere and not glob.startswith("/"):
-        regex = r"(?:.*/)?" + regex
+        matcher = matcher.anywhere()
     head = glob.lstrip("/").split("/", 1)[0]
     first = None
     if not anywhere and head and not any(c in head for c in "*?["):
         first = "/" + head if glob.startswith("/") else head
-    return Pattern(f"{tool}({spec})", tool, "path", FAMILIES[tool], spec, first,
-                   re.compile(regex, re.DOTALL))
+    return Pattern(f"{tool}({spec})", tool, "path", FAMILIES[tool], spec, first, matcher)
 
 
-def _glob_regex(glob: str) -> str:
-    out, i = [], 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append(r"(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(r".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append(r"[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append(r"[^/]")
-            i += 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return "".join(out)
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathGlob:
+    """A path pattern cut at its slashes: `**` is any number of directories (at the end, at
+    least one name: `docs/**` is what is inside docs), each other segment a shell glob of one
+    name (`fnmatch`, which never backtracks far). Matching is a table over pattern and path
+    segments, so no pattern can make it slow."""
+
+    segments: tuple[str, ...]
+
+    def fullmatch(self, path: str) -> bool:
+        """True when the whole path matches."""
+        names = path.split("/")
+        pattern = self.segments
+        # ok[j]: pattern[i:] matches names[j:], for the i of the current pass (from the end)
+        ok = [False] * len(names) + [True]
+        for i in range(len(pattern) - 1, -1, -1):
+            segment = pattern[i]
+            if segment == "**" and i == len(pattern) - 1:
+                ok = [j < len(names) for j in range(len(names) + 1)]
+            elif segment == "**":
+                for j in range(len(names) - 1, -1, -1):
+                    ok[j] = ok[j] or ok[j + 1]
+            else:
+                ok = [j < len(names) and ok[j + 1] and fnmatch.fnmatchcase(names[j], segment)
+                      for j in range(len(names) + 1)]
+        return ok[0]
+
+    def anywhere(self) -> PathGlob:
+        """The same pattern, matching at any depth (its end matching the path's end)."""
+        return PathGlob(("**", *self.segments))
 
 
 def _domain(spec: str) -> Pattern:

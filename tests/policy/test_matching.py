@@ -99,6 +99,11 @@ OTHER_CASES = [
     ("Edit(src/**)", act("Read", file_path="src/a.py"), False),
     ("Edit(*.py)", act("Edit", file_path="deep/in/tree.py"), True),
     ("Edit(src/*.py)", act("Edit", file_path="src/deeper/x.py"), False),
+    ("Edit(src/**/test_*.py)", act("Edit", file_path="src/a/b/test_x.py"), True),
+    ("Edit(src/**/test_*.py)", act("Edit", file_path="src/test_x.py"), True),
+    ("Edit(src/**/test_*.py)", act("Edit", file_path="src/a/x_test.py"), False),
+    ("Edit(src/**)", act("Edit", file_path="/repo/src"), False),  # what is inside src
+    ("Edit(.env*)", act("Edit", file_path="/repo/deploy/.env.local"), True),
     ("Read(./docs/**)", act("Read", file_path="/repo/docs/a.md"), True),
     ("Read(./docs/**)", act("Grep", path="docs"), False),
     ("Read(./docs/**)", act("Grep", path="docs/x"), True),
@@ -234,6 +239,9 @@ def test_a_pattern_cannot_make_matching_slow() -> None:
     pattern = "Bash(" + " ".join(["*a"] * 16) + " b)"
     rules = book(("allow", pattern))
     assert rules.decide(bash("echo " + "a " * 20000), now=0).effect is None
+    paths = book(("deny", "Edit(" + "*a" * 16 + "b)"), ("deny", "Edit(" + "**/a" * 8 + "/b)"))
+    long = act("Edit", file_path="/repo/" + "a" * 20000 + "/" + "a/" * 2000 + "c")
+    assert paths.decide(long, now=0).effect is None
     with pytest.raises(BadRequest, match="more than 16 wildcards"):
         Pattern.parse("Bash(" + "*" * 17 + ")")
 
