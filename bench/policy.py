@@ -80,7 +80,7 @@ def _book(count: int) -> Any:
 
 def _decide_us(book: Any, rounds: int, *, fresh: bool) -> float:
     """Microseconds per `decide`, best of three runs."""
-    from core.policy.shell import read
+    from core.policy.shell import forget
 
     best = float("inf")
     for run in range(3):
@@ -89,7 +89,7 @@ def _decide_us(book: Any, rounds: int, *, fresh: bool) -> float:
             for action in batches[0]:
                 book.decide(action, now=0.0)  # parsed once, as a repeated command is
         else:
-            read.cache_clear()
+            forget()
         started = time.perf_counter()
         for batch in batches:
             for action in batch:

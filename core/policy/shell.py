@@ -78,10 +78,24 @@ def _parser() -> Parser:
     return Parser(Language(tree_sitter_bash.language()))
 
 
-@functools.lru_cache(maxsize=4096)
+CACHED_LENGTH = 4096
+"""Commands up to this many characters are kept in the cache (4,096 of them): agents repeat
+their commands, and a cache of long ones could hold a gigabyte (inputs go up to 256 KiB)."""
+
+
 def read(command: str) -> Reading:
-    """Cut `command` into its parts (cached: agents repeat the same commands)."""
+    """Cut `command` into its parts (remembered for commands of ordinary length)."""
+    return _cached(command) if len(command) <= CACHED_LENGTH else _read(command, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached(command: str) -> Reading:
     return _read(command, 0)
+
+
+def forget() -> None:
+    """Empty the cache (the benchmark times commands never seen)."""
+    _cached.cache_clear()
 
 
 def _read(command: str, depth: int) -> Reading:
