@@ -13,7 +13,9 @@ import enum
 import json
 from dataclasses import dataclass, field
 
+from core.errors import BadRequest
 from core.model import EDIT, MAX_TEXT, Action, Task, Verdict
+from core.policy import Pattern
 from tui.view import is_asking, verdict_of
 
 
@@ -32,11 +34,13 @@ class Mode(str, enum.Enum):
     """An abort waits for y or n."""
     FILTER = "filter"
     """The filter box."""
+    REMEMBER = "remember"
+    """The answer box as a rule editor (`A`, `D`): a pattern, a scope and an expiry."""
 
     @property
     def is_answering(self) -> bool:
         """True while the answer box is open (its question stays in the bar until it closes)."""
-        return self in (Mode.REPLY, Mode.REASON, Mode.EDIT)
+        return self in (Mode.REPLY, Mode.REASON, Mode.EDIT, Mode.REMEMBER)
 
 
 # ------------------------------------------------------------------ intents
@@ -121,8 +125,40 @@ class LeaveFilter:
     keep: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRemember:
+    """Show the task's question with the answer box as a rule editor, holding `pattern`."""
+
+    task_id: int
+    label: str
+    pattern: str
+    options: str
+    """The scope and expiry picked, and the keys that change them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRemember:
+    """The rule editor's scope or expiry changed: show the new ones."""
+
+    options: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remember:
+    """Save a rule through the daemon, then answer the question it came from."""
+
+    task_id: int
+    prompt_id: int
+    effect: str
+    pattern: str
+    scope: dict[str, object]
+    """`session=...`, `task_id=...`, or nothing (everywhere)."""
+    expires: float | None
+    answer: str
+
+
 Intent = (Say | Send | OpenAnswer | CloseAnswer | Expand | AskAbort | CloseConfirm | Abort
-          | OpenFilter | ApplyFilter | LeaveFilter)
+          | OpenFilter | ApplyFilter | LeaveFilter | OpenRemember | ShowRemember | Remember)
 Intents = tuple[Intent, ...]
 """What a key does, in order; empty when it does nothing at all."""
 
@@ -134,6 +170,29 @@ ALWAYS = frozenset({"quit", "help", "command_palette", "escape"})
 
 TREE_ACTIONS = frozenset({"toggle_fold", "fold", "unfold"})
 """The tree's own keys, carried out by the app: live whenever the tree has the focus."""
+
+EXPIRIES: tuple[tuple[str, float | None], ...] = (
+    ("never", None), ("in 1 hour", 3600.0), ("in 8 hours", 8 * 3600.0),
+    ("in 1 day", 86400.0), ("in 7 days", 7 * 86400.0),
+)
+"""The rule editor's expiries, in the order ctrl+e steps through them."""
+
+
+@dataclass
+class Draft:
+    """The rule being edited: its effect, the scopes it may take, and the picks."""
+
+    effect: str
+    scopes: list[tuple[str, dict[str, object]]]
+    scope: int = 0
+    expiry: int = 0
+
+    def options(self) -> str:
+        """One line: the picks and the keys that change them."""
+        verb = "approves" if self.effect == "allow" else "denies"
+        return (f"for {self.scopes[self.scope][0]} (tab) · expires "
+                f"{EXPIRIES[self.expiry][0]} (ctrl+e) · ⏎ saves the rule and {verb} · "
+                "esc goes back")
 
 
 @dataclass
@@ -147,6 +206,8 @@ class Modes:
     """The choices of the question the open box answers (its last one denies)."""
     confirming: tuple[int, bool] | None = None
     """(task id, only) of the abort waiting for y / n."""
+    draft: Draft | None = None
+    """The rule the open editor saves (`A`, `D`)."""
 
     def allows(self, action: str, task: Task | None, *, covered: bool = False) -> bool:
         """Whether a key's action applies now (keys that do not are left off the footer).
@@ -248,6 +309,8 @@ class Modes:
             return ()
         task_id, prompt_id = self.answering
         text = typed.strip()
+        if self.mode is Mode.REMEMBER:
+            return self._submit_rule(typed)
         if self.mode is Mode.REASON:
             denial = self.choices[-1] if self.choices else "deny"
             sent = Send(task_id, prompt_id, denial, reason=text or None)
@@ -270,7 +333,77 @@ class Modes:
         self.mode = Mode.NORMAL
         self.answering = None
         self.choices = []
+        self.draft = None
         return (CloseAnswer(),)
+
+    # ---------------------------------------------------------------- rules
+
+    def open_remember(self, task: Task | None, effect: str, action: Action | None,
+                      proposal: str, *, unread: int = 0) -> Intents:
+        """`A` (allow) or `D` (deny) and remember: the editor, holding the proposed rule.
+
+        Args:
+            action: The action the task's question asks leave for (None: a plain question,
+                which no rule decides).
+            proposal: The pattern to start from.
+            unread: Lines of the question never on screen; an allow waits for them, as `a`.
+        """
+        said = _not_asking(task)
+        if said:
+            return said
+        assert task is not None and task.blocked_on is not None
+        if action is None:
+            return (Say(f"#{task.id} asks a plain question: rules decide only an agent's "
+                        "actions; a or d answers it once", "warning"),)
+        if effect == "allow" and unread:
+            said = self.choose(task, 1, unread=unread)
+            if not isinstance(said[0], Send):
+                return said
+        scopes: list[tuple[str, dict[str, object]]] = []
+        if action.session:
+            scopes.append((f"this session ({action.session})", {"session": action.session}))
+        scopes.append((f"#{task.id} and its sub-tasks", {"task_id": task.id}))
+        scopes.append(("every agent, everywhere", {}))
+        self.mode = Mode.REMEMBER
+        self.answering = (task.id, task.blocked_on.prompt_id)
+        self.choices = list(task.blocked_on.choices)
+        self.draft = Draft(effect, scopes)
+        return (OpenRemember(task.id, f"{effect} rule", proposal, self.draft.options()),)
+
+    def cycle_scope(self) -> Intents:
+        """Tab in the rule editor: the next scope."""
+        if self.draft is None:
+            return ()
+        self.draft.scope = (self.draft.scope + 1) % len(self.draft.scopes)
+        return (ShowRemember(self.draft.options()),)
+
+    def cycle_expiry(self) -> Intents:
+        """Ctrl+E in the rule editor: the next expiry."""
+        if self.draft is None:
+            return ()
+        self.draft.expiry = (self.draft.expiry + 1) % len(EXPIRIES)
+        return (ShowRemember(self.draft.options()),)
+
+    def _submit_rule(self, typed: str) -> Intents:
+        """Enter in the rule editor: save the rule and answer, unless the rule is malformed
+        or matches every use of its tool (the editor stays open to fix it)."""
+        draft, answering = self.draft, self.answering
+        if draft is None or answering is None:
+            return ()
+        try:
+            pattern = Pattern.parse(typed)
+        except BadRequest as exc:
+            return (Say(f"{exc} (fix it, or Esc goes back)", "warning"),)
+        if pattern.everything:
+            return (Say(f"{pattern.text} matches every use of {pattern.tool}: narrow it "
+                        "(`taskdeck rules add --everything` adds such a rule)", "warning"),)
+        answer = self.choices[0] if draft.effect == "allow" else _denial(self.choices)
+        if answer is None:
+            return (Say("this question offers no plain deny for a rule to give: Esc, then d "
+                        "answers it", "warning"),)
+        remember = Remember(answering[0], answering[1], draft.effect, pattern.text,
+                            draft.scopes[draft.scope][1], EXPIRIES[draft.expiry][1], answer)
+        return (remember, *self.cancel_answer())
 
     # ---------------------------------------------------------------- aborts
 
@@ -354,6 +487,12 @@ def _edited(typed: str) -> str | Say:
     if len(text) > MAX_TEXT:
         return Say(f"the edited input is {len(text)} characters, over {MAX_TEXT}", "warning")
     return text
+
+
+def _denial(choices: list[str]) -> str | None:
+    """The choice a deny rule gives: "deny", or the second of two (as the daemon's rules)."""
+    found = next((c for c in choices if c.lower() == "deny"), None)
+    return found or (choices[1] if len(choices) == 2 else None)
 
 
 def _not_asking(task: Task | None) -> Intents:

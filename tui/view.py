@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -89,10 +90,19 @@ def answer_notice(prompt: Prompt, sent: str) -> str:
     return f"replied to #{prompt.task_id}: “{quoted}” (sent as a reply, not an approval)"
 
 
+def by_rule(prompt: Prompt) -> bool:
+    """True when an approval rule answered the prompt (`answered_by` "rule 3", "rules 1, 4")."""
+    return re.fullmatch(r"rules? \d+(, \d+)*", prompt.answered_by or "") is not None
+
+
 def answer_line(prompt: Prompt) -> tuple[str, str]:
-    """How the detail pane shows an answer: text and colour (a reply in no colour of its own)."""
+    """How the detail pane shows an answer: text and colour (a reply in no colour of its own).
+
+    A rule's answer reads as its reason: "approved by rule 3: Bash(npm test *)"."""
     answer = prompt.answer or ""
     verdict = prompt.verdict
+    if by_rule(prompt) and prompt.reason:
+        return f"    → {prompt.reason}", "$error" if verdict is Verdict.DENIED else "$success"
     if verdict is Verdict.REPLIED:
         return f"    ↩ replied “{answer}”", ""
     text = f"    → {answer}"

@@ -63,6 +63,7 @@ class PromptBar(Vertical):
         with Horizontal(id="prompt-typing"):
             yield Label(id="prompt-label")
             yield InlineInput(id="prompt-input", compact=True)
+        yield Static(id="prompt-remember")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -200,9 +201,14 @@ class PromptBar(Vertical):
         self.add_class("-typing")
         return box
 
+    def show_remember(self, options: str) -> None:
+        """Under the box, the rule editor's scope and expiry, and the keys that change them."""
+        self.query_one("#prompt-remember", Static).update(Content.styled(options, "$text-muted"))
+        self.add_class("-remember")
+
     def close_input(self) -> None:
-        """Hide the answer box."""
-        self.remove_class("-typing")
+        """Hide the answer box (and the rule editor's line)."""
+        self.remove_class("-typing", "-remember")
         self.query_one("#prompt-input", InlineInput).value = ""
 
 
@@ -237,6 +243,11 @@ class NoticeBar(Static):
         line = Content.assemble(*parts, message)
         self._live = [*self._live, (time.monotonic() + timeout, line)][-NOTICES_SHOWN:]
         self.set_timer(timeout, self._expire)
+        self._draw()
+
+    def clear(self) -> None:
+        """Drop every notice now (a screenshot must not depend on how long a run took)."""
+        self._live = []
         self._draw()
 
     def _expire(self) -> None:
