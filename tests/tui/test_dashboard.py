@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 
+from core import protocol as p
 from core.client import ConnectionState
 from core.model import EndReason, PromptState, TaskStatus
 from tests.support import until
@@ -415,10 +416,20 @@ async def test_without_a_journal_the_pane_shows_no_decisions_and_asks_once(
         await until(lambda: "→ approve" in str(detail.render()), what="the answer")
         assert "decisions" not in str(detail.render())
         assert scene.daemon is not None
-        daemon = scene.daemon
-        before = daemon.requests
-        await move_to(app, pilot, scene.ids["Add a regression test for issue #412"])
-        assert daemon.requests - before == 1  # the task's `get`; `history` is not asked again
+        service = scene.daemon.service
+        handle = service.handle
+        ops: list[str] = []
+
+        def recording(payload: list[bytes], curve_key: str | None = None):
+            ops.append(str((p.peek(payload[0]).get("body") or {}).get("op")) if payload else "?")
+            return handle(payload, curve_key)
+
+        service.handle = recording  # type: ignore[method-assign]
+        target = scene.ids["Add a regression test for issue #412"]
+        await move_to(app, pilot, target)
+        await until(lambda: "get" in ops, what=f"the task's get, not {ops}")
+        await app.workers.wait_for_complete()  # the fetch that would ask `history` next
+        assert "history" not in ops  # nothing to read without a journal: never asked again
         assert not [n for n in app.notices if n[0] == "error"]
 
 
