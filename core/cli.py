@@ -328,6 +328,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"wait this long for a person, then deny (default {DEFAULT_TIMEOUT:g}: under "
         "the 600 s hook timeout)",
     )
+
+    p = command("mcp", _cmd_mcp, "serve MCP tools over stdio: an MCP host asks a person here")
+    p.add_argument("--key", metavar="KEY", help="the session task's key, to find it again "
+                   "(default: mcp:HOST:PID of the host process)")
+    p.add_argument("--lease", type=_positive, default=30.0, metavar="SECONDS",
+                   help="the session's task fails as lost this long after this server stops "
+                   "(default 30)")
+    p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
+                   help="deny a permission prompt or approval nobody answered this long "
+                   "(default: wait)")
     return parser
 
 
@@ -347,6 +357,13 @@ def _cmd_hook(args: argparse.Namespace) -> int:
     from core.bridges import claude
 
     return claude.main(args)
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    """The MCP SDK is imported only here: it is most of the start-up an MCP host waits for."""
+    from core.mcp import server
+
+    return server.main(args)
 
 
 # ---------------------------------------------------------------- the daemon
