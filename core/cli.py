@@ -361,7 +361,12 @@ def _cmd_hook(args: argparse.Namespace) -> int:
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
     """The MCP SDK is imported only here: it is most of the start-up an MCP host waits for."""
-    from core.mcp import server
+    try:
+        from core.mcp import server
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "mcp":
+            raise
+        raise TaskdeckError("taskdeck mcp needs the MCP SDK: pip install 'taskdeck[mcp]'") from None
 
     return server.main(args)
 

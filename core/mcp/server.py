@@ -78,6 +78,7 @@ class Tools:
 
     async def call(self, name: str, arguments: dict[str, Any] | None) -> Result:
         """One tool call; bad arguments and errors become tool errors the model can read."""
+        self.session.called()
         if name == tools.PERMISSION_PROMPT:
             return _permission_answer(await self.permission_prompt(arguments))
         try:

@@ -75,7 +75,8 @@ class HostSession:
         self.host_gone = False
         """Set when the host closed the connection; questions then end as lost, not cancelled."""
         self.abandoned = False
-        """A question was still waiting when the host left: the task is left to end as lost."""
+        """A question was cut short by the host, which has made no call since: if it leaves
+        now, the task is left to end as lost."""
         self.aborted: str | None = None
         """Why the session was aborted in taskdeck; every later call answers so."""
         self._client: Client | None = None
@@ -101,6 +102,10 @@ class HostSession:
     def description(self) -> str:
         host = f"{self.host} {self.host_version}".strip()
         return f"{host} (MCP) in {self.cwd}"[:MAX_TEXT]
+
+    def called(self) -> None:
+        """The host made a call: a question it gave up on before was not its last word."""
+        self.abandoned = False
 
     # ------------------------------------------------------------- tasks
 
@@ -225,6 +230,7 @@ class HostSession:
             self.abandoned = True
             why = f"the MCP host {self.host} disconnected before anyone answered"
         elif isinstance(exc, asyncio.CancelledError):
+            self.abandoned = True  # until its next call: a host quitting cancels, then leaves
             why = f"the MCP host {self.host} stopped waiting (it cancelled the call)"
         elif isinstance(exc, PromptTimedOut):
             why = "nobody answered in time"
