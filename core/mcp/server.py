@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -214,6 +216,43 @@ async def _open_quietly(session: HostSession) -> None:
         log.warning("the session's task is not open yet: %s", exc)
 
 
+MAX_LINE = 1 << 24
+"""Bytes of one JSON-RPC message from the host (a permission request carries a whole file)."""
+
+
+class _PipeLines:
+    """The host's pipe as async lines, read on the event loop rather than in a thread.
+
+    The SDK's own stdin reader blocks a worker thread, and a cancelled server then waits
+    for the next line before it can stop. Claude Code ends its servers with SIGINT, then
+    SIGTERM 100 ms later, then SIGKILL: the session's task must be ended within that.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    def __aiter__(self) -> _PipeLines:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await self._reader.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")
+
+
+async def _stdin_lines() -> Any:
+    """Stdin as `_PipeLines` when it is a pipe or socket (as hosts start us), else None
+    (the SDK's reader: a file or terminal on stdin)."""
+    mode = os.fstat(0).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return None
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return _PipeLines(reader)
+
+
 async def serve(session: HostSession, *, approval_timeout: float | None = None) -> None:
     """Serve one host on stdin/stdout until it closes the connection or a signal comes."""
     calls = Tools(session, approval_timeout=approval_timeout)
@@ -229,7 +268,7 @@ async def serve(session: HostSession, *, approval_timeout: float | None = None) 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     try:
-        async with stdio_server() as (read, write):
+        async with stdio_server(stdin=await _stdin_lines()) as (read, write):
             relay_in, into_server = anyio.create_memory_object_stream[Any](0)
 
             async def relay() -> None:

@@ -1,0 +1,126 @@
+"""The real Claude Code binary with `--permission-prompt-tool mcp__taskdeck__permission_prompt`
+pointing at `taskdeck mcp`: a person's approve and deny in taskdeck reach it.
+
+Claude Code runs offline (`-p`) against the scripted fake Messages API, starts this
+checkout's `taskdeck mcp` from an `--mcp-config` file, and calls its permission prompt
+tool for every tool call that needs a decision. Answers go through the real `taskdeck
+answer`; what the model received is read back from the fake's record of requests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent_binaries import CLAUDE_CODE, installed
+from tests.e2e.conftest import WAIT, AgentDeck
+from tests.fakes.anthropic import FakeAnthropic, bash, result_text, text
+from tests.support import until_sync
+
+pytestmark = pytest.mark.timeout(60)
+
+TOOL = "mcp__taskdeck__permission_prompt"
+
+
+class ClaudeDeck(AgentDeck):
+    """A daemon, a fake model and a place for one `claude -p` run with taskdeck as approver."""
+
+    def __init__(self, tmp: Path, binary: Path, model: FakeAnthropic) -> None:
+        super().__init__(tmp)
+        self.binary = binary
+        self.model = model
+        self.home, self.work = tmp / "home", tmp / "work"
+        self.home.mkdir()
+        self.work.mkdir()
+        self.errlog = tmp / "mcp.stderr"
+
+    def mcp_config(self) -> Path:
+        """The `.mcp.json` a user writes, with this checkout's interpreter as the command."""
+        path = self.home / "mcp.json"
+        path.write_text(json.dumps({"mcpServers": {"taskdeck": {
+            "command": sys.executable,
+            "args": ["-m", "core.cli", "mcp", "--runtime-dir", str(self.runtime_dir)],
+            "alwaysLoad": True,
+        }}}))
+        return path
+
+    def start(self, prompt: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(self.binary), "-p", prompt, "--output-format", "json",
+             "--mcp-config", str(self.mcp_config()), "--strict-mcp-config",
+             "--permission-prompt-tool", TOOL],
+            cwd=self.work, env={**self.env, **self.model.env(self.home)},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def done(self, process: subprocess.Popen[str]) -> dict:
+        out, err = process.communicate(timeout=WAIT)
+        assert out.strip(), f"claude printed no result (exit {process.returncode}): {err}"
+        return json.loads(out)
+
+    def session_asking(self) -> dict:
+        found: list[dict] = []
+
+        def asking() -> bool:
+            found[:] = [t for t in self.tasks() if t["agent"] == "claude-code" and t["blocked_on"]]
+            return bool(found)
+
+        until_sync(asking, timeout=WAIT, what="Claude Code's session to ask")
+        return found[0]
+
+
+@pytest.fixture(scope="session")
+def claude_binary() -> Path:
+    return installed(CLAUDE_CODE)
+
+
+@pytest.fixture
+def deck(tmp_path: Path, claude_binary: Path) -> Iterator[ClaudeDeck]:
+    with FakeAnthropic() as model:
+        deck = ClaudeDeck(tmp_path, claude_binary, model)
+        deck.serve()
+        try:
+            yield deck
+        finally:
+            deck.stop()
+
+
+def test_approved_in_taskdeck_the_command_runs(deck: ClaudeDeck) -> None:
+    touch = bash("touch approved.txt", "Create approved.txt")
+    deck.model.add(touch, text("created it"))
+    process = deck.start("create approved.txt")
+    asking = deck.session_asking()
+    assert asking["blocked_on"]["summary"] == "touch approved.txt"
+    [prompt] = deck.prompts(asking["id"])
+    assert prompt["action"]["tool"] == "Bash"
+    assert prompt["action"]["input"]["command"] == "touch approved.txt"
+    assert not (deck.work / "approved.txt").exists()  # it waits for the person
+
+    deck.answer(asking, "approve")
+    outcome = deck.done(process)
+    assert outcome["result"] == "created it"
+    assert (deck.work / "approved.txt").exists()
+    result = deck.model.result_for(touch)
+    assert result is not None and not result.get("is_error")
+    assert TOOL not in deck.model.model_calls()[0].tool_names  # not offered to the model
+    ended = deck.task(asking["key"], until=lambda t: t["status"] != "in_progress")
+    assert ended["status"] == "finished"
+
+
+def test_denied_in_taskdeck_nothing_runs_and_the_model_reads_the_reason(deck: ClaudeDeck) -> None:
+    reason = "not on a Friday: the release freeze holds until Monday 09:00"
+    touch = bash("touch denied.txt", "Create denied.txt")
+    deck.model.add(touch, text("understood"))
+    process = deck.start("create denied.txt")
+    asking = deck.session_asking()
+    deck.answer(asking, "deny", "--reason", reason)
+    deck.done(process)
+    assert not (deck.work / "denied.txt").exists()
+    result = deck.model.result_for(touch)
+    assert result is not None and result.get("is_error")
+    assert reason in result_text(result)
