@@ -124,3 +124,19 @@ def test_denied_in_taskdeck_nothing_runs_and_the_model_reads_the_reason(deck: Cl
     result = deck.model.result_for(touch)
     assert result is not None and result.get("is_error")
     assert reason in result_text(result)
+
+
+def test_aborted_in_taskdeck_nothing_runs_and_the_run_stops(deck: ClaudeDeck) -> None:
+    touch = bash("touch aborted.txt", "Create aborted.txt")
+    deck.model.add(touch, text("carried on regardless"))
+    process = deck.start("create aborted.txt")
+    asking = deck.session_asking()
+    deck.ok("abort", str(asking["id"]))
+    outcome = deck.done(process)
+    assert not (deck.work / "aborted.txt").exists()
+    assert outcome["terminal_reason"] == "aborted_tools"  # the deny's interrupt stopped the run
+    assert [d["tool_name"] for d in outcome["permission_denials"]] == ["Bash"]
+    assert len(deck.model.model_calls()) == 1
+    [prompt] = deck.prompts(asking["id"])
+    assert prompt["state"] == "cancelled"
+    assert deck.task(asking["key"])["end_reason"] == "aborted"
