@@ -10,14 +10,16 @@ answer`; what the model received is read back from the fake's record of requests
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.agent_binaries import CLAUDE_CODE, installed
+from tests.cli.conftest import TASKDECK
 from tests.e2e.conftest import WAIT, AgentDeck
 from tests.fakes.anthropic import FakeAnthropic, bash, result_text, text
 from tests.support import until_sync
@@ -25,6 +27,16 @@ from tests.support import until_sync
 pytestmark = pytest.mark.timeout(60)
 
 TOOL = "mcp__taskdeck__permission_prompt"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_mcp_json() -> str:
+    [config] = [block for block in re.findall(r"```json\n(.*?)```", README.read_text(),
+                                              flags=re.DOTALL) if "mcpServers" in block]
+    assert json.loads(config)["mcpServers"]["taskdeck"]["args"] == ["mcp"]
+    return config
 
 
 class ClaudeDeck(AgentDeck):
@@ -37,16 +49,12 @@ class ClaudeDeck(AgentDeck):
         self.home, self.work = tmp / "home", tmp / "work"
         self.home.mkdir()
         self.work.mkdir()
-        self.errlog = tmp / "mcp.stderr"
+        self.path = os.pathsep.join([str(Path(TASKDECK).parent), os.environ.get("PATH", "")])
 
     def mcp_config(self) -> Path:
-        """The `.mcp.json` a user writes, with this checkout's interpreter as the command."""
+        """The README's `.mcp.json`, as written: `taskdeck` is found on PATH (this checkout's)."""
         path = self.home / "mcp.json"
-        path.write_text(json.dumps({"mcpServers": {"taskdeck": {
-            "command": sys.executable,
-            "args": ["-m", "core.cli", "mcp", "--runtime-dir", str(self.runtime_dir)],
-            "alwaysLoad": True,
-        }}}))
+        path.write_text(readme_mcp_json())
         return path
 
     def start(self, prompt: str) -> subprocess.Popen[str]:
@@ -54,7 +62,7 @@ class ClaudeDeck(AgentDeck):
             [str(self.binary), "-p", prompt, "--output-format", "json",
              "--mcp-config", str(self.mcp_config()), "--strict-mcp-config",
              "--permission-prompt-tool", TOOL],
-            cwd=self.work, env={**self.env, **self.model.env(self.home)},
+            cwd=self.work, env={**self.env, **self.model.env(self.home), "PATH": self.path},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
