@@ -158,8 +158,6 @@ class ToolSpec:
 
     name: str
     args: type[msgspec.Struct]
-    structured: bool = True
-    """False for `permission_prompt`: text content only, as Claude Code requires."""
 
     @property
     def description(self) -> str:
@@ -184,7 +182,7 @@ TOOLS: dict[str, ToolSpec] = {
         ToolSpec(REPORT_PROGRESS, ReportProgress),
         ToolSpec(START_SUBTASK, StartSubtask),
         ToolSpec(FINISH_SUBTASK, FinishSubtask),
-        ToolSpec(PERMISSION_PROMPT, PermissionPrompt, structured=False),
+        ToolSpec(PERMISSION_PROMPT, PermissionPrompt),
     )
 }
 """Every tool, by name, in the order hosts list them."""

@@ -64,6 +64,17 @@ class McpDeck(Deck):
         await until_async(look, what=f"a task of {agent} to ask")
         return found[0]
 
+    async def sessions(self, host: str = HOST) -> list[dict[str, Any]]:
+        """The session tasks of `host`, once there is one."""
+        found: list[dict[str, Any]] = []
+
+        async def look() -> bool:
+            found[:] = [t for t in await self.ls() if t["agent"] == host and t["parent_id"] is None]
+            return bool(found)
+
+        await until_async(look, what=f"a session task of {host}")
+        return found
+
     async def task(self, task_id: int) -> dict[str, Any]:
         return next(t for t in await self.ls() if t["id"] == task_id)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from tests.mcp.conftest import HOST, McpDeck, error_text, result_json
 
 
 async def test_the_session_is_a_task_named_after_the_host(deck: McpDeck) -> None:
     async with deck.connect() as mcp:
+        [task] = await deck.sessions()  # opened once the host said who it is, before any call
+        assert task["status"] == "in_progress"
         listed = {tool.name for tool in (await mcp.list_tools()).tools}
         assert listed == {"ask_human", "request_approval", "report_progress", "start_subtask",
                           "finish_subtask", "permission_prompt"}
@@ -43,7 +46,7 @@ async def test_request_approval_carries_a_structured_action(deck: McpDeck) -> No
             "reason": "the release is tagged"}))
         task = await deck.asking()
         shown = await asyncio.to_thread(deck.run, "show", str(task["id"]), "--json")
-        [prompt] = [p for p in __import__("json").loads(shown.stdout)["prompts"]]
+        [prompt] = [p for p in json.loads(shown.stdout)["prompts"]]
         assert prompt["action"]["tool"] == "deploy"
         assert prompt["action"]["agent"] == "mcp"
         assert prompt["action"]["input"] == {"command": "make deploy", "env": "prod"}
@@ -156,3 +159,23 @@ async def test_bad_arguments_are_clear_tool_errors_and_the_server_lives_on(deck:
             assert expected in text, (name, text)
             assert "Traceback" not in text
         assert result_json(await mcp.call_tool("report_progress", {"text": "still alive"}))
+
+
+async def test_parallel_questions_on_one_task_queue_up(deck: McpDeck) -> None:
+    """Claude Code asks for parallel tool calls at once; a task waits on one question at a time."""
+    async with deck.connect() as mcp:
+        first = asyncio.create_task(mcp.call_tool("permission_prompt", {
+            "tool_name": "Bash", "input": {"command": "make one"}}))
+        second = asyncio.create_task(mcp.call_tool("permission_prompt", {
+            "tool_name": "Bash", "input": {"command": "make two"}}))
+        asked = await deck.asking()
+        await deck.answer(asked["id"], "approve")
+        again = await deck.asking()
+        assert again["blocked_on"]["prompt_id"] != asked["blocked_on"]["prompt_id"]
+        await deck.answer(again["id"], "deny")
+        decisions = {}
+        for call in (first, second):
+            [block] = (await call).content
+            answer = json.loads(block.text)
+            decisions[answer.get("updatedInput", {}).get("command")] = answer["behavior"]
+        assert sorted(decisions.values()) == ["allow", "deny"]
