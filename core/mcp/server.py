@@ -30,8 +30,8 @@ from mcp.server.stdio import stdio_server
 from core import __version__
 from core.errors import NotPending, PromptTimedOut, TaskdeckError
 from core.mcp import tools
-from core.mcp.session import Aborted, HostSession
-from core.model import Action, Question
+from core.mcp.session import Aborted, HostSession, Unknown
+from core.model import MAX_TEXT, Action, Question
 from core.text import printable
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,8 @@ class Tools:
             return _structured(tools.unanswered(Unanswered.ABORTED, str(exc), approval=approval))
         except NotPending as exc:
             return _structured(tools.unanswered(Unanswered.CANCELLED, str(exc), approval=approval))
+        except Unknown:
+            raise  # a wrong subtask_id: a tool error, as for any bad argument
         except TaskdeckError as exc:
             detail = str(exc) or type(exc).__name__
             return _structured(tools.unanswered(Unanswered.UNAVAILABLE, detail, approval=approval))
@@ -119,11 +121,11 @@ class Tools:
 
     async def request_approval(self, args: tools.RequestApproval) -> Result:
         action = Action(agent="mcp", tool=args.action, input=args.details,
-                        cwd=self.session.cwd[:4096] or None)
+                        cwd=self.session.cwd[:MAX_TEXT] or None)
         text = f"{self.session.host} asks to {args.action}: {action.summary}"
         if args.reason:
             text += f"\n{args.reason}"
-        question = Question(text=text[:4096], action=action,
+        question = Question(text=text[:MAX_TEXT], action=action,
                             timeout=args.timeout_s or self.approval_timeout)
         return await self._asked(args.subtask_id, question, approval=True)
 
@@ -133,7 +135,7 @@ class Tools:
             args = tools.parse(tools.PERMISSION_PROMPT, arguments)
             assert isinstance(args, tools.PermissionPrompt)
             action = Action(agent="claude", tool=args.tool_name, input=args.input,
-                            cwd=self.session.cwd[:4096] or None)
+                            cwd=self.session.cwd[:MAX_TEXT] or None)
             question = Question(text=tools.permission_question(args.tool_name, action.summary),
                                 action=action, timeout=self.approval_timeout)
             target = await self.session.target(None)
@@ -147,7 +149,7 @@ class Tools:
         except (tools.BadArguments, TaskdeckError) as exc:
             return tools.deny(f"taskdeck could not ask a person: {exc}")
         except Exception as exc:  # noqa: BLE001 - an error of ours must deny, never allow
-            log.exception("permission_prompt failed")
+            log.error("permission_prompt denied on an internal error: %r", exc)
             return tools.deny(f"taskdeck could not ask a person: internal error: {exc!r}")
         return tools.permission(prompt, args.input)
 

@@ -18,13 +18,17 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from core.client import Client, ExternalTask, NoWordInTime
-from core.errors import InvalidState, NotPending, PromptTimedOut, TaskdeckError
+from core.errors import InvalidState, NotPending, PromptTimedOut, TaskdeckError, UnknownTask
 from core.model import MAX_NAME, MAX_TEXT, EndReason, Prompt, Question, Task
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CLIENT_NAME = "mcp"
 """Recorded as the origin of every command this server sends."""
@@ -170,13 +174,23 @@ class HostSession:
         if prompt_tokens or completion_tokens:
             await self._acting(task, task.add_tokens(prompt_tokens, completion_tokens))
 
-    async def _acting(self, task: ExternalTask, step):  # type: ignore[no-untyped-def]
+    async def _acting(self, task: ExternalTask, step: Awaitable[T]) -> T:
         """Await `step` on `task`; an ended task raises `Aborted` when an abort ended it."""
         try:
             return await step
         except InvalidState:
             await self._raise_if_aborted(task)
             raise
+        except UnknownTask:
+            self._forget(task)
+            raise
+
+    def _forget(self, task: ExternalTask) -> None:
+        """A daemon that restarted without its journal knows the task no more: the next
+        call opens the session's task afresh."""
+        if task is self._root:
+            self._root = None
+        self._subtasks.pop(task.id, None)
 
     async def _raise_if_aborted(self, task: ExternalTask) -> None:
         client = await self._connect()
@@ -213,6 +227,9 @@ class HostSession:
                 return await task.ask(question, on_asked=asked.append)
             except InvalidState:
                 await self._raise_if_aborted(task)
+                raise
+            except UnknownTask:
+                self._forget(task)
                 raise
             except PromptTimedOut as exc:
                 if asked and isinstance(exc, NoWordInTime):  # the daemon may still hold it open

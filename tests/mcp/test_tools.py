@@ -153,6 +153,8 @@ async def test_bad_arguments_are_clear_tool_errors_and_the_server_lives_on(deck:
             ("finish_subtask", {"subtask_id": 1, "result": "a", "error": "b"},
              "a result or an error, not both"),
             ("no_such_tool", {}, "no tool named 'no_such_tool'"),
+            ("ask_human", {"question": "q", "subtask_id": 999}, "no sub-task 999"),
+            ("request_approval", {"action": "a", "subtask_id": 999}, "no sub-task 999"),
         ]
         for name, arguments, expected in cases:
             text = error_text(await mcp.call_tool(name, arguments))
@@ -179,3 +181,16 @@ async def test_parallel_questions_on_one_task_queue_up(deck: McpDeck) -> None:
             answer = json.loads(block.text)
             decisions[answer.get("updatedInput", {}).get("command")] = answer["behavior"]
         assert sorted(decisions.values()) == ["allow", "deny"]
+
+
+async def test_a_daemon_restarted_without_its_journal_gets_a_new_session_task(
+    deck: McpDeck,
+) -> None:
+    async with deck.connect() as mcp:
+        [first] = await deck.sessions()
+        deck.stop()
+        deck.serve()  # --no-journal: the session's task is gone
+        assert "no task" in error_text(await mcp.call_tool("report_progress", {"text": "a"}))
+        assert result_json(await mcp.call_tool("report_progress", {"text": "b"}))
+        [again] = await deck.sessions()
+        assert (again["progress"], again["key"]) == ("b", first["key"])
