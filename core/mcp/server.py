@@ -262,7 +262,11 @@ async def serve(session: HostSession, *, approval_timeout: float | None = None) 
     me = asyncio.current_task()
     loop = asyncio.get_running_loop()
 
-    def stop() -> None:  # the host ending us: like closing the connection
+    def stop() -> None:
+        """The host ending us (Claude Code: SIGINT, SIGTERM 100 ms later): like closing the
+        connection, once; a second signal must not cut short the session's ending."""
+        if session.host_gone:
+            return
         session.host_gone = True
         if me is not None:
             me.cancel()
@@ -292,11 +296,13 @@ async def serve(session: HostSession, *, approval_timeout: float | None = None) 
         if not session.host_gone:
             raise
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         for task in list(_pending):
             task.cancel()
-        await session.close()
+        try:
+            await session.close()
+        finally:  # only now: a signal during the ending must not kill it
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
 
 def main(args: Any) -> int:

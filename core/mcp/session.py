@@ -22,6 +22,8 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
+
 from core.client import Client, ExternalTask, NoWordInTime
 from core.errors import InvalidState, NotPending, PromptTimedOut, TaskdeckError, UnknownTask
 from core.model import MAX_NAME, MAX_TEXT, EndReason, Prompt, Question, Task
@@ -256,12 +258,11 @@ class HostSession:
         client = self._client
         if client is None:
             return
-        # Shielded: this runs while the call is being cancelled.
-        closing = asyncio.ensure_future(
-            client.answer(prompt.id, "deny", reason=why[:MAX_TEXT], by=ANSWERER)
-        )
-        with contextlib.suppress(TaskdeckError, TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(closing), CLOSE_WITHIN)
+        # Shielded from the cancellation this runs in (the server's calls run in anyio task
+        # groups, whose cancellation hits every await inside them), and bounded.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_WITHIN), \
+                contextlib.suppress(TaskdeckError):
+            await client.answer(prompt.id, "deny", reason=why[:MAX_TEXT], by=ANSWERER)
 
     # ------------------------------------------------------------- the end
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 
@@ -32,39 +33,77 @@ def send(server: subprocess.Popen[bytes], message: dict) -> None:
     server.stdin.flush()
 
 
+class RawHost:
+    """`taskdeck mcp` spoken to raw, as a host that can die or signal without a word."""
+
+    def __init__(self, deck: McpDeck, name: str) -> None:
+        params = deck.server_params()
+        self.name = name
+        self.server = subprocess.Popen(
+            [params.command, *params.args], env=params.env, cwd=params.cwd,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    async def ask(self, deck: McpDeck, question: str) -> dict:
+        """Initialize, call ask_human, and return the task once it asks."""
+        send(self.server, {"id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": self.name, "version": "1"}}})
+        assert self.server.stdout is not None
+        assert b'"id":1' in await asyncio.to_thread(self.server.stdout.readline)
+        send(self.server, {"method": "notifications/initialized"})
+        send(self.server, {"id": 2, "method": "tools/call", "params": {
+            "name": "ask_human", "arguments": {"question": question}}})
+        return await deck.asking(self.name)
+
+    async def ended(self) -> None:
+        self.server.stdin = None  # so communicate() only reads
+        out, err = await asyncio.to_thread(self.server.communicate, timeout=20)
+        assert self.server.returncode == 0, err
+        assert b"Traceback" not in err, err
+
+    def kill(self) -> None:
+        if self.server.poll() is None:
+            self.server.kill()
+            self.server.wait()
+
+
+async def closed_and_lost(deck: McpDeck, task: dict, reason: str) -> None:
+    [prompt] = await prompts_of(deck, task["id"])
+    assert prompt["state"] != "pending"
+    assert prompt["answered_by"] == "taskdeck mcp"
+    assert reason in prompt["reason"]
+    ended = await ended_as_lost(deck, task["id"])
+    assert ended["end_reason"] == "lost"
+
+
 async def test_a_host_that_dies_mid_question_closes_it_and_the_task_is_lost(
     deck: McpDeck,
 ) -> None:
     """A crashed host sends nothing more: its pipe just ends (spoken raw, as no client would)."""
-    params = deck.server_params()
-    server = subprocess.Popen([params.command, *params.args], env=params.env, cwd=params.cwd,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
+    host = RawHost(deck, "crashy")
     try:
-        send(server, {"id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "crashy", "version": "1"}}})
-        assert server.stdout is not None
-        assert b'"id":1' in await asyncio.to_thread(server.stdout.readline)
-        send(server, {"method": "notifications/initialized"})
-        send(server, {"id": 2, "method": "tools/call", "params": {
-            "name": "ask_human", "arguments": {"question": "Still there?"}}})
-        task = await deck.asking("crashy")
-        server.stdin.close()  # the host is gone
-        server.stdin = None  # so communicate() only reads
-        out, err = await asyncio.to_thread(server.communicate, timeout=20)
-        assert server.returncode == 0, err
-        assert b"Traceback" not in err, err
+        task = await host.ask(deck, "Still there?")
+        assert host.server.stdin is not None
+        host.server.stdin.close()  # the host is gone
+        await host.ended()
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-    [prompt] = await prompts_of(deck, task["id"])
-    assert prompt["state"] != "pending"
-    assert prompt["answered_by"] == "taskdeck mcp"
-    assert "crashy disconnected before anyone answered" in prompt["reason"]
-    ended = await ended_as_lost(deck, task["id"])
-    assert ended["end_reason"] == "lost"
+        host.kill()
+    await closed_and_lost(deck, task, "crashy disconnected before anyone answered")
+
+
+async def test_signals_mid_question_as_claude_code_sends_them_end_the_task_as_lost(
+    deck: McpDeck,
+) -> None:
+    """Claude Code ends its servers with SIGINT, then SIGTERM 100 ms later."""
+    host = RawHost(deck, "signaller")
+    try:
+        task = await host.ask(deck, "Still there?")
+        host.server.send_signal(signal.SIGINT)
+        host.server.send_signal(signal.SIGTERM)
+        await host.ended()
+    finally:
+        host.kill()
+    await closed_and_lost(deck, task, "signaller disconnected before anyone answered")
 
 
 async def test_a_host_that_quits_mid_question_closes_it_and_the_task_is_lost(
@@ -75,12 +114,7 @@ async def test_a_host_that_quits_mid_question_closes_it_and_the_task_is_lost(
         asking = asyncio.create_task(mcp.call_tool("ask_human", {"question": "Still there?"}))
         task = await deck.asking()
         asking.cancel()
-    [prompt] = await prompts_of(deck, task["id"])
-    assert prompt["state"] != "pending"
-    assert prompt["answered_by"] == "taskdeck mcp"
-    assert HOST in prompt["reason"]
-    ended = await ended_as_lost(deck, task["id"])
-    assert ended["end_reason"] == "lost"
+    await closed_and_lost(deck, task, HOST)
 
 
 async def test_a_call_the_host_gives_up_on_closes_its_question_and_the_session_goes_on(
