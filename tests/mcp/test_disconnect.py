@@ -6,9 +6,11 @@ import asyncio
 import json
 import signal
 import subprocess
+from collections.abc import Callable
 import sys
 
 import anyio
+import pytest
 
 from tests.mcp.conftest import HOST, McpDeck, result_json, until_async
 
@@ -76,34 +78,31 @@ async def closed_and_lost(deck: McpDeck, task: dict, reason: str) -> None:
     assert ended["end_reason"] == "lost"
 
 
-async def test_a_host_that_dies_mid_question_closes_it_and_the_task_is_lost(
-    deck: McpDeck,
+def pipe_ends(server: subprocess.Popen[bytes]) -> None:
+    """A crashed host sends nothing more: its pipe just ends."""
+    assert server.stdin is not None
+    server.stdin.close()
+
+
+def signals(server: subprocess.Popen[bytes]) -> None:
+    """Claude Code ends its servers with SIGINT, then SIGTERM 100 ms later."""
+    server.send_signal(signal.SIGINT)
+    server.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("going", [pipe_ends, signals])
+async def test_a_host_that_goes_mid_question_closes_it_and_the_task_is_lost(
+    deck: McpDeck, going: Callable[[subprocess.Popen[bytes]], None]
 ) -> None:
-    """A crashed host sends nothing more: its pipe just ends (spoken raw, as no client would)."""
+    """Spoken raw: no client would go without a word, a crashing host does."""
     host = RawHost(deck, "crashy")
     try:
         task = await host.ask(deck, "Still there?")
-        assert host.server.stdin is not None
-        host.server.stdin.close()  # the host is gone
+        going(host.server)
         await host.ended()
     finally:
         host.kill()
     await closed_and_lost(deck, task, "crashy disconnected before anyone answered")
-
-
-async def test_signals_mid_question_as_claude_code_sends_them_end_the_task_as_lost(
-    deck: McpDeck,
-) -> None:
-    """Claude Code ends its servers with SIGINT, then SIGTERM 100 ms later."""
-    host = RawHost(deck, "signaller")
-    try:
-        task = await host.ask(deck, "Still there?")
-        host.server.send_signal(signal.SIGINT)
-        host.server.send_signal(signal.SIGTERM)
-        await host.ended()
-    finally:
-        host.kill()
-    await closed_and_lost(deck, task, "signaller disconnected before anyone answered")
 
 
 async def test_a_host_that_quits_mid_question_closes_it_and_the_task_is_lost(
