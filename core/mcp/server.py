@@ -122,7 +122,7 @@ class Tools:
     async def request_approval(self, args: tools.RequestApproval) -> Result:
         action = Action(agent="mcp", tool=args.action, input=args.details,
                         cwd=self.session.cwd[:MAX_TEXT] or None)
-        text = f"{self.session.host} asks to {args.action}: {action.summary}"
+        text = f"{self.session.host} asks to {tools.what(action)}"
         if args.reason:
             text += f"\n{args.reason}"
         question = Question(text=text[:MAX_TEXT], action=action,

@@ -15,13 +15,14 @@ reply, a timeout, an abort, a cancelled question and every error deny.
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
-from core.model import MAX_NAME, MAX_TEXT, Prompt, Verdict
+from core.model import MAX_NAME, MAX_SUMMARY, MAX_TEXT, Action, Prompt, Verdict, summarize
 from core.protocol import MAX_CHOICE, MAX_CHOICES, MAX_RESULT
 
 ASK_HUMAN = "ask_human"
@@ -265,6 +266,16 @@ def unanswered(status: str, detail: str, *, approval: bool) -> dict[str, Any]:
         out["approved"] = False
     out |= {"detail": detail, "message": _NEXT[status]}
     return out
+
+
+def what(action: Action) -> str:
+    """An action in a question's words: its summary line, or its details when it has none
+    of its own ("deploy: {"env": "prod"}")."""
+    line = action.summary
+    if line == summarize(action.tool, {}) and action.input:
+        line = json.dumps(action.input, ensure_ascii=False)
+        line = line if len(line) <= MAX_SUMMARY else line[: MAX_SUMMARY - 1] + "…"
+    return f"{action.tool}: {line}"
 
 
 # ------------------------------------------------------- the permission prompt

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.mcp import tools
-from core.model import Prompt, PromptState
+from core.model import Action, Prompt, PromptState
 
 INPUT = {"command": "make deploy"}
 
@@ -73,3 +73,13 @@ def test_claude_codes_arguments_are_read_leniently() -> None:
                                              "tool_use_id": "toolu_1", "added_later": 1})
     assert isinstance(args, tools.PermissionPrompt)
     assert (args.tool_name, args.input) == ("Bash", INPUT)
+
+
+@pytest.mark.parametrize(("tool", "given", "line"), [
+    ("deploy", {"env": "prod"}, 'deploy: {"env": "prod"}'),
+    ("deploy", {}, "deploy: deploy(...)"),
+    ("shell", {"command": "make deploy"}, "shell: make deploy"),
+    ("fetch", {"url": "https://example.org"}, "fetch: https://example.org"),
+])
+def test_an_action_reads_as_its_summary_or_its_details(tool: str, given: dict, line: str) -> None:
+    assert tools.what(Action(agent="mcp", tool=tool, input=given)) == line
