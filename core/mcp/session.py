@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 from collections.abc import Awaitable
 from pathlib import Path
@@ -27,8 +26,6 @@ import anyio
 from core.client import Client, ExternalTask, NoWordInTime
 from core.errors import InvalidState, NotPending, PromptTimedOut, TaskdeckError, UnknownTask
 from core.model import MAX_NAME, MAX_TEXT, EndReason, Prompt, Question, Task
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
