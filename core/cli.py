@@ -329,6 +329,46 @@ def _parser() -> argparse.ArgumentParser:
         "the 600 s hook timeout)",
     )
 
+    integrate = command(
+        "integrate", _cmd_integrate, "write taskdeck's hooks into Claude Code's or Codex's settings"
+    )
+    integrate.add_argument("agent", choices=["claude", "codex"], help="the agent to integrate")
+    where = integrate.add_mutually_exclusive_group()
+    where.add_argument("--settings", type=Path, metavar="FILE", help="claude: this settings file")
+    where.add_argument(
+        "--project", type=Path, metavar="DIR",
+        help="claude: DIR/.claude/settings.local.json (this machine only, kept out of git)",
+    )
+    where.add_argument(
+        "--user", action="store_true",
+        help="claude: your own ~/.claude/settings.json (the default)",
+    )
+    where.add_argument(
+        "--codex-home", type=Path, metavar="DIR",
+        help="codex: this CODEX_HOME (default $CODEX_HOME, else ~/.codex)",
+    )
+    integrate.add_argument(
+        "--verify", nargs="?", const="codex", metavar="CODEX",
+        help="codex: then ask this Codex binary (default: codex on PATH) whether it trusts them",
+    )
+    integrate.add_argument("--remove", action="store_true", help="take taskdeck's hooks out again")
+    integrate.add_argument(
+        "--print", action="store_true", help="show the change as a diff and write nothing"
+    )
+    integrate.add_argument(
+        "--gate", action="append", default=[], metavar="TOOL",
+        help="passed to the hook: ask a person before every use of this tool (repeatable)",
+    )
+    integrate.add_argument(
+        "--timeout", type=_positive, metavar="SECONDS",
+        help=f"passed to the hook: wait this long for a person (default {DEFAULT_TIMEOUT:g}); "
+        "the hook's own timeout is set 10 s above it",
+    )
+    integrate.add_argument(
+        "--idle", type=_positive, metavar="MINUTES",
+        help=f"passed to the hook: a silent session ends as lost (default {DEFAULT_IDLE_MINUTES:g})",
+    )
+
     p = command("mcp", _cmd_mcp, "serve MCP tools over stdio: an MCP host asks a person here")
     p.add_argument("--key", metavar="KEY", help="the session task's key, to find it again "
                    "(default: mcp:HOST:PID of the host process)")
@@ -350,6 +390,12 @@ def _positive(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _cmd_integrate(args: argparse.Namespace) -> int:
+    from core.integrate import run
+
+    return run.main(args)
 
 
 def _cmd_hook(args: argparse.Namespace) -> int:
