@@ -19,7 +19,8 @@ from core.client.calls import T, _accept, _Call, _raise_error, _result
 from core.client.endpoint import ClientOptions, _Endpoint
 from core.client.external import ExternalTask
 from core.errors import Unavailable
-from core.model import Prompt, Question, Snapshot, Task, TaskStatus
+from core.model import Action, Prompt, Question, Snapshot, Task, TaskStatus
+from core.policy import Rule, Ruling
 
 
 class SyncClient(_Endpoint):
@@ -203,6 +204,22 @@ class SyncClient(_Endpoint):
     def abort(self, task_id: int, *, only: bool = False) -> list[int]:
         """See `Client.abort`."""
         return self._do(calls.abort(task_id, only))
+
+    def add_rule(self, effect: str, pattern: str, **scope: Any) -> Rule:
+        """See `Client.add_rule` (the same keywords)."""
+        return self._do(calls.add_rule(effect, pattern, **scope))
+
+    def remove_rule(self, rule_id: int, *, by: str | None = None) -> Rule:
+        """See `Client.remove_rule`."""
+        return self._do(calls.remove_rule(rule_id, by))
+
+    def list_rules(self) -> tuple[list[Rule], float]:
+        """See `Client.list_rules`."""
+        return self._do(calls.list_rules())
+
+    def test_rules(self, action: Action, *, task_id: int | None = None) -> Ruling:
+        """See `Client.test_rules`."""
+        return self._do(calls.test_rules(action, task_id))
 
     # ------------------------------------------------------- external tasks
 

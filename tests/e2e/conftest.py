@@ -7,9 +7,12 @@ dir), answering through the real `taskdeck` command line as a person would.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,6 +79,27 @@ class AgentDeck(Deck):
         prompt = str(task["blocked_on"]["prompt_id"])
         self.ok("answer", str(task["id"]), text, "--prompt", prompt, *extra)
 
+    def stop(self) -> None:
+        """Stop the daemon, then every process still running with this deck's runtime dir
+        in its environment: an agent and the hooks it started, which an agent that exits
+        may leave behind, waiting out their own timeouts."""
+        super().stop()
+        marker = f"TASKDECK_RUNTIME_DIR={self.runtime_dir}".encode()
+        left = [pid for pid, env in _environments() if marker in env.split(b"\0")]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _environments() -> Iterator[tuple[int, bytes]]:
+    """(pid, environment) of every process this user may read, this one excluded."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                yield int(entry.name), (entry / "environ").read_bytes()
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+
 
 @pytest.fixture
 def deck(tmp_path: Path) -> Iterator[AgentDeck]:
@@ -111,7 +135,10 @@ class Tmux:
         tmux = shutil.which("tmux")
         if tmux is None:
             raise AssertionError("tmux is not installed: the interactive end-to-end tests need it")
-        self.base = [tmux, "-S", str(socket), "-f", "/dev/null"]
+        config = socket.with_name("tmux.conf")
+        # Set before the program starts: a pane that ends at once still shows its last screen.
+        config.write_text("set -g remain-on-exit on\n")
+        self.base = [tmux, "-S", str(socket), "-f", str(config)]
         self.size = size
         self.started = False
 
@@ -126,7 +153,6 @@ class Tmux:
         columns, rows = self.size
         self._tmux("new-session", "-d", "-s", "e2e", "-x", str(columns), "-y", str(rows),
                    "-c", str(cwd), shlex.join(command), env=env)
-        self._tmux("set-option", "-t", "e2e", "remain-on-exit", "on")
         self.started = True
 
     def send(self, *keys: str, literal: bool = False) -> None:
