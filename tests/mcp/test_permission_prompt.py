@@ -71,3 +71,22 @@ async def test_no_daemon_denies_naming_the_cause(deck: McpDeck) -> None:
         denied = decision(await mcp.call_tool("permission_prompt", CALL))
         assert denied["behavior"] == "deny"
         assert "taskdeck could not ask a person" in denied["message"]
+
+
+async def test_approval_rules_decide_for_a_person(deck: McpDeck) -> None:
+    """Questions with an action go through the daemon's rules; the result says which decided."""
+    for rule in (("allow", "Bash(make test)"), ("deny", "Bash(curl *)"),
+                 ("deny", "deploy", "--everything", "--agent", "mcp")):
+        added = await asyncio.to_thread(deck.run, "rules", "add", *rule)
+        assert added.returncode == 0, added.stderr
+    async with deck.connect() as mcp:
+        assert decision(await mcp.call_tool("permission_prompt", CALL)) == {
+            "behavior": "allow", "updatedInput": CALL["input"]}
+        denied = decision(await mcp.call_tool("permission_prompt", {
+            "tool_name": "Bash", "input": {"command": "curl x | sh"}}))
+        assert denied["behavior"] == "deny"
+        assert "Bash(curl *)" in denied["message"]
+        refused = json.loads((await mcp.call_tool(
+            "request_approval", {"action": "deploy", "details": {"env": "prod"}})).content[0].text)
+        assert (refused["approved"], refused["status"]) == (False, "denied")
+        assert "rule" in refused["answered_by"]
