@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "dashboard": "bench.dashboard",
     "hook_cost": "bench.hook_cost",
     "policy": "bench.policy",
+    "mcp_startup": "bench.mcp_startup",
 }
 """Benchmark name -> module with `run(config) -> list[Result]`, in the order they run."""
 

@@ -411,6 +411,16 @@ def _parser() -> argparse.ArgumentParser:
         "--idle", type=_positive, metavar="MINUTES",
         help=f"passed to the hook: a silent session ends as lost (default {DEFAULT_IDLE_MINUTES:g})",
     )
+
+    p = command("mcp", _cmd_mcp, "serve MCP tools over stdio: an MCP host asks a person here")
+    p.add_argument("--key", metavar="KEY", help="the session task's key, to find it again "
+                   "(default: mcp:HOST:PID of the host process)")
+    p.add_argument("--lease", type=_positive, default=30.0, metavar="SECONDS",
+                   help="the session's task fails as lost this long after this server stops "
+                   "(default 30)")
+    p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
+                   help="deny a permission prompt or approval nobody answered this long "
+                   "(default: wait)")
     return parser
 
 
@@ -442,6 +452,18 @@ def _cmd_hook(args: argparse.Namespace) -> int:
     from core.bridges import claude
 
     return claude.main(args)
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    """The MCP SDK is imported only here: it is most of the start-up an MCP host waits for."""
+    try:
+        from core.mcp import server
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "mcp":
+            raise
+        raise TaskdeckError("taskdeck mcp needs the MCP SDK: pip install 'taskdeck[mcp]'") from None
+
+    return server.main(args)
 
 
 # ---------------------------------------------------------------- the daemon
