@@ -328,6 +328,20 @@ def _parser() -> argparse.ArgumentParser:
         help=f"wait this long for a person, then deny (default {DEFAULT_TIMEOUT:g}: under "
         "the 600 s hook timeout)",
     )
+
+    web = command("web", _cmd_web, "serve the dashboard to browsers (a token in the URL)")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; others need --public)")
+    web.add_argument("--port", type=int, default=8020, help="port (default 8020; 0: any free)")
+    web.add_argument("--public", action="store_true",
+                     help="allow an address other than loopback (prefer an SSH tunnel or a TLS "
+                     "proxy)")
+    web.add_argument("--public-url", metavar="URL",
+                     help="the address browsers use, if not http://HOST:PORT (behind a proxy)")
+    web.add_argument("--max-sessions", type=int, default=4, metavar="N",
+                     help="browser sessions at once (default 4)")
+    web.add_argument("--idle-minutes", type=_positive, default=15.0, metavar="M",
+                     help="close a session after this long without a key or click (default 15)")
     return parser
 
 
@@ -340,6 +354,14 @@ def _positive(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    try:
+        from tui.web.server import main as web_main
+    except ImportError as exc:
+        raise Unavailable(f"taskdeck web needs {exc.name}: pip install 'taskdeck[web]'") from None
+    return web_main(args)
 
 
 def _cmd_hook(args: argparse.Namespace) -> int:
