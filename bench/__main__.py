@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "roundtrip": "bench.roundtrip",
     "late_join": "bench.late_join",
     "dashboard": "bench.dashboard",
+    "web": "bench.web",
 }
 """Benchmark name -> module with `run(config) -> list[Result]`, in the order they run."""
 
