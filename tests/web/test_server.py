@@ -128,7 +128,12 @@ async def test_session_cap_and_idle_timeout(own_deck: Deck, tmp_path: Path) -> N
                 await session.ws_connect(f"{web.base}/ws", headers={"Origin": web.base})
             assert refused.value.status == 503
             assert len(web.children) == started  # no second process
-            # Nobody types: the server closes the session and its process ends.
+            for _ in range(6):  # 2.4 s of activity, twice the idle timeout: kept open
+                await first.send_str(json.dumps(["resize", {"width": 80, "height": 24}]))
+                await asyncio.sleep(0.4)
+            assert "session ended" not in web.logged() and len(web.children) == started
+            # Nobody types: the server closes the session and its process ends, though the
+            # websocket's heartbeat (every 0.3 s here) is answered all along.
             while not first.closed:
                 await asyncio.wait_for(first.receive(), 20)
         await asyncio.to_thread(wait_no_children, web)

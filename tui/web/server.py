@@ -46,6 +46,8 @@ DEFAULT_MAX_SESSIONS = 4
 """Browser sessions at once; each is a dashboard process (~60 MB)."""
 DEFAULT_IDLE_MINUTES = 15.0
 """A session with no key, click or resize for this long is closed (its process ends)."""
+HEARTBEAT = 15.0
+"""Seconds between websocket pings (less with a shorter idle timeout)."""
 STOP_GRACE = 3.0
 """Seconds a dashboard process has to quit when its session ends, before it is killed."""
 
@@ -153,7 +155,9 @@ class DeckServer(Server):
                 text=f"taskdeck: {self.options.max_sessions} browser sessions are open already; "
                      "close one (or raise --max-sessions)")
         self._reserved += 1
-        websocket = web.WebSocketResponse(heartbeat=15)
+        # Pings find a vanished browser (a phone that lost its network) without waiting for
+        # the idle timeout; their pongs never count as activity (`_relay`).
+        websocket = web.WebSocketResponse(heartbeat=min(HEARTBEAT, self.options.idle_seconds / 4))
         try:
             await websocket.prepare(request)
         finally:
@@ -184,9 +188,14 @@ class DeckServer(Server):
         Anything malformed is dropped: a browser cannot crash the server.
         """
         idle = self.options.idle_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + idle
         while True:
+            # One deadline around the whole receive: aiohttp's own receive timeout starts
+            # again after every pong it swallows, so the heartbeat would keep a tab alive.
             try:
-                message = await websocket.receive(timeout=idle)
+                async with asyncio.timeout_at(deadline):
+                    message = await websocket.receive()
             except TimeoutError:
                 return f"idle for {idle / 60:g} minutes"
             if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
@@ -199,6 +208,8 @@ class DeckServer(Server):
             except (ValueError, TypeError):
                 continue
             data = rest[0] if rest else None
+            if kind != "ping":  # the page pings once, on its own, when it opens
+                deadline = loop.time() + idle
             if kind == "stdin" and isinstance(data, str):
                 await service.send_bytes(data.encode("utf-8", "replace"))
             elif kind == "resize" and isinstance(data, dict):
