@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import BadRequest, Unavailable
+from core.errors import BadRequest, TaskdeckError, Unavailable
 from core.model import PromptState
 from core.text import one_line
 
@@ -191,10 +191,13 @@ class Notifier:
         """Follow the daemon until cancelled (it reconnects on its own if the daemon goes)."""
         from core.client import Client
 
-        async with Client(self.runtime_dir, client_name="notify") as client:
-            await client.start_mirror(lambda changes: self.on_change(changes, client.mirror))
-            while True:
-                await self._send_due()
+        try:
+            async with Client(self.runtime_dir, client_name="notify") as client:
+                await client.start_mirror(lambda changes: self.on_change(changes, client.mirror))
+                while True:
+                    await self._send_due()
+        except TaskdeckError as exc:
+            log.warning("taskdeck: notices stopped: %s", exc)
 
     async def _send_due(self) -> None:
         due = self.batcher.due_at()
