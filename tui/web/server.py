@@ -130,7 +130,8 @@ class DeckServer(Server):
     async def _guard(self, request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
-        websocket = request.path == "/ws"
+        # By route, not by path spelling: only the websocket route starts a process.
+        websocket = request.match_info.route.name == "websocket"
         verdict = self.access.judge(query=request.query, cookies=request.cookies,
                                     origin=request.headers.get("Origin"), websocket=websocket)
         if not verdict.allowed:
@@ -296,8 +297,8 @@ async def serve(options: WebOptions, *,
                            f"{options.runtime_dir}/web.json)")
     token = options.token or new_token()
     # Bind first: with --port 0 the address is known only then.
-    placeholder = DeckServer(options, Access(token, ""), "http://localhost")
-    app = await placeholder._make_app()
+    server = DeckServer(options, Access(token, ""), "http://localhost")
+    app = await server._make_app()
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:
@@ -309,13 +310,13 @@ async def serve(options: WebOptions, *,
                               f"{exc.strerror or exc}") from None
         port = runner.addresses[0][1]
         public_url = (options.public_url or public_url_for(options.host, port)).rstrip("/")
-        placeholder.public_url = public_url
-        placeholder.access = Access(token, origin_of(public_url))
+        server.public_url = public_url
+        server.access = Access(token, origin_of(public_url))
         info = WebInfo(url=public_url + "/", token=token, pid=os.getpid(), started_at=time.time())
         write_web_info(options.runtime_dir, info)
         try:
             if on_ready is not None:
-                on_ready(f"{public_url}/?token={token}", placeholder)
+                on_ready(f"{public_url}/?token={token}", server)
             await _until_stopped(stop)
         finally:
             remove_web_info(options.runtime_dir, pid=info.pid)
