@@ -39,6 +39,20 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def dashboards(runtime_dir: Path) -> set[int]:
+    """Dashboard processes (and their shells) below this test process for that daemon."""
+    found = set()
+    for pid in descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                command = file.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b" tui --runtime-dir " + str(runtime_dir).encode() in command:
+            found.add(pid)
+    return found
+
+
 class Web:
     """A `taskdeck web` process serving the dashboard of `deck`'s daemon."""
 

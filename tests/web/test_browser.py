@@ -57,8 +57,9 @@ async def test_the_token_opens_the_tree_and_leaves_the_address_bar(
     task_id = asking(deck, "echo from-the-browser")
     tab = await open_deck(browser, web.url)
     try:
-        screen = await tab.wait_for("echo from-the-browser")
-        assert f"#{task_id}" in screen.text and "Inbox (1)" in screen.text
+        await tab.wait_for("echo from-the-browser")
+        screen = await tab.wait_for("Inbox (1)")  # at the browser's size, not the first 80x24
+        assert f"#{task_id}" in screen.text and "echo from-the-browser" in screen.text
         assert "token" not in tab.page.url  # the cookie carries it from now on
         assert screen.cols >= 100  # a desktop window: the wide layout
     finally:
@@ -88,7 +89,8 @@ async def test_a_phone_gets_one_column_and_answers_by_tapping(
     task_id = asking(deck, "echo deny-by-tapping")
     tab = await open_deck(browser, web.url, phone=True)
     try:
-        screen = await tab.wait_for("echo deny")
+        await tab.wait_for("echo deny")
+        screen = await tab.wait_for("Inbox (1)")  # one column: the inbox shows at this width
         assert screen.cols < 70  # the page's viewport tag: a phone-wide terminal
         inbox, tree = screen.row_of("Inbox (1)"), screen.row_of("Tasks")
         assert inbox is not None and tree is not None and inbox < tree  # inbox first

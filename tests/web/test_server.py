@@ -188,3 +188,42 @@ def test_a_busy_port_is_one_line(own_deck: Deck) -> None:
     line = one_line_error(result)
     assert result.returncode == 2 and "cannot listen on" in line, line
     assert not (own_deck.runtime_dir / "web.json").exists()
+
+
+async def test_the_page_starts_its_dashboard_and_the_websocket_takes_it(own_deck: Deck) -> None:
+    """The dashboard starts with the page (side by side with the browser's loading); the
+    websocket takes that process, replayed from its first byte; one nobody takes is stopped."""
+    from tests.web.conftest import dashboards
+    from tui.web.server import WebOptions, serve
+
+    stop = asyncio.Event()
+    urls: list[str] = []
+    options = WebOptions(runtime_dir=own_deck.runtime_dir, port=0, spare_seconds=3)
+    server = asyncio.create_task(serve(options, stop=stop, on_ready=lambda url, _: urls.append(url)))
+    try:
+        await until(lambda: urls, what="the server")
+        base = urls[0].split("/?", 1)[0]
+        def children() -> set[int]:  # the server runs in this process
+            return dashboards(own_deck.runtime_dir)
+
+        assert children() == set()
+        status, response, _ = await get(urls[0])
+        assert status == 200 and len(children()) >= 1  # started with the page
+        spare = set(children())
+        async with aiohttp.ClientSession(cookies={COOKIE: response.cookies[COOKIE].value}) as s:
+            ws = await s.ws_connect(f"{base}/ws?width=80&height=24", headers={"Origin": base})
+            screen = b""
+            while b"Tasks" not in screen:
+                message = await asyncio.wait_for(ws.receive(), 20)
+                assert message.type is aiohttp.WSMsgType.BINARY, message
+                screen += message.data
+            assert b"\x1b[?1049h" in screen  # the alternate screen: held output replayed in full
+            assert set(children()) == spare  # the same process, no second one
+            await ws.close()
+        await until(lambda: not children(), timeout=10, what="the session's process to end")
+        await get(f"{base}/?token={urls[0].rsplit('=', 1)[1]}")
+        assert children()  # another spare, for nobody this time...
+        await until(lambda: not children(), timeout=10, what="the unclaimed spare to stop")
+    finally:
+        stop.set()
+        await server

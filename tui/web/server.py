@@ -4,7 +4,8 @@ textual-serve does the serving (xterm.js page, websocket, app processes); it has
 authentication, so every route here passes `Access.judge` first: no valid token or
 cookie, no page, no websocket and no process. The websocket also needs a page of our
 own origin (a page elsewhere cannot drive the dashboard with the user's cookie). A cap on
-sessions and an idle timeout bound what forgotten tabs cost. The token is printed once,
+sessions and an idle timeout bound what forgotten tabs cost. An authorised page starts its
+dashboard process at once, while the browser loads the page (`tui.web.spare`). The token is printed once,
 in the URL to open, and written to the 0600 `web.json`; no log line carries it (aiohttp's
 access log, which would print the query string, is off).
 """
@@ -34,6 +35,7 @@ from core.errors import BadRequest, InvalidState, Unavailable
 from core.runtime import is_loopback, read_connection
 from core.webfile import WebInfo, read_web_info, remove_web_info, write_web_info
 from tui.web.access import COOKIE, Access, Verdict, new_token, origin_of
+from tui.web.spare import Sink
 
 log = logging.getLogger("taskdeck.web")
 
@@ -46,6 +48,10 @@ DEFAULT_MAX_SESSIONS = 4
 """Browser sessions at once; each is a dashboard process (~60 MB)."""
 DEFAULT_IDLE_MINUTES = 15.0
 """A session with no key, click or resize for this long is closed (its process ends)."""
+SPARE_SIZE = (80, 24)
+"""Cells a dashboard started with the page begins with; its websocket brings the real size."""
+SPARE_SECONDS = 20.0
+"""A dashboard started with the page and taken by no websocket within this is stopped."""
 HEARTBEAT = 15.0
 """Seconds between websocket pings (less with a shorter idle timeout)."""
 STOP_GRACE = 3.0
@@ -91,6 +97,8 @@ class WebOptions:
     idle_seconds: float = DEFAULT_IDLE_MINUTES * 60
     token: str | None = None
     """A given token (tests); None makes a new one."""
+    spare_seconds: float = SPARE_SECONDS
+    """How long a dashboard started with the page waits for its websocket."""
 
 
 def dashboard_command(runtime_dir: Path) -> str:
@@ -113,6 +121,9 @@ class DeckServer(Server):
         """Open browser sessions (each with its dashboard process)."""
         self._reserved = 0
         """Sessions counted against the cap before their websocket is ready."""
+        self._spare: tuple[AppService, Sink] | None = None
+        """A dashboard started with the page, waiting for its websocket (`tui.web.spare`)."""
+        self._spare_timer: asyncio.TimerHandle | None = None
 
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
@@ -123,8 +134,49 @@ class DeckServer(Server):
         """Quiet: `run` prints the one line a person needs (textual-serve prints a banner)."""
 
     async def on_shutdown(self, app: web.Application) -> None:
+        await self._drop_spare()
         for websocket in list(self.sessions):
             await websocket.close(message=b"server stopped")
+
+    async def handle_index(self, request: web.Request) -> web.StreamResponse:
+        """The page; an authorised one (the guard let it through) also starts its dashboard."""
+        if self._spare is None and self._open() < self.options.max_sessions:
+            sink = Sink()
+            service = AppService(self.command, write_bytes=sink.write_bytes,
+                                 write_str=sink.write_str, close=sink.close,
+                                 download_manager=self.download_manager)
+            self._spare = (service, sink)
+            await service.start(*SPARE_SIZE)
+            loop = asyncio.get_running_loop()
+            self._spare_timer = loop.call_later(
+                self.options.spare_seconds, lambda: loop.create_task(self._drop_spare(service)))
+        return await super().handle_index(request)
+
+    def _open(self) -> int:
+        """Sessions open or opening, the spare included (what the cap counts)."""
+        return len(self.sessions) + self._reserved + (self._spare is not None)
+
+    def _take_spare(self) -> tuple[AppService, Sink] | None:
+        """The spare dashboard, if it is still fit to hand out."""
+        spare, self._spare = self._spare, None
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+        if spare is None:
+            return None
+        service, sink = spare
+        process = service._process  # textual-serve keeps it private
+        if not sink.usable or process is None or process.returncode is not None:
+            asyncio.get_running_loop().create_task(_stop(service))
+            return None
+        return spare
+
+    async def _drop_spare(self, only: AppService | None = None) -> None:
+        """Stop the spare (if it is still `only`): no browser came for it in time."""
+        if self._spare is None or (only is not None and self._spare[0] is not only):
+            return
+        service, _ = self._spare
+        self._spare = None
+        await _stop(service)
 
     @web.middleware
     async def _guard(self, request: web.Request,
@@ -168,12 +220,23 @@ class DeckServer(Server):
         self.sessions.add(websocket)
         log.info("session opened for %s (%d of at most %d)", request.remote, len(self.sessions),
                  self.options.max_sessions)
-        service = AppService(self.command, write_bytes=websocket.send_bytes,
-                             write_str=websocket.send_str, close=websocket.close,
-                             download_manager=self.download_manager)
         why = "closed"
+        spare = self._take_spare()
+        if spare is not None:
+            service, sink = spare
+        else:
+            service = AppService(self.command, write_bytes=websocket.send_bytes,
+                                 write_str=websocket.send_str, close=websocket.close,
+                                 download_manager=self.download_manager)
         try:
-            await service.start(width, height)
+            if spare is not None:
+                await sink.attach(websocket)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sink.drawn.wait(), SPARE_SECONDS)
+                if (width, height) != SPARE_SIZE:  # the browser's own resize follows, after
+                    await service.set_terminal_size(width, height)
+            else:
+                await service.start(width, height)
             why = await self._relay(websocket, service)
         finally:
             self.sessions.discard(websocket)
