@@ -146,7 +146,12 @@ class DeckServer(Server):
                                  write_str=sink.write_str, close=sink.close,
                                  download_manager=self.download_manager)
             self._spare = (service, sink)
-            await service.start(*SPARE_SIZE)
+            try:
+                await service.start(*SPARE_SIZE)
+            except OSError as exc:  # the page still loads; its websocket tries again
+                log.warning("could not start a dashboard: %s", exc)
+                self._spare = None
+                return await super().handle_index(request)
             loop = asyncio.get_running_loop()
             self._spare_timer = loop.call_later(
                 self.options.spare_seconds, lambda: loop.create_task(self._drop_spare(service)))
@@ -176,6 +181,8 @@ class DeckServer(Server):
             return
         service, _ = self._spare
         self._spare = None
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
         await _stop(service)
 
     @web.middleware
