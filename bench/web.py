@@ -7,7 +7,8 @@ kept by a patched copy of the page's bundle (`tui.screenshots.browser`), and eve
 taken inside the page with `performance.now()`:
 
 - first paint: from navigation start to the first frame xterm renders holding the tree's
-  title "Tasks" (the page, its script, the websocket and the dashboard process starting);
+  title "Tasks" (the page, its script, the websocket and the dashboard process starting),
+  the best of `LOADS` fresh tabs;
 - key to screen: a key handed to xterm as typed input (`term.input`) until the first frame
   xterm renders that shows its effect: `k` onto a task that asks a question, until the
   prompt bar's "reply with text" is drawn (`j` onto it; then `k` away, unmeasured).
@@ -40,6 +41,8 @@ from bench import Config, Result, percentile
 
 FIRST_PAINT_TARGET = 2.0
 KEY_P99_TARGET = 0.100
+LOADS = 3
+"""Page loads (and terminal starts) timed; the best is kept: noise only ever slows."""
 SIZE = (130, 40)
 """Terminal cells of the baseline; the browser window is sized to about the same."""
 WINDOW = (1300, 800)
@@ -114,7 +117,8 @@ def _wait_asking(env: dict[str, str], task_id: int) -> None:
 # ---------------------------------------------------------------- the browser
 
 
-async def _browser_figures(env: dict[str, str], keys: int) -> tuple[float, list[float]]:
+async def _browser_figures(env: dict[str, str], keys: int,
+                           loads: int) -> tuple[float, list[float]]:
     from playwright.async_api import async_playwright
 
     from tui.screenshots.browser import BUNDLE, HOOK, launch
@@ -136,20 +140,28 @@ async def _browser_figures(env: dict[str, str], keys: int) -> tuple[float, list[
         async with async_playwright() as playwright:
             browser = await launch(playwright)
             try:
-                page = await browser.new_page(
-                    viewport={"width": WINDOW[0], "height": WINDOW[1]}, device_scale_factor=1)
-                await page.add_init_script(WATCH)
-                await page.route(BUNDLE, patched)
-                await page.goto(url)
-                await page.wait_for_function("window.__firstPaint !== undefined", timeout=20_000)
-                first = await page.evaluate("window.__firstPaint") / 1000
-                await page.wait_for_function(f"window.__deckText().includes({ASKS!r})",
-                                             timeout=20_000)
+                firsts = []
+                for _ in range(loads):  # a fresh tab each time: no cookie, nothing cached
+                    if firsts:
+                        await page.context.close()
+                    page = await (await browser.new_context(
+                        viewport={"width": WINDOW[0], "height": WINDOW[1]},
+                        device_scale_factor=1)).new_page()
+                    await page.add_init_script(WATCH)
+                    await page.route(BUNDLE, patched)
+                    await page.goto(url)
+                    await page.wait_for_function("window.__firstPaint !== undefined",
+                                                 timeout=20_000)
+                    firsts.append(await page.evaluate("window.__firstPaint") / 1000)
+                # Keys once the dashboard has the window's size (the detail pane shows).
+                await page.wait_for_function(
+                    f"window.__deckText().includes({ASKS!r}) && "
+                    "window.__deckText().includes('Detail')", timeout=20_000)
                 times = []
                 for _ in range(keys):
                     times.append(await page.evaluate(f"window.__deckKey('j', {BAR!r}, true)"))
                     await page.evaluate(f"window.__deckKey('k', {BAR!r}, false)")
-                return first, [t / 1000 for t in times]
+                return min(firsts), [t / 1000 for t in times]
             finally:
                 await browser.close()
     finally:
@@ -202,10 +214,18 @@ class _Terminal:
         os.close(self.master)
 
 
-def _terminal_figures(env: dict[str, str], keys: int) -> tuple[float, list[float]]:
+def _terminal_figures(env: dict[str, str], keys: int,
+                      loads: int) -> tuple[float, list[float]]:
+    firsts = []
+    for _ in range(loads - 1):
+        term = _Terminal(env)
+        try:
+            firsts.append(term.until(b"Tasks") - term.started)
+        finally:
+            term.close()
     term = _Terminal(env)
     try:
-        first = term.until(b"Tasks") - term.started
+        first = min([*firsts, term.until(b"Tasks") - term.started])
         term.until(ASKS.encode())
         time.sleep(1.0)  # the detail pane's first fetch and the tick settle
         term.drain()
@@ -222,16 +242,17 @@ def _terminal_figures(env: dict[str, str], keys: int) -> tuple[float, list[float
 
 def run(config: Config) -> list[Result]:
     keys = max(3, config.dashboard_keys // 2)
+    loads = LOADS if keys >= 10 else 1  # smoke sizes: one of each
     with tempfile.TemporaryDirectory(prefix="tdwb") as tmp:
         daemon, env = _daemon(Path(tmp))
         try:
             _two_tasks(env)
-            term_first, term_keys = _terminal_figures(env, keys)
-            web_first, web_keys = asyncio.run(_browser_figures(env, keys))
+            term_first, term_keys = _terminal_figures(env, keys, loads)
+            web_first, web_keys = asyncio.run(_browser_figures(env, keys, loads))
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=15)
-    params = {"keys": keys, "cells": f"{SIZE[0]}x{SIZE[1]}", "window": f"{WINDOW[0]}x{WINDOW[1]}",
+    params = {"keys": keys, "loads": loads, "cells": f"{SIZE[0]}x{SIZE[1]}", "window": f"{WINDOW[0]}x{WINDOW[1]}",
               "load average": round(os.getloadavg()[0], 1)}
     tui = "taskdeck tui on a pty"
     return [
