@@ -166,6 +166,16 @@ def test_another_address_needs_public(deck: Deck) -> None:
     assert result.returncode == 2 and "--public" in one_line_error(result)
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (("--port", "70000"), "--port must be 0 to 65535"),
+    (("--max-sessions", "0"), "--max-sessions must be at least 1"),
+    (("--public-url", "deck.example.org"), "--public-url must start with http"),
+])
+def test_bad_options_are_one_line(deck: Deck, args: tuple[str, ...], said: str) -> None:
+    result = run_web(deck, *args)
+    assert result.returncode == 2 and said in one_line_error(result)
+
+
 def test_no_daemon_is_one_line(tmp_path: Path) -> None:
     lonely = Deck(tmp_path)
     result = run_web(lonely)

@@ -357,6 +357,12 @@ async def serve(options: WebOptions, *,
     check_host(options.host, public=options.public)
     if options.max_sessions < 1:
         raise BadRequest("--max-sessions must be at least 1")
+    if not 0 <= options.port <= 65535:
+        raise BadRequest(f"--port must be 0 to 65535, got {options.port}")
+    if options.public_url is not None and not options.public_url.startswith(
+            ("http://", "https://")):
+        raise BadRequest(f"--public-url must start with http:// or https://, "
+                         f"got {options.public_url!r}")
     if not options.idle_seconds > 0:
         raise BadRequest("--idle-minutes must be positive")
     read_connection(options.runtime_dir)  # no daemon: say so now, not in every tab
