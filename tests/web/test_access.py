@@ -59,3 +59,17 @@ def test_same_takes_any_text() -> None:
 ])
 def test_origin_of(url: str, origin: str) -> None:
     assert origin_of(url) == origin
+
+
+def test_the_server_and_the_notifier_load_no_dashboard() -> None:
+    """`taskdeck web` runs no Textual itself (each tab's process does), and `serve --notify`
+    loads apprise only when asked."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, tui.web.server, core.notify, core.cli\n"
+         "print('\\n'.join(sys.modules))"], capture_output=True, text=True, timeout=30,
+        check=True)
+    loaded = {name.split(".")[0] for name in done.stdout.split()}
+    assert not loaded & {"textual", "apprise", "playwright"}
