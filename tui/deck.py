@@ -116,7 +116,8 @@ class DeckApp(LiveDeck):
         if key != self._binding_key:
             self._binding_key = key
             self.refresh_bindings()
-            self.query_one(TouchBar).show_mode(self.mode)
+        blocked = task.blocked_on if task is not None and is_asking(task) else None
+        self.query_one(TouchBar).show_mode(self.mode, blocked.choices if blocked else ())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "finish_box":

@@ -143,3 +143,17 @@ def test_narrow_deny_snapshot(snap_compare: Compare, scene: Scene) -> None:
     two buttons left, ⏎ send and esc cancel."""
     assert snap_compare(deck(scene), terminal_size=PHONE,
                         run_before=run_before(scene, "b", "d", *"not now"))
+
+
+async def test_a_question_with_more_choices_gets_a_button_each(scene: Scene) -> None:
+    app = deck(scene)
+    async with app.run_test(size=PHONE) as pilot:
+        await ready(app, pilot)
+        prompt = pending_of(scene, "Investigate memory growth in the ingest worker")
+        await move_to(app, pilot, prompt.task_id)
+        assert shown_buttons(app)[6:] == ["1 main", "2 release/2.4", "3 cancel"]
+        await pilot.click("#touch-choice-2")
+        done = await answered(scene, prompt)
+        assert done.answer == "release/2.4"
+        await move_to(app, pilot, pending_of(scene, FETCH).task_id)  # two choices: none
+        assert len(shown_buttons(app)) == 6
