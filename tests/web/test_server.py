@@ -71,6 +71,14 @@ async def test_the_token_turns_into_a_strict_http_only_cookie(web: Web) -> None:
     assert (await get(f"{web.base}/static/js/textual.js", cookies=cookies))[0] == 200
 
 
+async def test_localhost_is_sent_on_to_the_address_the_cookie_belongs_to(web: Web) -> None:
+    other = web.url.replace("127.0.0.1", "localhost")
+    status, response, _ = await get(other)
+    assert status == 307 and response.headers["Location"] == web.url
+    assert COOKIE not in response.cookies  # no cookie for a host the websocket never uses
+    assert (await get(f"{web.base.replace('127.0.0.1', 'localhost')}/"))[0] == 401
+
+
 async def test_a_session_runs_a_dashboard_process_until_the_tab_closes(web: Web) -> None:
     async with aiohttp.ClientSession(cookies={COOKIE: cookie_for(web.token)}) as session:
         ws = await session.ws_connect(f"{web.base}/ws?width=60&height=30",

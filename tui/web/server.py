@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
@@ -197,6 +198,10 @@ class DeckServer(Server):
             log.warning("refused %s %s from %s: %s", request.method, request.path,
                         request.remote, verdict.value)
             return _refusal(verdict)
+        if verdict is Verdict.ALLOW_AND_SET_COOKIE and self._elsewhere(request):
+            # The cookie must belong to the host the page's websocket goes to.
+            raise web.HTTPTemporaryRedirect(f"{self.public_url}{request.path_qs}",
+                                            headers=SECURITY_HEADERS)
         response = await handler(request)
         if verdict is Verdict.ALLOW_AND_SET_COOKIE and not response.prepared:
             response.set_cookie(COOKIE, self.access.cookie, httponly=True, samesite="Strict",
@@ -204,6 +209,15 @@ class DeckServer(Server):
         if not response.prepared:
             response.headers.update(SECURITY_HEADERS)
         return response
+
+    def _elsewhere(self, request: web.Request) -> bool:
+        """A page asked for by another name of this server (`localhost` for `127.0.0.1`).
+
+        Not behind a proxy (`--public-url`): there the Host header is the proxy's business.
+        """
+        if self.options.public_url is not None:
+            return False
+        return request.host != urlsplit(self.public_url).netloc
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
         """One browser session: a dashboard process relayed over the websocket until the
