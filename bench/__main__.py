@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "hook_cost": "bench.hook_cost",
     "policy": "bench.policy",
     "mcp_startup": "bench.mcp_startup",
+    "web": "bench.web",
 }
 """Benchmark name -> module with `run(config) -> list[Result]`, in the order they run."""
 

@@ -209,6 +209,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the demo agent and workload")
     p.add_argument("--speed", type=float, default=1.0, help="demo speed factor (default 1)")
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # `demo`: die with it
+    p.add_argument("--notify", action="append", default=[], metavar="URL",
+                   help="send a short notice when a question opens (repeatable): a JSON webhook "
+                   "http(s)://HOST/PATH, or any apprise URL (ntfy://, tgram://, mailto://...)")
+    p.add_argument("--notify-interval", type=_positive, default=30.0, metavar="SECONDS",
+                   help="least time between two notices (default 30; a burst is one notice)")
 
     p = command("tui", _cmd_tui, "open the dashboard on the running daemon")
     p.add_argument("--theme", help="Textual theme name")
@@ -421,6 +426,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
                    help="deny a permission prompt or approval nobody answered this long "
                    "(default: wait)")
+
+    web = command("web", _cmd_web, "serve the dashboard to browsers (a token in the URL)")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; others need --public)")
+    web.add_argument("--port", type=int, default=8020, help="port (default 8020; 0: any free)")
+    web.add_argument("--public", action="store_true",
+                     help="allow an address other than loopback (prefer an SSH tunnel or a TLS "
+                     "proxy)")
+    web.add_argument("--public-url", metavar="URL",
+                     help="the address browsers use, if not http://HOST:PORT (behind a proxy)")
+    web.add_argument("--max-sessions", type=int, default=4, metavar="N",
+                     help="browser sessions at once (default 4)")
+    web.add_argument("--idle-minutes", type=_positive, default=15.0, metavar="M",
+                     help="close a session after this long without a key or click (default 15)")
     return parser
 
 
@@ -445,6 +464,14 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     from core.rules_cli import run
 
     return run(args)
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    try:
+        from tui.web.server import main as web_main
+    except ImportError as exc:
+        raise Unavailable(f"taskdeck web needs {exc.name}: pip install 'taskdeck[web]'") from None
+    return web_main(args)
 
 
 def _cmd_hook(args: argparse.Namespace) -> int:
@@ -510,6 +537,7 @@ async def _serve(args: argparse.Namespace) -> int:
             registry.register_agent(name or target.rpartition(":")[2], agent)
         return registry
 
+    notifier = _notifier(args)  # a bad --notify URL stops here, before anything is bound
     deck = Assembly(
         make_registry,
         runtime_dir=_runtime_dir(args),
@@ -533,13 +561,31 @@ async def _serve(args: argparse.Namespace) -> int:
         workload = asyncio.get_running_loop().create_task(
             run_demo_workload(deck.registry, seed=args.seed, speed=args.speed)
         )
+    notices = None
+
+    def ready(daemon) -> None:
+        nonlocal notices
+        _announce(daemon)
+        if notifier is not None:
+            notices = asyncio.get_running_loop().create_task(notifier.run())
+
     try:
-        await deck.serve(on_ready=_announce)
+        await deck.serve(on_ready=ready)
     finally:
-        for background in (workload, watchdog):
+        for background in (workload, watchdog, notices):
             if background is not None:
                 background.cancel()
     return EXIT_OK
+
+
+def _notifier(args: argparse.Namespace):
+    """The `--notify` follower of this daemon, or None without `--notify`."""
+    if not args.notify:
+        return None
+    from core.notify import Batcher, Notifier, make_sender
+
+    return Notifier(make_sender(args.notify), _runtime_dir(args),
+                    Batcher(interval=args.notify_interval))
 
 
 def _importable_here() -> None:

@@ -41,6 +41,7 @@ from tui.modes import (
 from tui.view import answer_notice, is_asking
 from tui.widgets.bars import ConfirmBar, FilterBar, InlineInput, PromptBar
 from tui.widgets.task_tree import TaskTree
+from tui.widgets.touch import TouchBar
 
 
 class DeckApp(LiveDeck):
@@ -123,8 +124,12 @@ class DeckApp(LiveDeck):
         if key != self._binding_key:
             self._binding_key = key
             self.refresh_bindings()
+        blocked = task.blocked_on if task is not None and is_asking(task) else None
+        self.query_one(TouchBar).show_mode(self.mode, blocked.choices if blocked else ())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "finish_box":
+            return isinstance(self.focused, InlineInput)
         return self.modes.allows(action, self._cursor_task(), covered=len(self.screen_stack) > 1)
 
     # ------------------------------------------------------------- keys
@@ -299,13 +304,7 @@ class DeckApp(LiveDeck):
             self._carry_out(self.modes.cycle_scope() if event.key == "tab"
                             else self.modes.cycle_expiry())
         elif event.key in ("enter", "escape"):
-            sent = event.key == "enter"
-            if box.id == "prompt-input":
-                self._carry_out(self.modes.submit_answer(box.value) if sent
-                                else self.modes.cancel_answer())
-            else:
-                self._carry_out(self.modes.submit_filter(box.value) if sent
-                                else self.modes.cancel_filter())
+            self._finish(box, sent=event.key == "enter")
         elif event.is_printable and event.character is not None:
             selection = box.selection
             if selection.is_empty:
@@ -318,6 +317,20 @@ class DeckApp(LiveDeck):
                 return False
             await self.run_action(active.binding.action, box)
         return True
+
+    def _finish(self, box: InlineInput, *, sent: bool) -> None:
+        """Enter (send) or Esc (cancel) in an open box."""
+        if box.id == "prompt-input":
+            self._carry_out(self.modes.submit_answer(box.value) if sent
+                            else self.modes.cancel_answer())
+        else:
+            self._carry_out(self.modes.submit_filter(box.value) if sent
+                            else self.modes.cancel_filter())
+
+    def action_finish_box(self, sent: bool) -> None:
+        """The send and cancel buttons of a touch screen: Enter and Esc in the open box."""
+        if isinstance(self.focused, InlineInput):
+            self._finish(self.focused, sent=sent)
 
     def _focus_now(self, widget: Widget) -> None:
         """Focus at once, not after a refresh: keys typed next go where this one sent them.

@@ -39,6 +39,7 @@ from tui.widgets.bars import (
 )
 from tui.widgets.panes import DetailPane, Inbox
 from tui.widgets.task_tree import TaskTree, header_text
+from tui.widgets.touch import TouchBar
 
 if TYPE_CHECKING:
     from core.client import Changes, Client
@@ -50,6 +51,9 @@ Connect = Callable[[], AbstractAsyncContextManager["Client"]]
 DETAIL_DELAY = 0.1
 """Seconds the cursor rests on a task before its prompts and decisions are fetched, so
 holding j/k sends one request for where it stops, not one per row passed."""
+
+PHONE_COLUMNS = 70
+"""Narrower than this (a phone: ~41 columns at 390 px), the dashboard is one column."""
 
 DECISIONS_SHOWN = 50
 """Latest decisions (answers, aborts) fetched for the detail pane."""
@@ -68,9 +72,10 @@ class LiveDeck(App[int]):
     TITLE = "taskdeck"
     NOTIFICATION_TIMEOUT = 4
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
-        (0, "-narrow"), (100, "-medium"), (110, "-wide"),
+        (0, "-phone"), (PHONE_COLUMNS, "-narrow"), (100, "-medium"), (110, "-wide"),
     ]
-    """Below 100 columns the tree takes the whole width; `i` brings the side panes back."""
+    """Below 100 columns the tree takes the whole width; `i` brings the side panes back.
+    Below `PHONE_COLUMNS`: one column, the inbox above the tree, and touch buttons."""
 
     def __init__(
         self,
@@ -131,6 +136,7 @@ class LiveDeck(App[int]):
         yield ConfirmBar(id="confirm-bar")
         yield FilterBar(id="filter-bar")
         yield StatusBar(id="status-bar")
+        yield TouchBar(id="touch-bar")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -1,6 +1,6 @@
 """Regenerate screenshots/*.svg (and .png when rsvg-convert is installed) from the real dashboard.
 
-Run `python -m tui.screenshots [OUT_DIR]`. Each shot starts the scripted scene (the
+Run `python -m tui.screenshots [OUT_DIR] [--browser]`. Each shot starts the scripted scene (the
 demo's agents and tasks) on a real in-process daemon, opens the dashboard on it through
 the client library, presses keys like a user, and saves what the terminal shows.
 
@@ -156,8 +156,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the files (default: screenshots/)")
     parser.add_argument("--only", action="append", choices=[s.name for s in SHOTS],
                         metavar="NAME", help="take only this shot (repeatable)")
+    parser.add_argument("--browser", action="store_true",
+                        help="also phone.png: the scene on a phone through `taskdeck web` in the "
+                        "system Chromium (needs chromium and playwright, the test extra)")
     args = parser.parse_args(argv)
     made = asyncio.run(main_async(args.out, args.only))
+    if args.browser:
+        from tui.screenshots.browser import phone_shot
+
+        made.append(asyncio.run(phone_shot(args.out)))
     for path in made:
         print(path)
     if not any(p.suffix == ".png" for p in made):

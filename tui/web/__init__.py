@@ -1,0 +1,1 @@
+"""`taskdeck web`: the dashboard served to browsers, behind a token."""
