@@ -518,12 +518,15 @@ class Daemon:
             return
         batch: list[list[Any]] = []
         recorded: list[tuple[int, str]] = []
-        self._in_batch = True
-        try:
-            self._drain_batch(cmd, batch, recorded)
-        finally:
-            self._in_batch = False
-            self._end_batch(batch, recorded)
+        # Group commit: the batch's decisions go into one transaction as they apply, and
+        # share the batch's commit and fsync, before any of their events or replies leave.
+        with self.service.deferred_syncs():
+            self._in_batch = True
+            try:
+                self._drain_batch(cmd, batch, recorded)
+            finally:
+                self._in_batch = False
+                self._end_batch(batch, recorded)
 
     def _drain_batch(
         self, cmd: zmq.Socket[Any], batch: list[list[Any]], recorded: list[tuple[int, str]]
