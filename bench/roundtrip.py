@@ -31,7 +31,7 @@ NOTES = {
 }
 
 
-def _measure(config: Config, journal: bool = False) -> dict[str, Any]:
+def _measure(config: Config, journal: bool = False, baselines: bool = True) -> dict[str, Any]:
     """Ours (both client paths), the blocking echo and the asyncio echo, interleaved.
 
     The best run of each is kept. The judged runs are without the journal (the command
@@ -57,8 +57,10 @@ def _measure(config: Config, journal: bool = False) -> dict[str, Any]:
                     sizes[op] = (req_size, rep_size)
                     ours[path, op] = _better(ours.get((path, op), []), latencies)
             for op, (req_size, rep_size) in sizes.items():
+                if not baselines:
+                    break
                 request, reply = b"r" * req_size, b"a" * rep_size
-                for _ in range(BASELINE_TRIES):
+                for _ in range(BASELINE_TRIES if count >= 100 else 1):  # smoke runs: one
                     base_sync[op] = _better(
                         base_sync[op], raw.reqrep("ipc", request=request, reply=reply, count=count)
                     )
@@ -101,7 +103,7 @@ def run(config: Config) -> list[Result]:
     """
     with _one_core():
         pinned = _measure(config)
-        journaled = _measure(config, journal=True)
+        journaled = _measure(config, journal=True, baselines=False)
     free = _measure(config)
     results: list[Result] = []
     for path, client_name in PATHS.items():
@@ -114,7 +116,7 @@ def run(config: Config) -> list[Result]:
                  True),
                 (pinned, "sync", 99, "one core, journal off", "blocking REQ/REP echo, one core",
                  False),
-                (journaled, "sync", 50, "one core, journal on",
+                ({**pinned, "ours": journaled["ours"]}, "sync", 50, "one core, journal on",
                  "blocking REQ/REP echo, one core", False),
                 (free, "sync", 50, "free", "blocking REQ/REP echo, free", False),
             ]
