@@ -255,7 +255,8 @@ class CommandService:
             case p.Hello():
                 return self._hello()
             case p.GetSnapshot():
-                return p.SnapshotResult(snapshot=registry.snapshot())
+                # Encoded by `handle` before anything can change the tasks: no copies.
+                return p.SnapshotResult(snapshot=registry.snapshot(copies=False))
             case p.ListTasks() as body:
                 return p.TasksResult(tasks=_within_budget(registry.list(
                     agent=body.agent, status=body.status, parent_id=body.parent_id,
