@@ -169,7 +169,10 @@ async def _daemon_main(
             if op == "seq":
                 conn.send(registry.seq)
             elif op == "fill":
-                conn.send(side.fill(*args))
+                seq = side.fill(*args)
+                if deck.journal is not None:
+                    deck.journal.write()  # the fill's rows now, not in the middle of a timing
+                conn.send(seq)
             elif op == "produce":
                 conn.send(await side.produce(*args))
             elif op == "prompts":
