@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "registry": "bench.registry_scale",
     "pipeline": "bench.pipeline",
     "roundtrip": "bench.roundtrip",
+    "durable": "bench.durable",
     "late_join": "bench.late_join",
     "dashboard": "bench.dashboard",
     "hook_cost": "bench.hook_cost",

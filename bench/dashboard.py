@@ -27,6 +27,9 @@ KEY_TARGET = 0.050
 PAINT_TARGET = 1.0
 """Issue target: first full paint of a 10,000-task tree under 1 s."""
 
+BIG_PAINT_TARGET = 0.5
+"""Issue target: first full paint of a 100,000-task tree at most 0.5 s."""
+
 LIVE = 1000
 """Running tasks (the oldest, at the top of the tree) the event stream updates."""
 
@@ -359,13 +362,18 @@ def _paint_growth(config: Config) -> list[Result]:
             baseline=empty,
             baseline_name="same app, empty daemon",
             better="lower",
+            target=f"< {BIG_PAINT_TARGET:g} s" if n == 100_000 else None,
+            met=paint < BIG_PAINT_TARGET if n == 100_000 else None,
             params={"tasks": n},
         )
         for n, paint in zip(sizes, paints, strict=True)
     ]
-    # Growth of what the tasks add on top of an empty start.
-    extra = [max(p - empty, 1e-6) for p in paints]
-    results.append(
-        growth_row("dashboard", "first paint beyond startup, per task", sizes, extra, list(sizes))
-    )
+    # Growth of what the tasks add on top of an empty start, from 10k: at 1k that is
+    # within the noise of the start itself (it can even come out below it).
+    span = slice(-2, None) if len(sizes) > 2 else slice(None)
+    extra = [p - empty for p in paints][span]
+    if min(extra) <= 0:
+        return results  # the tasks cost less than the noise: no growth to report
+    results.append(growth_row("dashboard", "first paint beyond startup, per task",
+                              sizes[span], extra, sizes[span]))
     return results

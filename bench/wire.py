@@ -138,17 +138,29 @@ class _DaemonSide:
         return ids
 
 
-async def _daemon_main(conn: Connection, runtime_dir: str, bind: str | None, state_dir: str) -> None:
+async def _daemon_main(
+    conn: Connection, runtime_dir: str, bind: str | None, state_dir: str, journal: bool
+) -> None:
+    from core.assembly import Assembly
     from core.registry import Registry
-    from core.server import Daemon
 
-    registry = Registry(max_concurrent=64, default_timeout=None, agents={"noop": _noop})
-    side = _DaemonSide(registry)
-    loop = asyncio.get_running_loop()
-    daemon = Daemon(
-        registry, runtime_dir=Path(runtime_dir), bind=bind, state_dir=Path(state_dir)
+    def make_registry(first_id: int) -> Registry:
+        return Registry(max_concurrent=64, default_timeout=None, agents={"noop": _noop},
+                        first_id=first_id)
+
+    # As `taskdeck serve` builds it (core/assembly.py): the journal on unless asked off.
+    # No retention: the benchmarks hold the task counts they name.
+    deck = Assembly(
+        make_registry, runtime_dir=Path(runtime_dir),
+        journal=Path(state_dir) / "journal.sqlite3" if journal else None,
+        bind=bind, state_dir=Path(state_dir),
     )
-    async with daemon:
+    loop = asyncio.get_running_loop()
+    async with deck:
+        daemon = deck.daemon
+        assert daemon is not None
+        registry = deck.registry
+        side = _DaemonSide(registry)
         conn.send(("ready", daemon.connection.events))
         while True:
             op, args = await loop.run_in_executor(None, conn.recv)
@@ -157,7 +169,10 @@ async def _daemon_main(conn: Connection, runtime_dir: str, bind: str | None, sta
             if op == "seq":
                 conn.send(registry.seq)
             elif op == "fill":
-                conn.send(side.fill(*args))
+                seq = side.fill(*args)
+                if deck.journal is not None:
+                    deck.journal.write()  # the fill's rows now, not in the middle of a timing
+                conn.send(seq)
             elif op == "produce":
                 conn.send(await side.produce(*args))
             elif op == "prompts":
@@ -170,13 +185,16 @@ async def _daemon_main(conn: Connection, runtime_dir: str, bind: str | None, sta
                 conn.send(side.probe(*args))
             elif op == "len":
                 conn.send(len(registry))
-    await registry.close()
+            elif op == "live":
+                conn.send(list(side.live))
     conn.send("stopped")
 
 
-def daemon_process(conn: Connection, runtime_dir: str, bind: str | None, state_dir: str) -> None:
-    """Entry point of the daemon process."""
-    asyncio.run(_daemon_main(conn, runtime_dir, bind, state_dir))
+def daemon_process(
+    conn: Connection, runtime_dir: str, bind: str | None, state_dir: str, journal: bool = True
+) -> None:
+    """Entry point of the daemon process (with its journal, as `taskdeck serve` runs)."""
+    asyncio.run(_daemon_main(conn, runtime_dir, bind, state_dir, journal))
 
 
 # ------------------------------------------------------------------ client
@@ -347,14 +365,18 @@ class Peer:
 
 
 @contextlib.contextmanager
-def daemon_only(transport: str = "ipc") -> Iterator[tuple[Peer, Path]]:
-    """A daemon process, and the runtime dir where its connection file is."""
+def daemon_only(transport: str = "ipc", *, journal: bool = True) -> Iterator[tuple[Peer, Path]]:
+    """A daemon process, and the runtime dir where its connection file is.
+
+    With `journal` (the default, as `taskdeck serve` runs) its journal is a file in the
+    temporary state dir: every acknowledged change is written before its "ok".
+    """
     with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
         runtime = Path(tmp) / "run"
         state = Path(tmp) / "state"
         state.mkdir(mode=0o700)
         bind = "tcp://127.0.0.1:0" if transport == "tcp" else None
-        daemon = Peer(daemon_process, str(runtime), bind, str(state))
+        daemon = Peer(daemon_process, str(runtime), bind, str(state), journal)
         try:
             ready = daemon.recv(60)
             if ready[0] != "ready":
@@ -365,12 +387,14 @@ def daemon_only(transport: str = "ipc") -> Iterator[tuple[Peer, Path]]:
 
 
 @contextlib.contextmanager
-def daemon_and_client(transport: str = "ipc") -> Iterator[tuple[Peer, Peer]]:
+def daemon_and_client(
+    transport: str = "ipc", *, journal: bool = True
+) -> Iterator[tuple[Peer, Peer]]:
     """A daemon process and a client process talking over `transport` ("ipc" or "tcp").
 
-    TCP is served as taskdeck serves it off-host: with CURVE.
+    TCP is served as taskdeck serves it off-host: with CURVE; the journal as `daemon_only`.
     """
-    with daemon_only(transport) as (daemon, runtime):
+    with daemon_only(transport, journal=journal) as (daemon, runtime):
         client = Peer(client_process, str(runtime), str(runtime.parent / "state"))
         try:
             yield daemon, client

@@ -16,6 +16,12 @@ The database runs in WAL mode. Three kinds of writes:
   daemon publishes. If the write fails nothing is applied: the caller gets a
   `JournalError` (wire code JOURNAL_FAILED) and nobody hears of an unrecorded
   decision.
+  Inside a daemon's batch of requests (`deferred_syncs()`), the group commit: the
+  decision's rows go into the batch's open transaction before it is applied (a row
+  that cannot be written still stops it), and the batch's `write()` commits that
+  transaction with `synchronous=FULL`, before any event is published or any reply
+  sent: concurrent answers share one commit and one fsync. If that commit fails, the
+  batch's decisions stand in memory only and their replies say so (JOURNAL_FAILED).
 * Ordinary events (task created, tokens, progress, prompt opened ...) wait in an
   in-memory batch. The daemon calls `write()` once per batch of requests it
   drains, before it sends their replies and publishes their events, and once per
@@ -52,7 +58,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -213,6 +219,10 @@ class Journal:
         self._closed = False
         self.commits = 0
         """Transactions written so far (group commits and durable commits)."""
+        self._deferring = False
+        """Inside `deferred_syncs`: decisions join the batch's open transaction."""
+        self._open = False
+        """The batch's transaction (synchronous=FULL) is open; the next write commits it."""
 
     # ------------------------------------------------------------------ open
 
@@ -455,11 +465,31 @@ class Journal:
             self._rules[rule.id] = rule
         self.audit(action, **fields)
         try:
-            self.commit()
+            if self._deferring:
+                self._flush(durable=True, hold=True)
+            else:
+                self.commit()
         except JournalError:
             self._tasks, self._prompts, self._rules = saved
             self._audits.pop()
             raise
+
+    @contextlib.contextmanager
+    def deferred_syncs(self) -> Iterator[None]:
+        """Within: `record()` adds each decision to one open transaction; `write()` commits it.
+
+        The daemon drains a batch of requests inside and calls `write()` before anything
+        of the batch leaves the process; leaving without it commits here, so a decision
+        written inside is never left uncommitted.
+        """
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._open:
+                with contextlib.suppress(JournalError):  # logged; `failed` says it to clients
+                    self._flush(durable=True)
 
     def commit(self) -> None:
         """Write everything pending and make it durable (fsync) before returning.
@@ -484,10 +514,11 @@ class Journal:
             self._timer = None
         self._flush(durable=durable)
 
-    def _flush(self, *, durable: bool) -> None:
+    def _flush(self, *, durable: bool, hold: bool = False) -> None:
+        """Write the pending rows; `hold` leaves them in an open transaction (see `record`)."""
         if self._closed:
             raise JournalError(f"journal {self.path} is closed")
-        if not self.pending:
+        if not self.pending and not self._open:
             return
         tasks, prompts, evicted, audits = self._tasks, self._prompts, self._evicted, self._audits
         replies = self._replies
@@ -529,7 +560,7 @@ class Journal:
                 "DELETE FROM replies WHERE seq <= (SELECT max(seq) FROM replies) - ?",
                 [(REPLIES_KEPT,)],
             ))
-        self._write(statements, durable=durable, audits=audits)
+        self._write(statements, durable=durable, audits=audits, hold=hold)
         self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
         self._replies, self._rules = {}, {}
 
@@ -539,48 +570,79 @@ class Journal:
         *,
         durable: bool,
         audits: Sequence[tuple[tuple[object, ...], tuple[int, ...]]] = (),
+        hold: bool = False,
     ) -> None:
+        """Write in one transaction; with `hold`, leave it open for the batch's `write()`.
+
+        An open transaction is always a durable one (it holds decisions), so it is
+        committed with synchronous=FULL whatever `durable` says here.
+        """
         if self.failed is not None:
+            self._abandon()
             raise JournalError(self.failed)
         if _identity(self.path) != self._identity:
+            self._abandon()
             self._fail(
                 f"journal {self.path} was deleted or replaced while the daemon ran; "
                 "decisions are refused until the daemon is restarted"
             )
         db = self._db
+        durable = durable or self._open
         try:
-            if durable:
-                db.execute("PRAGMA synchronous=FULL")
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, rows in statements:
-                        db.executemany(sql, rows)
-                    for row, ids in audits:
-                        cursor = db.execute(
-                            "INSERT INTO audit(ts, epoch, action, task_id, prompt_id, detail, by,"
-                            " user, host, pid, client, curve_key, question, summary)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            row,
-                        )
-                        db.executemany(
-                            "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
-                            [(cursor.lastrowid, i) for i in ids],
-                        )
-                    db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                    raise
-            finally:
+            if not self._open:
                 if durable:
+                    db.execute("PRAGMA synchronous=FULL")
+                db.execute("BEGIN IMMEDIATE")
+                self._open = True
+            try:
+                self._insert(statements, audits)
+                if not hold:
+                    db.execute("COMMIT")
+                    self._open = False
+            except BaseException:
+                # Nothing of this transaction stands: rows the batch held already are
+                # lost with it, and the journal fails, so their replies say so.
+                self._abandon()
+                raise
+            finally:
+                if durable and not self._open:
                     db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             self._fail(
                 f"cannot write journal {self.path}: {exc}; decisions are refused until "
                 "the daemon is restarted with a writable journal"
             )
-        self.commits += 1
+        if not self._open:
+            self.commits += 1
+
+    def _abandon(self) -> None:
+        """Roll back the batch's open transaction, if any (its write failed)."""
+        if self._open:
+            self._open = False
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _insert(
+        self,
+        statements: list[tuple[str, list[tuple[object, ...]]]],
+        audits: Sequence[tuple[tuple[object, ...], tuple[int, ...]]],
+    ) -> None:
+        db = self._db
+        for sql, rows in statements:
+            db.executemany(sql, rows)
+        for row, ids in audits:
+            cursor = db.execute(
+                "INSERT INTO audit(ts, epoch, action, task_id, prompt_id, detail, by,"
+                " user, host, pid, client, curve_key, question, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
+                [(cursor.lastrowid, i) for i in ids],
+            )
 
     def _fail(self, why: str) -> NoReturn:
         """Stop writing for good, say why once in the log, and raise."""

@@ -171,12 +171,18 @@ class Registry(Records):
 
     # ---------------------------------------------------------------- queries
 
-    def snapshot(self) -> Snapshot:
-        """Every task and pending prompt, and the seq they reflect."""
+    def snapshot(self, *, copies: bool = True) -> Snapshot:
+        """Every task and pending prompt, and the seq they reflect.
+
+        `copies=False` hands out the registry's own task objects, for a caller that
+        encodes them before anything can change them (the daemon's reply): copying
+        was a third of the daemon's side of a large late join.
+        """
+        tasks = self._tasks.values()
         return Snapshot(
             epoch=self.epoch,
             seq=self.seq,
-            tasks=[copy.copy(t) for t in self._tasks.values()],
+            tasks=[copy.copy(t) for t in tasks] if copies else list(tasks),
             prompts=self.pending_prompts(),
         )
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -50,6 +51,7 @@ from core.runtime import (
     write_connection,
 )
 from core.connections import Connections, connection_cap, fd_reserve
+from core.looplock import LoopLock
 from core.service import DEDUPE_SIZE, CommandService, JournalLike
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,10 @@ REQUEST_HWM = 64
 """Requests queued per client before libzmq stops reading from that client."""
 
 DRAIN_BATCH = 256
-"""Requests answered per wake-up before the loop gets a turn (agents, heartbeats, PUB)."""
+"""Requests answered per hold of the lock before the loop gets a turn (agents, heartbeats)."""
+
+COMMAND_POLL_MS = 50
+"""How long the command thread blocks in one receive before it checks for a stop."""
 
 BATCH_BYTES = 8 * 1024 * 1024
 """Reply bytes a batch may hold before it is written and sent: replies wait for the batch's
@@ -76,6 +81,10 @@ journal write, so large ones (a `list` of thousands of tasks) must not pile up i
 
 _POLLIN = int(zmq.POLLIN)
 """As a plain int: `&` on the enum costs more than reading ZMQ_EVENTS does."""
+
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+"""As plain ints: `send_multipart` makes an enum of the flags of every frame (`_send_frames`)."""
 
 
 class Daemon:
@@ -151,9 +160,12 @@ class Daemon:
         self._pub_raw: zmq.Socket[Any] | None = None
         """A plain view of `_pub` for sending: no future, no EVENTS check per event."""
         self._cmd: zmq.Socket[Any] | None = None
-        """The command ROUTER: a plain socket served from the loop's reader on its FD."""
-        self._cmd_fd: int | None = None
-        """The command socket's FD while it is registered with the loop."""
+        """The command ROUTER: a plain socket, used only by the command thread."""
+        self._commands: threading.Thread | None = None
+        """Blocks in libzmq on `_cmd` and answers each batch holding `_lock`."""
+        self._lock: LoopLock | None = None
+        """The one lock of the registry: see core/looplock.py."""
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._auth: Any = None
         self._curve = False
@@ -231,8 +243,7 @@ class Daemon:
         self._unlisten = self.registry.listen(self._publish)
         self.service.start()
         self._loop = loop
-        self._watch_commands()
-        loop.call_soon(self._drain_commands)  # a request may have arrived before the reader
+        self._start_commands(loop)
         self._tasks = [
             loop.create_task(self._beat(), name="taskdeck-heartbeat"),
             loop.create_task(self._watch_subscribers(), name="taskdeck-subscribers"),
@@ -242,7 +253,7 @@ class Daemon:
     def _bind_sockets(self) -> tuple[str, str, KeyPair | None]:
         assert self._ctx is not None
         pub = self._pub = self._ctx.socket(zmq.XPUB)
-        # Plain, not asyncio: served by `_drain_commands` from the loop's reader on its FD.
+        # Plain, not asyncio: served by the command thread blocking in libzmq.
         cmd = self._cmd = zmq.Socket(self._ctx, zmq.ROUTER)
         for sock in (pub, cmd):
             sock.setsockopt(zmq.LINGER, 0)
@@ -256,6 +267,7 @@ class Daemon:
             sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
         cmd.setsockopt(zmq.SNDHWM, REPLY_HWM)
         cmd.setsockopt(zmq.RCVHWM, REQUEST_HWM)
+        cmd.setsockopt(zmq.RCVTIMEO, COMMAND_POLL_MS)
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)
         self._pub_raw = zmq.Socket.shadow(pub.underlying)
         keys: KeyPair | None = None
@@ -340,12 +352,12 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop serving: sockets closed (LINGER 0), connection file removed. Idempotent."""
+        await self._stop_commands()  # no request is answered after this
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
         self._flush_events()
         self.service.stop()
-        self._unwatch_commands()  # before the socket closes: its FD number may be reused
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -362,7 +374,6 @@ class Daemon:
                             os.unlink(path.removeprefix("ipc://"))
 
     def _close_sockets(self) -> None:
-        self._unwatch_commands()
         if self.connections is not None:
             self.connections.close()
         if self._auth is not None:
@@ -439,7 +450,7 @@ class Daemon:
         # subscriber cannot take; the subscriber sees the hole as a seq gap (or a
         # heartbeat ahead) and resyncs.
         try:
-            raw.send_multipart([topic, data], zmq.NOBLOCK)
+            _send_frames(raw, [topic, data])
         except zmq.Again:
             pass
         except zmq.ZMQError as exc:
@@ -488,112 +499,148 @@ class Daemon:
 
     # -------------------------------------------------------------- commands
 
-    def _watch_commands(self) -> None:
-        """Have the loop call `_drain_commands` whenever the command socket's FD signals."""
-        if self._cmd is None or self._loop is None or self._cmd_fd is not None:
-            return
-        self._cmd_fd = self._cmd.getsockopt(zmq.FD)
-        self._loop.add_reader(self._cmd_fd, self._drain_commands)
+    def _start_commands(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the command thread; from now on this (loop) thread holds the registry's
+        lock except while its loop waits for I/O (core/looplock.py)."""
+        self._lock = LoopLock(loop)
+        self._lock.install()
+        self._stopping = False
+        self._commands = threading.Thread(target=self._serve_commands, name="taskdeck-commands",
+                                          daemon=True)
+        self._commands.start()
 
-    def _unwatch_commands(self) -> None:
-        if self._cmd_fd is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._cmd_fd)
-        self._cmd_fd = None
+    async def _stop_commands(self) -> None:
+        """Stop the command thread (it finishes the batch it holds) and give the loop back."""
+        self._stopping = True
+        thread, self._commands = self._commands, None
+        if thread is not None:
+            # Awaited, so that the loop waits in its selector without the lock, which
+            # the thread may need to finish its batch.
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        if self._lock is not None:
+            self._lock.uninstall()
+            self._lock = None
 
-    def _drain_commands(self) -> None:
-        """Answer every queued request, each in full before the next; never raises.
+    def _serve_commands(self) -> None:
+        """The command thread: block in libzmq for a request, then answer it and every
+        other queued one as a batch, holding the registry's lock; never raises.
 
-        Runs from the loop's reader on the socket's FD, with no future or task per
-        request: the zmq.asyncio recv -> handle -> send path cost about ten times the
-        request's own work (docs/BENCHMARKS.md). The FD is edge-triggered: it signals
-        when the socket's state may have changed, and only re-arms once a receive has
-        found it empty, so this reads while ZMQ_EVENTS says POLLIN (checked after every
-        send and receive, as libzmq asks for an FD user) and comes back on the next loop
-        turn when it stops at `DRAIN_BATCH` with requests left. The replies wait for the
-        end of the batch: the journal writes the batch's rows in one transaction, then
-        its events are published and its replies sent (`_end_batch`).
+        Blocking in libzmq's receive costs no selector wake-up or loop callback per
+        request (docs/BENCHMARKS.md). The replies wait for the end of the batch: the
+        journal writes the batch's rows in one transaction, then the replies are sent,
+        then its events published (`_end_batch`).
         """
-        cmd = self._cmd
-        if cmd is None or self._loop is None:
-            return
+        cmd, lock = self._cmd, self._lock
+        assert cmd is not None and lock is not None
+        curve = self._curve
+        while not self._stopping:
+            try:
+                first = cmd.recv_multipart(copy=not curve)
+            except zmq.Again:  # nothing within COMMAND_POLL_MS: look at `_stopping` again
+                continue
+            except zmq.ZMQError as exc:  # closed under us: stop() is on its way
+                log.debug("command socket: %s", exc)
+                return
+            try:
+                with lock.borrow():
+                    self._serve_batch(cmd, first)
+            except Exception:  # a bug must cost one batch, never the command thread
+                log.exception("unexpected failure while serving a batch of requests")
+
+    def _serve_batch(self, cmd: zmq.Socket[Any], first: list[Any]) -> None:
+        """Answer `first` and the requests queued behind it, then end the batch."""
         batch: list[list[Any]] = []
         recorded: list[tuple[int, str]] = []
-        self._in_batch = True
-        try:
-            self._drain_batch(cmd, batch, recorded)
-        finally:
-            self._in_batch = False
-            self._end_batch(batch, recorded)
+        # Group commit: the batch's decisions go into one transaction as they apply, and
+        # share the batch's commit and fsync, before any of their replies or events leave.
+        with self.service.deferred_syncs():
+            self._in_batch = True
+            try:
+                self._answer(first, batch, recorded)
+                self._drain_batch(cmd, batch, recorded)
+            finally:
+                self._in_batch = False
+                self._end_batch(batch, recorded)
 
     def _drain_batch(
         self, cmd: zmq.Socket[Any], batch: list[list[Any]], recorded: list[tuple[int, str]]
     ) -> None:
-        """Answer up to `DRAIN_BATCH` queued requests (or `BATCH_BYTES` of replies).
-
-        Each [envelope, reply] goes to `batch`; (its index, request id) to `recorded`
-        when its reply stands only once the journal has written the batch.
-        """
-        assert self._loop is not None
-        handle = self.service.handle
+        """Answer the requests already queued, up to `DRAIN_BATCH` (or `BATCH_BYTES` of replies)."""
         curve = self._curve
-        held = 0
-        for _ in range(DRAIN_BATCH):
+        held = len(batch[0][1]) if batch else 0
+        for _ in range(DRAIN_BATCH - 1):
             if held > BATCH_BYTES:
-                break
+                return
             try:
-                # ZMQ_EVENTS rather than a receive that fails: it re-arms the FD just
-                # the same, without raising (an Again costs three times the check).
+                # ZMQ_EVENTS rather than a receive that fails: an Again costs three times
+                # the check.
                 if not cmd.getsockopt(zmq.EVENTS) & _POLLIN:
                     return
-                received = cmd.recv_multipart(zmq.NOBLOCK, copy=not curve)
-            except zmq.Again:
-                return
-            except zmq.ZMQError as exc:  # closed under us: stop() is on its way
+                received = cmd.recv_multipart(_NOBLOCK, copy=not curve)
+            except zmq.ZMQError as exc:  # Again, or closed under us: stop() is on its way
                 log.debug("command socket: %s", exc)
                 return
-            curve_key: str | None = None
-            if curve:
-                curve_key = _sender_key(received[-1])
-                frames = [frame.bytes for frame in received]
-            else:
-                frames = received
-            envelope, payload = _split_envelope(frames)
-            try:
-                reply, request_id = handle(payload, curve_key)
-            except Exception as exc:  # a bug must cost one request, never the daemon
-                log.exception("unexpected failure while handling a request")
-                reply, request_id = p.error_reply("", "INTERNAL", f"internal error: {exc!r}"), None
-            if request_id is not None:
-                recorded.append((len(batch), request_id))
-            batch.append([envelope, reply])
-            held += len(reply)
-        self._loop.call_soon(self._drain_commands)  # more may be queued: the FD will not say
+            held += self._answer(received, batch, recorded)
+
+    def _answer(
+        self, received: list[Any], batch: list[list[Any]], recorded: list[tuple[int, str]]
+    ) -> int:
+        """Handle one request; its [envelope, reply] goes to `batch`, and (its index,
+        request id) to `recorded` when its reply stands only once the journal has
+        written the batch. Returns the reply's size."""
+        curve_key: str | None = None
+        if self._curve:
+            curve_key = _sender_key(received[-1])
+            frames = [frame.bytes for frame in received]
+        else:
+            frames = received
+        envelope, payload = _split_envelope(frames)
+        try:
+            reply, request_id = self.service.handle(payload, curve_key)
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            log.exception("unexpected failure while handling a request")
+            reply, request_id = p.error_reply("", "INTERNAL", f"internal error: {exc!r}"), None
+        if request_id is not None:
+            recorded.append((len(batch), request_id))
+        batch.append([envelope, reply])
+        return len(reply)
 
     def _end_batch(self, batch: list[list[Any]], recorded: list[tuple[int, str]]) -> None:
-        """Write the batch's rows (one transaction), then publish its events, then reply.
+        """Write the batch's rows (one transaction), then reply, then publish its events.
 
-        An acknowledged open, ask or finish is thus in the file before its "ok". If the
-        write fails, the requests that created or ended something get JOURNAL_FAILED
-        instead of "ok" (the change stays in memory only, and `failed` says so).
+        An acknowledged open, ask or finish is thus in the file before its "ok", and no
+        event goes out before its row. If the write fails, the requests that created or
+        ended something get JOURNAL_FAILED instead of "ok" (the change stays in memory
+        only, and `failed` says so). Replies go before events: the client waiting on
+        its reply is the one a person watches.
         """
         error = self.service.write() if (batch or self._outgoing) else None
         if error is not None:
             for index, request_id in recorded:
                 batch[index][1] = self.service.unrecorded(request_id, error)
-        self._send_outgoing()
         for envelope, reply in batch:
             self._send_reply(envelope, reply)
+        self._send_outgoing()
 
     def _send_reply(self, envelope: list[bytes], reply: bytes) -> None:
         self.requests += 1
         if self._cmd is None:
             return
         try:
-            self._cmd.send_multipart([*envelope, reply], zmq.NOBLOCK)
+            _send_frames(self._cmd, [*envelope, reply])
         except zmq.Again:
             log.warning("reply dropped: the client's queue is full")
         except zmq.ZMQError as exc:
             log.warning("reply dropped: %s", exc)
+
+
+def _send_frames(sock: zmq.Socket[Any], frames: list[Any]) -> None:
+    """`send_multipart(frames, NOBLOCK)` without its per-frame type checks and flag enums
+    (about a microsecond a frame, on every reply and event)."""
+    send = sock.send
+    for frame in frames[:-1]:
+        send(frame, _NOBLOCK | _SNDMORE)
+    send(frames[-1], _NOBLOCK)
 
 
 def _hidden(endpoint: str) -> str:

@@ -12,9 +12,10 @@ replies those are, and `unrecorded` gives the reply that replaces one when it fa
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, assert_never
 
 import msgspec
@@ -114,6 +115,8 @@ class CommandService:
         self._replies: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         self._dedupe_size = dedupe_size
         self._recorder_installed = False
+        self._grouped = False
+        """Inside `deferred_syncs` of a journal that groups its decisions' commits."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -138,6 +141,25 @@ class CommandService:
     def journal_error(self) -> str | None:
         """Why the journal cannot record decisions now; None when it can (or there is none)."""
         return self.journal.failed if self.journal is not None else None
+
+    @contextlib.contextmanager
+    def deferred_syncs(self) -> Iterator[None]:
+        """Within: the batch's decisions share the journal's next `write` (group commit).
+
+        Each decision is still written before it applies, into the batch's transaction;
+        its reply then stands only once `write` commits it, like any recorded reply. A
+        journal without `deferred_syncs` commits each decision on its own.
+        """
+        defer = getattr(self.journal, "deferred_syncs", None)
+        if defer is None:
+            yield
+            return
+        with defer():
+            self._grouped = True
+            try:
+                yield
+            finally:
+                self._grouped = False
 
     def write(self) -> str | None:
         """Write the journal's pending rows; None when done, else why it failed (logged)."""
@@ -197,7 +219,8 @@ class CommandService:
             reply = p.error_reply(request.id, "INTERNAL", f"internal error: {exc!r}")
         if request.body.mutating:
             self._remember(request.id, reply, recorded=recorded)
-        written_first = isinstance(request.body, DECIDED) and self.registry.recorder is not None
+        written_first = (isinstance(request.body, DECIDED) and self.registry.recorder is not None
+                         and not self._grouped)
         return Handled(reply, request.id if recorded and not written_first else None)
 
     def unrecorded(self, request_id: str, error: str) -> bytes:
@@ -233,7 +256,8 @@ class CommandService:
             case p.Hello():
                 return self._hello()
             case p.GetSnapshot():
-                return p.SnapshotResult(snapshot=registry.snapshot())
+                # Encoded by `handle` before anything can change the tasks: no copies.
+                return p.SnapshotResult(snapshot=registry.snapshot(copies=False))
             case p.ListTasks() as body:
                 return p.TasksResult(tasks=_within_budget(registry.list(
                     agent=body.agent, status=body.status, parent_id=body.parent_id,

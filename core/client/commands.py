@@ -15,12 +15,20 @@ from core.client import calls
 from core.client.calls import R, T, _accept, _Call, _raise_error, _result
 from core.client.endpoint import _Endpoint
 from core.errors import Unavailable
+from core.looplock import may_block
 from core.model import Action, Prompt, Snapshot, Task, TaskStatus
 from core.policy import Rule, Ruling
 
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+_NOBLOCK = int(zmq.NOBLOCK)
 """As plain ints: `&` on the enum costs about what reading ZMQ_EVENTS does."""
+
+BLOCKING_WAIT_MS = 2
+"""Longest the client blocks its loop's thread in libzmq for a reply, when nothing else
+on the loop is ready to run: a reply usually comes within this, and waiting for it in
+libzmq costs none of the loop's wake-up, reader callback and future (docs/BENCHMARKS.md).
+A slower reply is then awaited through the loop as usual."""
 
 
 def _settle_none(future: asyncio.Future[None]) -> None:
@@ -63,6 +71,7 @@ class _AsyncCommands(_Endpoint):
                 return self._req
             self._close_req()  # used from another loop (a second asyncio.run): start afresh
         sock = self._new_req(self._context())
+        sock.setsockopt(zmq.RCVTIMEO, BLOCKING_WAIT_MS)  # the blocking wait of `_exchange`
         fd = sock.getsockopt(zmq.FD)
         loop.add_reader(fd, self._req_signalled)
         self._req, self._req_fd, self._req_loop = sock, fd, loop
@@ -146,14 +155,20 @@ class _AsyncCommands(_Endpoint):
             done = False
             try:
                 try:
-                    sock.send(data, zmq.NOBLOCK)
+                    sock.send(data, _NOBLOCK)
                 except zmq.Again:  # no pipe to the daemon yet
                     if not await self._req_event(sock, _POLLOUT, timeout):
                         continue
-                    sock.send(data, zmq.NOBLOCK)
+                    sock.send(data, _NOBLOCK)
+                if may_block(asyncio.get_running_loop()):
+                    with contextlib.suppress(zmq.Again):  # RCVTIMEO: BLOCKING_WAIT_MS
+                        reply = _accept(sock.recv(), request_id)  # the GIL is released
+                        if reply is not None:
+                            done = True
+                            return reply
                 while await self._req_event(sock, _POLLIN, timeout):
                     try:
-                        raw = sock.recv(zmq.NOBLOCK)
+                        raw = sock.recv(_NOBLOCK)
                     except zmq.Again:
                         continue
                     reply = _accept(raw, request_id)

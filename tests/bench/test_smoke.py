@@ -52,6 +52,7 @@ def assert_well_formed(results: list[Result], bench: str) -> None:
         assert data["ratio"] == pytest.approx(r.figure / r.baseline if r.baseline else 0.0)
 
 
+@pytest.mark.timeout(120)  # dozens of interpreters spawned: slow on a busy machine
 @pytest.mark.parametrize("name", list(BENCHMARKS))
 def test_benchmark_runs_and_reports_figures(name: str) -> None:
     if name == "web":

@@ -1,0 +1,169 @@
+"""Durable answers and many clients at once, on the daemon as `taskdeck serve` runs it.
+
+A person's answer is written to the journal and synced to disk before its "ok"; its
+floor is a bare SQLite commit with the same synchronous setting (WAL, FULL) in the same
+directory, measured in the same run. Concurrent answers share one sync (group commit),
+so twenty answerers must get far more through than one. Ordinary commands from twenty
+clients at once are judged against a raw ROUTER echo serving the same twenty clients.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import Config, Result, percentile
+from bench.crowd import echo_crowd, taskdeck_crowd
+from bench.wire import daemon_only
+
+ANSWER_TARGET = 1.5
+"""Issue target: `answer` p50 with the journal at most 1.5x a bare durable commit."""
+
+GROUP_TARGET = 10.0
+"""Issue target: 20 concurrent answerers get at least 10x one answerer's throughput."""
+
+CROWD_TARGET = 0.5
+"""Issue target: 20 clients' command throughput at least half a raw ROUTER echo's."""
+
+CROWD = 20
+"""Concurrent clients."""
+
+
+def bare_commits(count: int) -> list[float]:
+    """Seconds per SQLite commit of one row, WAL mode, synchronous=FULL (an fsync each)."""
+    with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "bare.sqlite3", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY, ts REAL, detail TEXT, record BLOB)")
+        record = os.urandom(300)  # about an answered prompt's row
+        out = []
+        for _ in range(count + max(5, count // 10)):
+            t0 = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO audit(ts, detail, record) VALUES (?, ?, ?)",
+                       (time.time(), "approve", record))
+            db.execute("COMMIT")
+            out.append(time.perf_counter() - t0)
+        db.close()
+    return out[max(5, count // 10):]
+
+
+def _answers(journal: bool, requesters: int, per: int) -> dict[str, Any]:
+    with daemon_only("ipc", journal=journal) as (daemon, runtime):
+        ids = daemon.call("prompts", requesters * (per + 1))
+        chunks = [ids[i::requesters] for i in range(requesters)]
+        return taskdeck_crowd(runtime, "answer", chunks)
+
+
+def _progress(journal: bool, per: int) -> dict[str, Any]:
+    with daemon_only("ipc", journal=journal) as (daemon, runtime):
+        daemon.call("fill", CROWD * 10, CROWD)
+        live = daemon.call("live")
+        return taskdeck_crowd(runtime, "progress", [[task] * (per + 1) for task in live])
+
+
+def _best(runs: list[dict[str, Any]], key: str = "rate") -> dict[str, Any]:
+    return max(runs, key=lambda r: r[key])
+
+
+def _lowest_p50(runs: list[list[float]]) -> list[float]:
+    return min(runs, key=lambda r: percentile(r, 50))
+
+
+def run(config: Config) -> list[Result]:
+    """Answer latency and group throughput with the journal, and a crowd's command rate.
+
+    Ours and each baseline alternate, `config.repeats` times; the best of each is kept.
+    """
+    count = config.roundtrips
+    per_crowd = max(5, count // CROWD * 2)
+    bare: list[list[float]] = []
+    one: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    many: list[dict[str, Any]] = []
+    progress: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    echo: list[dict[str, Any]] = []
+    sizes = _sizes()
+    for _ in range(config.repeats):
+        bare.append(bare_commits(count))
+        for journal in (True, False):
+            one[journal].append(_answers(journal, 1, count))
+        many.append(_answers(True, CROWD, per_crowd))
+        for journal in (True, False):
+            progress[journal].append(_progress(journal, per_crowd))
+        echo.append(echo_crowd(CROWD, per_crowd, *sizes))
+    bare_l = _lowest_p50(bare)
+    one_on = _lowest_p50([r["latencies"] for r in one[True]])
+    one_off = _lowest_p50([r["latencies"] for r in one[False]])
+    floor = percentile(bare_l, 50)
+    results = [
+        _row("answer p50, SyncClient, journal on (as `taskdeck serve`)", percentile(one_on, 50),
+             floor, "bare SQLite commit, WAL, synchronous=FULL", ANSWER_TARGET, "lower",
+             {"answers": count}),
+        _row("answer p99, SyncClient, journal on", percentile(one_on, 99),
+             percentile(bare_l, 99), "bare SQLite commit p99", None, "lower", {"answers": count}),
+        _row("answer p50, SyncClient, journal off", percentile(one_off, 50), floor,
+             "bare SQLite commit, WAL, synchronous=FULL", None, "lower", {"answers": count}),
+    ]
+    single = _best(one[True])["rate"]
+    group = _best(many)
+    results.append(_row(
+        f"answers/s, {CROWD} answerers at once, journal on", group["rate"], single,
+        "one answerer's answers/s, journal on", GROUP_TARGET, "higher",
+        {"answerers": CROWD, "per_answerer": per_crowd},
+        note=f"p50 {percentile(group['latencies'], 50) * 1e6:.0f} µs, "
+             f"p99 {percentile(group['latencies'], 99) * 1e6:.0f} µs",
+    ))
+    raw = _best(echo)
+    for journal in (True, False):
+        got = _best(progress[journal])
+        lat = got["latencies"]
+        results.append(_row(
+            f"progress/s, {CROWD} clients at once, journal {'on' if journal else 'off'}",
+            got["rate"], raw["rate"], f"raw ROUTER echo, same {CROWD} clients",
+            CROWD_TARGET if journal else None, "higher",
+            {"clients": CROWD, "per_client": per_crowd, "p50_s": percentile(lat, 50),
+             "p99_s": percentile(lat, 99)},
+            note=f"p50 {percentile(lat, 50) * 1e6:.0f} µs, p99 {percentile(lat, 99) * 1e6:.0f} µs"
+                 f" (echo p99 {percentile(raw['latencies'], 99) * 1e6:.0f} µs)",
+        ))
+    for journal in (True, False):
+        got = _best(progress[journal])
+        results.append(_row(
+            f"progress p99, {CROWD} clients at once, journal {'on' if journal else 'off'}",
+            percentile(got["latencies"], 99), percentile(raw["latencies"], 99),
+            f"raw ROUTER echo p99, same {CROWD} clients", None, "lower", {"clients": CROWD},
+        ))
+    return results
+
+
+def _sizes() -> tuple[bytes, bytes]:
+    """A `progress` request and its reply as taskdeck encodes them (the echo's sizes)."""
+    from core import protocol as p
+    from core.model import Task, TaskStatus
+
+    request = p.encode(p.Request(id=os.urandom(16).hex(), version=p.PROTOCOL_VERSION,
+                                 body=p.Progress(task_id=12345, text="reading the diff")))
+    task = Task(id=12345, agent="external", description="summarise chapter 7 of the report",
+                status=TaskStatus.IN_PROGRESS, created_at=time.time(), progress="reading the diff")
+    reply = p.encode(p.Reply(id=os.urandom(16).hex(), ok=True, result=p.TaskResult(task=task)))
+    return request, reply
+
+
+def _row(name: str, figure: float, baseline: float, baseline_name: str, target: float | None,
+         better: str, params: dict[str, Any], note: str = "") -> Result:
+    unit = "s" if better == "lower" else "req/s"
+    if target is None:
+        met = None
+        words = None
+    elif better == "lower":
+        met, words = figure / baseline <= target, f"ratio <= {target:g}"
+    else:
+        met, words = figure / baseline >= target, f"ratio >= {target:g}"
+    return Result(bench="durable", name=name, unit=unit, figure=figure, baseline=baseline,
+                  baseline_name=baseline_name, better=better,  # type: ignore[arg-type]
+                  target=words, met=met, params=params, note=note)

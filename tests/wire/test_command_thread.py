@@ -1,0 +1,66 @@
+"""The command thread: requests answered from a thread blocking in libzmq, the registry
+shared with the event loop under one lock (core/looplock.py).
+
+What could go wrong is what the loop does not see: a timer or a task a command
+schedules from the command thread must wake the loop, a client on the daemon's own
+loop must not block waiting for a daemon that needs that loop's lock, and stopping
+must not hang on a thread holding the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from core import protocol as p
+from core.client import Client, SyncClient
+from core.looplock import may_block
+from core.model import EndReason, TaskStatus
+from core.server import Daemon
+from tests.support import until_sync
+from tests.wire.conftest import make_registry
+
+QUIET = 60.0
+"""A heartbeat so long that the loop's own timers never wake it during a test."""
+
+
+async def test_a_lease_set_from_the_command_thread_lapses_on_time(tmp_path: Path) -> None:
+    """The open's lease timer goes on the loop from the command thread: unless the loop
+    is woken to see it, it sleeps on until its next own timer (seconds later)."""
+    registry = make_registry()
+    async with Daemon(registry, runtime_dir=tmp_path / "run", heartbeat=QUIET):
+
+        def open_and_watch() -> float:
+            with SyncClient(tmp_path / "run", request_timeout=2.0) as client:
+                opened = client.request(p.Open(description="short lease", lease=0.3))
+                assert isinstance(opened, p.TaskResult)
+                task = opened.task  # nobody renews it
+                started = time.monotonic()
+
+                def lost() -> bool:
+                    got, _ = client.get(task.id)
+                    return got.status is TaskStatus.FAILED
+
+                until_sync(lost, timeout=4.0, what="the lease to lapse")
+                return time.monotonic() - started
+
+        waited = await asyncio.get_running_loop().run_in_executor(None, open_and_watch)
+        assert waited < 2.0, f"the lease of 0.3 s lapsed after {waited:.2f} s"
+        ended = registry.get(registry.list()[0].id)
+        assert ended.end_reason is EndReason.LOST
+    await registry.close()
+
+
+async def test_a_client_on_the_daemons_own_loop_never_blocks_it(tmp_path: Path) -> None:
+    registry = make_registry()
+    loop = asyncio.get_running_loop()
+    async with Daemon(registry, runtime_dir=tmp_path / "run", heartbeat=QUIET):
+        assert not may_block(loop)  # the daemon needs this loop's lock to answer
+        async with Client(tmp_path / "run") as client:
+            assert (await client.hello())["pid"] > 0
+    loop.call_soon(lambda: None)
+    assert not may_block(loop)  # something is ready to run: the loop must get to it
+    await asyncio.sleep(0)
+    assert may_block(loop)  # stopped: a client may wait for its reply in libzmq again
+    await registry.close()
