@@ -302,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_count, default=200, metavar="N", help="the latest this many (default 200)")
 
     hook = command("hook", _cmd_hook, "answer an agent's hook: one JSON event on stdin")
-    hook.add_argument("agent", choices=["claude"], help="the agent whose hook runs this")
+    hook.add_argument("agent", choices=["claude", "codex"], help="the agent whose hook runs this")
     hook.add_argument(
         "--gate",
         action="append",
@@ -311,7 +311,7 @@ def _parser() -> argparse.ArgumentParser:
         help="ask a person before every use of this tool, at PreToolUse (repeatable); "
         "PermissionRequest always asks",
     )
-    from core.bridges.claude import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
+    from core.bridges.hook import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
 
     hook.add_argument(
         "--idle",
@@ -344,9 +344,11 @@ def _positive(text: str) -> float:
 
 def _cmd_hook(args: argparse.Namespace) -> int:
     """Only what the hook needs is imported: Claude Code starts it for every event."""
-    from core.bridges import claude
-
-    return claude.main(args)
+    if args.agent == "codex":
+        from core.bridges import codex as bridge
+    else:
+        from core.bridges import claude as bridge
+    return bridge.main(args)
 
 
 # ---------------------------------------------------------------- the daemon

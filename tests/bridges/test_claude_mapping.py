@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from core.bridges.claude import (
+from core.bridges.claude import CLAUDE
+from core.bridges.hook import (
     BadInput,
     Plan,
     decided,
@@ -23,7 +24,7 @@ from core.model import Action, Prompt, Task
 
 def hook(name: str, **fields: object):
     return parse(json.dumps({"hook_event_name": name, "session_id": "S", "cwd": "/w",
-                             **fields}).encode())
+                             **fields}).encode(), CLAUDE)
 
 
 BASH = {"tool_name": "Bash", "tool_input": {"command": "npm test"}}
@@ -55,13 +56,13 @@ SUB = {"agent_id": "a1", "agent_type": "Explore"}
     ],
 )
 def test_observed_events_plan_the_tree(name: str, fields: dict, expected: Plan) -> None:
-    assert plan(hook(name, **fields)) == expected
+    assert plan(hook(name, **fields), CLAUDE) == expected
 
 
 def test_keys_name_the_session_and_the_sub_agent() -> None:
-    assert hook("Stop").root_key == "claude:S"
-    assert hook("Stop").child_key is None
-    assert hook("Stop", **SUB).child_key == "claude:S/a1"
+    assert hook("Stop").root_key(CLAUDE) == "claude:S"
+    assert hook("Stop").child_key(CLAUDE) is None
+    assert hook("Stop", **SUB).child_key(CLAUDE) == "claude:S/a1"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_keys_name_the_session_and_the_sub_agent() -> None:
     ],
 )
 def test_decisions_ask_with_a_structured_action(name: str, gates: tuple, asks: bool) -> None:
-    done = plan(hook(name, **BASH), gates)
+    done = plan(hook(name, **BASH), CLAUDE, gates)
     if not asks:
         assert done.ask is None
         return
@@ -99,7 +100,7 @@ def test_decisions_ask_with_a_structured_action(name: str, gates: tuple, asks: b
 )
 def test_bad_input_is_refused(raw: bytes) -> None:
     with pytest.raises(BadInput):
-        parse(raw)
+        parse(raw, CLAUDE)
 
 
 @pytest.mark.parametrize(
@@ -154,17 +155,17 @@ def perm(**decision: object) -> dict:
     ],
 )
 def test_answers_become_hook_output(event: str, prompt: Prompt, expected: dict) -> None:
-    assert decided(event, prompt) == expected
+    assert decided(event, prompt, CLAUDE) == expected
 
 
 def test_an_aborted_session_stops_every_hook() -> None:
     task = Task(id=1, agent="claude", description="d", error="aborted by ann")
     reason = stop_reason(task)
     assert reason == "aborted in taskdeck by ann"
-    assert stopped("Stop", reason) == {"continue": False, "stopReason": reason}
-    assert stopped(PERM, reason)["hookSpecificOutput"]["decision"] == {
+    assert stopped("Stop", reason, CLAUDE) == {"continue": False, "stopReason": reason}
+    assert stopped(PERM, reason, CLAUDE)["hookSpecificOutput"]["decision"] == {
         "behavior": "deny", "message": reason, "interrupt": True}
-    assert stopped(PRE, reason)["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert stopped(PRE, reason, CLAUDE)["hookSpecificOutput"]["permissionDecision"] == "deny"
 
 
 @pytest.mark.parametrize(
@@ -178,4 +179,4 @@ def test_an_aborted_session_stops_every_hook() -> None:
     ],
 )
 def test_errors_never_allow(event: str | None, is_gated: bool, expected: dict | None) -> None:
-    assert fail_safe(event, is_gated, "daemon down") == expected
+    assert fail_safe(event, is_gated, "daemon down", CLAUDE) == expected
