@@ -396,12 +396,18 @@ def _carry_out(
     hook: Hook, dialect: Dialect, todo: Plan, lease: float, timeout: float,
     runtime_dir: Path | str | None,
 ) -> dict[str, Any] | None:
-    """Carry a plan out on the daemon; the answer to print, or None."""
-    from core.client import SyncClient
+    """Carry a plan out on the daemon; the answer to print, or None.
+
+    Observed events use plain blocking requests (a list, an open, a progress: about a
+    millisecond each); only a question starts the client's event loop, to wait for it.
+    """
+    from core import protocol as p
+    from core.client.blocking import SyncClient
 
     event = hook.hook_event_name
     root_key, child_key = hook.root_key(dialect), hook.child_key(dialect)
     with SyncClient(runtime_dir, client_name=f"hook-{dialect.agent}", retries=2) as client:
+        here = Path(client.runtime_dir) if client.runtime_dir is not None else _runtime_dir()
         newest = _newest(client, {root_key, child_key} - {None})
         for task in newest.values():
             if task.end_reason is not None and task.end_reason.value == "aborted":
@@ -410,20 +416,35 @@ def _carry_out(
             live = newest.get(root_key)
             if live is None or live.status.is_ended:
                 return None
-        target = client.open_task(todo.root_description, agent=dialect.agent, lease=lease,
-                                  key=root_key)
-        if todo.child_description is not None:
-            target = client.open_task(todo.child_description, agent=dialect.agent, lease=lease,
-                                      parent_id=target.id, key=child_key)
-        if todo.ask is not None:
-            return _decide(client, target, event, todo.ask, dialect, timeout)
-        if todo.progress is not None:
-            target.progress(todo.progress)
-        if todo.finish is not None:
-            from core.protocol import MAX_RESULT
+        known = newest.get(child_key or root_key)
+        if known is not None and known.blocked_on is not None:
+            _sweep(client, hook, dialect, known.id, here)
 
-            target.finish(todo.finish[:MAX_RESULT])
+        def opened(description: str, key: str, parent_id: int | None = None) -> Task:
+            body = p.Open(description=description, agent=dialect.agent, lease=lease, key=key,
+                          parent_id=parent_id)
+            return client.request(body).task  # type: ignore[union-attr]
+
+        target = opened(todo.root_description, root_key)
+        if todo.child_description is not None:
+            assert child_key is not None
+            target = opened(todo.child_description, child_key, target.id)
+        if todo.ask is not None:
+            return _decide(client, target, event, todo.ask, dialect, timeout, lease, here)
+        if todo.progress is not None:
+            client.request(p.Progress(task_id=target.id, text=todo.progress))
+        if todo.finish is not None:
+            client.request(p.Finish(task_id=target.id, result=todo.finish[: p.MAX_RESULT]))
+            from core.bridges.waiters import forget
+
+            forget(here, target.id)
         return None
+
+
+def _runtime_dir() -> Path:
+    from core.runtime import default_runtime_dir
+
+    return default_runtime_dir()
 
 
 def _newest(client: Any, keys: set[str | None]) -> dict[str, Task]:
@@ -436,30 +457,101 @@ def _newest(client: Any, keys: set[str | None]) -> dict[str, Task]:
     return found
 
 
+TURN_OVER = {
+    "Stop": "its turn ended",
+    "SubagentStop": "the sub-agent ended",
+    "UserPromptSubmit": "a new prompt was sent",
+    "SessionEnd": "the session ended",
+}
+"""Events after which no question of the (sub-)agent can still be open in the agent."""
+
+
+def settled(hook: Hook, dialect: Dialect, prompt: Prompt) -> str | None:
+    """Why this event shows the agent itself already decided the pending `prompt` of the
+    same (sub-)agent, or None when it does not.
+
+    The agent's own dialog can win the race (Claude Code then leaves its hook waiting,
+    unheard, until the hook's timeout): the call it asked about has run, or shows in a
+    batch, or the turn is over.
+    """
+    action = prompt.action
+    if action is None or action.agent != dialect.agent:
+        return None
+    event = hook.hook_event_name
+    if event in TURN_OVER:
+        return TURN_OVER[event]
+    calls: list[tuple[Any, Any]] = []
+    if event == "PostToolUse":
+        calls.append((hook.tool_name, hook.tool_input))
+    elif event == "PostToolBatch":
+        calls.extend((c.get("tool_name"), c.get("tool_input")) for c in hook.tool_calls or []
+                     if isinstance(c, dict))
+    for tool, given in calls:
+        if tool == action.tool and isinstance(given, dict) \
+                and summarize(tool, given) == action.summary:
+            return f"{tool} ran" if event == "PostToolUse" else f"{tool} was decided in its batch"
+    return None
+
+
+def _sweep(client: Any, hook: Hook, dialect: Dialect, task_id: int, here: Path) -> None:
+    """Close the task's pending questions the agent decided itself, as answered in the agent.
+
+    Closed when this event shows the decision (`settled`), or when no hook waits on
+    them any more (`waiters`); a question a live hook waits on stays open otherwise.
+    """
+    from core.bridges.waiters import unwaited
+    from core.errors import TaskdeckError
+    from core.model import PromptState
+
+    with unwaited(here, task_id) as nobody_waits:
+        _, prompts = client.get(task_id)
+        for prompt in prompts:
+            if prompt.state is not PromptState.PENDING:
+                continue
+            why = settled(hook, dialect, prompt)
+            if why is None and nobody_waits and prompt.action is not None \
+                    and prompt.action.agent == dialect.agent:
+                why = "the hook waiting on it is gone"
+            if why is None:
+                continue
+            try:
+                client.answer(prompt.id, ANSWERED_IN_AGENT, reason=why, by=dialect.title)
+            except TaskdeckError:  # answered or closed meanwhile: nothing left to close
+                pass
+
+
 def _decide(
-    client: Any, target: Any, event: str, action: Action, dialect: Dialect, timeout: float
+    client: Any, target: Task, event: str, action: Action, dialect: Dialect, timeout: float,
+    lease: float, here: Path,
 ) -> dict[str, Any] | None:
     """Ask a person on the task and turn the answer into the hook's answer.
 
     A timeout is the prompt's own (the daemon closes it as timed out). Any other way the
     wait ends early (a signal, an error) closes the still pending prompt with a deny
-    whose reason says why, so nobody answers a question no one waits for.
+    whose reason says why, so nobody answers a question no one waits for. A question
+    closed as answered in the agent prints nothing: the agent's own dialog decides.
     """
+    from core.bridges.waiters import waiting
     from core.errors import InvalidState
 
     asked: list[Prompt] = []
-    try:
-        prompt = target.ask(question(action, dialect), action=action, timeout=timeout,
-                            on_asked=asked.append)
-    except InvalidState:
-        task = target.task.task
-        if task.end_reason is not None and task.end_reason.value == "aborted":
-            return stopped(event, stop_reason(task), dialect)
-        raise
-    except (Exception, _Ended) as exc:
-        if asked:
-            _close(client, asked[0], exc, dialect)
-        raise
+    with waiting(here, target.id):
+        handle = client.open_task(target.description, agent=dialect.agent, lease=lease,
+                                  key=target.key, parent_id=target.parent_id)
+        try:
+            prompt = handle.ask(question(action, dialect), action=action, timeout=timeout,
+                                on_asked=asked.append)
+        except InvalidState:
+            task = handle.task.task
+            if task.end_reason is not None and task.end_reason.value == "aborted":
+                return stopped(event, stop_reason(task), dialect)
+            raise
+        except (Exception, _Ended) as exc:
+            if asked:
+                _close(client, asked[0], exc, dialect)
+            raise
+    if prompt.answer == ANSWERED_IN_AGENT and prompt.answered_by == dialect.title:
+        return None
     return decided(event, prompt, dialect)
 
 

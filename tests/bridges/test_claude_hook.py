@@ -276,3 +276,76 @@ def test_the_hook_imports_no_dashboard() -> None:
     loaded = json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))
     assert {"core", "zmq"} <= set(loaded)  # it did reach for the daemon
     assert not {"textual", "tui", "rich", "sqlite3"} & set(loaded)
+
+
+def prompts_of(deck: HookDeck, task_id: int) -> list[dict]:
+    return json.loads(deck.run("show", str(task_id), "--json").stdout)["prompts"]
+
+
+@pytest.mark.timeout(60)
+def test_a_question_answered_in_the_agent_closes_with_the_sessions_next_event(tmp_path) -> None:
+    deck = HookDeck(tmp_path)
+    deck.serve("--journal", str(tmp_path / "journal.db"))
+    try:
+        _answered_in_the_agent(deck)
+    finally:
+        deck.stop()
+
+
+def _answered_in_the_agent(deck: HookDeck) -> None:
+    # Claude Code leaves a hook whose dialog the person answered running, unheard.
+    hook = deck.start_hook(PERMISSION)
+    task = deck.asking(ROOT)
+    # Events that do not show the dialog was answered leave the question open.
+    quiet(deck.hook(event("Notification", message="Claude needs your permission",
+                          notification_type="permission_prompt")))
+    quiet(deck.hook(event("PostToolUse", tool_name="Read", tool_input={"file_path": "a"})))
+    [prompt] = prompts_of(deck, task["id"])
+    assert prompt["state"] == "pending"
+    # The call ran: the person let it in Claude Code's own dialog.
+    quiet(deck.hook(event("PostToolUse", **BASH, tool_response={}, tool_use_id="t9")))
+    [prompt] = prompts_of(deck, task["id"])
+    assert (prompt["state"], prompt["answer"], prompt["reason"], prompt["answered_by"]) == \
+        ("answered", "answered in the agent", "Bash ran", "Claude Code")
+    out, err = hook.communicate(timeout=20)
+    assert (hook.returncode, out, err) == (0, "", "")  # no verdict: the dialog decided
+    [root] = deck.by_key(ROOT)
+    assert (root["status"], root["blocked_on"]) == ("in_progress", None)
+    history = deck.run("history")
+    assert history.returncode == 0, history.stderr
+    assert "answered in the agent: Bash ran" in history.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_question_whose_hook_is_gone_closes_with_the_next_event(deck: HookDeck) -> None:
+    hook = deck.start_hook(PERMISSION)
+    task = deck.asking(ROOT)
+    hook.kill()  # SIGKILL: no chance to close its own question
+    hook.communicate(timeout=20)
+    assert prompts_of(deck, task["id"])[0]["state"] == "pending"
+    quiet(deck.hook(event("Notification", message="Claude needs your permission")))
+    [prompt] = prompts_of(deck, task["id"])
+    assert (prompt["answer"], prompt["reason"]) == \
+        ("answered in the agent", "the hook waiting on it is gone")
+    # The session can ask again.
+    hook = deck.start_hook(PERMISSION)
+    task = deck.asking(ROOT)
+    assert deck.run("answer", str(task["id"]), "approve").returncode == 0
+    out, _ = hook.communicate(timeout=20)
+    assert json.loads(out)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+
+
+@pytest.mark.timeout(60)
+def test_a_sub_agents_question_closes_when_the_sub_agent_ends(deck: HookDeck) -> None:
+    sub = {"agent_id": "agent-7", "agent_type": "Explore"}
+    hook = deck.start_hook({**PERMISSION, **sub})
+    task = deck.asking(CHILD)
+    quiet(deck.hook(event("Stop")))  # the main agent's turn: not the sub-agent's question
+    assert prompts_of(deck, task["id"])[0]["state"] == "pending"
+    quiet(deck.hook(event("SubagentStop", **sub, last_assistant_message="done")))
+    [prompt] = prompts_of(deck, task["id"])
+    assert (prompt["answer"], prompt["reason"]) == ("answered in the agent", "the sub-agent ended")
+    out, _ = hook.communicate(timeout=20)
+    assert out == ""
+    [child] = deck.by_key(CHILD)
+    assert child["status"] == "finished"

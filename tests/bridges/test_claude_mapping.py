@@ -16,6 +16,7 @@ from core.bridges.hook import (
     gated,
     parse,
     plan,
+    settled,
     stop_reason,
     stopped,
 )
@@ -180,3 +181,37 @@ def test_an_aborted_session_stops_every_hook() -> None:
 )
 def test_errors_never_allow(event: str | None, is_gated: bool, expected: dict | None) -> None:
     assert fail_safe(event, is_gated, "daemon down", CLAUDE) == expected
+
+
+def pending(tool: str = "Bash", given: dict | None = None, agent: str = "claude") -> Prompt:
+    action = Action(agent=agent, tool=tool, input=given or {"command": "npm test"})
+    return Prompt(id=1, task_id=1, question="q", action=action)
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "prompt", "why"),
+    [
+        ("PostToolUse", BASH, pending(), "Bash ran"),
+        ("PostToolUse", {"tool_name": "Bash", "tool_input": {"command": "ls"}}, pending(), None),
+        ("PostToolUse", {"tool_name": "Read", "tool_input": {"command": "npm test"}},
+         pending(), None),
+        ("PostToolBatch", {"tool_calls": [{"tool_name": "Read"}, {**BASH}]}, pending(),
+         "Bash was decided in its batch"),
+        ("PostToolBatch", {"tool_calls": ["junk", {"tool_name": "Bash"}]}, pending(), None),
+        ("Stop", {}, pending(), "its turn ended"),
+        ("SubagentStop", SUB, pending(), "the sub-agent ended"),
+        ("UserPromptSubmit", {"prompt": "next"}, pending(), "a new prompt was sent"),
+        ("SessionEnd", {"reason": "other"}, pending(), "the session ended"),
+        # A dialog still up: Notification fires ~6 s into it; another tool may finish.
+        ("Notification", {"message": "Claude needs your permission"}, pending(), None),
+        ("PostToolUse", {"tool_name": "Read", "tool_input": {"file_path": "a"}}, pending(), None),
+        ("PreToolUse", BASH, pending(), None),
+        # Not this bridge's question: a plain `taskdeck ask`, or another agent's.
+        ("Stop", {}, Prompt(id=1, task_id=1, question="q"), None),
+        ("Stop", {}, pending(agent="codex"), None),
+    ],
+)
+def test_an_event_shows_the_agent_decided_a_pending_question(
+    name: str, fields: dict, prompt: Prompt, why: str | None
+) -> None:
+    assert settled(hook(name, **fields), CLAUDE, prompt) == why
