@@ -22,7 +22,7 @@ class HookDeck(Deck):
     ) -> subprocess.CompletedProcess[str]:
         data = event if isinstance(event, bytes) else json.dumps(event).encode()
         result = subprocess.run(
-            [sys.executable, "-m", "core.cli", "hook", agent, *args],
+            [sys.executable, "-m", "core.entry", "hook", agent, *args],
             env=self.env, input=data, capture_output=True, timeout=timeout, check=False,
         )
         return subprocess.CompletedProcess(
@@ -31,7 +31,7 @@ class HookDeck(Deck):
 
     def start_hook(self, event: dict, *args: str, agent: str = "claude") -> subprocess.Popen[str]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "hook", agent, *args],
+            [sys.executable, "-m", "core.entry", "hook", agent, *args],
             env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )

@@ -262,20 +262,25 @@ def test_hostile_stdin_gets_a_safe_answer(deck: HookDeck, raw: bytes) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_the_hook_imports_no_dashboard() -> None:
+@pytest.mark.parametrize("event", ["PostToolUse", "PermissionRequest"])
+def test_the_hook_imports_no_dashboard_and_no_event_loop(event: str) -> None:
+    """`taskdeck hook` starts for every tool call: an observation loads neither the
+    dashboard nor asyncio (a third of its start-up); a decision loads no dashboard."""
     code = (
         "import sys, io\n"
-        "sys.stdin = io.TextIOWrapper(io.BytesIO(b'{\"hook_event_name\": \"PostToolUse\", "
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(b'{\"hook_event_name\": \"%s\", "
         "\"session_id\": \"s\", \"tool_name\": \"Bash\"}'))\n"
-        "from core import cli\n"
-        "cli.main(['hook', 'claude', '--runtime-dir', '/nonexistent'])\n"
+        "from core import entry\n"
+        "entry.main(['hook', 'claude', '--runtime-dir', '/nonexistent'])\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
-    )
+    ) % event
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=20, check=False)
     loaded = json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))
     assert {"core", "zmq"} <= set(loaded)  # it did reach for the daemon
     assert not {"textual", "tui", "rich", "sqlite3"} & set(loaded)
+    if event == "PostToolUse":
+        assert "asyncio" not in loaded
 
 
 def prompts_of(deck: HookDeck, task_id: int) -> list[dict]:

@@ -126,3 +126,12 @@ def test_hostile_stdin_gets_a_safe_answer(deck: HookDeck, raw: bytes) -> None:
         assert result.stdout == ""
     assert "allow" not in result.stdout
     assert deck.tasks() == []
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("args", [["--timeout", "0"], ["--idle", "soon"], ["--what"]])
+def test_a_usage_mistake_is_one_line(deck: HookDeck, args: list[str]) -> None:
+    result = codex(deck, event("Stop"), *args)
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("taskdeck hook: ") and line.endswith("(see taskdeck hook --help)")
