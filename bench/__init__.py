@@ -74,6 +74,8 @@ class Config:
     """Events per second streamed while keys are pressed."""
     repeats: int = 3
     """Runs of each timed section; the best run is kept (noise only ever slows)."""
+    hook_runs: int = 60
+    """Processes started per hook-cost case (each one a whole `sh -c` hook run)."""
 
     @classmethod
     def full(cls) -> Config:
@@ -89,6 +91,7 @@ class Config:
             late_join_sizes=(1_000, 10_000, 100_000),
             dashboard_keys=200,
             repeats=1,
+            hook_runs=30,
         )
 
     @classmethod
@@ -105,6 +108,7 @@ class Config:
             dashboard_keys=3,
             dashboard_rate=200.0,
             repeats=1,
+            hook_runs=3,
         )
 
 

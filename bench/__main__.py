@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "roundtrip": "bench.roundtrip",
     "late_join": "bench.late_join",
     "dashboard": "bench.dashboard",
+    "hook_cost": "bench.hook_cost",
 }
 """Benchmark name -> module with `run(config) -> list[Result]`, in the order they run."""
 

@@ -302,9 +302,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_count, default=200, metavar="N", help="the latest this many (default 200)")
 
     from core.bridges.command import add_arguments as hook_arguments
+    from core.bridges.command import positive as _positive
 
     hook_arguments(command("hook", _cmd_hook, "answer an agent's hook: one JSON event on stdin"))
+    from core.bridges.hook import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
+
+    integrate = command(
+        "integrate", _cmd_integrate, "write taskdeck's hooks into Claude Code's or Codex's settings"
+    )
+    integrate.add_argument("agent", choices=["claude", "codex"], help="the agent to integrate")
+    where = integrate.add_mutually_exclusive_group()
+    where.add_argument("--settings", type=Path, metavar="FILE", help="claude: this settings file")
+    where.add_argument(
+        "--project", type=Path, metavar="DIR",
+        help="claude: DIR/.claude/settings.local.json (this machine only, kept out of git)",
+    )
+    where.add_argument(
+        "--user", action="store_true",
+        help="claude: your own ~/.claude/settings.json (the default)",
+    )
+    where.add_argument(
+        "--codex-home", type=Path, metavar="DIR",
+        help="codex: this CODEX_HOME (default $CODEX_HOME, else ~/.codex)",
+    )
+    integrate.add_argument(
+        "--verify", nargs="?", const="codex", metavar="CODEX",
+        help="codex: then ask this Codex binary (default: codex on PATH) whether it trusts them",
+    )
+    integrate.add_argument("--remove", action="store_true", help="take taskdeck's hooks out again")
+    integrate.add_argument(
+        "--print", action="store_true", help="show the change as a diff and write nothing"
+    )
+    integrate.add_argument(
+        "--gate", action="append", default=[], metavar="TOOL",
+        help="passed to the hook: ask a person before every use of this tool (repeatable)",
+    )
+    integrate.add_argument(
+        "--timeout", type=_positive, metavar="SECONDS",
+        help=f"passed to the hook: wait this long for a person (default {DEFAULT_TIMEOUT:g}); "
+        "the hook's own timeout is set 10 s above it",
+    )
+    integrate.add_argument(
+        "--idle", type=_positive, metavar="MINUTES",
+        help=f"passed to the hook: a silent session ends as lost (default {DEFAULT_IDLE_MINUTES:g})",
+    )
     return parser
+
+
+def _cmd_integrate(args: argparse.Namespace) -> int:
+    from core.integrate import run
+
+    return run.main(args)
 
 
 def _cmd_hook(args: argparse.Namespace) -> int:

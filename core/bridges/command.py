@@ -25,7 +25,7 @@ RUNTIME_DIR_HELP = (
 )
 
 
-def _positive(text: str) -> float:
+def positive(text: str) -> float:
     """An argparse type: a number above 0."""
     try:
         value = float(text)
@@ -49,14 +49,14 @@ def add_arguments(hook: argparse.ArgumentParser) -> None:
     )
     hook.add_argument(
         "--idle",
-        type=_positive,
+        type=positive,
         default=DEFAULT_IDLE_MINUTES,
         metavar="MINUTES",
         help=f"a session silent this long ends as lost (default {DEFAULT_IDLE_MINUTES:g})",
     )
     hook.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"wait this long for a person, then deny (default {DEFAULT_TIMEOUT:g}: under "

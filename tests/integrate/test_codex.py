@@ -1,0 +1,186 @@
+"""Codex hook trust: our hashes equal Codex's, and the real Codex runs what integrate wrote."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+from core.integrate import codex_trust
+from core.integrate.codex_check import list_hooks
+from core.integrate.command import is_ours
+from tests.agent_binaries import CODEX, installed
+
+# Hashes the pinned Codex (0.171.0) reported in `hooks/list` for these entries.
+OBSERVED = [
+    ("PreToolUse", "*", {"type": "command", "command": "/x/taskdeck hook codex", "timeout": 600},
+     "sha256:1e008b47310a0f739a5f636ae9cdd4a6f858ca11ca55b57a144345c16e6d26fb"),
+    ("SessionStart", None, {"type": "command", "command": "/x/taskdeck hook codex", "timeout": 10},
+     "sha256:f0ebbbf495da5bab6eaf52b856b15fa5722b6619a7c8e3e37f7849df80ad90b4"),
+    # Stop ignores its matcher; no timeout hashes as 600
+    ("Stop", "*", {"type": "command", "command": "echo a"},
+     "sha256:f9b7a328de9c5845f5eed806f12f8f5adeba50ba82617690fd3f8ededeb12f90"),
+    ("Stop", None, {"type": "command", "command": "echo b", "statusMessage": "hi", "async": False},
+     "sha256:c72b67baff2ded5aa5d7b13595a2b98a82816b75cbc507577d2017dfc5705151"),
+]
+
+
+@pytest.mark.parametrize(("event", "matcher", "handler", "digest"), OBSERVED)
+def test_hash_equals_the_one_codex_computed(event, matcher, handler, digest) -> None:
+    assert codex_trust.trust_hash(event, matcher, handler) == digest
+
+
+def test_the_hash_covers_command_timeout_and_matcher() -> None:
+    event, matcher, handler, digest = OBSERVED[0]
+    assert codex_trust.trust_hash(event, matcher, {**handler, "command": "/y/taskdeck hook codex"}) != digest
+    assert codex_trust.trust_hash(event, matcher, {**handler, "timeout": 601}) != digest
+    assert codex_trust.trust_hash(event, "Bash", handler) != digest
+
+
+def test_the_key_names_hooks_json_in_the_resolved_codex_home(tmp_path: Path) -> None:
+    """As Codex 0.171.0 keyed them: CODEX_HOME's link resolved, hooks.json's own link not."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "dotfiles.json").write_text("{}")
+    (tmp_path / "real" / "hooks.json").symlink_to(tmp_path / "dotfiles.json")
+    key = codex_trust.hook_key(tmp_path / "link" / "hooks.json", "PermissionRequest", 2, 0)
+    assert key == f"{tmp_path / 'real' / 'hooks.json'}:permission_request:2:0"
+
+
+def test_config_keeps_the_users_text_and_only_our_entries_change() -> None:
+    config = '# mine\nmodel = "o3"  # keep this\n\n[hooks.state."/h/hooks.json:stop:0:0"]\nenabled = false\n'
+    trusted = {"/h/hooks.json:stop:0:0": "sha256:aa", "/h/hooks.json:pre_tool_use:0:0": "sha256:bb"}
+    written = codex_trust.apply_trust(config, trusted)
+    assert written.startswith('# mine\nmodel = "o3"  # keep this\n')
+    state = tomllib.loads(written)["hooks"]["state"]
+    assert state == {"/h/hooks.json:stop:0:0": {"enabled": False, "trusted_hash": "sha256:aa"},
+                     "/h/hooks.json:pre_tool_use:0:0": {"trusted_hash": "sha256:bb"}}
+    assert codex_trust.apply_trust(written, trusted) == written
+    back = codex_trust.apply_trust(written, {}, set(trusted))
+    assert tomllib.loads(back) == {"model": "o3", "hooks": {"state": {
+        "/h/hooks.json:stop:0:0": {"enabled": False}}}}
+
+
+# ------------------------------------------------------------------ the real Codex
+
+
+def codex_home(tmp_path: Path) -> tuple[Path, Path]:
+    """A CODEX_HOME with the user's own config and hook, and a project directory."""
+    home, project = tmp_path / "codex", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    (home / "config.toml").write_text(
+        '# my settings\nmodel = "fake-model"  # offline\nmodel_provider = "fake"\n\n'
+        '[model_providers.fake]\nname = "fake"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'wire_api = "responses"\nenv_key = "FAKE_KEY"\n'
+    )
+    (home / "hooks.json").write_text(json.dumps(
+        {"hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit"}]}]}}))
+    return home, project
+
+
+@pytest.mark.timeout(120)
+def test_codex_reports_our_hooks_trusted_and_nothing_else(tmp_path: Path) -> None:
+    codex = installed(CODEX)
+    home, project = codex_home(tmp_path)
+    assert main(["integrate", "codex", "--codex-home", str(home), "--gate", "Bash"]) == 0
+
+    listed = list_hooks(codex, home, project)
+    ours = [h for h in listed if is_ours({"type": "command", "command": h.command}, "codex")]
+    events = {h.key.split(":")[-3] for h in ours}
+    assert events == {"session_start", "pre_tool_use", "permission_request", "post_tool_use", "stop"}
+    assert {h.trust for h in ours} == {"trusted"}
+    assert all(h.enabled for h in ours)
+    user = [h for h in listed if h.command == "audit"]
+    assert [h.trust for h in user] == ["untrusted"]  # never trusted on the user's behalf
+    assert tomllib.loads((home / "config.toml").read_text())["model"] == "fake-model"
+
+    # New options: new hashes, still trusted, no stale entries left behind.
+    assert main(["integrate", "codex", "--codex-home", str(home), "--timeout", "100"]) == 0
+    listed = list_hooks(codex, home, project)
+    assert {h.trust for h in listed if h.command != "audit"} == {"trusted"}
+    state = tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]
+    assert len(state) == 5
+
+
+@pytest.mark.timeout(120)
+def test_removing_ours_moves_the_users_trust_with_their_hooks(tmp_path: Path) -> None:
+    codex = installed(CODEX)
+    home, project = codex_home(tmp_path)
+    hooks_json = home / "hooks.json"
+    (hooks_json).write_text("{}")
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 0
+    # The user adds a hook after ours and trusts it in Codex.
+    data = json.loads(hooks_json.read_text())
+    data["hooks"]["PreToolUse"].append({"matcher": "Bash", "hooks": [{"type": "command", "command": "audit"}]})
+    hooks_json.write_text(json.dumps(data))
+    theirs = next(h for h in list_hooks(codex, home, project) if h.command == "audit")
+    assert theirs.key.endswith(":pre_tool_use:1:0")
+    with open(home / "config.toml", "a") as config:
+        config.write(f'\n[hooks.state."{theirs.key}"]\ntrusted_hash = "{theirs.current_hash}"\n')
+
+    assert main(["integrate", "codex", "--codex-home", str(home), "--remove"]) == 0
+    listed = list_hooks(codex, home, project)
+    assert [(h.command, h.key.split(":", 1)[1], h.trust) for h in listed] == [
+        ("audit", "pre_tool_use:0:0", "trusted")]
+    assert list(tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]) == [
+        str(hooks_json) + ":pre_tool_use:0:0"]
+
+
+@pytest.mark.timeout(120)
+def test_verify_asks_codex_and_names_the_step_left(tmp_path: Path, capsys) -> None:
+    codex = str(installed(CODEX))
+    home, _project = codex_home(tmp_path)
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
+    assert capsys.readouterr().out.endswith(
+        f"Codex ({codex}) lists taskdeck's 5 hooks as trusted\n")
+
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace('trusted_hash = "sha256:', 'trusted_hash = "sha256:0', 1))
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex,
+                 "--print"]) == 0  # --print only shows the repair
+    assert '-trusted_hash = "sha256:0' in capsys.readouterr().out
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
+    capsys.readouterr()
+
+    hooks = json.loads((home / "hooks.json").read_text())
+    hooks["hooks"]["Stop"][0]["hooks"][0]["timeout"] = 11  # changed by hand after trusting
+    (home / "hooks.json").write_text(json.dumps(hooks))
+    stop = next(h for h in list_hooks(codex, home, _project) if h.key.endswith(":stop:0:0"))
+    assert stop.trust == "modified"
+    # integrate puts our own entry back as written, trusted again
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
+    assert capsys.readouterr().out.endswith("lists taskdeck's 5 hooks as trusted\n")
+
+
+def test_a_switched_off_hook_is_the_step_left(tmp_path: Path, capsys) -> None:
+    home, _project = codex_home(tmp_path)
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 0
+    key = codex_trust.hook_key(home / "hooks.json", "PermissionRequest", 0, 0)
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace(f'[hooks.state."{key}"]\n',
+                                                 f'[hooks.state."{key}"]\nenabled = false\n'))
+    capsys.readouterr()
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"already up to date: {home / 'hooks.json'}, {config}\n"
+    assert captured.err == ("one step left: Codex has 1 of taskdeck's hooks switched off "
+                            "(enabled = false in config.toml); switch them on in Codex's /hooks\n")
+    assert "enabled = false" in config.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_linked_codex_home_and_hooks_file_are_trusted_as_codex_keys_them(tmp_path: Path, capsys) -> None:
+    codex = str(installed(CODEX))
+    real, project = codex_home(tmp_path)
+    dotfile = tmp_path / "dotfiles" / "codex-hooks.json"
+    dotfile.parent.mkdir()
+    (real / "hooks.json").rename(dotfile)
+    (real / "hooks.json").symlink_to(dotfile)
+    (tmp_path / "link").symlink_to(real)
+    assert main(["integrate", "codex", "--codex-home", str(tmp_path / "link"), "--verify", codex]) == 0
+    assert capsys.readouterr().out.endswith("lists taskdeck's 5 hooks as trusted\n")
+    assert (real / "hooks.json").is_symlink() and "hook codex" in dotfile.read_text()
