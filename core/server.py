@@ -583,6 +583,12 @@ class Daemon:
         self._send_outgoing()
         for envelope, reply in batch:
             self._send_reply(envelope, reply)
+        if batch and self._cmd is not None and self._loop is not None:
+            # A send can take the FD's edge for a request that came in meanwhile: look again,
+            # or that request waits for the next edge (a client's retry, 2.5 s later).
+            with contextlib.suppress(zmq.ZMQError):
+                if self._cmd.getsockopt(zmq.EVENTS) & _POLLIN:
+                    self._loop.call_soon(self._drain_commands)
 
     def _send_reply(self, envelope: list[bytes], reply: bytes) -> None:
         self.requests += 1
