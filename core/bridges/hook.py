@@ -398,8 +398,8 @@ def _carry_out(
 ) -> dict[str, Any] | None:
     """Carry a plan out on the daemon; the answer to print, or None.
 
-    Observed events use plain blocking requests (a list, an open, a progress: about a
-    millisecond each); only a question starts the client's event loop, to wait for it.
+    Plain blocking requests and, for a question, one blocking subscription: no event
+    loop, no snapshot (a hook starts for every tool call; see core/client/waiting.py).
     """
     from core import protocol as p
     from core.client.blocking import SyncClient
@@ -532,17 +532,19 @@ def _decide(
     closed as answered in the agent prints nothing: the agent's own dialog decides.
     """
     from core.bridges.waiters import waiting
+    from core.client.waiting import ask_and_wait
     from core.errors import InvalidState
+    from core.model import Question
 
     asked: list[Prompt] = []
     with waiting(here, target.id):
-        handle = client.open_task(target.description, agent=dialect.agent, lease=lease,
-                                  key=target.key, parent_id=target.parent_id)
         try:
-            prompt = handle.ask(question(action, dialect), action=action, timeout=timeout,
-                                on_asked=asked.append)
+            prompt = ask_and_wait(
+                client, target.id, Question(text=question(action, dialect), timeout=timeout,
+                                            action=action),
+                lease=lease, on_asked=asked.append)
         except InvalidState:
-            task = handle.task.task
+            task = client.get(target.id)[0]
             if task.end_reason is not None and task.end_reason.value == "aborted":
                 return stopped(event, stop_reason(task), dialect)
             raise

@@ -354,3 +354,23 @@ def test_a_sub_agents_question_closes_when_the_sub_agent_ends(deck: HookDeck) ->
     assert out == ""
     [child] = deck.by_key(CHILD)
     assert child["status"] == "finished"
+
+
+@pytest.mark.timeout(60)
+def test_a_decision_waits_without_an_event_loop(deck: HookDeck) -> None:
+    """The wait for a person is a blocking subscription: no asyncio, no snapshot."""
+    code = (
+        "import io, sys\n"
+        f"sys.stdin = io.TextIOWrapper(io.BytesIO({json.dumps(PERMISSION).encode()!r}))\n"
+        "from core import entry\n"
+        "entry.main(['hook', 'claude'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
+    )
+    hook = subprocess.Popen([sys.executable, "-c", code], env=deck.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    task = deck.asking(ROOT)
+    assert deck.run("answer", str(task["id"]), "approve").returncode == 0
+    out, err = hook.communicate(timeout=20)
+    answer, loaded = out.strip().splitlines()
+    assert json.loads(answer)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+    assert "asyncio" not in json.loads(loaded.replace("'", '"'))
