@@ -5,11 +5,14 @@ For one-shot processes that ask once and exit (an agent's hook, for every tool c
 gates): subscribe first, take the daemon's greeting as proof the subscription is live,
 ask, then read the event stream for the question's end. A gap in the stream, a daemon
 restart or a silent daemon is settled by looking the task up, so an answer is never
-missed; every ending is the one `ExternalTask.ask` gives (see `calls.settle`).
+missed, and a daemon restarting on its journal is waited for (the subscription reconnects
+by itself) until the question's own deadline; every ending is the one `ExternalTask.ask`
+gives (see `calls.settle`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,7 +23,7 @@ import zmq
 from core import protocol as p
 from core.client import calls
 from core.client.calls import LOCAL_GRACE, NoWordInTime, settle
-from core.errors import Unavailable
+from core.errors import TaskdeckError, Unavailable
 from core.model import PromptClosed, PromptState, Question, TaskChanged
 
 if TYPE_CHECKING:
@@ -113,14 +116,15 @@ def _follow(
                 f"nobody answered within {timeout:g}s (and no word from the daemon)"
             )
         if next_renewal is not None and renew is not None and now >= next_renewal:
-            client.request(p.LeaseHeartbeat(task_id=asked.task_id))
+            with contextlib.suppress(TaskdeckError):  # gone or ended: the events will say
+                client.request(p.LeaseHeartbeat(task_id=asked.task_id))
             next_renewal = now + renew
         waits = [silent_after - (now - heard)]
         waits += [t - now for t in (deadline, next_renewal) if t is not None]
         if not sub.poll(max(1, int(min(waits) * 1000)), zmq.POLLIN):
             if time.monotonic() - heard >= silent_after:  # a silent daemon: ask it directly
+                closed = _look_up(client, asked, gone_ok=True)
                 heard = time.monotonic()
-                closed = _look_up(client, asked)
                 if closed is not None:
                     return closed
             continue
@@ -142,14 +146,23 @@ def _follow(
                     continue
         if hole:
             epoch, seq = got_epoch, got_seq
-            closed = _look_up(client, asked)
+            closed = _look_up(client, asked, gone_ok=True)
             if closed is not None:
                 return closed
 
 
-def _look_up(client: SyncClient, asked: Prompt) -> Prompt | None:
-    """The asked prompt's ending from the daemon's own record; None while it is pending."""
-    task, prompts = client.get(asked.task_id)
+def _look_up(client: SyncClient, asked: Prompt, *, gone_ok: bool = False) -> Prompt | None:
+    """The asked prompt's ending from the daemon's own record; None while it is pending.
+
+    With `gone_ok`, a daemon that does not answer (stopped, or restarting on its journal)
+    counts as pending: the subscription reconnects by itself and the deadline still holds.
+    """
+    try:
+        task, prompts = client.get(asked.task_id)
+    except Unavailable:
+        if gone_ok:
+            return None
+        raise
     for prompt in prompts:
         if prompt.id == asked.id:
             if prompt.state is PromptState.PENDING and calls._same_question(asked, prompt):

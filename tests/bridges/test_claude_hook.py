@@ -374,3 +374,26 @@ def test_a_decision_waits_without_an_event_loop(deck: HookDeck) -> None:
     answer, loaded = out.strip().splitlines()
     assert json.loads(answer)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
     assert "asyncio" not in json.loads(loaded.replace("'", '"'))
+
+
+@pytest.mark.timeout(90)
+def test_a_waiting_hook_gets_its_answer_across_a_daemon_restart(tmp_path) -> None:
+    """kill -9 and a new daemon on the same journal: the question is still pending there,
+    the waiting hook finds it again, and the answer given after the restart reaches it."""
+    deck = HookDeck(tmp_path)
+    journal = str(tmp_path / "journal.db")
+    deck.serve("--journal", journal)
+    try:
+        hook = deck.start_hook(PERMISSION)
+        task = deck.asking(ROOT)
+        deck.process.kill()
+        deck.process.wait(timeout=10)
+        (deck.runtime_dir / "daemon.json").unlink()  # as a crash leaves it: no clean-up ran
+        deck.serve("--journal", journal)
+        assert deck.asking(ROOT)["id"] == task["id"]
+        assert deck.run("answer", str(task["id"]), "approve").returncode == 0
+        out, err = hook.communicate(timeout=30)
+        assert (hook.returncode, err) == (0, "")
+        assert json.loads(out)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+    finally:
+        deck.stop()
