@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "late_join": "bench.late_join",
     "dashboard": "bench.dashboard",
     "hook_cost": "bench.hook_cost",
+    "policy": "bench.policy",
 }
 """Benchmark name -> module with `run(config) -> list[Result]`, in the order they run."""
 

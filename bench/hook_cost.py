@@ -151,15 +151,20 @@ def _answer_every_prompt(env: dict[str, str]) -> Iterator[None]:
     async def serve() -> None:
         nonlocal stop
         stop = asyncio.Event()
+        answering: set[asyncio.Task] = set()
         async with Client(env["TASKDECK_RUNTIME_DIR"]) as client:
             def on_change(changes) -> None:
                 for prompt in changes.opened:
-                    loop.create_task(client.answer(prompt.id, prompt.choices[0], by="bench"))
+                    task = loop.create_task(client.answer(prompt.id, prompt.choices[0], by="bench"))
+                    answering.add(task)
+                    task.add_done_callback(answering.discard)
 
             await client.start_mirror(on_change)
             await client.wait_synced()
             ready.set()
             await stop.wait()
+            # A hook that gave up leaves its prompt closed: that answer's error is no news.
+            await asyncio.gather(*answering, return_exceptions=True)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()

@@ -6,7 +6,7 @@ daemon here, so each is opened, served and closed in the same order:
 1. the journal is opened (when there is one);
 2. the registry is made, its first id after every id the journal ever gave, with
    its agents;
-3. the journal records the registry and restores what it holds;
+3. the journal records the registry and restores what it holds (its approval rules too);
 4. retention starts trimming ended tasks (when asked);
 5. the server binds its sockets and serves the registry, its journal recording
    every decision;
@@ -86,6 +86,7 @@ class Assembly:
             if journal is not None:
                 journal.attach(registry)
                 registry.restore(*journal.load())
+                registry.restore_rules(*journal.rules())
                 journal.commit()
         except BaseException:
             if journal is not None:

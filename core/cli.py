@@ -301,6 +301,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=_count, default=200, metavar="N", help="the latest this many (default 200)")
 
+    rules = command("rules", _cmd_rules, "list, add, remove and test approval rules",
+                    description="Approval rules decide a question that carries an action "
+                    "(an agent's tool call) before anyone is asked: deny beats ask beats allow. "
+                    "Patterns use Claude Code's syntax: Bash(npm test *), Edit(src/**), "
+                    "Read(./docs/**), WebFetch(domain:example.com), or a bare tool name.")
+    rules.set_defaults(rules_command=None)
+    each = rules.add_subparsers(title="rules commands", metavar="RULES_COMMAND")
+
+    def rules_command(name: str, help: str) -> argparse.ArgumentParser:
+        p = each.add_parser(name, help=help, description=help)
+        p.set_defaults(rules_command=name)
+        p.add_argument("--runtime-dir", type=Path, default=argparse.SUPPRESS, metavar="DIR",
+                       help="as for every client command")
+        return p
+
+    p = rules_command("ls", "list every rule: scope, hits, last use, expiry")
+    p.add_argument("--json", action="store_true", help="print a JSON array of rules")
+    p.add_argument("--agent", metavar="KIND", help="only rules that apply to this agent kind")
+    p = rules_command("add", "add a rule; questions waiting that it decides close at once")
+    p.add_argument("effect", choices=["allow", "deny", "ask"], help="what the rule does")
+    p.add_argument("pattern", metavar="PATTERN", help="e.g. 'Bash(npm test *)'")
+    p.add_argument("--agent", metavar="KIND", help="only for this agent kind (claude, codex...)")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--session", metavar="ID", help="only in this agent session")
+    scope.add_argument("--task", type=_task_id, metavar="ID", help="only in this task's subtree")
+    from core.rules_cli import duration
+
+    p.add_argument("--expires", type=duration, metavar="DURATION",
+                   help="stop deciding after this long: 90s, 30m, 12h, 7d")
+    p.add_argument("--everything", action="store_true",
+                   help="allow a pattern that matches every use of its tool")
+    p = rules_command("rm", "remove a rule")
+    p.add_argument("rule_id", type=_id("rule"), metavar="ID", help="the rule's id (rules ls)")
+    p = rules_command("test", "which rule would decide an action, and why (exit 0 allow, "
+                      "1 deny, 3 a person is asked)")
+    p.add_argument("action", metavar="ACTION",
+                   help="written as Tool(input): 'Bash(npm test)', 'Edit(src/a.py)'")
+    p.add_argument("--agent", default="claude", metavar="KIND",
+                   help="the agent kind asking (default claude)")
+    p.add_argument("--session", metavar="ID", help="the agent session asking")
+    p.add_argument("--task", type=_task_id, metavar="ID", help="the task asking")
+    p.add_argument("--cwd", metavar="DIR", help="the agent's working directory (for paths)")
+
     from core.bridges.command import add_arguments as hook_arguments
     from core.bridges.command import positive as _positive
 
@@ -353,6 +396,12 @@ def _cmd_integrate(args: argparse.Namespace) -> int:
     from core.integrate import run
 
     return run.main(args)
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from core.rules_cli import run
+
+    return run(args)
 
 
 def _cmd_hook(args: argparse.Namespace) -> int:

@@ -81,6 +81,12 @@ class PromptTimedOut(TaskdeckError):
     code = "TIMEOUT"
 
 
+class UnknownRule(TaskdeckError):
+    """No approval rule has that id (it was never added, or was removed)."""
+
+    code = "UNKNOWN_RULE"
+
+
 ERRORS_BY_CODE: dict[str, type[TaskdeckError]] = {
     cls.code: cls
     for cls in (
@@ -96,6 +102,7 @@ ERRORS_BY_CODE: dict[str, type[TaskdeckError]] = {
         Unauthorized,
         Unavailable,
         PromptTimedOut,
+        UnknownRule,
     )
 }
 """Wire code -> exception class, so clients raise the same types as the registry."""

@@ -69,6 +69,7 @@ from core.model import (
     TaskCreated,
     TasksEvicted,
 )
+from core.policy import Rule
 from core.protocol import Decision
 from core.runtime import default_state_dir
 
@@ -77,12 +78,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused.
 
 2 added `audit.question`, the `meta` table (the id reservation) and the
 `replies` table (the dedupe window across restarts); 3 added `audit.summary`
-(the answered question's action). Older files are upgraded in place when opened.
+(the answered question's action); 4 added the `rules` table (approval rules).
+Older files are upgraded in place when opened.
 """
 
 ID_BLOCK = 1000
@@ -141,6 +143,11 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rules (
+    id INTEGER PRIMARY KEY,
+    record BLOB NOT NULL,
+    removed_at REAL
+);
 CREATE TABLE IF NOT EXISTS replies (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id TEXT NOT NULL UNIQUE,
@@ -188,6 +195,8 @@ class Journal:
         self._db = connection
         self._task_codec = msgspec.msgpack.Decoder(Task)
         self._prompt_codec = msgspec.msgpack.Decoder(Prompt)
+        self._rule_codec = msgspec.msgpack.Decoder(Rule)
+        self._rules: dict[int, Rule] = {}
         self._encoder = msgspec.msgpack.Encoder()
         self._tasks: dict[int, Task] = {}
         self._prompts: dict[int, Prompt] = {}
@@ -346,7 +355,7 @@ class Journal:
     def pending(self) -> int:
         """Rows waiting for the next commit."""
         return (len(self._tasks) + len(self._prompts) + len(self._evicted) + len(self._audits)
-                + len(self._replies))
+                + len(self._replies) + len(self._rules))
 
     def remember(self, request_id: str, reply: bytes) -> None:
         """Queue the reply to a state change, written with the rows of its batch.
@@ -424,11 +433,12 @@ class Journal:
         *,
         tasks: Iterable[Task] = (),
         prompts: Iterable[Prompt] = (),
+        rules: Iterable[Rule] = (),
         **fields: Any,
     ) -> None:
         """Write one decision durably (fsync), before the registry applies it.
 
-        The audit row (`fields` as for `audit()`), the task and prompt rows as the
+        The audit row (`fields` as for `audit()`), the task, prompt and rule rows as the
         decision leaves them, and every pending row go in one transaction: the file
         never holds an answered prompt without its audit entry, or the other way round.
 
@@ -436,16 +446,18 @@ class Journal:
             JournalError: not written; the decision must not be applied. Rows that
                 were pending stay pending, the decision's own rows are dropped.
         """
-        saved = dict(self._tasks), dict(self._prompts)
+        saved = dict(self._tasks), dict(self._prompts), dict(self._rules)
         for task in tasks:
             self._tasks[task.id] = task
         for prompt in prompts:
             self._prompts[prompt.id] = prompt
+        for rule in rules:
+            self._rules[rule.id] = rule
         self.audit(action, **fields)
         try:
             self.commit()
         except JournalError:
-            self._tasks, self._prompts = saved
+            self._tasks, self._prompts, self._rules = saved
             self._audits.pop()
             raise
 
@@ -503,6 +515,11 @@ class Journal:
                 "UPDATE tasks SET evicted_at=? WHERE id=?",
                 [(ts, task_id) for task_id, ts in evicted.items()],
             ))
+        if self._rules:
+            statements.append((
+                "INSERT OR REPLACE INTO rules(id, record, removed_at) VALUES (?, ?, ?)",
+                [(r.id, encode(r), r.removed_at) for r in self._rules.values()],
+            ))
         if replies:
             statements.append((
                 "INSERT OR REPLACE INTO replies(request_id, reply) VALUES (?, ?)",
@@ -514,7 +531,7 @@ class Journal:
             ))
         self._write(statements, durable=durable, audits=audits)
         self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
-        self._replies = {}
+        self._replies, self._rules = {}, {}
 
     def _write(
         self,
@@ -608,6 +625,22 @@ class Journal:
         except msgspec.DecodeError as exc:
             raise _damaged(self.path, exc) from None
         return list(tasks.values()), prompts
+
+    def rules(self) -> tuple[list[Rule], int]:
+        """The rules in force (not removed), and the first rule id never used:
+        `registry.restore_rules(*journal.rules())`.
+
+        Raises:
+            JournalError: the file cannot be read or holds a rule this version cannot decode.
+        """
+        self._flush(durable=False)
+        try:
+            rows = self._db.execute(
+                "SELECT record FROM rules WHERE removed_at IS NULL ORDER BY id").fetchall()
+            top = self._db.execute("SELECT coalesce(max(id), 0) + 1 FROM rules").fetchone()[0]
+            return [self._rule_codec.decode(row[0]) for row in rows], int(top)
+        except (sqlite3.Error, msgspec.DecodeError) as exc:
+            raise _damaged(self.path, exc) from None
 
     def next_id(self) -> int:
         """The first task/prompt id never used in this journal: `Registry(first_id=...)`.

@@ -88,6 +88,11 @@ so no single task can make the state unencodable."""
 DEFAULT_CHOICES: tuple[str, ...] = ("approve", "deny")
 """Choices offered by a prompt that declares none."""
 
+EDIT = "edit"
+"""The choice that approves the question's action with its input edited: never a denial,
+even as the second of two choices. The answer's reason carries the edited input, a JSON
+object (the dashboard opens the action's input for editing when this choice is picked)."""
+
 MAX_TEXT = 4096
 """Characters in a description, question, answer, reason, progress line, path."""
 
@@ -159,7 +164,8 @@ _Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
 _Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 
 _SHELL_TOOLS = frozenset({"bash", "shell", "exec_command", "local_shell"})
-"""Tools whose input's `command` is a shell command (a string, or argv as a list)."""
+"""Tools whose input's `command` (Codex's exec_command: `cmd`) is a shell command (a string,
+or argv as a list)."""
 
 _FILE_KEYS = ("file_path", "notebook_path", "path")
 """Input keys naming the file a tool edits or writes, first found wins."""
@@ -187,6 +193,10 @@ class Action(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     session: _Name | None = None
     """The agent's own session id."""
     summary: _Text = ""
+    suggestions: Annotated[list[_Text], Meta(max_length=16)] = msgspec.field(
+        default_factory=list)
+    """Rules the agent itself proposes for "and remember", in its permission syntax
+    (Claude Code's `permission_suggestions`, e.g. `Bash(npm test *)`); may be empty."""
 
     def __post_init__(self) -> None:
         size = len(_ENCODER.encode(self.input))
@@ -236,7 +246,7 @@ def summarize(tool: str, tool_input: dict[str, Any]) -> str:
 def _command(tool: str, tool_input: dict[str, Any]) -> str | None:
     if tool.lower() not in _SHELL_TOOLS:
         return None
-    command = tool_input.get("command")
+    command = tool_input.get("command", tool_input.get("cmd"))
     if isinstance(command, list) and all(isinstance(part, str) for part in command):
         return shlex.join(command)
     return command if isinstance(command, str) else None
@@ -303,11 +313,14 @@ class Prompt(msgspec.Struct, kw_only=True, gc=False):
 
     @property
     def is_denial(self) -> bool:
-        """True for "deny", or for the second choice of a two-way prompt (e.g. "no")."""
+        """True for "deny", or for the second choice of a two-way prompt (e.g. "no"), unless
+        that choice is `EDIT`."""
         if self.answer is None:
             return False
         if self.answer.lower() == "deny":
             return True
+        if self.answer == EDIT:
+            return False
         return len(self.choices) == 2 and self.answer == self.choices[1]
 
 

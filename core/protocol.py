@@ -20,6 +20,7 @@ from core.model import (
     Task,
     TaskStatus,
 )
+from core.policy import Effect, Rule, Ruling
 
 PROTOCOL_VERSION = 1
 """Bumped on any change an older peer could misread; both sides refuse a different one."""
@@ -261,6 +262,43 @@ class LeaseHeartbeat(Command, tag="heartbeat"):
     lease: Seconds | None = None
 
 
+class AddRule(Command, tag="rule_add"):
+    """Add an approval rule; pending questions it decides close at once (`docs/protocol.md`)."""
+
+    mutating = True
+    effect: Effect
+    pattern: Text
+    """In Claude Code's syntax: `Bash(npm test *)`, `Edit(src/**)`, `WebFetch(domain:x.org)`."""
+    agent: Name | None = None
+    session: Name | None = None
+    task_id: Id | None = None
+    expires: Annotated[float, Meta(gt=0, le=10 * 365 * 86400)] | None = None
+    """Seconds from now until the rule stops deciding."""
+    everything: bool = False
+    """Consent to a pattern that matches every use of its tool."""
+    by: Name | None = None
+
+
+class RemoveRule(Command, tag="rule_rm"):
+    """Remove an approval rule by its id."""
+
+    mutating = True
+    rule_id: Id
+    by: Name | None = None
+
+
+class ListRules(Command, tag="rules"):
+    """Every approval rule, in force or expired, by id."""
+
+
+class TestRules(Command, tag="rule_test"):
+    """Which rule would decide this action (asked by `task_id`, if given), and why."""
+
+    __test__ = False  # not a pytest class
+    action: Action
+    task_id: Id | None = None
+
+
 Body = (
     Hello
     | GetSnapshot
@@ -278,6 +316,10 @@ Body = (
     | Finish
     | Fail
     | LeaseHeartbeat
+    | AddRule
+    | RemoveRule
+    | ListRules
+    | TestRules
 )
 
 COMMANDS: dict[str, type[Command]] = {
@@ -394,6 +436,25 @@ class HistoryResult(Result, tag="history"):
     entries: list[Decision]
 
 
+class RuleResult(Result, tag="rule"):
+    """A rule as added or removed."""
+
+    rule: Rule
+
+
+class RulesResult(Result, tag="rules"):
+    """Every rule, by id, and the daemon's time (to tell which have expired)."""
+
+    rules: list[Rule]
+    now: float
+
+
+class RulingResult(Result, tag="ruling"):
+    """What the rules say of an action."""
+
+    ruling: Ruling
+
+
 ResultBody = (
     HelloResult
     | SnapshotResult
@@ -403,6 +464,9 @@ ResultBody = (
     | PromptResult
     | AbortResult
     | HistoryResult
+    | RuleResult
+    | RulesResult
+    | RulingResult
 )
 
 

@@ -22,6 +22,8 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Literal
 
+import msgspec
+
 from core.clock import Scheduler, Timer, as_scheduler
 from core.context import Agent, as_question
 from core.errors import (
@@ -31,12 +33,14 @@ from core.errors import (
     NotPending,
     UnknownAgent,
     UnknownPrompt,
+    UnknownRule,
 )
 from core.feed import Feed, Listener, Subscription
 from core.lifecycle import Step, move
 from core.model import (
     DEFAULT_CHOICES,
     MAX_COUNT,
+    Action,
     BlockedOn,
     BlockedReason,
     EndReason,
@@ -52,6 +56,7 @@ from core.model import (
     TasksEvicted,
     TaskStatus,
 )
+from core.policy import Effect, Rule, Rulebook, Ruling, check_pattern
 from core.records import Records
 from core.runner import Runner
 
@@ -120,6 +125,8 @@ class Registry(Records):
         self.recorder: Recorder | None = None
         """When set, every decision (answer, abort, a timeout's default) is written
         through it before it changes anything; a decision it cannot write is refused."""
+        self.rules = Rulebook()
+        """Approval rules, consulted when a question with an action opens."""
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -532,6 +539,8 @@ class Registry(Records):
         answered = self._runner.expect(prompt.id) if awaited else None
         self._arm_prompt_timeout(prompt.id, timeout)
         self._emit(PromptOpened(task=copy.copy(task), prompt=copy.copy(prompt)))
+        if prompt.action is not None and len(self.rules):
+            self._decide_by_rules(prompt)
         self._promote()
         return prompt, answered
 
@@ -612,7 +621,8 @@ class Registry(Records):
                                                        origin=origin))
 
     def _record_answer(
-        self, prompt: Prompt, text: str, *, by: str, reason: str | None, origin: object | None
+        self, prompt: Prompt, text: str, *, by: str, reason: str | None, origin: object | None,
+        rules: Sequence[Rule] = (),
     ) -> Prompt:
         """The prompt as `text` answers it, written by the recorder; nothing applied yet."""
         task = self._tasks[prompt.task_id]
@@ -630,6 +640,7 @@ class Registry(Records):
                 summary=prompt.action.summary if prompt.action is not None else None,
                 detail=f"{text}: {reason}" if reason else text, by=by, origin=origin,
                 affected=(), tasks=[resumed], prompts=[answered],
+                **({"rules": list(rules)} if rules else {}),
             )
         return answered
 
@@ -849,6 +860,146 @@ class Registry(Records):
         return dropped
 
 
+    # ------------------------------------------------------------------ rules
+
+    def add_rule(
+        self,
+        effect: Effect | str,
+        pattern: str,
+        *,
+        agent: str | None = None,
+        task_id: int | None = None,
+        session: str | None = None,
+        expires: float | None = None,
+        everything: bool = False,
+        by: str = "user",
+        origin: object | None = None,
+    ) -> Rule:
+        """Add an approval rule, recorded like a decision, and let it decide the pending
+        questions it covers (the other rules still apply: a deny keeps winning).
+
+        Args:
+            expires: seconds from now until it stops deciding; None: never.
+            everything: consent to a pattern that matches every use of its tool.
+
+        Raises:
+            BadRequest: an unknown effect, a malformed pattern, both a session and a task,
+                a non-positive expiry, or an everything-pattern without `everything`.
+            UnknownTask: the task scope names no task.
+            TaskdeckError: the recorder could not write it; no rule was added.
+        """
+        try:
+            effect = Effect(effect)
+        except ValueError:
+            raise BadRequest(f"unknown rule effect {effect!r} (allow, deny or ask)") from None
+        parsed = check_pattern(pattern, everything=everything)
+        if session is not None and task_id is not None:
+            raise BadRequest("a rule has one scope: a session or a task, not both")
+        if expires is not None and not expires > 0:
+            raise BadRequest("a rule's expiry must be a positive number of seconds")
+        if task_id is not None:
+            self._task(task_id)
+        now = self._now()
+        rule = Rule(
+            id=self.rules.next_id, effect=effect, pattern=parsed.text, agent=agent or None,
+            task_id=task_id, session=session or None, added_by=by, added_at=now,
+            expires_at=now + expires if expires is not None else None,
+        )
+        self._record_rule("rule_add", rule, by=by, origin=origin)
+        self.rules.add(rule)
+        for prompt_id in sorted(self._pending):
+            prompt = self._prompts[prompt_id]
+            if prompt.action is not None and prompt.state is PromptState.PENDING:
+                self._decide_by_rules(prompt)
+        return copy.copy(self.rules.get(rule.id) or rule)
+
+    def remove_rule(self, rule_id: int, *, by: str = "user", origin: object | None = None) -> Rule:
+        """Remove a rule, recorded like a decision.
+
+        Raises:
+            UnknownRule: no rule of that id.
+            TaskdeckError: the recorder could not write it; the rule stays.
+        """
+        held = self.rules.get(rule_id)
+        if held is None:
+            raise UnknownRule(f"no rule {rule_id} (see `taskdeck rules ls`)")
+        removed = msgspec.structs.replace(held, removed_at=self._now())
+        self._record_rule("rule_remove", removed, by=by, origin=origin)
+        self.rules.remove(rule_id)
+        return removed
+
+    def list_rules(self) -> list[Rule]:
+        """Every rule in force or expired, by id."""
+        return [copy.copy(rule) for rule in self.rules.rules()]
+
+    def test_rules(self, action: Action, *, task_id: int | None = None) -> Ruling:
+        """What the rules would say of `action` asked by `task_id` (or by no task), now.
+
+        Raises:
+            UnknownTask: no such task.
+        """
+        lineage = self._lineage(self._task(task_id)) if task_id is not None else ()
+        return self.rules.decide(action, lineage=lineage, now=self._now())
+
+    def restore_rules(self, rules: Iterable[Rule], next_id: int = 1) -> None:
+        """Hold the rules a journal kept; new rules get ids from `next_id` on."""
+        for rule in rules:
+            self.rules.add(rule)
+        self.rules.next_id = max(self.rules.next_id, next_id)
+
+    def _record_rule(self, action: str, rule: Rule, *, by: str, origin: object | None) -> None:
+        if self.recorder is not None:
+            self.recorder(
+                action, task_id=rule.task_id, prompt_id=None, question=None, summary=None,
+                detail=rule.describe(), by=by, origin=origin, affected=(), tasks=[], prompts=[],
+                rules=[rule],
+            )
+
+    def _lineage(self, task: Task) -> list[int]:
+        """The task's id and its ancestors' ids: what a subtree rule's task must be among."""
+        ids = [task.id]
+        parent = task.parent_id
+        while parent is not None and parent not in ids:
+            ids.append(parent)
+            found = self._tasks.get(parent)
+            parent = found.parent_id if found is not None else None
+        return ids
+
+    def _decide_by_rules(self, prompt: Prompt) -> None:
+        """Close a question with an action by rule, when a rule decides it; else leave it
+        to a person (also when the decision cannot be recorded, or the question's choices
+        have no plain approve or deny)."""
+        assert prompt.action is not None
+        task = self._tasks[prompt.task_id]
+        now = self._now()
+        ruling = self.rules.decide(prompt.action, lineage=self._lineage(task), now=now)
+        if not ruling.rules:
+            return
+        used = []
+        for rule_id in ruling.rules:
+            rule = self.rules.get(rule_id)
+            if rule is not None:
+                used.append(msgspec.structs.replace(rule, hits=rule.hits + 1, last_used=now))
+        text = _rule_answer(prompt, ruling.effect)
+        if not ruling.decides or text is None:
+            for rule in used:  # an ask rule's hit: it sent the question to a person
+                self.rules.update(rule)
+            return
+        by = ("rule " if len(used) == 1 else "rules ") + ", ".join(str(r.id) for r in used)
+        verb = "approved" if ruling.effect is Effect.ALLOW else "denied"
+        reason = f"{verb} by {by}: {'; '.join(r.pattern for r in used)}"
+        try:
+            answered = self._record_answer(prompt, text, by=by, reason=reason, origin=None,
+                                           rules=used)
+        except Exception as exc:  # noqa: BLE001 -- whatever failed, a person decides instead
+            log.error("prompt %d stays with a person: its decision by %s could not be "
+                      "recorded: %s", prompt.id, by, exc)
+            return
+        for rule in used:
+            self.rules.update(rule)
+        self._apply_answer(prompt, answered)
+
+
     def prompt_to_answer(self, task_id: int, prompt_id: int | None) -> int:
         """The prompt an answer to a task answers: `prompt_id` when it is that task's,
         else the question the task waits on.
@@ -921,6 +1072,19 @@ def _unblock(task: Task) -> None:
     """Resume a blocked task: it waits on nothing any more."""
     move(task, Step.RESUME)
     task.blocked_reason = task.blocked_on = None
+
+
+def _rule_answer(prompt: Prompt, effect: Effect | None) -> str | None:
+    """The choice a rule's effect stands for: approve is the first choice (when it is no
+    denial), deny is "deny" or the second of two; None when the choices have no such one."""
+    choices = prompt.choices
+    if effect is Effect.ALLOW:
+        first = choices[0]
+        return None if first.lower() == "deny" or len(choices) < 2 else first
+    if effect is Effect.DENY:
+        denial = next((c for c in choices if c.lower() == "deny"), None)
+        return denial or (choices[1] if len(choices) == 2 else None)
+    return None
 
 
 def _describe(exc: BaseException) -> str:

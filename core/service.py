@@ -30,10 +30,11 @@ log = logging.getLogger(__name__)
 DEDUPE_SIZE = 4096
 """Replies to mutating requests remembered by request id, so a retry is not applied twice."""
 
-RECORDED = (p.Submit, p.Open, p.Ask, p.Answer, p.AnswerTask, p.Abort, p.Finish, p.Fail)
+RECORDED = (p.Submit, p.Open, p.Ask, p.Answer, p.AnswerTask, p.Abort, p.Finish, p.Fail,
+            p.AddRule, p.RemoveRule)
 """Commands that create, end or decide: refused while the journal cannot record them."""
 
-DECIDED = (p.Answer, p.AnswerTask, p.Abort)
+DECIDED = (p.Answer, p.AnswerTask, p.Abort, p.AddRule, p.RemoveRule)
 """Decisions: the registry's recorder writes them (fsynced) before they apply, so their
 "ok" stands whatever becomes of the batch's later write."""
 
@@ -290,6 +291,19 @@ class CommandService:
                 return p.TaskResult(task=registry.fail(task_id, error))
             case p.LeaseHeartbeat(task_id=task_id, lease=lease):
                 return p.TaskResult(task=registry.heartbeat(task_id, lease=lease))
+            case p.AddRule() as body:
+                return p.RuleResult(rule=registry.add_rule(
+                    body.effect, body.pattern, agent=body.agent, session=body.session,
+                    task_id=body.task_id, expires=body.expires, everything=body.everything,
+                    by=body.by or origin.by, origin=origin,
+                ))
+            case p.RemoveRule(rule_id=rule_id, by=by):
+                return p.RuleResult(rule=registry.remove_rule(rule_id, by=by or origin.by,
+                                                              origin=origin))
+            case p.ListRules():
+                return p.RulesResult(rules=registry.list_rules(), now=registry.clock())
+            case p.TestRules(action=action, task_id=task_id):
+                return p.RulingResult(ruling=registry.test_rules(action, task_id=task_id))
         assert_never(request.body)
 
     def _hello(self) -> p.HelloResult:

@@ -14,7 +14,7 @@ from textual import events, on
 from textual.binding import Binding, BindingType
 from textual.widget import Widget
 
-from core.errors import TaskdeckError
+from core.errors import AlreadyAnswered, TaskdeckError
 from core.model import Action, Task, TaskStatus
 from tui.help import Command, DeckCommands, HelpScreen
 from tui.live import Connect, LiveDeck
@@ -32,8 +32,11 @@ from tui.modes import (
     Modes,
     OpenAnswer,
     OpenFilter,
+    OpenRemember,
+    Remember,
     Say,
     Send,
+    ShowRemember,
 )
 from tui.view import answer_notice, is_asking
 from tui.widgets.bars import ConfirmBar, FilterBar, InlineInput, PromptBar
@@ -56,6 +59,10 @@ class DeckApp(LiveDeck):
         Binding("a", "approve", "approve", show=False, id="deck.approve", priority=True),
         Binding("d", "deny", "deny", show=False, id="deck.deny", priority=True),
         Binding("r", "reply", "reply", show=False, id="deck.reply", priority=True),
+        Binding("A", "remember('allow')", "approve and remember", show=False,
+                id="deck.remember_allow", priority=True),
+        Binding("D", "remember('deny')", "deny and remember", show=False,
+                id="deck.remember_deny", priority=True),
         Binding("e", "expand", "expand question", show=False, id="deck.expand", priority=True),
         *(
             Binding(str(n), f"choose({n})", "choose", show=False, id=f"deck.choose_{n}",
@@ -70,6 +77,7 @@ class DeckApp(LiveDeck):
         Binding("slash", "filter", "filter", key_display="/", id="deck.filter", priority=True),
         Binding("f", "toggle_finished", "finished", id="deck.toggle_finished", priority=True),
         Binding("i", "toggle_side", "details", show=False, id="deck.toggle_side", priority=True),
+        Binding("R", "rules", "rules", show=False, id="deck.rules", priority=True),
         Binding("question_mark", "help", "help", key_display="?", id="deck.help"),
         Binding("q", "quit", "quit", id="deck.quit"),
     ]
@@ -126,7 +134,8 @@ class DeckApp(LiveDeck):
 
     def action_choose(self, number: int) -> None:
         task = self._cursor_task()
-        self._carry_out(self.modes.choose(task, number, unread=self._unread(task)))
+        action = self._action_of(task) if task is not None else None
+        self._carry_out(self.modes.choose(task, number, unread=self._unread(task), action=action))
 
     def action_expand(self) -> None:
         """Show more of a long question: the next lines, then back to the short view."""
@@ -138,6 +147,16 @@ class DeckApp(LiveDeck):
 
     def action_reply(self) -> None:
         self._carry_out(self.modes.open_answer(self._cursor_task(), Mode.REPLY))
+
+    def action_remember(self, effect: str) -> None:
+        """`A` / `D`: approve or deny, and remember it as a rule (edited first)."""
+        from core.policy.propose import propose
+
+        task = self._cursor_task()
+        action = self._action_of(task) if task is not None else None
+        proposal = propose(action) if action is not None else ""
+        self._carry_out(self.modes.open_remember(task, effect, action, proposal,
+                                                 unread=self._unread(task)))
 
     def action_abort(self, only: bool = False) -> None:
         task = self._cursor_task()
@@ -230,6 +249,13 @@ class DeckApp(LiveDeck):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_rules(self) -> None:
+        """`R`: the approval rules, to read, filter by agent and delete."""
+        from tui.rules import RulesScreen
+
+        if not isinstance(self.screen, RulesScreen):
+            self.push_screen(RulesScreen())
+
     def palette_commands(self) -> list[Command]:
         """The dashboard's actions offered in the command palette."""
         return [
@@ -241,6 +267,7 @@ class DeckApp(LiveDeck):
             ("Jump to next question", "move to the next task asking a question",
              self.action_next_blocked),
             ("Filter…", "filter rows by text", self.action_filter),
+            ("Approval rules", "list, filter and delete approval rules", self.action_rules),
             ("Help", "list every key", self.action_help),
         ]
 
@@ -268,7 +295,10 @@ class DeckApp(LiveDeck):
         Returns:
             False for a key the box does not take (e.g. tab): it goes its usual way.
         """
-        if event.key in ("enter", "escape"):
+        if self.mode is Mode.REMEMBER and event.key in ("tab", "ctrl+e"):
+            self._carry_out(self.modes.cycle_scope() if event.key == "tab"
+                            else self.modes.cycle_expiry())
+        elif event.key in ("enter", "escape"):
             sent = event.key == "enter"
             if box.id == "prompt-input":
                 self._carry_out(self.modes.submit_answer(box.value) if sent
@@ -308,8 +338,8 @@ class DeckApp(LiveDeck):
                 case Send(task_id, prompt_id, text, reason):
                     self.run_worker(self._answer(task_id, prompt_id, text, reason),
                                     group="answer", exit_on_error=False)
-                case OpenAnswer(task_id, label):
-                    self._open_answer(task_id, label)
+                case OpenAnswer(task_id, label, text):
+                    self._open_answer(task_id, label, text)
                 case CloseAnswer():
                     self._close_answer()
                 case Expand():
@@ -328,6 +358,13 @@ class DeckApp(LiveDeck):
                     self._apply_filter(text)
                 case LeaveFilter(keep):
                     self._leave_filter(keep=keep)
+                case OpenRemember(task_id, label, pattern, options):
+                    self._open_answer(task_id, label, pattern)
+                    self.query_one(PromptBar).show_remember(options)
+                case ShowRemember(options):
+                    self.query_one(PromptBar).show_remember(options)
+                case Remember():
+                    self.run_worker(self._remember(intent), group="answer", exit_on_error=False)
 
     def _unread(self, task: Task | None) -> int:
         """Lines of the task's question never on screen (0 when it asks none)."""
@@ -343,12 +380,12 @@ class DeckApp(LiveDeck):
         prompt = self.view.mirror.prompts.get(task.blocked_on.prompt_id)
         return prompt.action if prompt is not None else None
 
-    def _open_answer(self, task_id: int, label: str) -> None:
+    def _open_answer(self, task_id: int, label: str, text: str = "") -> None:
         task = self.view.mirror.tasks[task_id]
         bar = self.query_one(PromptBar)
         bar.show_prompt(task, self.view.path_of(task.id), self._action_of(task))
         bar.display = True
-        self._focus_now(bar.open_input(label))
+        self._focus_now(bar.open_input(label, text))
         self._sync_bindings(task)
 
     def _close_answer(self) -> None:
@@ -365,6 +402,28 @@ class DeckApp(LiveDeck):
             self.notify(f"#{task_id} not answered: {exc}", severity="error")
             return
         self.notify(answer_notice(prompt, text))
+
+    async def _remember(self, remember: Remember) -> None:
+        """Save the rule, then answer its question (the rule may have answered it already:
+        a new rule decides the questions waiting that it covers)."""
+        if self.client is None:
+            return
+        task_id = remember.task_id
+        try:
+            rule = await self.client.add_rule(remember.effect, remember.pattern,
+                                              expires=remember.expires, **remember.scope)
+        except TaskdeckError as exc:
+            self.notify(f"rule not saved, #{task_id} not answered: {exc}", severity="error")
+            return
+        saved = f"saved rule {rule.id}: {rule.effect.value} {rule.pattern} ({rule.scope})"
+        try:
+            prompt = await self.client.answer(remember.prompt_id, remember.answer)
+        except AlreadyAnswered as exc:
+            self.notify(f"{saved}; {exc}")
+        except TaskdeckError as exc:
+            self.notify(f"{saved}; #{task_id} not answered: {exc}", severity="error")
+        else:
+            self.notify(f"{saved}; {answer_notice(prompt, remember.answer)}")
 
     def _ask_abort(self, task_id: int, count: int, only: bool) -> None:
         task = self.view.mirror.tasks[task_id]

@@ -10,9 +10,12 @@ key obeys lives here, so each is a unit test (tests/tui/test_modes.py).
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 
-from core.model import Task, Verdict
+from core.errors import BadRequest
+from core.model import EDIT, MAX_TEXT, Action, Task, Verdict
+from core.policy import Pattern
 from tui.view import is_asking, verdict_of
 
 
@@ -25,15 +28,19 @@ class Mode(str, enum.Enum):
     """The answer box, for a free-text reply."""
     REASON = "reason"
     """The answer box, for a denial's optional reason."""
+    EDIT = "edit"
+    """The answer box, holding the question's action input to edit, as JSON."""
     CONFIRM = "confirm"
     """An abort waits for y or n."""
     FILTER = "filter"
     """The filter box."""
+    REMEMBER = "remember"
+    """The answer box as a rule editor (`A`, `D`): a pattern, a scope and an expiry."""
 
     @property
     def is_answering(self) -> bool:
         """True while the answer box is open (its question stays in the bar until it closes)."""
-        return self in (Mode.REPLY, Mode.REASON)
+        return self in (Mode.REPLY, Mode.REASON, Mode.EDIT, Mode.REMEMBER)
 
 
 # ------------------------------------------------------------------ intents
@@ -63,6 +70,8 @@ class OpenAnswer:
 
     task_id: int
     label: str
+    text: str = ""
+    """What the box holds when it opens (the input to edit), cursor at its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +125,40 @@ class LeaveFilter:
     keep: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRemember:
+    """Show the task's question with the answer box as a rule editor, holding `pattern`."""
+
+    task_id: int
+    label: str
+    pattern: str
+    options: str
+    """The scope and expiry picked, and the keys that change them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowRemember:
+    """The rule editor's scope or expiry changed: show the new ones."""
+
+    options: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remember:
+    """Save a rule through the daemon, then answer the question it came from."""
+
+    task_id: int
+    prompt_id: int
+    effect: str
+    pattern: str
+    scope: dict[str, object]
+    """`session=...`, `task_id=...`, or nothing (everywhere)."""
+    expires: float | None
+    answer: str
+
+
 Intent = (Say | Send | OpenAnswer | CloseAnswer | Expand | AskAbort | CloseConfirm | Abort
-          | OpenFilter | ApplyFilter | LeaveFilter)
+          | OpenFilter | ApplyFilter | LeaveFilter | OpenRemember | ShowRemember | Remember)
 Intents = tuple[Intent, ...]
 """What a key does, in order; empty when it does nothing at all."""
 
@@ -129,6 +170,29 @@ ALWAYS = frozenset({"quit", "help", "command_palette", "escape"})
 
 TREE_ACTIONS = frozenset({"toggle_fold", "fold", "unfold"})
 """The tree's own keys, carried out by the app: live whenever the tree has the focus."""
+
+EXPIRIES: tuple[tuple[str, float | None], ...] = (
+    ("never", None), ("in 1 hour", 3600.0), ("in 8 hours", 8 * 3600.0),
+    ("in 1 day", 86400.0), ("in 7 days", 7 * 86400.0),
+)
+"""The rule editor's expiries, in the order ctrl+e steps through them."""
+
+
+@dataclass
+class Draft:
+    """The rule being edited: its effect, the scopes it may take, and the picks."""
+
+    effect: str
+    scopes: list[tuple[str, dict[str, object]]]
+    scope: int = 0
+    expiry: int = 0
+
+    def options(self) -> str:
+        """One line: the picks and the keys that change them."""
+        verb = "approves" if self.effect == "allow" else "denies"
+        return (f"for {self.scopes[self.scope][0]} (tab) · expires "
+                f"{EXPIRIES[self.expiry][0]} (ctrl+e) · ⏎ saves the rule and {verb} · "
+                "esc goes back")
 
 
 @dataclass
@@ -142,6 +206,8 @@ class Modes:
     """The choices of the question the open box answers (its last one denies)."""
     confirming: tuple[int, bool] | None = None
     """(task id, only) of the abort waiting for y / n."""
+    draft: Draft | None = None
+    """The rule the open editor saves (`A`, `D`)."""
 
     def allows(self, action: str, task: Task | None, *, covered: bool = False) -> bool:
         """Whether a key's action applies now (keys that do not are left off the footer).
@@ -169,11 +235,15 @@ class Modes:
 
     # ---------------------------------------------------------------- answers
 
-    def choose(self, task: Task | None, number: int, *, unread: int = 0) -> Intents:
-        """A numbered choice (`a` is 1), sent at once.
+    def choose(
+        self, task: Task | None, number: int, *, unread: int = 0, action: Action | None = None
+    ) -> Intents:
+        """A numbered choice (`a` is 1), sent at once; `EDIT` first opens the action's input.
 
         Args:
             unread: Lines of the task's question never on screen; an approval waits for them.
+            action: The action the question asks leave for, if any: its input is what
+                the `EDIT` choice opens for editing.
         """
         said = _not_asking(task)
         if said:
@@ -187,7 +257,21 @@ class Modes:
         if unread and verdict_of(task, choice) is Verdict.APPROVED:
             return (Say(f"#{task.id}'s question has {unread} more lines you have not seen: "
                         "e shows them; approve once you have read them", "warning"),)
+        if choice == EDIT and action is not None:
+            return self._open_edit(task, action)
         return (Send(task.id, task.blocked_on.prompt_id, choice),)
+
+    def _open_edit(self, task: Task, action: Action) -> Intents:
+        """Open the answer box on the action's input as one line of JSON, to edit and send."""
+        assert task.blocked_on is not None
+        text = json.dumps(action.input, ensure_ascii=False)
+        if len(text) > MAX_TEXT:
+            return (Say(f"#{task.id}'s {action.tool} input is {len(text)} characters, too long "
+                        f"to edit here (an answer's reason holds {MAX_TEXT})", "warning"),)
+        self.mode = Mode.EDIT
+        self.answering = (task.id, task.blocked_on.prompt_id)
+        self.choices = list(task.blocked_on.choices)
+        return (OpenAnswer(task.id, f"edit {action.tool} input (JSON)", text),)
 
     def expand(self, task: Task | None) -> Intents:
         """Show more of a long question."""
@@ -205,6 +289,10 @@ class Modes:
         if said:
             return said
         assert task is not None and task.blocked_on is not None and mode.is_answering
+        if mode is Mode.REASON and task.blocked_on.choices[-1] == EDIT:  # edit approves
+            offered = " / ".join(task.blocked_on.choices)
+            return (Say(f"#{task.id} offers no denial ({offered}): a, or 1-"
+                        f"{len(task.blocked_on.choices)}", "warning"),)
         if mode is Mode.REASON and unread:
             said = self.choose(task, len(task.blocked_on.choices), unread=unread)
             if not isinstance(said[0], Send):
@@ -221,9 +309,16 @@ class Modes:
             return ()
         task_id, prompt_id = self.answering
         text = typed.strip()
+        if self.mode is Mode.REMEMBER:
+            return self._submit_rule(typed)
         if self.mode is Mode.REASON:
             denial = self.choices[-1] if self.choices else "deny"
             sent = Send(task_id, prompt_id, denial, reason=text or None)
+        elif self.mode is Mode.EDIT:
+            edited = _edited(text)
+            if isinstance(edited, Say):
+                return (edited,)
+            sent = Send(task_id, prompt_id, EDIT, reason=edited)
         elif text in self.choices:  # a reply is never a choice: it would approve or deny
             return (Say(f"“{text}” is one of the choices: Esc, then a, d or 1-9 picks it",
                         "warning"),)
@@ -238,7 +333,77 @@ class Modes:
         self.mode = Mode.NORMAL
         self.answering = None
         self.choices = []
+        self.draft = None
         return (CloseAnswer(),)
+
+    # ---------------------------------------------------------------- rules
+
+    def open_remember(self, task: Task | None, effect: str, action: Action | None,
+                      proposal: str, *, unread: int = 0) -> Intents:
+        """`A` (allow) or `D` (deny) and remember: the editor, holding the proposed rule.
+
+        Args:
+            action: The action the task's question asks leave for (None: a plain question,
+                which no rule decides).
+            proposal: The pattern to start from.
+            unread: Lines of the question never on screen; an allow waits for them, as `a`.
+        """
+        said = _not_asking(task)
+        if said:
+            return said
+        assert task is not None and task.blocked_on is not None
+        if action is None:
+            return (Say(f"#{task.id} asks a plain question: rules decide only an agent's "
+                        "actions; a or d answers it once", "warning"),)
+        if effect == "allow" and unread:
+            said = self.choose(task, 1, unread=unread)
+            if not isinstance(said[0], Send):
+                return said
+        scopes: list[tuple[str, dict[str, object]]] = []
+        if action.session:
+            scopes.append((f"this session ({action.session})", {"session": action.session}))
+        scopes.append((f"#{task.id} and its sub-tasks", {"task_id": task.id}))
+        scopes.append(("every agent, everywhere", {}))
+        self.mode = Mode.REMEMBER
+        self.answering = (task.id, task.blocked_on.prompt_id)
+        self.choices = list(task.blocked_on.choices)
+        self.draft = Draft(effect, scopes)
+        return (OpenRemember(task.id, f"{effect} rule", proposal, self.draft.options()),)
+
+    def cycle_scope(self) -> Intents:
+        """Tab in the rule editor: the next scope."""
+        if self.draft is None:
+            return ()
+        self.draft.scope = (self.draft.scope + 1) % len(self.draft.scopes)
+        return (ShowRemember(self.draft.options()),)
+
+    def cycle_expiry(self) -> Intents:
+        """Ctrl+E in the rule editor: the next expiry."""
+        if self.draft is None:
+            return ()
+        self.draft.expiry = (self.draft.expiry + 1) % len(EXPIRIES)
+        return (ShowRemember(self.draft.options()),)
+
+    def _submit_rule(self, typed: str) -> Intents:
+        """Enter in the rule editor: save the rule and answer, unless the rule is malformed
+        or matches every use of its tool (the editor stays open to fix it)."""
+        draft, answering = self.draft, self.answering
+        if draft is None or answering is None:
+            return ()
+        try:
+            pattern = Pattern.parse(typed)
+        except BadRequest as exc:
+            return (Say(f"{exc} (fix it, or Esc goes back)", "warning"),)
+        if pattern.everything:
+            return (Say(f"{pattern.text} matches every use of {pattern.tool}: narrow it "
+                        "(`taskdeck rules add --everything` adds such a rule)", "warning"),)
+        answer = self.choices[0] if draft.effect == "allow" else _denial(self.choices)
+        if answer is None:
+            return (Say("this question offers no plain deny for a rule to give: Esc, then d "
+                        "answers it", "warning"),)
+        remember = Remember(answering[0], answering[1], draft.effect, pattern.text,
+                            draft.scopes[draft.scope][1], EXPIRIES[draft.expiry][1], answer)
+        return (remember, *self.cancel_answer())
 
     # ---------------------------------------------------------------- aborts
 
@@ -308,6 +473,26 @@ class Modes:
         if filtered:
             return self.cancel_filter()
         return ()
+
+
+def _edited(typed: str) -> str | Say:
+    """The edited input as the reason that carries it (compact JSON), or why it cannot be sent."""
+    try:
+        edited = json.loads(typed)
+    except ValueError as exc:
+        return Say(f"not JSON ({exc}): fix it, or Esc to cancel", "warning")
+    if not isinstance(edited, dict):
+        return Say("the input must be a JSON object, {...} (Esc cancels)", "warning")
+    text = json.dumps(edited, ensure_ascii=False)
+    if len(text) > MAX_TEXT:
+        return Say(f"the edited input is {len(text)} characters, over {MAX_TEXT}", "warning")
+    return text
+
+
+def _denial(choices: list[str]) -> str | None:
+    """The choice a deny rule gives: "deny", or the second of two (as the daemon's rules)."""
+    found = next((c for c in choices if c.lower() == "deny"), None)
+    return found or (choices[1] if len(choices) == 2 else None)
 
 
 def _not_asking(task: Task | None) -> Intents:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.mirror import Mirror
-from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
+from core.model import EDIT, BlockedReason, Prompt, Task, TaskStatus, Verdict
 from core.text import printable
 
 STATUS_ORDER: tuple[TaskStatus, ...] = (
@@ -89,10 +90,19 @@ def answer_notice(prompt: Prompt, sent: str) -> str:
     return f"replied to #{prompt.task_id}: “{quoted}” (sent as a reply, not an approval)"
 
 
+def by_rule(prompt: Prompt) -> bool:
+    """True when an approval rule answered the prompt (`answered_by` "rule 3", "rules 1, 4")."""
+    return re.fullmatch(r"rules? \d+(, \d+)*", prompt.answered_by or "") is not None
+
+
 def answer_line(prompt: Prompt) -> tuple[str, str]:
-    """How the detail pane shows an answer: text and colour (a reply in no colour of its own)."""
+    """How the detail pane shows an answer: text and colour (a reply in no colour of its own).
+
+    A rule's answer reads as its reason: "approved by rule 3: Bash(npm test *)"."""
     answer = prompt.answer or ""
     verdict = prompt.verdict
+    if by_rule(prompt) and prompt.reason:
+        return f"    → {prompt.reason}", "$error" if verdict is Verdict.DENIED else "$success"
     if verdict is Verdict.REPLIED:
         return f"    ↩ replied “{answer}”", ""
     text = f"    → {answer}"
@@ -141,6 +151,16 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def offers_denial(choices: Sequence[str]) -> bool:
+    """Whether `d` answers: it sends the last choice, unless that one is `EDIT` (an approval)."""
+    return len(choices) > 1 and choices[-1] != EDIT
+
+
+def numbers_shown(choices: Sequence[str]) -> bool:
+    """Whether the number keys are spelled out: some choice has neither `a` nor `d`."""
+    return len(choices) > (2 if offers_denial(choices) else 1)
+
+
 def choice_hint(choices: list[str]) -> str:
     """The keys that answer a prompt, e.g. "[a]pprove [d]eny [r]eply"."""
 
@@ -150,9 +170,9 @@ def choice_hint(choices: list[str]) -> str:
         return f"[{key}] {word}"
 
     parts = [keyed("a", shown_line(choices[0]))]
-    if len(choices) > 1:
+    if offers_denial(choices):
         parts.append(keyed("d", shown_line(choices[-1])))
-    if len(choices) > 2:
+    if numbers_shown(choices):
         parts.append(f"[1-{min(len(choices), 9)}]")
     parts.append("[r]eply")
     return " ".join(parts)
@@ -161,9 +181,9 @@ def choice_hint(choices: list[str]) -> str:
 def short_hint(choices: list[str]) -> str:
     """The answer keys in a few cells, for narrow rows: "[a/d/r]"."""
     keys = ["a"]
-    if len(choices) > 1:
+    if offers_denial(choices):
         keys.append("d")
-    if len(choices) > 2:
+    if numbers_shown(choices):
         keys.append(f"1-{min(len(choices), 9)}")
     keys.append("r")
     return "[" + "/".join(keys) + "]"

@@ -100,6 +100,8 @@ class Hook(msgspec.Struct, kw_only=True, frozen=True):
     agent_type: str | None = None
     tool_name: _Name | None = None
     tool_input: dict[str, Any] | None = None
+    permission_suggestions: Any = None
+    """Rules Claude Code proposes (read leniently: a shape we do not know is left out)."""
     tool_calls: list[Any] | None = None
     prompt: str | None = None
     message: str | None = None
@@ -194,9 +196,31 @@ def plan(hook: Hook, dialect: Dialect, gates: Iterable[str] = ()) -> Plan:
     if gated(event, hook.tool_name, gates):
         assert hook.tool_name is not None
         action = Action(agent=dialect.agent, tool=hook.tool_name, input=hook.tool_input or {},
-                        cwd=hook.cwd[:MAX_TEXT] or None, session=hook.session_id)
+                        cwd=hook.cwd[:MAX_TEXT] or None, session=hook.session_id,
+                        suggestions=suggested_rules(hook.permission_suggestions))
         return Plan(root, child, ask=action)
     return Plan(root, child, progress=_progress(hook))
+
+
+def suggested_rules(suggestions: Any) -> list[str]:
+    """The allow rules Claude Code proposes (`permission_suggestions` of type addRules), as
+    patterns: `{"toolName": "Bash", "ruleContent": "npm test *"}` is `Bash(npm test *)`.
+    Anything else in the list is left out (a suggestion never decides anything itself)."""
+    found: list[str] = []
+    for suggestion in suggestions if isinstance(suggestions, list) else ():
+        if not isinstance(suggestion, dict) or suggestion.get("type") != "addRules" \
+                or suggestion.get("behavior", "allow") != "allow":
+            continue
+        rules = suggestion.get("rules")
+        for rule in rules if isinstance(rules, list) else ():
+            tool = rule.get("toolName") if isinstance(rule, dict) else None
+            content = rule.get("ruleContent") if isinstance(rule, dict) else None
+            if not isinstance(tool, str) or not tool:
+                continue
+            pattern = f"{tool}({content})" if isinstance(content, str) and content else tool
+            if len(pattern) <= MAX_TEXT and pattern not in found:
+                found.append(pattern)
+    return found[:16]
 
 
 def _progress(hook: Hook) -> str | None:

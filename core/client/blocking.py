@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # imported when first used: plain commands need no event loop
 
     from core.client.aio import Client
     from core.client.external import ExternalTask
-from core.model import Prompt, Question, Snapshot, Task, TaskStatus
+from core.model import Action, Prompt, Question, Snapshot, Task, TaskStatus
+from core.policy import Rule, Ruling
 
 
 class SyncClient(_Endpoint):
@@ -205,6 +206,22 @@ class SyncClient(_Endpoint):
     def abort(self, task_id: int, *, only: bool = False) -> list[int]:
         """See `Client.abort`."""
         return self._do(calls.abort(task_id, only))
+
+    def add_rule(self, effect: str, pattern: str, **scope: Any) -> Rule:
+        """See `Client.add_rule` (the same keywords)."""
+        return self._do(calls.add_rule(effect, pattern, **scope))
+
+    def remove_rule(self, rule_id: int, *, by: str | None = None) -> Rule:
+        """See `Client.remove_rule`."""
+        return self._do(calls.remove_rule(rule_id, by))
+
+    def list_rules(self) -> tuple[list[Rule], float]:
+        """See `Client.list_rules`."""
+        return self._do(calls.list_rules())
+
+    def test_rules(self, action: Action, *, task_id: int | None = None) -> Ruling:
+        """See `Client.test_rules`."""
+        return self._do(calls.test_rules(action, task_id))
 
     # ------------------------------------------------------- external tasks
 

@@ -21,7 +21,17 @@ from core.errors import (
     PromptTimedOut,
     TaskdeckError,
 )
-from core.model import EndReason, Prompt, PromptState, Question, Snapshot, Task, TaskStatus
+from core.model import (
+    Action,
+    EndReason,
+    Prompt,
+    PromptState,
+    Question,
+    Snapshot,
+    Task,
+    TaskStatus,
+)
+from core.policy import Effect, Rule, Ruling
 
 T = TypeVar("T")
 R = TypeVar("R", bound=p.Result)
@@ -119,6 +129,30 @@ def abort(task_id: int, only: bool) -> _Call[list[int]]:
 
 def ask(task_id: int, question: Question) -> _Call[Prompt]:
     return _Call(p.Ask.of(task_id, question), p.PromptResult, lambda r: r.prompt)
+
+
+def add_rule(effect: str, pattern: str, **scope: Any) -> _Call[Rule]:
+    try:
+        chosen = Effect(effect)
+    except ValueError:
+        raise BadRequest(f"unknown rule effect {effect!r} (allow, deny or ask)") from None
+    return _Call(p.AddRule(effect=chosen, pattern=pattern, **scope), p.RuleResult,
+                 lambda r: r.rule)
+
+
+def remove_rule(rule_id: int, by: str | None) -> _Call[Rule]:
+    return _Call(p.RemoveRule(rule_id=rule_id, by=by), p.RuleResult, lambda r: r.rule)
+
+
+def list_rules() -> _Call[tuple[list[Rule], float]]:
+    return _Call(p.ListRules(), p.RulesResult, lambda r: (r.rules, r.now))
+
+
+def test_rules(action: Action, task_id: int | None) -> _Call[Ruling]:
+    return _Call(p.TestRules(action=action, task_id=task_id), p.RulingResult, lambda r: r.ruling)
+
+
+test_rules.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def _accept(raw: bytes, request_id: str) -> p.Reply | None:

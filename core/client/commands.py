@@ -15,7 +15,8 @@ from core.client import calls
 from core.client.calls import R, T, _accept, _Call, _raise_error, _result
 from core.client.endpoint import _Endpoint
 from core.errors import Unavailable
-from core.model import Prompt, Snapshot, Task, TaskStatus
+from core.model import Action, Prompt, Snapshot, Task, TaskStatus
+from core.policy import Rule, Ruling
 
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
@@ -253,3 +254,41 @@ class _AsyncCommands(_Endpoint):
     async def abort(self, task_id: int, *, only: bool = False) -> list[int]:
         """End the task and (unless `only`) its subtree; returns the ids it ended."""
         return await self._do(calls.abort(task_id, only))
+
+    async def add_rule(
+        self,
+        effect: str,
+        pattern: str,
+        *,
+        agent: str | None = None,
+        session: str | None = None,
+        task_id: int | None = None,
+        expires: float | None = None,
+        everything: bool = False,
+        by: str | None = None,
+    ) -> Rule:
+        """Add an approval rule (see `Registry.add_rule`); returns it with its id.
+
+        Raises:
+            BadRequest: a malformed pattern, or one matching everything without `everything`.
+        """
+        return await self._do(calls.add_rule(
+            effect, pattern, agent=agent, session=session, task_id=task_id, expires=expires,
+            everything=everything, by=by,
+        ))
+
+    async def remove_rule(self, rule_id: int, *, by: str | None = None) -> Rule:
+        """Remove an approval rule; returns it as removed.
+
+        Raises:
+            UnknownRule: no rule of that id.
+        """
+        return await self._do(calls.remove_rule(rule_id, by))
+
+    async def list_rules(self) -> tuple[list[Rule], float]:
+        """Every rule by id, and the daemon's time now (past a rule's `expires_at`: expired)."""
+        return await self._do(calls.list_rules())
+
+    async def test_rules(self, action: Action, *, task_id: int | None = None) -> Ruling:
+        """Which rules would decide `action` (asked by `task_id`), and why; changes nothing."""
+        return await self._do(calls.test_rules(action, task_id))

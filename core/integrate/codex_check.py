@@ -7,6 +7,7 @@ rather than by hooks that silently never run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -59,12 +60,18 @@ def list_hooks(codex: Path | str, codex_home: Path, cwd: Path) -> list[ListedHoo
             {"method": "initialized"},
             {"id": 1, "method": "hooks/list", "params": {"cwds": [str(cwd)]}},
         ]
-        proc.stdin.write("".join(json.dumps(r) + "\n" for r in requests))
-        proc.stdin.flush()
+        try:
+            proc.stdin.write("".join(json.dumps(r) + "\n" for r in requests))
+            proc.stdin.flush()
+        except OSError:  # it ended before reading: said below, by its exit
+            pass
         reply = _reply(proc.stdout, 1, proc)
     finally:
         proc.kill()
         proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()  # type: ignore[union-attr]
     try:
         return [
             ListedHook(h["key"], h.get("command") or "", h["trustStatus"], h["currentHash"],
@@ -80,8 +87,9 @@ def _reply(stdout: IO[str], wanted: int, proc: subprocess.Popen[str]) -> dict[st
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
-        for line in stdout:
-            lines.put(line)
+        with contextlib.suppress(OSError, ValueError):  # closed under it once we are done
+            for line in stdout:
+                lines.put(line)
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()

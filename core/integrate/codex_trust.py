@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -134,29 +135,51 @@ def apply_trust(
     """config.toml's text with these trust entries set, these removed, these moved.
 
     The user's comments, layout and every other key are kept (tomlkit round-trips them);
-    a state entry's other keys (`enabled`) are kept too.
+    a state entry's other keys (`enabled`) are kept too. The result is read back and
+    compared with the same change made to plain data: a layout tomlkit would edit wrongly
+    (inline tables, dotted keys) is refused rather than written.
 
     Raises:
-        BadFile: the text is not TOML, or `hooks` / `hooks.state` is not a table.
+        BadFile: not TOML, `hooks` / `hooks.state` not a table, or a layout we cannot edit.
     """
     try:
         doc = tomlkit.parse(config_text)
-    except TOMLKitError as exc:
+        expected = tomllib.loads(config_text)
+    except (TOMLKitError, tomllib.TOMLDecodeError) as exc:
         raise BadFile(f"is not valid TOML ({_first_line(exc)})") from None
+    if _table(doc, "hooks", "hooks") is None and not trusted:
+        return config_text
+    _edit(expected, trusted, untrusted, moved or {}, dict, dict)
+    try:
+        _edit(doc, trusted, untrusted, moved or {}, tomlkit.table,
+              lambda: tomlkit.table(is_super_table=True))
+        text = tomlkit.dumps(doc)
+        # Removed tables leave their blank lines behind; a file left with nothing is empty.
+        written = config_text if text == config_text else (
+            text.rstrip("\n") + "\n" if text.strip() else "")
+        same = tomllib.loads(written) == expected
+    except (TOMLKitError, tomllib.TOMLDecodeError, ValueError, TypeError):
+        same = False
+    if not same:
+        raise BadFile("has `hooks` in a form taskdeck cannot edit without changing its "
+                      "meaning (an inline table or dotted keys); write it as "
+                      '[hooks.state."KEY"] tables and run again')
+    return written
+
+
+def _edit(doc: Any, trusted: Mapping[str, str], untrusted: Collection[str],
+          moved: Mapping[str, str], new_table: Callable[[], Any],
+          new_super: Callable[[], Any]) -> None:
+    """The trust change on a TOML document: tomlkit's, or plain dicts to check it against."""
     hooks = _table(doc, "hooks", "hooks")
     state = _table(hooks, "state", "hooks.state") if hooks is not None else None
-    if state is None and not trusted:
-        return config_text
     if hooks is None:
-        hooks = tomlkit.table(is_super_table=True)
-        doc.add("hooks", hooks)
+        hooks = doc["hooks"] = new_super()
     if state is None:
-        state = tomlkit.table(is_super_table=True)
-        hooks.add("state", state)
-
+        state = hooks["state"] = new_super()
     had_entries = bool(state)
-    carried = {now: state[was] for was, now in (moved or {}).items() if was in state}
-    for was in moved or {}:
+    carried = {now: state[was] for was, now in moved.items() if was in state}
+    for was in moved:
         if was in state:
             del state[was]
     for key, entry in carried.items():
@@ -169,18 +192,14 @@ def apply_trust(
         if not entry:  # what the user set there (`enabled`) stays
             del state[key]
     for key, digest in trusted.items():
-        entry = state.get(key)
-        if not isinstance(entry, Mapping):
-            if key in state:
-                del state[key]
-            entry = tomlkit.table()
-            state.add(key, entry)
-        entry["trusted_hash"] = digest
-    if had_entries and not state:  # emptied by us: drop what held only our entries
+        if not isinstance(state.get(key), Mapping):
+            state.pop(key, None)
+            state[key] = new_table()
+        state[key]["trusted_hash"] = digest
+    if not state and (had_entries or not trusted):  # emptied by us, or made for nothing
         del hooks["state"]
         if not hooks:
             del doc["hooks"]
-    return tomlkit.dumps(doc).rstrip("\n") + "\n" if doc else ""
 
 
 def disabled(config_text: str, keys: set[str]) -> list[str]:

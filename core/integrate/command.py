@@ -67,9 +67,11 @@ def entry_point(argv0: str | None = None, executable: str | None = None) -> list
     """The absolute argv that starts this taskdeck: its script, or `python -m core.cli`."""
     argv0 = sys.argv[0] if argv0 is None else argv0
     script = Path(argv0)
+    # Absolute but not resolved: a package manager's link (~/.local/bin/taskdeck) outlives
+    # upgrades that move the file it points to, and a venv's python is a link whose
+    # target is outside the venv.
     if script.name == "taskdeck" and script.is_file():
-        return [str(script.resolve())]
-    # Not resolved: a venv's python is a symlink, and resolving it would leave the venv.
+        return [str(script.absolute())]
     return [str(Path(executable or sys.executable).absolute()), "-m", "core.cli"]
 
 

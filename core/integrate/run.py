@@ -134,11 +134,16 @@ def _codex_step_left(home: Path, codex: str | None, out: TextIO, err: TextIO) ->
     left = sorted(key for key in ours if status.get(key) != "trusted")
     if left:
         print(f"one step left: Codex ({binary}) does not trust {len(left)} of taskdeck's "
-              f"{len(ours)} hooks ({', '.join(status.get(k, 'not listed') for k in left)}): "
+              f"{len(ours)} hooks ({', '.join(_state(k, status) for k in left)}): "
               "run codex, open /hooks and trust them", file=err)
         return 1
     print(f"Codex ({binary}) lists taskdeck's {len(ours)} hooks as trusted", file=out)
     return 0
+
+
+def _state(key: str, status: dict[str, str]) -> str:
+    """`event: trust` for a hook key (`…/hooks.json:EVENT:GROUP:HANDLER`)."""
+    return f"{key.split(':')[-3]} {status.get(key, 'not listed')}"
 
 
 def _names(changes: list[Change]) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,8 +51,6 @@ class Turn:
     """One model answer: its blocks in order; it stops for tools when it calls any."""
 
     blocks: tuple[Block, ...]
-    before: Callable[[dict[str, Any]], None] | None = None
-    """Called with the request's body before the answer is sent (e.g. to wait on an event)."""
 
     @property
     def stop_reason(self) -> str:
@@ -124,10 +122,6 @@ class Request:
     def tool_results(self) -> list[dict[str, Any]]:
         """The `tool_result` blocks of the last user turn."""
         return [b for b in self.last_user() if b.get("type") == "tool_result"]
-
-    def text(self) -> str:
-        """Everything the request says, as one string (for `in` checks)."""
-        return json.dumps(self.body or {})
 
 
 def result_text(block: dict[str, Any]) -> str:
@@ -305,8 +299,6 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                                                               "message": "not in the fake"}})
                 return
             turn = fake._next(request)
-            if turn.before is not None and request.body is not None:
-                turn.before(request.body)
             model = (request.body or {}).get("model") or MODEL
             if not (request.body or {}).get("stream"):
                 self._json(200, _whole(turn, model))

@@ -78,3 +78,35 @@ def test_claude_code_runs_the_hooks_integrate_wrote(deck: Deck, tmp_path: Path) 
     assert (work / "ran").exists()
     until_sync(lambda: (by_key(deck, key) or {}).get("status") == "finished", timeout=WAIT,
                what="the session's task to finish with SessionEnd")
+
+
+@pytest.mark.parametrize("where", ["--user", "--project"])
+def test_claude_code_reads_the_hooks_where_integrate_puts_them(deck: Deck, tmp_path: Path,
+                                                              where: str) -> None:
+    """No --settings on Claude Code's command line: it finds our hooks on its own."""
+    claude = installed(CLAUDE_CODE)
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    env = {**deck.env, "HOME": str(home)}
+    env.pop("CLAUDE_CONFIG_DIR", None)
+    target = [where] + ([str(work)] if where == "--project" else [])
+    written = subprocess.run([str(TASKDECK), "integrate", "claude", *target], env=env,
+                             capture_output=True, text=True, timeout=30, check=False)
+    assert written.returncode == 0, written.stderr
+    expected = (home / ".claude" / "settings.json" if where == "--user"
+                else work / ".claude" / "settings.local.json")
+    assert expected.exists()
+
+    session = str(uuid.uuid4())
+    with FakeAnthropic([text("hello back")]) as model:
+        result = subprocess.run(
+            [str(claude), "-p", "say hello", "--output-format", "json", "--session-id", session],
+            cwd=work, env={**env, **model.env(home)}, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=WAIT, check=False)
+    assert result.returncode == 0, result.stderr
+    task = by_key(deck, f"claude:{session}")
+    assert task is not None, "the hooks did not run"
+    assert task["description"] == f"{work}: say hello"
+    until_sync(lambda: (by_key(deck, f"claude:{session}") or {}).get("status") == "finished",
+               timeout=WAIT, what="the session's task to finish")

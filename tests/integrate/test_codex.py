@@ -64,6 +64,30 @@ def test_config_keeps_the_users_text_and_only_our_entries_change() -> None:
         "/h/hooks.json:stop:0:0": {"enabled": False}}}}
 
 
+@pytest.mark.parametrize("config", [
+    '# only a comment\n',
+    '[hooks]\n[[hooks.PreToolUse]]\nmatcher = "*"\nhooks = [{ type = "command", command = "audit" }]\n',
+    'model = "o3"\n\n[hooks.state."/h/hooks.json:stop:0:0"]\nenabled = false\n',
+])
+def test_trust_goes_in_and_out_leaving_the_text_as_it_was(config: str) -> None:
+    trusted = {"/h/hooks.json:pre_tool_use:1:0": "sha256:bb"}
+    written = codex_trust.apply_trust(config, trusted)
+    assert tomllib.loads(written)["hooks"]["state"]["/h/hooks.json:pre_tool_use:1:0"] == {
+        "trusted_hash": "sha256:bb"}
+    assert codex_trust.apply_trust(written, {}, set(trusted)) == config
+
+
+@pytest.mark.parametrize("config", [
+    'hooks = { state = { "k" = { trusted_hash = "x" } } }\n',
+    'hooks = {}\n',
+    'hooks.state."k".trusted_hash = "x"\nmodel = "m"\n',
+])
+def test_a_layout_tomlkit_would_edit_wrongly_is_refused(config: str) -> None:
+    """tomlkit put `model` under the new table after dotted keys: checked, never written."""
+    with pytest.raises(codex_trust.BadFile, match=r"^has `hooks` in a form taskdeck cannot edit"):
+        codex_trust.apply_trust(config, {"/h/hooks.json:stop:0:0": "sha256:aa"})
+
+
 # ------------------------------------------------------------------ the real Codex
 
 
@@ -184,3 +208,40 @@ def test_linked_codex_home_and_hooks_file_are_trusted_as_codex_keys_them(tmp_pat
     assert main(["integrate", "codex", "--codex-home", str(tmp_path / "link"), "--verify", codex]) == 0
     assert capsys.readouterr().out.endswith("lists taskdeck's 5 hooks as trusted\n")
     assert (real / "hooks.json").is_symlink() and "hook codex" in dotfile.read_text()
+
+
+STUB = """#!{python}
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("method") == "hooks/list":
+        hooks = [{{"key": key, "command": "x", "trustStatus": "modified", "currentHash": "sha256:0",
+                  "enabled": True}} for key in {keys!r}]
+        print(json.dumps({{"id": message["id"], "result": {{"data": [{{"hooks": hooks}}]}}}}), flush=True)
+    elif "id" in message:
+        print(json.dumps({{"id": message["id"], "result": {{}}}}), flush=True)
+"""
+
+
+def test_a_codex_that_disagrees_is_named_with_the_step_left(tmp_path: Path, capsys) -> None:
+    """A Codex whose hashing moved on (a stand-in binary: the pinned one agrees with us)."""
+    import sys
+
+    home, _project = codex_home(tmp_path)
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 0
+    keys = list(tomllib.loads((home / "config.toml").read_text())["hooks"]["state"])[:2]
+    stub = tmp_path / "codex-next"
+    stub.write_text(STUB.format(python=sys.executable, keys=keys))
+    stub.chmod(0o755)
+    capsys.readouterr()
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", str(stub)]) == 1
+    assert capsys.readouterr().err == (
+        f"one step left: Codex ({stub}) does not trust 5 of taskdeck's 5 hooks (permission_request "
+        "not listed, post_tool_use not listed, pre_tool_use modified, session_start modified, "
+        "stop not listed): run codex, open /hooks and trust them\n")
+    assert main(["integrate", "codex", "--codex-home", str(home),
+                 "--verify", str(tmp_path / "no-codex")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"taskdeck: could not ask Codex: cannot start {tmp_path / 'no-codex'}: ")
+    assert main(["integrate", "codex", "--codex-home", str(home), "--verify", "false"]) == 2
+    assert capsys.readouterr().err == "taskdeck: could not ask Codex: codex app-server ended (exit 1)\n"

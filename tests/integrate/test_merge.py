@@ -68,6 +68,17 @@ def test_the_command_is_absolute_and_shell_quoted(tmp_path) -> None:
     assert is_ours(handler(command), "claude")
 
 
+def test_a_linked_script_is_named_by_its_link(tmp_path, monkeypatch) -> None:
+    """~/.local/bin/taskdeck -> a versioned path: the link survives an upgrade, the target not."""
+    real = tmp_path / "Cellar" / "0.1.0" / "bin" / "taskdeck"
+    real.parent.mkdir(parents=True)
+    real.write_text("#!/bin/sh\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "taskdeck").symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    assert entry_point("bin/taskdeck") == [str(tmp_path / "bin" / "taskdeck")]
+
+
 def test_without_a_taskdeck_script_the_interpreter_runs_the_module() -> None:
     assert entry_point("/src/core/cli.py", "/venv/bin/python") == [
         "/venv/bin/python", "-m", "core.cli"]

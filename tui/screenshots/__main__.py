@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui.app import DeckApp, make_app
-from tui.screenshots.scene import REPRODUCE, Scene, wait_for
+from tui.screenshots import claude
+from tui.screenshots.scene import REPRODUCE, SCENE, Scene, wait_for
 from tui.widgets.panes import DetailPane
 from tui.widgets.task_tree import TaskTree
 
@@ -39,6 +40,8 @@ class Shot:
     name: str
     keys: tuple[str, ...]
     caption: str
+    claude: bool = False
+    """Add a Claude Code session asking permission, through the real `taskdeck hook claude`."""
 
 
 SHOTS: tuple[Shot, ...] = (
@@ -49,6 +52,8 @@ SHOTS: tuple[Shot, ...] = (
     Shot("abort", ("j", "j", "j", "j", "x"),
          "Abort asks first and says how many live tasks will stop; `y` confirms."),
     Shot("help", ("question_mark",), "`?` lists every key."),
+    Shot("claude", ("b", "b"), "A Claude Code session asks to run a command: the "
+         "command in code style, agent · session · tool on the inbox line.", claude=True),
 )
 
 
@@ -76,19 +81,24 @@ async def _activity(scene: Scene, app: DeckApp, seconds: int = 30) -> None:
 
 async def shoot(shot: Shot, out: Path, runtime_root: Path) -> Path:
     """Take one screenshot; returns the SVG's path."""
-    scene = Scene(runtime_root / shot.name)
+    scene = Scene(runtime_root / shot.name, steps=claude.STEPS if shot.claude else SCENE)
     app = make_app(connect=scene.connect, clock=scene.clock, blink=False)
     async with app.run_test(size=SIZE) as pilot:
         await _settled(app)
-        await _activity(scene, app)
-        await pilot.pause()
-        if shot.keys:
-            await pilot.press(*shot.keys)
-        await _settled(app)
-        await pilot.pause()
-        app.query_one(TaskTree).refresh_visible()
-        await pilot.pause()
-        svg = app.export_screenshot(title="taskdeck")
+        waiting = await claude.ask(scene) if shot.claude else None
+        try:
+            await _activity(scene, app)
+            await pilot.pause()
+            if shot.keys:
+                await pilot.press(*shot.keys)
+            await _settled(app)
+            await pilot.pause()
+            app.query_one(TaskTree).refresh_visible()
+            await pilot.pause()
+            svg = app.export_screenshot(title="taskdeck")
+        finally:
+            if waiting is not None:
+                await claude.done(waiting)
     path = out / f"{shot.name}.svg"
     path.write_text(svg, encoding="utf-8")
     return path
@@ -125,11 +135,13 @@ def to_png(svg: Path) -> Path | None:
     return png
 
 
-async def main_async(out: Path) -> list[Path]:
+async def main_async(out: Path, only: list[str] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="tdshot") as tmp:
         for shot in SHOTS:
+            if only and shot.name not in only:
+                continue
             svg = await shoot(shot, out, Path(tmp))
             made.append(svg)
             png = to_png(svg)
@@ -142,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tui.screenshots", description=__doc__)
     parser.add_argument("out", nargs="?", type=Path, default=Path("screenshots"),
                         help="where to write the files (default: screenshots/)")
+    parser.add_argument("--only", action="append", choices=[s.name for s in SHOTS],
+                        metavar="NAME", help="take only this shot (repeatable)")
     args = parser.parse_args(argv)
-    made = asyncio.run(main_async(args.out))
+    made = asyncio.run(main_async(args.out, args.only))
     for path in made:
         print(path)
     if not any(p.suffix == ".png" for p in made):

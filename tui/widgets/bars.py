@@ -13,10 +13,19 @@ from textual.content import Content
 from textual.widgets import Input, Label, Sparkline, Static
 
 from core.client import ConnectionState
-from core.model import Action, Task, TaskStatus
+from core.model import EDIT, Action, Task, TaskStatus
 from tui.actions import header as action_header
 from tui.actions import render as render_action
-from tui.view import STATUS_LABELS, STATUS_ORDER, clip, format_tokens, shown, shown_line
+from tui.view import (
+    STATUS_LABELS,
+    STATUS_ORDER,
+    clip,
+    format_tokens,
+    numbers_shown,
+    offers_denial,
+    shown,
+    shown_line,
+)
 
 
 class InlineInput(Input):
@@ -54,6 +63,7 @@ class PromptBar(Vertical):
         with Horizontal(id="prompt-typing"):
             yield Label(id="prompt-label")
             yield InlineInput(id="prompt-input", compact=True)
+        yield Static(id="prompt-remember")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -82,10 +92,12 @@ class PromptBar(Vertical):
         self._draw_question()
         key = "bold reverse $accent"
         choices = [shown_line(choice) for choice in blocked.choices]
+        if action is not None:  # picking edit opens the action's input first
+            choices = [f"{c}…" if c == EDIT else c for c in choices]
         keys: list[str | tuple[str, str]] = [(" a ", key), f" {choices[0]}  "]
-        if len(choices) > 1:
+        if offers_denial(blocked.choices):
             keys += [(" d ", key), f" {choices[-1]} (+reason)  "]
-        if len(choices) > 2:  # two choices are a and d already
+        if numbers_shown(blocked.choices):  # else a and d name every choice already
             for number, choice in enumerate(choices[:9], start=1):
                 keys += [(f" {number} ", key), f" {choice}  "]
         keys += [(" r ", key), " reply with text (not an approval)"]
@@ -179,18 +191,24 @@ class PromptBar(Vertical):
             shown = [*shown, marker]
         self.query_one("#prompt-question", Static).update(Content("\n").join(shown))
 
-    def open_input(self, label: str) -> InlineInput:
-        """Show the answer box labelled with what it sends; returns it to focus."""
+    def open_input(self, label: str, text: str = "") -> InlineInput:
+        """Show the answer box labelled with what it sends, holding `text`; returns it to focus."""
         box = self.query_one("#prompt-input", InlineInput)
-        box.value = ""
+        box.value = text
+        box.cursor_position = len(text)
         box.placeholder = f"{label} (Enter to send, Esc to cancel)"
         self.query_one("#prompt-label", Label).update(f"{label} ›")
         self.add_class("-typing")
         return box
 
+    def show_remember(self, options: str) -> None:
+        """Under the box, the rule editor's scope and expiry, and the keys that change them."""
+        self.query_one("#prompt-remember", Static).update(Content.styled(options, "$text-muted"))
+        self.add_class("-remember")
+
     def close_input(self) -> None:
-        """Hide the answer box."""
-        self.remove_class("-typing")
+        """Hide the answer box (and the rule editor's line)."""
+        self.remove_class("-typing", "-remember")
         self.query_one("#prompt-input", InlineInput).value = ""
 
 
@@ -225,6 +243,11 @@ class NoticeBar(Static):
         line = Content.assemble(*parts, message)
         self._live = [*self._live, (time.monotonic() + timeout, line)][-NOTICES_SHOWN:]
         self.set_timer(timeout, self._expire)
+        self._draw()
+
+    def clear(self) -> None:
+        """Drop every notice now (a screenshot must not depend on how long a run took)."""
+        self._live = []
         self._draw()
 
     def _expire(self) -> None:

@@ -20,6 +20,7 @@ from tui.view import (
     STATUS_LABELS,
     TreeView,
     answer_line,
+    by_rule,
     choice_hint,
     clip,
     elapsed_of,
@@ -149,7 +150,8 @@ class DetailPane(Static):
                 out(f"    {choice_hint(prompt.choices)}\n", style="bold")
             elif prompt.state is PromptState.ANSWERED:
                 out(*answer_line(prompt))
-                out(f"  by {prompt.answered_by}\n", style="$text-muted")
+                out("\n" if by_rule(prompt) else f"  by {prompt.answered_by}\n",
+                    style="$text-muted")
             else:
                 out(f"    {prompt.state.value.replace('_', ' ')}\n", style="$text-muted")
         if self.decisions:

@@ -1,0 +1,24 @@
+"""Fixtures shared with the hook tests (a real daemon that runs hooks) and the dashboard tests
+(the scripted scene on an in-process daemon), and a daemon that keeps a journal."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.bridges.conftest import (
+    HookDeck,
+    deck,  # noqa: F401  (fixtures, shared)
+)
+from tests.tui.conftest import runtime_dir, scene  # noqa: F401
+
+
+@pytest.fixture
+def journaled(tmp_path: Path) -> Iterator[HookDeck]:
+    """A real `taskdeck serve` with a journal (for history and restarts), that runs hooks."""
+    served = HookDeck(tmp_path)
+    served.serve("--journal", str(tmp_path / "journal.sqlite3"))
+    try:
+        yield served
+    finally:
+        served.stop()
