@@ -349,33 +349,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", type=_task_id, metavar="ID", help="the task asking")
     p.add_argument("--cwd", metavar="DIR", help="the agent's working directory (for paths)")
 
-    hook = command("hook", _cmd_hook, "answer an agent's hook: one JSON event on stdin")
-    hook.add_argument("agent", choices=["claude"], help="the agent whose hook runs this")
-    hook.add_argument(
-        "--gate",
-        action="append",
-        default=[],
-        metavar="TOOL",
-        help="ask a person before every use of this tool, at PreToolUse (repeatable); "
-        "PermissionRequest always asks",
-    )
-    from core.bridges.claude import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
+    from core.bridges.command import add_arguments as hook_arguments
+    from core.bridges.command import positive as _positive
 
-    hook.add_argument(
-        "--idle",
-        type=_positive,
-        default=DEFAULT_IDLE_MINUTES,
-        metavar="MINUTES",
-        help=f"a session silent this long ends as lost (default {DEFAULT_IDLE_MINUTES:g})",
-    )
-    hook.add_argument(
-        "--timeout",
-        type=_positive,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"wait this long for a person, then deny (default {DEFAULT_TIMEOUT:g}: under "
-        "the 600 s hook timeout)",
-    )
+    hook_arguments(command("hook", _cmd_hook, "answer an agent's hook: one JSON event on stdin"))
+    from core.bridges.hook import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
 
     integrate = command(
         "integrate", _cmd_integrate, "write taskdeck's hooks into Claude Code's or Codex's settings"
@@ -443,17 +421,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(text: str) -> float:
-    """An argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def _cmd_integrate(args: argparse.Namespace) -> int:
     from core.integrate import run
 
@@ -475,10 +442,10 @@ def _cmd_web(args: argparse.Namespace) -> int:
 
 
 def _cmd_hook(args: argparse.Namespace) -> int:
-    """Only what the hook needs is imported: Claude Code starts it for every event."""
-    from core.bridges import claude
+    """Only what the hook needs is imported: agents start it for every event."""
+    from core.bridges.command import run
 
-    return claude.main(args)
+    return run(args)
 
 
 def _cmd_mcp(args: argparse.Namespace) -> int:

@@ -3,22 +3,24 @@ its external tasks."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from core import protocol as p
 from core.client import calls
-from core.client.aio import Client
 from core.client.calls import T, _accept, _Call, _raise_error, _result
 from core.client.endpoint import ClientOptions, _Endpoint
-from core.client.external import ExternalTask
 from core.errors import Unavailable
+
+if TYPE_CHECKING:  # imported when first used: plain commands need no event loop
+    import asyncio
+
+    from core.client.aio import Client
+    from core.client.external import ExternalTask
 from core.model import Action, Prompt, Question, Snapshot, Task, TaskStatus
 from core.policy import Rule, Ruling
 
@@ -229,6 +231,10 @@ class SyncClient(_Endpoint):
         if self._client is None:
             if self._closed:
                 raise Unavailable("the client is closed")
+            import asyncio
+
+            from core.client.aio import Client
+
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(
                 target=self._loop.run_forever, name="taskdeck-client", daemon=True
@@ -252,6 +258,9 @@ class SyncClient(_Endpoint):
         return SyncExternalTask(self, self._run(client.open_task(description, **options)))
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        import asyncio
+        import concurrent.futures
+
         assert self._loop is not None
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result()

@@ -13,8 +13,24 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from core import protocol as p
-from core.errors import ERRORS_BY_CODE, BadRequest, TaskdeckError
-from core.model import Action, Prompt, Question, Snapshot, Task, TaskStatus
+from core.errors import (
+    ERRORS_BY_CODE,
+    BadRequest,
+    InvalidState,
+    NotPending,
+    PromptTimedOut,
+    TaskdeckError,
+)
+from core.model import (
+    Action,
+    EndReason,
+    Prompt,
+    PromptState,
+    Question,
+    Snapshot,
+    Task,
+    TaskStatus,
+)
 from core.policy import Effect, Rule, Ruling
 
 T = TypeVar("T")
@@ -166,3 +182,58 @@ def _result(reply: p.Reply, kind: type[R]) -> R:
             f"the daemon answered {type(result).__name__} where {kind.__name__} was expected"
         )
     return result
+
+
+# ------------------------------------------------------- how a question ends
+
+LOCAL_GRACE = 0.5
+"""Seconds an `ask` with a timeout waits past it for the daemon's word before giving up alone."""
+
+
+class NoWordInTime(PromptTimedOut):
+    """An `ask`'s own deadline passed before the daemon said its prompt timed out.
+
+    The daemon may be stopped or gone; its own timer closes the prompt once it runs again.
+    """
+
+
+def _same_question(asked: Prompt, seen: Prompt) -> bool:
+    """True when `seen` is the very prompt that was asked, not another given its id later.
+
+    Ids alone are not enough: a daemon that lost its last moments in a crash could
+    give them again; the task, the question and the time it was asked tell them apart.
+    """
+    return (
+        seen.id == asked.id
+        and seen.task_id == asked.task_id
+        and seen.question == asked.question
+        and seen.created_at == asked.created_at
+    )
+
+
+def _question_lost(asked: Prompt) -> InvalidState:
+    return InvalidState(
+        f"the daemon no longer knows question {asked.question!r} (prompt {asked.id} of "
+        f"task {asked.task_id}): it restarted without it; nothing was approved, ask again"
+    )
+
+
+def settle(asked: Prompt, closed: Prompt, task: Task) -> Prompt:
+    """The answered prompt an `ask` returns, once the daemon closed the question it asked.
+
+    Raises:
+        PromptTimedOut: nobody answered within the timeout and there is no default.
+        InvalidState: the task was aborted (or ended) while waiting, or the daemon
+            restarted without the question.
+        NotPending: the prompt was cancelled.
+    """
+    if not _same_question(asked, closed):  # never act on another question's answer
+        raise _question_lost(asked)
+    if closed.state is PromptState.ANSWERED:
+        return closed
+    if closed.state is PromptState.TIMED_OUT:
+        raise PromptTimedOut(f"nobody answered within {closed.timeout:g}s")
+    if task.status.is_ended:
+        why = "aborted" if task.end_reason is EndReason.ABORTED else task.status.value
+        raise InvalidState(f"task {task.id} was {why}: {task.error or ''}".rstrip(": "))
+    raise NotPending(f"prompt {closed.id} was cancelled")

@@ -169,6 +169,16 @@ class _Endpoint:
         sock.curve_publickey = pair.public.encode()
         sock.curve_secretkey = pair.secret.encode()
 
+    def _subscribe(self, sub: zmq.Socket[Any], events: str) -> None:
+        """Connect a SUB socket to the daemon's events, every topic, secured like commands."""
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
+        self._secure(sub)
+        if events.startswith("tcp://["):
+            sub.setsockopt(zmq.IPV6, 1)
+        sub.connect(events)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+
     def _new_req(self, ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
         """A plain REQ socket connected to the daemon's command endpoint."""
         if self.connection is None:

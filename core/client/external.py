@@ -10,21 +10,14 @@ from collections.abc import Callable, Iterable
 
 from core import protocol as p
 from core.client import calls
-from core.client.follow import _Following, _question_lost, _same_question
-from core.errors import InvalidState, NotPending, PromptTimedOut, TaskdeckError, Unavailable
-from core.model import Action, EndReason, Prompt, PromptState, Question, Task
+from core.client.calls import LOCAL_GRACE, NoWordInTime, _same_question, settle
+from core.client.follow import _Following
+from core.errors import TaskdeckError, Unavailable
+from core.model import Action, Prompt, Question, Task
 
 log = logging.getLogger(__name__)
 
-LOCAL_GRACE = 0.5
-"""Seconds an `ask` with a timeout waits past it for the daemon's word before giving up alone."""
-
-
-class NoWordInTime(PromptTimedOut):
-    """An `ask`'s own deadline passed before the daemon said its prompt timed out.
-
-    The daemon may be stopped or gone; its own timer closes the prompt once it runs again.
-    """
+__all__ = ["LOCAL_GRACE", "ExternalTask", "NoWordInTime"]
 
 
 class ExternalTask:
@@ -142,17 +135,9 @@ class ExternalTask:
         finally:
             client._prompt_waiters.pop(prompt.id, None)
         self.task = task
-        if not _same_question(prompt, closed):  # never act on another question's answer
-            raise _question_lost(prompt)
-        if closed.state is PromptState.ANSWERED:
-            return closed
-        if closed.state is PromptState.TIMED_OUT:
-            raise PromptTimedOut(f"nobody answered within {closed.timeout:g}s")
-        if task.status.is_ended:
+        if task.status.is_ended and _same_question(prompt, closed):
             self._ended = True
-            why = "aborted" if task.end_reason is EndReason.ABORTED else task.status.value
-            raise InvalidState(f"task {self.id} was {why}: {task.error or ''}".rstrip(": "))
-        raise NotPending(f"prompt {closed.id} was cancelled")
+        return settle(prompt, closed, task)
 
     async def add_tokens(self, prompt: int = 0, completion: int = 0) -> None:
         """Count tokens this task spent."""

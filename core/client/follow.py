@@ -16,8 +16,9 @@ import zmq
 import zmq.asyncio
 
 from core import protocol as p
+from core.client.calls import _question_lost, _same_question
 from core.client.commands import _AsyncCommands
-from core.errors import InvalidState, TaskdeckError, Unavailable, UnknownTask
+from core.errors import TaskdeckError, Unavailable, UnknownTask
 from core.mirror import Mirror, OutOfSync
 from core.model import (
     Event,
@@ -180,14 +181,8 @@ class _Following(_AsyncCommands):
         conn = self._refresh_connection()
         sub = self._context().socket(zmq.SUB)
         try:
-            sub.setsockopt(zmq.LINGER, 0)
             sub.setsockopt(zmq.RCVHWM, self.options.rcvhwm)
-            sub.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
-            self._secure(sub)
-            if conn.events.startswith("tcp://["):
-                sub.setsockopt(zmq.IPV6, 1)
-            sub.connect(conn.events)
-            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            self._subscribe(sub, conn.events)
             # The first message proves the subscription is live: events from now on reach us.
             if not await sub.poll(int(self.heartbeat * DISCONNECTED_AFTER * 1000), zmq.POLLIN):
                 raise _Disconnected(f"no heartbeat from {conn.events}")
@@ -365,25 +360,4 @@ class _Following(_AsyncCommands):
         self._prompt_waiters.pop(asked.id, None)
         if not future.done():
             future.set_exception(_question_lost(asked))
-
-
-def _same_question(asked: Prompt, seen: Prompt) -> bool:
-    """True when `seen` is the very prompt that was asked, not another given its id later.
-
-    Ids alone are not enough: a daemon that lost its last moments in a crash could
-    give them again; the task, the question and the time it was asked tell them apart.
-    """
-    return (
-        seen.id == asked.id
-        and seen.task_id == asked.task_id
-        and seen.question == asked.question
-        and seen.created_at == asked.created_at
-    )
-
-
-def _question_lost(asked: Prompt) -> InvalidState:
-    return InvalidState(
-        f"the daemon no longer knows question {asked.question!r} (prompt {asked.id} of "
-        f"task {asked.task_id}): it restarted without it; nothing was approved, ask again"
-    )
 

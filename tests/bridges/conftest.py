@@ -1,4 +1,4 @@
-"""A real daemon in a temp runtime dir, and `taskdeck hook claude` run as Claude Code runs it."""
+"""A real daemon in a temp runtime dir, and `taskdeck hook AGENT` run as the agent runs it."""
 
 from __future__ import annotations
 
@@ -17,19 +17,21 @@ from tests.support import until_sync
 class HookDeck(Deck):
     """A deck that also runs hooks: one JSON event on stdin, the answer on stdout."""
 
-    def hook(self, event: dict | bytes, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    def hook(
+        self, event: dict | bytes, *args: str, agent: str = "claude", timeout: float = 20
+    ) -> subprocess.CompletedProcess[str]:
         data = event if isinstance(event, bytes) else json.dumps(event).encode()
         result = subprocess.run(
-            [sys.executable, "-m", "core.cli", "hook", "claude", *args],
+            [sys.executable, "-m", "core.entry", "hook", agent, *args],
             env=self.env, input=data, capture_output=True, timeout=timeout, check=False,
         )
         return subprocess.CompletedProcess(
             result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
         )
 
-    def start_hook(self, event: dict, *args: str) -> subprocess.Popen[str]:
+    def start_hook(self, event: dict, *args: str, agent: str = "claude") -> subprocess.Popen[str]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "hook", "claude", *args],
+            [sys.executable, "-m", "core.entry", "hook", agent, *args],
             env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )

@@ -262,17 +262,138 @@ def test_hostile_stdin_gets_a_safe_answer(deck: HookDeck, raw: bytes) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_the_hook_imports_no_dashboard() -> None:
+@pytest.mark.parametrize("event", ["PostToolUse", "PermissionRequest"])
+def test_the_hook_imports_no_dashboard_and_no_event_loop(event: str) -> None:
+    """`taskdeck hook` starts for every tool call: an observation loads neither the
+    dashboard nor asyncio (a third of its start-up); a decision loads no dashboard."""
     code = (
         "import sys, io\n"
-        "sys.stdin = io.TextIOWrapper(io.BytesIO(b'{\"hook_event_name\": \"PostToolUse\", "
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(b'{\"hook_event_name\": \"%s\", "
         "\"session_id\": \"s\", \"tool_name\": \"Bash\"}'))\n"
-        "from core import cli\n"
-        "cli.main(['hook', 'claude', '--runtime-dir', '/nonexistent'])\n"
+        "from core import entry\n"
+        "entry.main(['hook', 'claude', '--runtime-dir', '/nonexistent'])\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
-    )
+    ) % event
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=20, check=False)
     loaded = json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))
     assert {"core", "zmq"} <= set(loaded)  # it did reach for the daemon
     assert not {"textual", "tui", "rich", "sqlite3"} & set(loaded)
+    if event == "PostToolUse":
+        assert "asyncio" not in loaded
+
+
+def prompts_of(deck: HookDeck, task_id: int) -> list[dict]:
+    return json.loads(deck.run("show", str(task_id), "--json").stdout)["prompts"]
+
+
+@pytest.mark.timeout(60)
+def test_a_question_answered_in_the_agent_closes_with_the_sessions_next_event(tmp_path) -> None:
+    deck = HookDeck(tmp_path)
+    deck.serve("--journal", str(tmp_path / "journal.db"))
+    try:
+        _answered_in_the_agent(deck)
+    finally:
+        deck.stop()
+
+
+def _answered_in_the_agent(deck: HookDeck) -> None:
+    # Claude Code leaves a hook whose dialog the person answered running, unheard.
+    hook = deck.start_hook(PERMISSION)
+    task = deck.asking(ROOT)
+    # Events that do not show the dialog was answered leave the question open.
+    quiet(deck.hook(event("Notification", message="Claude needs your permission",
+                          notification_type="permission_prompt")))
+    quiet(deck.hook(event("PostToolUse", tool_name="Read", tool_input={"file_path": "a"})))
+    [prompt] = prompts_of(deck, task["id"])
+    assert prompt["state"] == "pending"
+    # The call ran: the person let it in Claude Code's own dialog.
+    quiet(deck.hook(event("PostToolUse", **BASH, tool_response={}, tool_use_id="t9")))
+    [prompt] = prompts_of(deck, task["id"])
+    assert (prompt["state"], prompt["answer"], prompt["reason"], prompt["answered_by"]) == \
+        ("answered", "answered in the agent", "Bash ran", "Claude Code")
+    out, err = hook.communicate(timeout=20)
+    assert (hook.returncode, out, err) == (0, "", "")  # no verdict: the dialog decided
+    [root] = deck.by_key(ROOT)
+    assert (root["status"], root["blocked_on"]) == ("in_progress", None)
+    history = deck.run("history")
+    assert history.returncode == 0, history.stderr
+    assert "answered in the agent: Bash ran" in history.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_question_whose_hook_is_gone_closes_with_the_next_event(deck: HookDeck) -> None:
+    hook = deck.start_hook(PERMISSION)
+    task = deck.asking(ROOT)
+    hook.kill()  # SIGKILL: no chance to close its own question
+    hook.communicate(timeout=20)
+    assert prompts_of(deck, task["id"])[0]["state"] == "pending"
+    quiet(deck.hook(event("Notification", message="Claude needs your permission")))
+    [prompt] = prompts_of(deck, task["id"])
+    assert (prompt["answer"], prompt["reason"]) == \
+        ("answered in the agent", "the hook waiting on it is gone")
+    # The session can ask again.
+    hook = deck.start_hook(PERMISSION)
+    task = deck.asking(ROOT)
+    assert deck.run("answer", str(task["id"]), "approve").returncode == 0
+    out, _ = hook.communicate(timeout=20)
+    assert json.loads(out)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+
+
+@pytest.mark.timeout(60)
+def test_a_sub_agents_question_closes_when_the_sub_agent_ends(deck: HookDeck) -> None:
+    sub = {"agent_id": "agent-7", "agent_type": "Explore"}
+    hook = deck.start_hook({**PERMISSION, **sub})
+    task = deck.asking(CHILD)
+    quiet(deck.hook(event("Stop")))  # the main agent's turn: not the sub-agent's question
+    assert prompts_of(deck, task["id"])[0]["state"] == "pending"
+    quiet(deck.hook(event("SubagentStop", **sub, last_assistant_message="done")))
+    [prompt] = prompts_of(deck, task["id"])
+    assert (prompt["answer"], prompt["reason"]) == ("answered in the agent", "the sub-agent ended")
+    out, _ = hook.communicate(timeout=20)
+    assert out == ""
+    [child] = deck.by_key(CHILD)
+    assert child["status"] == "finished"
+
+
+@pytest.mark.timeout(60)
+def test_a_decision_waits_without_an_event_loop(deck: HookDeck) -> None:
+    """The wait for a person is a blocking subscription: no asyncio, no snapshot."""
+    code = (
+        "import io, sys\n"
+        f"sys.stdin = io.TextIOWrapper(io.BytesIO({json.dumps(PERMISSION).encode()!r}))\n"
+        "from core import entry\n"
+        "entry.main(['hook', 'claude'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
+    )
+    hook = subprocess.Popen([sys.executable, "-c", code], env=deck.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    task = deck.asking(ROOT)
+    assert deck.run("answer", str(task["id"]), "approve").returncode == 0
+    out, err = hook.communicate(timeout=20)
+    answer, loaded = out.strip().splitlines()
+    assert json.loads(answer)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+    assert "asyncio" not in json.loads(loaded.replace("'", '"'))
+
+
+@pytest.mark.timeout(90)
+def test_a_waiting_hook_gets_its_answer_across_a_daemon_restart(tmp_path) -> None:
+    """kill -9 and a new daemon on the same journal: the question is still pending there,
+    the waiting hook finds it again, and the answer given after the restart reaches it."""
+    deck = HookDeck(tmp_path)
+    journal = str(tmp_path / "journal.db")
+    deck.serve("--journal", journal)
+    try:
+        hook = deck.start_hook(PERMISSION)
+        task = deck.asking(ROOT)
+        deck.process.kill()
+        deck.process.wait(timeout=10)
+        (deck.runtime_dir / "daemon.json").unlink()  # as a crash leaves it: no clean-up ran
+        deck.serve("--journal", journal)
+        assert deck.asking(ROOT)["id"] == task["id"]
+        assert deck.run("answer", str(task["id"]), "approve").returncode == 0
+        out, err = hook.communicate(timeout=30)
+        assert (hook.returncode, err) == (0, "")
+        assert json.loads(out)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
+    finally:
+        deck.stop()

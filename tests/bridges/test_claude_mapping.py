@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from core.bridges.claude import (
+from core.bridges.claude import CLAUDE
+from core.bridges.hook import (
     BadInput,
     Plan,
     decided,
@@ -15,6 +16,7 @@ from core.bridges.claude import (
     gated,
     parse,
     plan,
+    settled,
     stop_reason,
     stopped,
 )
@@ -23,7 +25,7 @@ from core.model import Action, Prompt, Task
 
 def hook(name: str, **fields: object):
     return parse(json.dumps({"hook_event_name": name, "session_id": "S", "cwd": "/w",
-                             **fields}).encode())
+                             **fields}).encode(), CLAUDE)
 
 
 BASH = {"tool_name": "Bash", "tool_input": {"command": "npm test"}}
@@ -55,13 +57,13 @@ SUB = {"agent_id": "a1", "agent_type": "Explore"}
     ],
 )
 def test_observed_events_plan_the_tree(name: str, fields: dict, expected: Plan) -> None:
-    assert plan(hook(name, **fields)) == expected
+    assert plan(hook(name, **fields), CLAUDE) == expected
 
 
 def test_keys_name_the_session_and_the_sub_agent() -> None:
-    assert hook("Stop").root_key == "claude:S"
-    assert hook("Stop").child_key is None
-    assert hook("Stop", **SUB).child_key == "claude:S/a1"
+    assert hook("Stop").root_key(CLAUDE) == "claude:S"
+    assert hook("Stop").child_key(CLAUDE) is None
+    assert hook("Stop", **SUB).child_key(CLAUDE) == "claude:S/a1"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +77,7 @@ def test_keys_name_the_session_and_the_sub_agent() -> None:
     ],
 )
 def test_decisions_ask_with_a_structured_action(name: str, gates: tuple, asks: bool) -> None:
-    done = plan(hook(name, **BASH), gates)
+    done = plan(hook(name, **BASH), CLAUDE, gates)
     if not asks:
         assert done.ask is None
         return
@@ -99,7 +101,7 @@ def test_decisions_ask_with_a_structured_action(name: str, gates: tuple, asks: b
 )
 def test_bad_input_is_refused(raw: bytes) -> None:
     with pytest.raises(BadInput):
-        parse(raw)
+        parse(raw, CLAUDE)
 
 
 @pytest.mark.parametrize(
@@ -154,17 +156,17 @@ def perm(**decision: object) -> dict:
     ],
 )
 def test_answers_become_hook_output(event: str, prompt: Prompt, expected: dict) -> None:
-    assert decided(event, prompt) == expected
+    assert decided(event, prompt, CLAUDE) == expected
 
 
 def test_an_aborted_session_stops_every_hook() -> None:
     task = Task(id=1, agent="claude", description="d", error="aborted by ann")
     reason = stop_reason(task)
     assert reason == "aborted in taskdeck by ann"
-    assert stopped("Stop", reason) == {"continue": False, "stopReason": reason}
-    assert stopped(PERM, reason)["hookSpecificOutput"]["decision"] == {
+    assert stopped("Stop", reason, CLAUDE) == {"continue": False, "stopReason": reason}
+    assert stopped(PERM, reason, CLAUDE)["hookSpecificOutput"]["decision"] == {
         "behavior": "deny", "message": reason, "interrupt": True}
-    assert stopped(PRE, reason)["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert stopped(PRE, reason, CLAUDE)["hookSpecificOutput"]["permissionDecision"] == "deny"
 
 
 @pytest.mark.parametrize(
@@ -178,4 +180,38 @@ def test_an_aborted_session_stops_every_hook() -> None:
     ],
 )
 def test_errors_never_allow(event: str | None, is_gated: bool, expected: dict | None) -> None:
-    assert fail_safe(event, is_gated, "daemon down") == expected
+    assert fail_safe(event, is_gated, "daemon down", CLAUDE) == expected
+
+
+def pending(tool: str = "Bash", given: dict | None = None, agent: str = "claude") -> Prompt:
+    action = Action(agent=agent, tool=tool, input=given or {"command": "npm test"})
+    return Prompt(id=1, task_id=1, question="q", action=action)
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "prompt", "why"),
+    [
+        ("PostToolUse", BASH, pending(), "Bash ran"),
+        ("PostToolUse", {"tool_name": "Bash", "tool_input": {"command": "ls"}}, pending(), None),
+        ("PostToolUse", {"tool_name": "Read", "tool_input": {"command": "npm test"}},
+         pending(), None),
+        ("PostToolBatch", {"tool_calls": [{"tool_name": "Read"}, {**BASH}]}, pending(),
+         "Bash was decided in its batch"),
+        ("PostToolBatch", {"tool_calls": ["junk", {"tool_name": "Bash"}]}, pending(), None),
+        ("Stop", {}, pending(), "its turn ended"),
+        ("SubagentStop", SUB, pending(), "the sub-agent ended"),
+        ("UserPromptSubmit", {"prompt": "next"}, pending(), "a new prompt was sent"),
+        ("SessionEnd", {"reason": "other"}, pending(), "the session ended"),
+        # A dialog still up: Notification fires ~6 s into it; another tool may finish.
+        ("Notification", {"message": "Claude needs your permission"}, pending(), None),
+        ("PostToolUse", {"tool_name": "Read", "tool_input": {"file_path": "a"}}, pending(), None),
+        ("PreToolUse", BASH, pending(), None),
+        # Not this bridge's question: a plain `taskdeck ask`, or another agent's.
+        ("Stop", {}, Prompt(id=1, task_id=1, question="q"), None),
+        ("Stop", {}, pending(agent="codex"), None),
+    ],
+)
+def test_an_event_shows_the_agent_decided_a_pending_question(
+    name: str, fields: dict, prompt: Prompt, why: str | None
+) -> None:
+    assert settled(hook(name, **fields), CLAUDE, prompt) == why

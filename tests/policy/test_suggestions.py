@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from core.bridges.claude import parse, plan, suggested_rules
+from core.bridges.claude import CLAUDE
+from core.bridges.hook import parse, plan, suggested_rules
 from core.model import Action
 from core.policy.propose import propose
 
@@ -19,7 +20,7 @@ def test_a_permission_request_carries_its_suggestions_on_the_action() -> None:
     raw = json.dumps({"hook_event_name": "PermissionRequest", "session_id": "S", "cwd": "/w",
                       "tool_name": "Bash", "tool_input": {"command": "npm test -- --ci"},
                       "permission_suggestions": OBSERVED}).encode()
-    action = plan(parse(raw)).ask
+    action = plan(parse(raw, CLAUDE), CLAUDE).ask
     assert action is not None and action.suggestions == ["Bash(npm test *)"]
 
 
@@ -41,7 +42,7 @@ def test_a_hook_with_an_odd_suggestion_still_parses() -> None:
     raw = json.dumps({"hook_event_name": "PermissionRequest", "session_id": "S",
                       "tool_name": "Bash", "tool_input": {"command": "ls"},
                       "permission_suggestions": "odd"}).encode()
-    assert plan(parse(raw)).ask is not None
+    assert plan(parse(raw, CLAUDE), CLAUDE).ask is not None
 
 
 @pytest.mark.parametrize(("suggestions", "proposed"), [
