@@ -391,3 +391,29 @@ def test_with_the_daemon_down_the_ui_dialog_asks_the_person(claude: Claude, tmux
                what="the command the person allowed in the UI to run")
     tmux.shows("the dialog asked instead")
     quit_ui(tmux)
+
+
+def test_answered_in_the_agents_own_dialog_first_the_taskdeck_prompt_closes(
+    claude: Claude, tmux: Tmux
+) -> None:
+    """Claude Code keeps its dialog up while the PermissionRequest hook waits; a person who
+    answers there first wins, and the hook's later answer is ignored. The taskdeck question
+    must not stay pending: it closes as answered in the agent, at the latest with the
+    session's next hook event (here PostToolUse of the allowed call, then Stop)."""
+    dialog(claude, tmux, "answered-in-ui.txt", "the person said yes in the UI")
+    claude.deck.asking(claude.root_key)  # taskdeck asks too
+
+    tmux.send("Enter")  # "1. Yes", in Claude Code's own dialog
+    until_sync((claude.place.work / "answered-in-ui.txt").exists, timeout=WAIT,
+               what="the command the person allowed in the UI to run")
+    tmux.shows("the person said yes in the UI")
+    # By now the session sent its next events (PostToolUse, Stop): the question is closed.
+    root = claude.deck.task(claude.root_key, until=lambda t: t["blocked_on"] is None,
+                            what="to stop asking")
+    [prompt] = claude.deck.prompts(root["id"])
+    assert prompt["state"] != "pending"
+    assert "answered in the agent" in json.dumps(prompt)
+    late = claude.deck.run("answer", str(root["id"]), "approve", "--prompt", str(prompt["id"]))
+    assert late.returncode != 0  # nobody answers a question the agent no longer asks
+    quit_ui(tmux)
+
