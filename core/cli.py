@@ -19,6 +19,7 @@ from typing import NoReturn
 import msgspec
 
 from core import __version__
+from core.bridges.command import positive as _positive
 from core.errors import (
     BadRequest,
     InvalidState,
@@ -350,7 +351,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", metavar="DIR", help="the agent's working directory (for paths)")
 
     from core.bridges.command import add_arguments as hook_arguments
-    from core.bridges.command import positive as _positive
 
     hook_arguments(command("hook", _cmd_hook, "answer an agent's hook: one JSON event on stdin"))
     from core.bridges.hook import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
