@@ -27,7 +27,7 @@ from core.client import ConnectionState
 from core.errors import BadRequest, InvalidState, TaskdeckError
 from core.mirror import Mirror
 from core.model import Prompt, Task
-from tui.frames import Frames
+from tui.frames import Frame, Frames
 from tui.view import TreeView, clip, shown, shown_line
 from tui.widgets.bars import (
     ConfirmBar,
@@ -207,9 +207,13 @@ class LiveDeck(App[int]):
         if self.client is None:
             return
         try:
-            tree = self.query_one(TaskTree)
+            self._draw_frame(frame, self.query_one(TaskTree))
         except NoMatches:
-            return  # shutting down: the screen is gone
+            return  # shutting down: widgets leave one by one, a frame may land between
+
+    def _draw_frame(self, frame: Frame, tree: TaskTree) -> None:
+        """One frame's changes onto the tree, inbox, status bar and header."""
+        assert self.client is not None
         with self.batch_update():
             if frame.resync:
                 self._journal_kept = True  # maybe a restarted daemon, now with a journal
