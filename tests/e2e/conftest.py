@@ -104,12 +104,8 @@ def _environments() -> Iterator[tuple[int, bytes]]:
 @pytest.fixture
 def deck(tmp_path: Path) -> Iterator[AgentDeck]:
     """A real daemon in `tmp_path/run`, stopped after the test."""
-    deck = AgentDeck(tmp_path)
-    deck.serve()
-    try:
+    with AgentDeck(tmp_path).running() as deck:
         yield deck
-    finally:
-        deck.stop()
 
 
 @dataclass(frozen=True)

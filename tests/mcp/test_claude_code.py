@@ -100,13 +100,8 @@ def claude_binary() -> Path:
 
 @pytest.fixture
 def deck(tmp_path: Path, claude_binary: Path) -> Iterator[ClaudeDeck]:
-    with FakeAnthropic() as model:
-        deck = ClaudeDeck(tmp_path, claude_binary, model)
-        deck.serve()
-        try:
-            yield deck
-        finally:
-            deck.stop()
+    with FakeAnthropic() as model, ClaudeDeck(tmp_path, claude_binary, model).running() as deck:
+        yield deck
 
 
 def test_approved_in_taskdeck_the_command_runs(deck: ClaudeDeck) -> None:

@@ -15,9 +15,5 @@ from tests.tui.conftest import runtime_dir, scene  # noqa: F401
 def journaled(tmp_path: Path) -> Iterator[AgentDeck]:
     """A real `taskdeck serve` with a journal (for history and restarts); stopping it also
     ends an agent and the hooks it left running."""
-    served = AgentDeck(tmp_path)
-    served.serve("--journal", str(tmp_path / "journal.sqlite3"))
-    try:
+    with AgentDeck(tmp_path).running("--journal", str(tmp_path / "journal.sqlite3")) as served:
         yield served
-    finally:
-        served.stop()
