@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 from textual.pilot import Pilot
 from textual.widgets import Footer
 
 from core.model import Prompt, PromptState, Verdict
 from tests.support import until
-from tests.tui.conftest import answered, deck, move_to, pending_of, ready, settle
+from tests.tui.conftest import answered, dashboard, deck, move_to, pending_of, settle
 from tests.tui.test_snapshots import run_before
 from tui.app import DeckApp
 from tui.screenshots.scene import RESEARCH, Scene
@@ -29,16 +28,6 @@ def shown_buttons(app) -> list[str]:
     return [str(b.label) for b in app.query_one(TouchBar).children if b.display]
 
 
-@asynccontextmanager
-async def dashboard(scene: Scene, size: tuple[int, int] = PHONE
-                    ) -> AsyncIterator[tuple[DeckApp, Pilot]]:
-    """The dashboard on the scene's daemon in a terminal of `size` (narrow: a phone), synced."""
-    app = deck(scene)
-    async with app.run_test(size=size) as pilot:
-        await ready(app, pilot)
-        yield app, pilot
-
-
 async def at_question(app: DeckApp, pilot: Pilot, scene: Scene, description: str = FETCH
                       ) -> Prompt:
     """Move the cursor to the task that asks the pending question of `description`."""
@@ -48,7 +37,7 @@ async def at_question(app: DeckApp, pilot: Pilot, scene: Scene, description: str
 
 
 async def test_one_column_inbox_first_then_the_tree(scene: Scene) -> None:
-    async with dashboard(scene) as (app, pilot):
+    async with dashboard(scene, PHONE) as (app, pilot):
         inbox, tree = app.query_one(Inbox), app.query_one("#tree-box")
         assert inbox.region.bottom <= tree.region.y  # above, not beside
         assert inbox.region.width >= 56 and tree.region.width >= 56
@@ -73,7 +62,7 @@ async def test_wider_screens_keep_the_footer_and_no_buttons(scene: Scene) -> Non
 
 
 async def test_tapping_approve_answers_the_highlighted_question(scene: Scene) -> None:
-    async with dashboard(scene) as (app, pilot):
+    async with dashboard(scene, PHONE) as (app, pilot):
         prompt = await at_question(app, pilot, scene)
         await pilot.click("#touch-approve")
         done = await answered(scene, prompt)
@@ -81,7 +70,7 @@ async def test_tapping_approve_answers_the_highlighted_question(scene: Scene) ->
 
 
 async def test_tapping_deny_a_reason_then_send(scene: Scene) -> None:
-    async with dashboard(scene) as (app, pilot):
+    async with dashboard(scene, PHONE) as (app, pilot):
         prompt = await at_question(app, pilot, scene)
         await pilot.click("#touch-deny")
         await pilot.pause()
@@ -94,7 +83,7 @@ async def test_tapping_deny_a_reason_then_send(scene: Scene) -> None:
 
 
 async def test_tapping_cancel_closes_the_box_and_answers_nothing(scene: Scene) -> None:
-    async with dashboard(scene) as (app, pilot):
+    async with dashboard(scene, PHONE) as (app, pilot):
         prompt = await at_question(app, pilot, scene)
         await pilot.click("#touch-reply")
         await pilot.press(*"maybe")
@@ -107,7 +96,7 @@ async def test_tapping_cancel_closes_the_box_and_answers_nothing(scene: Scene) -
 
 
 async def test_tapping_abort_asks_then_yes_aborts(scene: Scene) -> None:
-    async with dashboard(scene) as (app, pilot):
+    async with dashboard(scene, PHONE) as (app, pilot):
         research = scene.ids[RESEARCH]
         await move_to(app, pilot, research)
         await pilot.click("#touch-abort")
@@ -119,7 +108,7 @@ async def test_tapping_abort_asks_then_yes_aborts(scene: Scene) -> None:
 
 
 async def test_tapping_a_question_in_the_inbox_goes_to_its_task(scene: Scene) -> None:
-    async with dashboard(scene) as (app, pilot):
+    async with dashboard(scene, PHONE) as (app, pilot):
         prompt = pending_of(scene, FETCH)
         inbox = app.query_one(Inbox)
         line = next(y for y in range(inbox.region.height)
@@ -150,7 +139,7 @@ def test_narrow_deny_snapshot(snap_compare: Compare, scene: Scene) -> None:
 
 
 async def test_a_question_with_more_choices_gets_a_button_each(scene: Scene) -> None:
-    async with dashboard(scene) as (app, pilot):
+    async with dashboard(scene, PHONE) as (app, pilot):
         prompt = await at_question(app, pilot, scene,
                                    "Investigate memory growth in the ingest worker")
         assert shown_buttons(app)[6:] == ["1 main", "2 release/2.4", "3 cancel"]
