@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -52,6 +54,15 @@ class Deck:
             what="the daemon's connection file",
         )
         assert self.process.poll() is None, self.process.stdout.read()
+
+    @contextmanager
+    def running(self, *extra: str) -> Iterator[Self]:
+        """Serve (with `extra` options) for the `with` block, then stop: a fixture's whole life."""
+        self.serve(*extra)
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def run(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -106,12 +117,8 @@ class Deck:
 
 @pytest.fixture
 def deck(tmp_path: Path) -> Iterator[Deck]:
-    deck = Deck(tmp_path)
-    deck.serve()
-    try:
+    with Deck(tmp_path).running() as deck:
         yield deck
-    finally:
-        deck.stop()
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

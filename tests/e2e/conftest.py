@@ -34,6 +34,13 @@ def hook_command(agent: str, *args: str) -> str:
     return shlex.join([sys.executable, "-m", "core.cli", "hook", agent, *args])
 
 
+def printed_result(process: subprocess.Popen[str], timeout: float = WAIT) -> dict:
+    """Wait for an agent run in print mode to end; the JSON result it printed."""
+    out, err = process.communicate(timeout=timeout)
+    assert out.strip(), f"{process.args[0]} printed no result (exit {process.returncode}): {err}"
+    return json.loads(out)
+
+
 class AgentDeck(Deck):
     """A deck with the look-ups an end-to-end test needs: tasks by key, prompts, answers."""
 
@@ -104,12 +111,8 @@ def _environments() -> Iterator[tuple[int, bytes]]:
 @pytest.fixture
 def deck(tmp_path: Path) -> Iterator[AgentDeck]:
     """A real daemon in `tmp_path/run`, stopped after the test."""
-    deck = AgentDeck(tmp_path)
-    deck.serve()
-    try:
+    with AgentDeck(tmp_path).running() as deck:
         yield deck
-    finally:
-        deck.stop()
 
 
 @dataclass(frozen=True)

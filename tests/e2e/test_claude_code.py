@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_binaries import CLAUDE_CODE, installed
-from tests.e2e.conftest import WAIT, AgentDeck, Place, Tmux, hook_command
+from tests.e2e.conftest import WAIT, AgentDeck, Place, Tmux, hook_command, printed_result
 from tests.fakes.anthropic import (
     FakeAnthropic,
     Turn,
@@ -98,9 +98,7 @@ class Claude:
 
     def done(self, process: subprocess.Popen[str]) -> dict:
         """Wait for the session to end; its JSON result."""
-        out, err = process.communicate(timeout=WAIT)
-        assert out.strip(), f"claude printed no result (exit {process.returncode}): {err}"
-        return json.loads(out)
+        return printed_result(process)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widget import Widget
 
-from tests.tui.conftest import SIZE, deck, move_to, ready
+from tests.tui.conftest import dashboard, move_to
 from tui.app import DeckApp
 from tui.screenshots import claude as session
 from tui.screenshots.scene import Scene
@@ -37,18 +37,19 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
 
 
 @contextlib.asynccontextmanager
-async def on_the_question(scene: Scene, app: DeckApp, pilot: Pilot
-                          ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The session asks; the cursor is on its root task. Yields the waiting hook."""
-    await ready(app, pilot)
-    waiting = await session.ask(scene)
-    try:
-        assert scene.registry is not None
-        [root] = [t for t in scene.registry.snapshot().tasks if t.key == session.ROOT_KEY]
-        await move_to(app, pilot, root.id)
-        yield waiting
-    finally:
-        await session.done(waiting)
+async def on_the_question(scene: Scene
+                          ) -> AsyncIterator[tuple[DeckApp, Pilot, asyncio.subprocess.Process]]:
+    """The dashboard, synced; the session asks; the cursor is on its root task. Yields the
+    app, its pilot and the waiting hook."""
+    async with dashboard(scene) as (app, pilot):
+        waiting = await session.ask(scene)
+        try:
+            assert scene.registry is not None
+            [root] = [t for t in scene.registry.snapshot().tasks if t.key == session.ROOT_KEY]
+            await move_to(app, pilot, root.id)
+            yield app, pilot, waiting
+        finally:
+            await session.done(waiting)
 
 
 async def answer_printed(waiting: asyncio.subprocess.Process) -> dict:
@@ -59,46 +60,38 @@ async def answer_printed(waiting: asyncio.subprocess.Process) -> dict:
 
 
 async def test_the_question_reads_at_a_glance(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        async with on_the_question(scene, app, pilot):
-            bar = text_of(app.query_one("#prompt-question"))
-            assert f"$ {session.COMMAND}" in bar
-            assert "claude · Bash  in /home/dev/shop" in bar
-            inbox = text_of(app.query_one(Inbox))
-            assert f"claude · {session.SESSION[:8]}… · Bash  npm test" in inbox
+    async with on_the_question(scene) as (app, _pilot, _waiting):
+        bar = text_of(app.query_one("#prompt-question"))
+        assert f"$ {session.COMMAND}" in bar
+        assert "claude · Bash  in /home/dev/shop" in bar
+        inbox = text_of(app.query_one(Inbox))
+        assert f"claude · {session.SESSION[:8]}… · Bash  npm test" in inbox
 
 
 async def test_a_lets_claude_code_run_the_tool(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        async with on_the_question(scene, app, pilot) as waiting:
-            await pilot.press("a")
-            assert await answer_printed(waiting) == {"hookSpecificOutput": {
-                "hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}
+    async with on_the_question(scene) as (_app, pilot, waiting):
+        await pilot.press("a")
+        assert await answer_printed(waiting) == {"hookSpecificOutput": {
+            "hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}
 
 
 async def test_d_with_a_reason_denies_and_the_reason_is_what_claude_code_reads(
     scene: Scene,
 ) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        async with on_the_question(scene, app, pilot) as waiting:
-            await pilot.press("d", *"run only the unit tests", "enter")
-            assert await answer_printed(waiting) == {"hookSpecificOutput": {
-                "hookEventName": "PermissionRequest",
-                "decision": {"behavior": "deny", "message": "run only the unit tests"}}}
+    async with on_the_question(scene) as (_app, pilot, waiting):
+        await pilot.press("d", *"run only the unit tests", "enter")
+        assert await answer_printed(waiting) == {"hookSpecificOutput": {
+            "hookEventName": "PermissionRequest",
+            "decision": {"behavior": "deny", "message": "run only the unit tests"}}}
 
 
 async def test_x_on_the_session_stops_claude_code(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        async with on_the_question(scene, app, pilot) as waiting:
-            await pilot.press("x", "y")
-            printed = await answer_printed(waiting)
-            assert printed["continue"] is False
-            assert printed["stopReason"].startswith("aborted in taskdeck by ")
-            assert printed["hookSpecificOutput"] == {
-                "hookEventName": "PermissionRequest",
-                "decision": {"behavior": "deny", "message": printed["stopReason"],
-                             "interrupt": True}}
+    async with on_the_question(scene) as (_app, pilot, waiting):
+        await pilot.press("x", "y")
+        printed = await answer_printed(waiting)
+        assert printed["continue"] is False
+        assert printed["stopReason"].startswith("aborted in taskdeck by ")
+        assert printed["hookSpecificOutput"] == {
+            "hookEventName": "PermissionRequest",
+            "decision": {"behavior": "deny", "message": printed["stopReason"],
+                         "interrupt": True}}

@@ -9,35 +9,27 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from tests.agent_binaries import CLAUDE_CODE, installed
-from tests.cli.conftest import Deck, deck  # noqa: F401  (the fixture)
+from tests.cli.conftest import TASKDECK
+from tests.e2e.conftest import AgentDeck, Place
 from tests.fakes.anthropic import FakeAnthropic, bash, text
 from tests.support import until_sync
 
 pytestmark = pytest.mark.timeout(90)
 
-TASKDECK = Path(sys.executable).with_name("taskdeck")
 WAIT = 30.0
 
 
-def by_key(deck: Deck, key: str) -> dict | None:
-    return next((t for t in deck.tasks() if t.get("key") == key), None)
-
-
-def test_claude_code_runs_the_hooks_integrate_wrote(deck: Deck, tmp_path: Path) -> None:
+def test_claude_code_runs_the_hooks_integrate_wrote(deck: AgentDeck, place: Place) -> None:
     claude = installed(CLAUDE_CODE)
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
+    home, work = place.home, place.work
     settings = home / "settings.json"
     written = subprocess.run(
-        [str(TASKDECK), "integrate", "claude", "--settings", str(settings), "--gate", "Bash",
+        [TASKDECK, "integrate", "claude", "--settings", str(settings), "--gate", "Bash",
          "--timeout", "40"],
         env=deck.env, capture_output=True, text=True, timeout=30, check=False)
     assert written.returncode == 0, written.stderr
@@ -54,8 +46,7 @@ def test_claude_code_runs_the_hooks_integrate_wrote(deck: Deck, tmp_path: Path) 
             asking: list[dict] = []
 
             def blocked() -> bool:
-                task = by_key(deck, key)
-                asking[:] = [task] if task and task["blocked_on"] else []
+                asking[:] = [t for t in deck.by_key(key) if t["blocked_on"]]
                 return bool(asking) or agent.poll() is not None
 
             until_sync(blocked, timeout=WAIT, what="Claude Code's Bash call to ask in taskdeck")
@@ -65,9 +56,7 @@ def test_claude_code_runs_the_hooks_integrate_wrote(deck: Deck, tmp_path: Path) 
             assert task["description"] == f"{work}: make a file"  # opened by UserPromptSubmit
             assert task["blocked_on"]["question"].startswith("Claude Code asks to run Bash: touch ran")
             assert not (work / "ran").exists()
-            answer = deck.run("answer", str(task["id"]), "approve",
-                              "--prompt", str(task["blocked_on"]["prompt_id"]))
-            assert answer.returncode == 0, answer.stderr
+            deck.answer(task, "approve")
             out, err = agent.communicate(timeout=WAIT)
         finally:
             if agent.poll() is None:
@@ -76,22 +65,20 @@ def test_claude_code_runs_the_hooks_integrate_wrote(deck: Deck, tmp_path: Path) 
     assert agent.returncode == 0, err
     assert json.loads(out)["result"] == "done"
     assert (work / "ran").exists()
-    until_sync(lambda: (by_key(deck, key) or {}).get("status") == "finished", timeout=WAIT,
-               what="the session's task to finish with SessionEnd")
+    deck.task(key, until=lambda t: t["status"] == "finished", what="to finish with SessionEnd",
+              timeout=WAIT)
 
 
 @pytest.mark.parametrize("where", ["--user", "--project"])
-def test_claude_code_reads_the_hooks_where_integrate_puts_them(deck: Deck, tmp_path: Path,
+def test_claude_code_reads_the_hooks_where_integrate_puts_them(deck: AgentDeck, place: Place,
                                                               where: str) -> None:
     """No --settings on Claude Code's command line: it finds our hooks on its own."""
     claude = installed(CLAUDE_CODE)
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
+    home, work = place.home, place.work
     env = {**deck.env, "HOME": str(home)}
     env.pop("CLAUDE_CONFIG_DIR", None)
     target = [where] + ([str(work)] if where == "--project" else [])
-    written = subprocess.run([str(TASKDECK), "integrate", "claude", *target], env=env,
+    written = subprocess.run([TASKDECK, "integrate", "claude", *target], env=env,
                              capture_output=True, text=True, timeout=30, check=False)
     assert written.returncode == 0, written.stderr
     expected = (home / ".claude" / "settings.json" if where == "--user"
@@ -105,8 +92,9 @@ def test_claude_code_reads_the_hooks_where_integrate_puts_them(deck: Deck, tmp_p
             cwd=work, env={**env, **model.env(home)}, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=WAIT, check=False)
     assert result.returncode == 0, result.stderr
-    task = by_key(deck, f"claude:{session}")
-    assert task is not None, "the hooks did not run"
+    found = deck.by_key(f"claude:{session}")
+    assert found, "the hooks did not run"
+    task = found[0]
     assert task["description"] == f"{work}: say hello"
-    until_sync(lambda: (by_key(deck, f"claude:{session}") or {}).get("status") == "finished",
-               timeout=WAIT, what="the session's task to finish")
+    deck.task(task["key"], until=lambda t: t["status"] == "finished", what="to finish",
+              timeout=WAIT)

@@ -108,13 +108,9 @@ def error_text(result: CallToolResult) -> str:
 
 @pytest.fixture
 def deck(tmp_path: Path) -> Iterator[McpDeck]:
-    deck = McpDeck(tmp_path)
-    deck.serve()
-    try:
+    with McpDeck(tmp_path).running() as deck:
         yield deck
-    finally:
-        deck.stop()
-        assert "Traceback" not in deck.server_errors(), deck.server_errors()
+    assert "Traceback" not in deck.server_errors(), deck.server_errors()
 
 
 __all__ = ["HOST", "McpDeck", "error_text", "result_json", "until"]

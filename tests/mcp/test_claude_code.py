@@ -20,7 +20,7 @@ import pytest
 
 from tests.agent_binaries import CLAUDE_CODE, installed
 from tests.cli.conftest import TASKDECK
-from tests.e2e.conftest import WAIT, AgentDeck
+from tests.e2e.conftest import WAIT, AgentDeck, printed_result
 from tests.fakes.anthropic import FakeAnthropic, bash, result_text, text
 from tests.support import until_sync
 
@@ -73,9 +73,7 @@ class ClaudeDeck(AgentDeck):
         )
 
     def done(self, process: subprocess.Popen[str]) -> dict:
-        out, err = process.communicate(timeout=WAIT)
-        assert out.strip(), f"claude printed no result (exit {process.returncode}): {err}"
-        return json.loads(out)
+        return printed_result(process)
 
     def session_asking(self, process: subprocess.Popen[str]) -> dict:
         """Wait until Claude Code's session asks; fail with its output if it ended first."""
@@ -100,13 +98,8 @@ def claude_binary() -> Path:
 
 @pytest.fixture
 def deck(tmp_path: Path, claude_binary: Path) -> Iterator[ClaudeDeck]:
-    with FakeAnthropic() as model:
-        deck = ClaudeDeck(tmp_path, claude_binary, model)
-        deck.serve()
-        try:
-            yield deck
-        finally:
-            deck.stop()
+    with FakeAnthropic() as model, ClaudeDeck(tmp_path, claude_binary, model).running() as deck:
+        yield deck
 
 
 def test_approved_in_taskdeck_the_command_runs(deck: ClaudeDeck) -> None:

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 from core.model import Action, PromptState, Question
 from tests.support import until
-from tests.tui.conftest import SIZE, answered, ask, deck, move_to, ready, settle
+from tests.tui.conftest import answered, ask, dashboard, move_to, settle
 from tui.modes import Mode
 from tui.rules import RulesScreen
 from tui.screenshots.scene import Scene
@@ -27,9 +27,7 @@ def rules_of(scene: Scene):
 
 
 async def test_shift_a_saves_the_proposed_session_rule_and_approves(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene) as (app, pilot):
         task_id, prompt_id = await ask(app, pilot, scene, "Run the tests?", NPM)
         await pilot.press("A")
         assert app.mode is Mode.REMEMBER
@@ -55,9 +53,7 @@ async def test_shift_a_saves_the_proposed_session_rule_and_approves(scene: Scene
 
 
 async def test_the_editor_takes_a_scope_an_expiry_and_an_edited_pattern(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene) as (app, pilot):
         task_id, prompt_id = await ask(app, pilot, scene, "Run the tests?", NPM)
         await pilot.press("D", "tab", "ctrl+e", "ctrl+e")
         options = str(app.query_one("#prompt-remember").render())
@@ -74,9 +70,7 @@ async def test_the_editor_takes_a_scope_an_expiry_and_an_edited_pattern(scene: S
 
 
 async def test_esc_goes_back_and_a_bad_rule_keeps_the_editor_open(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene) as (app, pilot):
         _, prompt_id = await ask(app, pilot, scene, "Run the tests?", NPM)
         await pilot.press("A", "escape")
         assert app.mode is Mode.NORMAL and rules_of(scene) == []
@@ -91,9 +85,7 @@ async def test_esc_goes_back_and_a_bad_rule_keeps_the_editor_open(scene: Scene) 
 
 
 async def test_a_plain_question_offers_no_rule(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene) as (app, pilot):
         await ask(app, pilot, scene, "Deploy?", None)
         await pilot.press("A")
         assert app.mode is Mode.NORMAL
@@ -103,9 +95,7 @@ async def test_a_plain_question_offers_no_rule(scene: Scene) -> None:
 async def test_the_rules_screen_lists_filters_and_deletes_with_a_confirmation(
     scene: Scene,
 ) -> None:
-    app = deck(scene)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene) as (app, pilot):
         registry = scene.registry
         registry.add_rule("allow", "Bash(npm test *)", session="S1")
         registry.add_rule("deny", "Bash(curl *)", agent="codex")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,16 @@ def scene(runtime_dir: Path) -> Scene:
 def deck(scene: Scene) -> DeckApp:
     """The dashboard on the scene's daemon, with the scene's clock and no cursor blink."""
     return make_app(connect=scene.connect, clock=scene.clock, blink=False)
+
+
+@asynccontextmanager
+async def dashboard(scene: Scene, size: tuple[int, int] = SIZE
+                    ) -> AsyncIterator[tuple[DeckApp, Pilot]]:
+    """The dashboard on the scene's daemon in a terminal of `size`, synced: where a test starts."""
+    app = deck(scene)
+    async with app.run_test(size=size) as pilot:
+        await ready(app, pilot)
+        yield app, pilot
 
 
 async def ready(app: DeckApp, pilot: Pilot) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual.pilot import Pilot
 from textual.widgets import Footer
 
-from core.model import PromptState, Verdict
+from core.model import Prompt, PromptState, Verdict
 from tests.support import until
-from tests.tui.conftest import answered, deck, move_to, pending_of, ready, settle
+from tests.tui.conftest import answered, dashboard, deck, move_to, pending_of, settle
 from tests.tui.test_snapshots import run_before
+from tui.app import DeckApp
 from tui.screenshots.scene import RESEARCH, Scene
 from tui.widgets.bars import PromptBar
 from tui.widgets.panes import Inbox
@@ -26,10 +28,16 @@ def shown_buttons(app) -> list[str]:
     return [str(b.label) for b in app.query_one(TouchBar).children if b.display]
 
 
+async def at_question(app: DeckApp, pilot: Pilot, scene: Scene, description: str = FETCH
+                      ) -> Prompt:
+    """Move the cursor to the task that asks the pending question of `description`."""
+    prompt = pending_of(scene, description)
+    await move_to(app, pilot, prompt.task_id)
+    return prompt
+
+
 async def test_one_column_inbox_first_then_the_tree(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=PHONE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene, PHONE) as (app, pilot):
         inbox, tree = app.query_one(Inbox), app.query_one("#tree-box")
         assert inbox.region.bottom <= tree.region.y  # above, not beside
         assert inbox.region.width >= 56 and tree.region.width >= 56
@@ -49,29 +57,21 @@ async def test_one_column_inbox_first_then_the_tree(scene: Scene) -> None:
 
 
 async def test_wider_screens_keep_the_footer_and_no_buttons(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene, size=(80, 24)) as (app, _pilot):
         assert not app.query_one(TouchBar).display and app.query_one(Footer).display
 
 
 async def test_tapping_approve_answers_the_highlighted_question(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=PHONE) as pilot:
-        await ready(app, pilot)
-        prompt = pending_of(scene, FETCH)
-        await move_to(app, pilot, prompt.task_id)
+    async with dashboard(scene, PHONE) as (app, pilot):
+        prompt = await at_question(app, pilot, scene)
         await pilot.click("#touch-approve")
         done = await answered(scene, prompt)
         assert (done.answer, done.verdict) == ("approve", Verdict.APPROVED)
 
 
 async def test_tapping_deny_a_reason_then_send(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=PHONE) as pilot:
-        await ready(app, pilot)
-        prompt = pending_of(scene, FETCH)
-        await move_to(app, pilot, prompt.task_id)
+    async with dashboard(scene, PHONE) as (app, pilot):
+        prompt = await at_question(app, pilot, scene)
         await pilot.click("#touch-deny")
         await pilot.pause()
         assert shown_buttons(app) == ["⏎ send", "esc cancel"]
@@ -83,11 +83,8 @@ async def test_tapping_deny_a_reason_then_send(scene: Scene) -> None:
 
 
 async def test_tapping_cancel_closes_the_box_and_answers_nothing(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=PHONE) as pilot:
-        await ready(app, pilot)
-        prompt = pending_of(scene, FETCH)
-        await move_to(app, pilot, prompt.task_id)
+    async with dashboard(scene, PHONE) as (app, pilot):
+        prompt = await at_question(app, pilot, scene)
         await pilot.click("#touch-reply")
         await pilot.press(*"maybe")
         await pilot.click("#touch-cancel")
@@ -99,9 +96,7 @@ async def test_tapping_cancel_closes_the_box_and_answers_nothing(scene: Scene) -
 
 
 async def test_tapping_abort_asks_then_yes_aborts(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=PHONE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene, PHONE) as (app, pilot):
         research = scene.ids[RESEARCH]
         await move_to(app, pilot, research)
         await pilot.click("#touch-abort")
@@ -113,9 +108,7 @@ async def test_tapping_abort_asks_then_yes_aborts(scene: Scene) -> None:
 
 
 async def test_tapping_a_question_in_the_inbox_goes_to_its_task(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=PHONE) as pilot:
-        await ready(app, pilot)
+    async with dashboard(scene, PHONE) as (app, pilot):
         prompt = pending_of(scene, FETCH)
         inbox = app.query_one(Inbox)
         line = next(y for y in range(inbox.region.height)
@@ -146,11 +139,9 @@ def test_narrow_deny_snapshot(snap_compare: Compare, scene: Scene) -> None:
 
 
 async def test_a_question_with_more_choices_gets_a_button_each(scene: Scene) -> None:
-    app = deck(scene)
-    async with app.run_test(size=PHONE) as pilot:
-        await ready(app, pilot)
-        prompt = pending_of(scene, "Investigate memory growth in the ingest worker")
-        await move_to(app, pilot, prompt.task_id)
+    async with dashboard(scene, PHONE) as (app, pilot):
+        prompt = await at_question(app, pilot, scene,
+                                   "Investigate memory growth in the ingest worker")
         assert shown_buttons(app)[6:] == ["1 main", "2 release/2.4", "3 cancel"]
         await pilot.click("#touch-choice-2")
         done = await answered(scene, prompt)

@@ -88,12 +88,8 @@ class Web:
 @pytest.fixture(scope="module")
 def deck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deck]:
     """One daemon for the module (each start costs about a second)."""
-    deck = Deck(tmp_path_factory.mktemp("web"))
-    deck.serve()
-    try:
+    with Deck(tmp_path_factory.mktemp("web")).running() as deck:
         yield deck
-    finally:
-        deck.stop()
 
 
 @pytest.fixture(scope="module")

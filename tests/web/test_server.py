@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -114,14 +115,10 @@ async def test_the_token_is_never_logged_and_the_web_file_is_private(web: Web, d
 
 
 @pytest.fixture
-def own_deck(tmp_path: Path):
+def own_deck(tmp_path: Path) -> Iterator[Deck]:
     """A daemon of the test's own, for a web server with other options."""
-    deck = Deck(tmp_path)
-    deck.serve()
-    try:
+    with Deck(tmp_path).running() as deck:
         yield deck
-    finally:
-        deck.stop()
 
 
 async def test_session_cap_and_idle_timeout(own_deck: Deck, tmp_path: Path) -> None:
