@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from core.cli import main
-from core.integrate import codex_trust
+from core.integrate import codex_trust, plans
 from core.integrate.codex_check import list_hooks
-from core.integrate.command import is_ours
+from core.integrate.command import HookOptions, is_ours
 from tests.agent_binaries import CODEX, installed
 
 # Hashes the pinned Codex (0.171.0) reported in `hooks/list` for these entries.
@@ -143,6 +144,28 @@ def test_codex_reports_our_hooks_trusted_and_nothing_else(tmp_path: Path) -> Non
     assert {h.trust for h in listed if h.command != "audit"} == {"trusted"}
     state = tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]
     assert len(state) == 7
+
+
+@pytest.mark.timeout(120)
+def test_hooks_an_earlier_version_wrote_are_replaced_by_the_quick_entry(tmp_path: Path) -> None:
+    """`python -m core.cli hook codex`, trusted: found, replaced in place, trusted anew."""
+    import sys
+
+    codex = installed(CODEX)
+    home, project = codex_home(tmp_path)
+    old = [sys.executable, "-m", "core.cli"]
+    for change in plans.codex(home, HookOptions(), old):
+        change.path.write_text(change.after)
+    listed = list_hooks(codex, home, project)
+    assert {h.trust for h in listed if "core.cli" in h.command} == {"trusted"}
+
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 0
+    ours = [h for h in list_hooks(codex, home, project) if h.command != "audit"]
+    assert len(ours) == len(plans.CODEX_EVENTS)
+    assert {h.trust for h in ours} == {"trusted"}
+    quick = shlex.join([sys.executable, "-m", "core.entry"])
+    assert {h.command.split(" hook ")[0] for h in ours} == {quick}
+    assert len(tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]) == len(ours)
 
 
 @pytest.mark.timeout(120)

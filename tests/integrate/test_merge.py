@@ -89,7 +89,8 @@ def test_without_a_taskdeck_script_the_interpreter_runs_the_quick_entry() -> Non
 
 def test_a_command_written_the_old_way_is_replaced_by_the_quick_one() -> None:
     old = "/venv/bin/python -m core.cli hook claude --timeout 590"
-    new = hook_command("claude", HookOptions(), DEFAULT_WAIT, entry_point("/x/cli.py", "/venv/bin/python"))
+    quick = entry_point("/x/cli.py", "/venv/bin/python")
+    new = hook_command("claude", HookOptions(), DEFAULT_WAIT, quick)
     assert new == "/venv/bin/python -m core.entry hook claude --timeout 590"
     data = {"hooks": {"Stop": [{"hooks": [handler("say done"), handler(old, 10)]}]}}
     merged = install(data, {"Stop": Wanted(None, handler(new, 10))}, mine)
@@ -125,7 +126,8 @@ def test_an_agents_cap_on_a_timeout_is_written_as_the_timeout() -> None:
         "SessionStart": 10, "UserPromptSubmit": 10, "PreToolUse": 10, "PermissionRequest": 11,
         "PostToolUse": 10, "Stop": 10, "SessionEnd": 3}
     assert written["SessionEnd"].matcher is None  # every reason
-    capped = wanted("codex", ("PermissionRequest",), HookOptions(timeout=1), BASE, {"PermissionRequest": 5})
+    capped = wanted("codex", ("PermissionRequest",), HookOptions(timeout=1), BASE,
+                    {"PermissionRequest": 5})
     assert capped["PermissionRequest"].handler["timeout"] == 5
 
 
