@@ -19,7 +19,9 @@ hooks.json, with the hook timeout above the decision's `--timeout` (590 s by def
      "PostToolUse": [{"matcher": "*", "hooks": [{"type": "command",
        "command": "taskdeck hook codex"}]}], ...}}
 
-Codex runs only hooks it trusts (`taskdeck integrate codex` records their hashes).
+Codex runs only hooks it trusts (`taskdeck integrate codex` records their hashes). It
+gives a SessionEnd hook (reason "other" at the end of `codex exec`) at most 3 s, so the
+root is finished in one quick call or not at all (then its lease ends it as lost).
 """
 
 from __future__ import annotations

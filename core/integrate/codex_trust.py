@@ -7,7 +7,7 @@ config/src/fingerprint.rs) and checked against the pinned binary's `hooks/list`:
 
 - the hashed identity is `{"event_name": snake_case, "matcher": M, "hooks": [HANDLER]}`,
   where HANDLER is the one command handler with its timeout filled in (600 s when unset,
-  at least 1) and fields that are unset left out (it goes through TOML, which has no
+  at least 1; a SessionEnd handler's is held to 1..3 s and is 1 s when unset) and fields that are unset left out (it goes through TOML, which has no
   null); `matcher` is left out when unset, and always for events that ignore it;
 - the hash is over that object as compact JSON with every object's keys sorted, UTF-8,
   non-ASCII unescaped, written `sha256:<hex>`;
@@ -40,14 +40,24 @@ EVENT_KEYS = {
     "SessionStart": "session_start",
     "UserPromptSubmit": "user_prompt_submit",
     "Stop": "stop",
+    "SessionEnd": "session_end",
 }
 """The events Codex reads from hooks.json, and the label its trust keys and hashes use."""
 
-MATCHED_EVENTS = frozenset({"PreToolUse", "PermissionRequest", "PostToolUse", "SessionStart"})
+MATCHED_EVENTS = frozenset({"PreToolUse", "PermissionRequest", "PostToolUse", "SessionStart",
+                            "SessionEnd"})
 """Events whose matcher Codex reads; for the others it ignores the matcher, hash included."""
 
 DEFAULT_TIMEOUT = 600
 """Seconds Codex gives a command hook that names no timeout (and hashes as its timeout)."""
+
+SESSION_END_TIMEOUT = 3
+"""The most seconds Codex gives a SessionEnd hook (the session is closing): a longer
+timeout is cut to this, and the hash is of the cut value, so a hook written with more
+shows as "modified" until it is trusted again."""
+
+SESSION_END_DEFAULT_TIMEOUT = 1
+"""Seconds Codex gives, and hashes for, a SessionEnd hook that names no timeout."""
 
 Handler = Mapping[str, Any]
 IsOurs = Callable[[Handler], bool]
@@ -58,7 +68,7 @@ def trust_hash(event: str, matcher: str | None, handler: Handler) -> str:
     normalized: dict[str, Any] = {
         "type": "command",
         "command": handler["command"],
-        "timeout": max(1, int(handler.get("timeout") or DEFAULT_TIMEOUT)),
+        "timeout": effective_timeout(event, handler.get("timeout")),
         "async": bool(handler.get("async", False)),
     }
     if handler.get("statusMessage") is not None:
@@ -68,6 +78,13 @@ def trust_hash(event: str, matcher: str | None, handler: Handler) -> str:
         identity["matcher"] = matcher
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def effective_timeout(event: str, timeout: Any) -> int:
+    """The seconds Codex gives this event's hook written with `timeout` (None: unset)."""
+    if event == "SessionEnd":
+        return min(max(1, int(timeout or SESSION_END_DEFAULT_TIMEOUT)), SESSION_END_TIMEOUT)
+    return max(1, int(timeout or DEFAULT_TIMEOUT))
 
 
 def hook_key(hooks_json: Path, event: str, group: int, handler: int) -> str:

@@ -2,8 +2,10 @@
 
 The command must run from any directory and any PATH (agents start hooks with their own
 environment), so it names this very installation by absolute path: the `taskdeck` script
-that is running now, or else this interpreter with `-m core.cli`. It is shell-quoted,
-since agents run hook commands through a shell.
+that is running now, or else this interpreter with `-m core.entry` (the `taskdeck`
+script's own module: `hook` starts without loading the rest of the command line, which
+an agent pays for on every event). It is shell-quoted, since agents run hook commands
+through a shell.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ bridge closes the prompt and prints its fail-safe answer before the agent kills 
 OBSERVATION_TIMEOUT = 10
 """Seconds for an event that only updates the tree: it answers in well under a second,
 and a stuck daemon must not hold the agent up for the default 600 s."""
+
+
+ENTRY_MODULE = "core.entry"
+"""What the interpreter runs when there is no `taskdeck` script: its quick `hook` path."""
+
+MODULES = frozenset({ENTRY_MODULE, "core.cli"})
+"""Modules a hook command of ours may run (`core.cli` is what earlier versions wrote)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ def _number(value: float) -> str:
 
 
 def entry_point(argv0: str | None = None, executable: str | None = None) -> list[str]:
-    """The absolute argv that starts this taskdeck: its script, or `python -m core.cli`."""
+    """The absolute argv that starts this taskdeck: its script, or `python -m core.entry`."""
     argv0 = sys.argv[0] if argv0 is None else argv0
     script = Path(argv0)
     # Absolute but not resolved: a package manager's link (~/.local/bin/taskdeck) outlives
@@ -72,7 +81,7 @@ def entry_point(argv0: str | None = None, executable: str | None = None) -> list
     # target is outside the venv.
     if script.name == "taskdeck" and script.is_file():
         return [str(script.absolute())]
-    return [str(Path(executable or sys.executable).absolute()), "-m", "core.cli"]
+    return [str(Path(executable or sys.executable).absolute()), "-m", ENTRY_MODULE]
 
 
 def hook_command(agent: str, options: HookOptions, default_timeout: float,
@@ -85,8 +94,9 @@ def hook_command(agent: str, options: HookOptions, default_timeout: float,
 def is_ours(handler: Mapping[str, Any], agent: str) -> bool:
     """True for a command handler that runs `taskdeck hook AGENT`, however it was written.
 
-    Recognised: `.../taskdeck hook AGENT ...` (ours, or written by hand from the README)
-    and `PYTHON -m core.cli hook AGENT ...`.
+    Recognised: `.../taskdeck hook AGENT ...` (ours, or written by hand from the README),
+    `PYTHON -m core.entry hook AGENT ...`, and `PYTHON -m core.cli hook AGENT ...` as
+    earlier versions wrote it (found, so that it is replaced).
     """
     command = handler.get("command")
     if handler.get("type") != "command" or not isinstance(command, str):
@@ -105,5 +115,5 @@ def _starts(argv: list[str]) -> Iterable[int]:
     """Where the subcommand begins, for each way of starting taskdeck argv may use."""
     if argv and Path(argv[0]).name == "taskdeck":
         yield 1
-    if len(argv) >= 3 and argv[1:3] == ["-m", "core.cli"]:
+    if len(argv) >= 3 and argv[1] == "-m" and argv[2] in MODULES:
         yield 3

@@ -3,7 +3,8 @@
 Claude Code: one settings file. Codex: CODEX_HOME/hooks.json plus the trust entries in
 CODEX_HOME/config.toml without which Codex skips the hooks. Every hook event the bridge
 handles gets one handler running the same command; the timeouts differ on purpose (see
-core.integrate.command).
+core.integrate.command), and an agent's own cap on an event's timeout is written as is
+(Codex trusts a hook by a hash of the timeout it will really use).
 """
 
 from __future__ import annotations
@@ -28,20 +29,27 @@ CLAUDE_EVENTS = (
     "SessionStart", "UserPromptSubmit", "PreToolUse", "PermissionRequest", "PostToolUse",
     "PostToolBatch", "Notification", "Stop", "SubagentStart", "SubagentStop", "SessionEnd",
 )
-CODEX_EVENTS = ("SessionStart", "PreToolUse", "PermissionRequest", "PostToolUse", "Stop")
+CODEX_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PermissionRequest",
+                "PostToolUse", "Stop", "SessionEnd")
+CODEX_TIMEOUT_CAPS = {"SessionEnd": codex_trust.SESSION_END_TIMEOUT}
 TOOL_EVENTS = frozenset({"PreToolUse", "PermissionRequest", "PostToolUse"})
 """Events whose matcher names a tool: ours is `*`, every tool; the others take none."""
 
 
 def wanted(agent: str, events: tuple[str, ...], options: HookOptions,
-           base: list[str] | None = None) -> dict[str, Wanted]:
-    """Our handler per event: decisions wait for a person, the rest answer at once."""
+           base: list[str] | None = None, caps: Mapping[str, int] | None = None
+           ) -> dict[str, Wanted]:
+    """Our handler per event: decisions wait for a person, the rest answer at once.
+
+    `caps`: the most seconds the agent gives an event's hook, written instead of more.
+    """
     command = hook_command(agent, options, DEFAULT_WAIT, base)
     decision = options.hook_timeout(DEFAULT_WAIT)
 
     def timeout(event: str) -> int:
         waits = event == "PermissionRequest" or (event == "PreToolUse" and options.gates)
-        return decision if waits else OBSERVATION_TIMEOUT
+        seconds = decision if waits else OBSERVATION_TIMEOUT
+        return min(seconds, (caps or {}).get(event, seconds))
 
     return {
         event: Wanted(
@@ -99,7 +107,8 @@ def codex_home(given: Path | None) -> Path:
 def codex(home: Path, options: HookOptions | None, base: list[str] | None = None) -> list[Change]:
     """Codex: hooks.json, and config.toml trusting exactly our handlers there."""
     hooks_json, config = home / "hooks.json", home / "config.toml"
-    want = None if options is None else wanted("codex", CODEX_EVENTS, options, base)
+    want = None if options is None else wanted("codex", CODEX_EVENTS, options, base,
+                                               CODEX_TIMEOUT_CAPS)
     change, before, after = _hooks_change(hooks_json, "codex", want)
     ours = _ours("codex")
     old_keys = codex_trust.ours_trusted(hooks_json, before.get("hooks") or {}, ours)

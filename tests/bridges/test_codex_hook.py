@@ -38,10 +38,27 @@ def test_a_codex_session_builds_its_tree(deck: HookDeck) -> None:
     assert (root["agent"], root["description"], root["status"]) == \
         ("codex", "/home/me/shop", "in_progress")
     assert root["progress"] == "started (gpt-x)"
+    quiet(codex(deck, event("UserPromptSubmit", prompt="tidy the build")))
+    [root] = deck.by_key(ROOT)  # the same root, now at the prompt
+    assert (root["description"], root["progress"]) == ("/home/me/shop", "prompt: tidy the build")
     quiet(codex(deck, event("PostToolUse", tool_name="Bash", tool_input={"command": "ls"},
                             tool_response="a b", tool_use_id="c1")))
     assert deck.by_key(ROOT)[0]["progress"] == "Bash: ls"
     quiet(codex(deck, event("Stop", stop_hook_active=False, last_assistant_message="done")))
+    quiet(codex(deck, event("SessionEnd", reason="other")))
+    [root] = deck.by_key(ROOT)
+    assert (root["status"], root["result"]) == ("finished", "other")
+
+
+@pytest.mark.timeout(60)
+def test_without_session_start_the_prompt_opens_the_root_and_session_end_finishes_it(
+    deck: HookDeck,
+) -> None:
+    """A session resumed before taskdeck's hooks were written: its prompt comes first."""
+    quiet(codex(deck, event("UserPromptSubmit", prompt="tidy the build")))
+    [root] = deck.by_key(ROOT)
+    assert (root["description"], root["status"], root["progress"]) == \
+        ("/home/me/shop: tidy the build", "in_progress", "prompt: tidy the build")
     quiet(codex(deck, event("SessionEnd", reason="other")))
     [root] = deck.by_key(ROOT)
     assert (root["status"], root["result"]) == ("finished", "other")

@@ -8,7 +8,6 @@ Codex's own automatic review (which our fake model cannot pass: it fails closed)
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from core.cli import main as taskdeck
-from core.integrate import codex_trust
 from tests.agent_binaries import CODEX, installed
 from tests.bridges.conftest import HookDeck
 from tests.fakes.openai_responses import FakeResponses, Turn, say, shell
 from tests.support import until_sync
 
 OUTSIDE = "needs to write outside the project"
+PROMPT = "tidy the build"
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Run:
         env = {**self.deck.env, **self.model.env(self.home)}
         return subprocess.Popen(
             [str(installed(CODEX)), "exec", "--approve-for-me", "--skip-git-repo-check",
-             "tidy the build"],
+             PROMPT],
             cwd=self.project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )
@@ -71,13 +70,8 @@ class Run:
 
 
 @pytest.fixture
-def codex_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
-    """A daemon, a fake model, and a CODEX_HOME with taskdeck's hooks integrated and trusted.
-
-    Codex 0.171.0 also sends SessionEnd (`reason: "other"`), which integrate does not write
-    yet: it is added here, trusted the way integrate trusts the others, so the session's
-    end reaches taskdeck.
-    """
+def codex_run(tmp_path: Path) -> Iterator[Run]:
+    """A daemon, a fake model, and a CODEX_HOME with taskdeck's hooks integrated and trusted."""
     installed(CODEX)
     home, project = tmp_path / "codex", tmp_path / "project"
     home.mkdir()
@@ -89,31 +83,11 @@ def codex_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
         (home / "config.toml").write_text(model.config(project))
         assert taskdeck(["integrate", "codex", "--codex-home", str(home),
                          "--runtime-dir", str(deck.runtime_dir)]) == 0
-        _add_session_end(home, monkeypatch)
         deck.serve()
         try:
             yield Run(deck, model, home, project, marker)
         finally:
             deck.stop()
-
-
-SESSION_END_SECONDS = 3
-"""Codex clamps a SessionEnd hook's timeout to 3 s, and hashes the clamped value for trust."""
-
-
-def _add_session_end(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Our SessionEnd handler beside the ones integrate wrote, trusted by its hash."""
-    monkeypatch.setitem(codex_trust.EVENT_KEYS, "SessionEnd", "session_end")
-    hooks_json = home / "hooks.json"
-    data = json.loads(hooks_json.read_text())
-    [stop] = data["hooks"]["Stop"]
-    handler = {**stop["hooks"][0], "timeout": SESSION_END_SECONDS}
-    data["hooks"]["SessionEnd"] = [{"hooks": [handler]}]
-    hooks_json.write_text(json.dumps(data))
-    trusted = {codex_trust.hook_key(hooks_json, "SessionEnd", 0, 0):
-               codex_trust.trust_hash("SessionEnd", None, handler)}
-    config = home / "config.toml"
-    config.write_text(codex_trust.apply_trust(config.read_text(), trusted))
 
 
 def escalated(run: Run) -> Turn:
@@ -126,7 +100,9 @@ def test_approved_in_taskdeck_the_command_runs_and_the_tree_ends_with_the_sessio
 ) -> None:
     run = codex_run
     run.model.script += [escalated(run), say("done")]
-    asked = run.answered("approve")["blocked_on"]
+    task = run.answered("approve")
+    assert task["progress"] == f"prompt: {PROMPT}"  # UserPromptSubmit
+    asked = task["blocked_on"]
     assert asked["question"] == f"Codex asks to run Bash: touch {run.marker} (because: {OUTSIDE})"
     assert run.marker.exists()
     assert run.model.overrun == 0  # no automatic review was needed

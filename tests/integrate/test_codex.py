@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from core.cli import main
-from core.integrate import codex_trust
+from core.integrate import codex_trust, plans
 from core.integrate.codex_check import list_hooks
-from core.integrate.command import is_ours
+from core.integrate.command import HookOptions, is_ours
 from tests.agent_binaries import CODEX, installed
 
 # Hashes the pinned Codex (0.171.0) reported in `hooks/list` for these entries.
@@ -25,6 +26,18 @@ OBSERVED = [
      "sha256:f9b7a328de9c5845f5eed806f12f8f5adeba50ba82617690fd3f8ededeb12f90"),
     ("Stop", None, {"type": "command", "command": "echo b", "statusMessage": "hi", "async": False},
      "sha256:c72b67baff2ded5aa5d7b13595a2b98a82816b75cbc507577d2017dfc5705151"),
+    # UserPromptSubmit ignores its matcher too
+    ("UserPromptSubmit", "*", {"type": "command", "command": "e", "timeout": 10},
+     "sha256:e91f3707626cd8c70a57b9425b9bbfb45c91df0b7ed8dc6f0cfc92df7a2ce1f1"),
+    # SessionEnd: the timeout is cut to 3 s (and 1 s when unset) before it is hashed
+    ("SessionEnd", None, {"type": "command", "command": "a", "timeout": 10},
+     "sha256:42a5307396a3311376788cd874aae704206cb585b4da5dbcc11a59a23e824111"),
+    ("SessionEnd", None, {"type": "command", "command": "b", "timeout": 3},
+     "sha256:a710376cd632fd4765ceb37250acbdb78cd4a232e0296b5b3c157f04a3eb628a"),
+    ("SessionEnd", None, {"type": "command", "command": "d", "timeout": 2},
+     "sha256:dc57f006719b9a810c732c45757788aeb27e8b0edeae3c911526faff5cab0f35"),
+    ("SessionEnd", None, {"type": "command", "command": "c"},
+     "sha256:795b45aba205ef760f15d04d0542dd18b59b1f17245cea155781ea8720b7e9c4"),
 ]
 
 
@@ -115,8 +128,11 @@ def test_codex_reports_our_hooks_trusted_and_nothing_else(tmp_path: Path) -> Non
     listed = list_hooks(codex, home, project)
     ours = [h for h in listed if is_ours({"type": "command", "command": h.command}, "codex")]
     events = {h.key.split(":")[-3] for h in ours}
-    assert events == {"session_start", "pre_tool_use", "permission_request", "post_tool_use", "stop"}
+    assert events == {"session_start", "user_prompt_submit", "pre_tool_use", "permission_request",
+                      "post_tool_use", "stop", "session_end"}
     assert {h.trust for h in ours} == {"trusted"}
+    [session_end] = json.loads((home / "hooks.json").read_text())["hooks"]["SessionEnd"]
+    assert session_end["hooks"][0]["timeout"] == codex_trust.SESSION_END_TIMEOUT
     assert all(h.enabled for h in ours)
     user = [h for h in listed if h.command == "audit"]
     assert [h.trust for h in user] == ["untrusted"]  # never trusted on the user's behalf
@@ -127,7 +143,29 @@ def test_codex_reports_our_hooks_trusted_and_nothing_else(tmp_path: Path) -> Non
     listed = list_hooks(codex, home, project)
     assert {h.trust for h in listed if h.command != "audit"} == {"trusted"}
     state = tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]
-    assert len(state) == 5
+    assert len(state) == 7
+
+
+@pytest.mark.timeout(120)
+def test_hooks_an_earlier_version_wrote_are_replaced_by_the_quick_entry(tmp_path: Path) -> None:
+    """`python -m core.cli hook codex`, trusted: found, replaced in place, trusted anew."""
+    import sys
+
+    codex = installed(CODEX)
+    home, project = codex_home(tmp_path)
+    old = [sys.executable, "-m", "core.cli"]
+    for change in plans.codex(home, HookOptions(), old):
+        change.path.write_text(change.after)
+    listed = list_hooks(codex, home, project)
+    assert {h.trust for h in listed if "core.cli" in h.command} == {"trusted"}
+
+    assert main(["integrate", "codex", "--codex-home", str(home)]) == 0
+    ours = [h for h in list_hooks(codex, home, project) if h.command != "audit"]
+    assert len(ours) == len(plans.CODEX_EVENTS)
+    assert {h.trust for h in ours} == {"trusted"}
+    quick = shlex.join([sys.executable, "-m", "core.entry"])
+    assert {h.command.split(" hook ")[0] for h in ours} == {quick}
+    assert len(tomllib.loads((home / "config.toml").read_text())["hooks"]["state"]) == len(ours)
 
 
 @pytest.mark.timeout(120)
@@ -160,7 +198,7 @@ def test_verify_asks_codex_and_names_the_step_left(tmp_path: Path, capsys) -> No
     home, _project = codex_home(tmp_path)
     assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
     assert capsys.readouterr().out.endswith(
-        f"Codex ({codex}) lists taskdeck's 5 hooks as trusted\n")
+        f"Codex ({codex}) lists taskdeck's 7 hooks as trusted\n")
 
     config = home / "config.toml"
     config.write_text(config.read_text().replace('trusted_hash = "sha256:', 'trusted_hash = "sha256:0', 1))
@@ -177,7 +215,7 @@ def test_verify_asks_codex_and_names_the_step_left(tmp_path: Path, capsys) -> No
     assert stop.trust == "modified"
     # integrate puts our own entry back as written, trusted again
     assert main(["integrate", "codex", "--codex-home", str(home), "--verify", codex]) == 0
-    assert capsys.readouterr().out.endswith("lists taskdeck's 5 hooks as trusted\n")
+    assert capsys.readouterr().out.endswith("lists taskdeck's 7 hooks as trusted\n")
 
 
 def test_a_switched_off_hook_is_the_step_left(tmp_path: Path, capsys) -> None:
@@ -206,7 +244,7 @@ def test_linked_codex_home_and_hooks_file_are_trusted_as_codex_keys_them(tmp_pat
     (real / "hooks.json").symlink_to(dotfile)
     (tmp_path / "link").symlink_to(real)
     assert main(["integrate", "codex", "--codex-home", str(tmp_path / "link"), "--verify", codex]) == 0
-    assert capsys.readouterr().out.endswith("lists taskdeck's 5 hooks as trusted\n")
+    assert capsys.readouterr().out.endswith("lists taskdeck's 7 hooks as trusted\n")
     assert (real / "hooks.json").is_symlink() and "hook codex" in dotfile.read_text()
 
 
@@ -236,9 +274,10 @@ def test_a_codex_that_disagrees_is_named_with_the_step_left(tmp_path: Path, caps
     capsys.readouterr()
     assert main(["integrate", "codex", "--codex-home", str(home), "--verify", str(stub)]) == 1
     assert capsys.readouterr().err == (
-        f"one step left: Codex ({stub}) does not trust 5 of taskdeck's 5 hooks (permission_request "
-        "not listed, post_tool_use not listed, pre_tool_use modified, session_start modified, "
-        "stop not listed): run codex, open /hooks and trust them\n")
+        f"one step left: Codex ({stub}) does not trust 7 of taskdeck's 7 hooks (permission_request "
+        "not listed, post_tool_use not listed, pre_tool_use modified, session_end not listed, "
+        "session_start modified, stop not listed, user_prompt_submit not listed): run codex, "
+        "open /hooks and trust them\n")
     assert main(["integrate", "codex", "--codex-home", str(home),
                  "--verify", str(tmp_path / "no-codex")]) == 2
     assert capsys.readouterr().err.startswith(

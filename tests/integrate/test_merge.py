@@ -9,7 +9,7 @@ import pytest
 from core.integrate.command import DEFAULT_WAIT, HookOptions, entry_point, hook_command, is_ours
 from core.integrate.files import BadFile
 from core.integrate.hooks import Wanted, check, install, remove
-from core.integrate.plans import CLAUDE_EVENTS, CODEX_EVENTS, wanted
+from core.integrate.plans import CLAUDE_EVENTS, CODEX_EVENTS, CODEX_TIMEOUT_CAPS, wanted
 
 BASE = ["/opt/td/bin/taskdeck"]
 OURS = "/opt/td/bin/taskdeck hook claude --timeout 590"
@@ -40,7 +40,10 @@ WANT = {
         (OURS, True),
         (OLD, True),
         ("'/home/me/my venv/bin/taskdeck' hook claude", True),
-        ("/usr/bin/python3 -m core.cli hook claude --idle 5", True),
+        ("/usr/bin/python3 -m core.entry hook claude --idle 5", True),
+        ("/usr/bin/python3 -m core.cli hook claude --idle 5", True),  # as once written
+        ("/usr/bin/python3 -m core.entry hook codex", False),
+        ("/usr/bin/python3 -m core.server hook claude", False),
         ("/opt/td/bin/taskdeck hook codex", False),  # another agent's
         ("taskdeck watch", False),
         ("prettier --write", False),
@@ -79,9 +82,19 @@ def test_a_linked_script_is_named_by_its_link(tmp_path, monkeypatch) -> None:
     assert entry_point("bin/taskdeck") == [str(tmp_path / "bin" / "taskdeck")]
 
 
-def test_without_a_taskdeck_script_the_interpreter_runs_the_module() -> None:
+def test_without_a_taskdeck_script_the_interpreter_runs_the_quick_entry() -> None:
     assert entry_point("/src/core/cli.py", "/venv/bin/python") == [
-        "/venv/bin/python", "-m", "core.cli"]
+        "/venv/bin/python", "-m", "core.entry"]
+
+
+def test_a_command_written_the_old_way_is_replaced_by_the_quick_one() -> None:
+    old = "/venv/bin/python -m core.cli hook claude --timeout 590"
+    quick = entry_point("/x/cli.py", "/venv/bin/python")
+    new = hook_command("claude", HookOptions(), DEFAULT_WAIT, quick)
+    assert new == "/venv/bin/python -m core.entry hook claude --timeout 590"
+    data = {"hooks": {"Stop": [{"hooks": [handler("say done"), handler(old, 10)]}]}}
+    merged = install(data, {"Stop": Wanted(None, handler(new, 10))}, mine)
+    assert merged == {"hooks": {"Stop": [{"hooks": [handler("say done"), handler(new, 10)]}]}}
 
 
 @pytest.mark.parametrize("agent", ["claude"])
@@ -104,6 +117,18 @@ def test_decision_hooks_outlast_the_wait_for_a_person() -> None:
     assert [e for e, w in default.items() if w.matcher == "*"] == [
         "PreToolUse", "PermissionRequest", "PostToolUse"]
     assert set(wanted("codex", CODEX_EVENTS, HookOptions(), BASE)) == set(CODEX_EVENTS)
+
+
+def test_an_agents_cap_on_a_timeout_is_written_as_the_timeout() -> None:
+    """Codex cuts a SessionEnd hook's timeout to 3 s and trusts by the cut value."""
+    written = wanted("codex", CODEX_EVENTS, HookOptions(timeout=1), BASE, CODEX_TIMEOUT_CAPS)
+    assert {e: w.handler["timeout"] for e, w in written.items()} == {
+        "SessionStart": 10, "UserPromptSubmit": 10, "PreToolUse": 10, "PermissionRequest": 11,
+        "PostToolUse": 10, "Stop": 10, "SessionEnd": 3}
+    assert written["SessionEnd"].matcher is None  # every reason
+    capped = wanted("codex", ("PermissionRequest",), HookOptions(timeout=1), BASE,
+                    {"PermissionRequest": 5})
+    assert capped["PermissionRequest"].handler["timeout"] == 5
 
 
 MERGES = [
