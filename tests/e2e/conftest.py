@@ -31,7 +31,7 @@ WAIT = 20.0
 
 def hook_command(agent: str, *args: str) -> str:
     """The shell command an agent's hook settings run: this checkout's `taskdeck hook AGENT`."""
-    return shlex.join([sys.executable, "-m", "core.cli", "hook", agent, *args])
+    return shlex.join([sys.executable, "-m", "core.entry", "hook", agent, *args])
 
 
 def printed_result(process: subprocess.Popen[str], timeout: float = WAIT) -> dict:
