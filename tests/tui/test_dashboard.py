@@ -337,7 +337,8 @@ async def test_two_thousand_tasks_all_get_rows(runtime_dir: Path) -> None:
         assert app.view.counts[TaskStatus.QUEUED] == 1998
         await pilot.press("G")
         assert app.query_one(TaskTree).cursor_id == scene.registry.list(limit=1)[0].id
-        await until(lambda: "item 1979" in rows(app)[-1], what="the view to scroll to the end")
+        await until(lambda: "item 1979" in rows(app)[-1], timeout=15,
+                    what="the view to scroll to the end")
 
 
 async def test_command_palette_offers_deck_actions(scene: Scene) -> None:
