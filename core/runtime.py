@@ -9,12 +9,10 @@ import os
 import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
-import platformdirs
 import zmq
 
 from core.errors import BadRequest, Unauthorized, Unavailable, VersionMismatch
@@ -84,6 +82,8 @@ def default_runtime_dir() -> Path:
     if base and os.path.isdir(base):
         return Path(base) / "taskdeck"
     if sys.platform == "darwin" or os.name == "nt":  # a per-user dir with no XDG to miss
+        import platformdirs
+
         with contextlib.suppress(OSError):
             return Path(platformdirs.user_runtime_dir("taskdeck"))
     return fallback_runtime_dir()
@@ -91,6 +91,8 @@ def default_runtime_dir() -> Path:
 
 def fallback_runtime_dir() -> Path:
     """`/tmp/taskdeck-UID` (the system temp dir), created 0700 and checked to be ours."""
+    import tempfile
+
     return ensure_private_dir(Path(tempfile.gettempdir()) / f"taskdeck-{os.geteuid()}")
 
 
@@ -99,6 +101,8 @@ def default_state_dir() -> Path:
     env = os.environ.get("TASKDECK_STATE_DIR")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # here, not at the top: a hook never needs the state dir
+
     return Path(platformdirs.user_state_dir("taskdeck"))
 
 
