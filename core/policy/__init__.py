@@ -7,7 +7,9 @@ book that decides an action by its rules (deny beats ask beats allow). No regist
     rules     the book that decides an action by its rules
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy import exports
 
 if TYPE_CHECKING:
     from core.policy.data import Effect, Rule, Ruling
@@ -22,15 +24,6 @@ _HOMES = {
 `Ruling`, and a hook (started for every tool call) must not load the shell parser."""
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'core.policy' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"core.policy.{home}"), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = exports(__name__, _HOMES)
 
 __all__ = ["Effect", "Pattern", "Rule", "Rulebook", "Ruling", "check_pattern"]
