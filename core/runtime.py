@@ -6,7 +6,6 @@ import contextlib
 import getpass
 import ipaddress
 import os
-import socket
 import stat
 import sys
 from collections.abc import Iterator
@@ -414,7 +413,7 @@ def ensure_allowed_clients(state_dir: Path | None = None) -> tuple[set[str], Pat
         "# then an optional label. Made with this user's own client key; to let another\n"
         f"# machine in, run `{CLIENT_KEY_COMMAND}` there and add the key it prints\n"
         "# here, then restart `taskdeck serve`.\n"
-        f"{mine.public} {_user()}@{socket.gethostname()}\n"
+        f"{mine.public} {_user()}@{os.uname().nodename}\n"
     ).encode())
     return {mine.public}, path
 
