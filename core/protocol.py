@@ -324,7 +324,7 @@ Body = (
 )
 
 COMMANDS: dict[str, type[Command]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    cls.__struct_config__.tag: cls
     for cls in Body.__args__  # type: ignore[attr-defined]
 }
 """Command classes by their `op` tag."""
