@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import msgspec
@@ -323,7 +324,7 @@ Body = (
 )
 
 COMMANDS: dict[str, type[Command]] = {
-    msgspec.inspect.type_info(cls).tag: cls  # type: ignore[attr-defined]
+    cls.__struct_config__.tag: cls
     for cls in Body.__args__  # type: ignore[attr-defined]
 }
 """Command classes by their `op` tag."""
@@ -505,11 +506,17 @@ class Heartbeat(msgspec.Struct, kw_only=True):
 ENCODER = msgspec.msgpack.Encoder()
 """Encodes every message; built once."""
 
-REQUEST_DECODER = msgspec.msgpack.Decoder(Request)
 REPLY_DECODER = msgspec.msgpack.Decoder(Reply)
 EVENT_DECODER = msgspec.msgpack.Decoder(Event)
 HEARTBEAT_DECODER = msgspec.msgpack.Decoder(Heartbeat)
 _ANY_DECODER = msgspec.msgpack.Decoder()
+
+
+@functools.cache
+def _request_decoder() -> msgspec.msgpack.Decoder[Request]:
+    """Built on first use: only the daemon reads requests, and a client (a hook, started
+    for every tool call) need not pay for every command's type."""
+    return msgspec.msgpack.Decoder(Request)
 
 
 def encode(message: object) -> bytes:
@@ -528,7 +535,7 @@ def decode_request(data: bytes) -> Request:
     from core.errors import VersionMismatch
 
     try:
-        request = REQUEST_DECODER.decode(data)
+        request = _request_decoder().decode(data)
     except msgspec.ValidationError as exc:
         head = peek(data)
         version = head.get("version")

@@ -6,15 +6,12 @@ import contextlib
 import getpass
 import ipaddress
 import os
-import socket
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
-import platformdirs
 import zmq
 
 from core.errors import BadRequest, Unauthorized, Unavailable, VersionMismatch
@@ -84,6 +81,8 @@ def default_runtime_dir() -> Path:
     if base and os.path.isdir(base):
         return Path(base) / "taskdeck"
     if sys.platform == "darwin" or os.name == "nt":  # a per-user dir with no XDG to miss
+        import platformdirs
+
         with contextlib.suppress(OSError):
             return Path(platformdirs.user_runtime_dir("taskdeck"))
     return fallback_runtime_dir()
@@ -91,6 +90,8 @@ def default_runtime_dir() -> Path:
 
 def fallback_runtime_dir() -> Path:
     """`/tmp/taskdeck-UID` (the system temp dir), created 0700 and checked to be ours."""
+    import tempfile
+
     return ensure_private_dir(Path(tempfile.gettempdir()) / f"taskdeck-{os.geteuid()}")
 
 
@@ -99,6 +100,8 @@ def default_state_dir() -> Path:
     env = os.environ.get("TASKDECK_STATE_DIR")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # here, not at the top: a hook never needs the state dir
+
     return Path(platformdirs.user_state_dir("taskdeck"))
 
 
@@ -410,7 +413,7 @@ def ensure_allowed_clients(state_dir: Path | None = None) -> tuple[set[str], Pat
         "# then an optional label. Made with this user's own client key; to let another\n"
         f"# machine in, run `{CLIENT_KEY_COMMAND}` there and add the key it prints\n"
         "# here, then restart `taskdeck serve`.\n"
-        f"{mine.public} {_user()}@{socket.gethostname()}\n"
+        f"{mine.public} {_user()}@{os.uname().nodename}\n"
     ).encode())
     return {mine.public}, path
 

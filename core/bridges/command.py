@@ -8,6 +8,7 @@ command line (whose `asyncio` alone costs about a third of a hook's start-up).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,6 +74,28 @@ def run(args: Any) -> int:
     return bridge.main(args)
 
 
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size` reads it ($COLUMNS, the tty, 80)."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, sized without importing `shutil`: argparse builds a formatter for
+    every argument added, and that import (with its compression modules) is ~2 ms of
+    every hook's start, for a help text a hook never prints."""
+
+    def __init__(self, prog: str, **options: Any) -> None:
+        options.setdefault("width", _columns() - 2)
+        super().__init__(prog, **options)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes are one line, as in the rest of `taskdeck`."""
 
@@ -84,7 +107,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str]) -> int:
     """`taskdeck hook ARGS...` without the rest of the command line."""
-    parser = _Parser(prog="taskdeck hook",
+    parser = _Parser(prog="taskdeck hook", formatter_class=_Formatter,
                      description="answer an agent's hook: one JSON event on stdin")
     add_arguments(parser)
     parser.add_argument("--runtime-dir", type=Path, default=None, metavar="DIR",

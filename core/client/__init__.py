@@ -9,7 +9,9 @@
     blocking    the blocking `SyncClient` and `SyncExternalTask`
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.lazy import exports
 
 if TYPE_CHECKING:
     from core.client.aio import Client
@@ -34,16 +36,7 @@ _HOMES = {
 run for every tool call of an agent) then never pays for asyncio (~30 ms of start-up)."""
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'core.client' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"core.client.{home}"), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = exports(__name__, _HOMES)
 
 __all__ = [
     "BATCH_LIMIT",

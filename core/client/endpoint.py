@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import getpass
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,7 @@ def _origin(client_name: str) -> p.Origin:
         user = str(os.geteuid())
     return p.Origin(
         user=user[: p.MAX_NAME],
-        host=socket.gethostname()[: p.MAX_NAME],
+        host=os.uname().nodename[: p.MAX_NAME],
         pid=os.getpid(),
         client=client_name[: p.MAX_NAME],
     )

@@ -356,24 +356,53 @@ def test_a_sub_agents_question_closes_when_the_sub_agent_ends(deck: HookDeck) ->
     assert child["status"] == "finished"
 
 
-@pytest.mark.timeout(60)
-def test_a_decision_waits_without_an_event_loop(deck: HookDeck) -> None:
-    """The wait for a person is a blocking subscription: no asyncio, no snapshot."""
-    code = (
-        "import io, sys\n"
-        f"sys.stdin = io.TextIOWrapper(io.BytesIO({json.dumps(PERMISSION).encode()!r}))\n"
+UNNEEDED = {"asyncio", "tree_sitter", "tree_sitter_bash", "textual", "tui", "rich", "sqlite3",
+            "core.policy.shell", "core.policy.pattern", "core.policy.rules"}
+"""What no hook loads, since it starts for every tool call: an event loop, the approval
+rules' matching and its shell parser, the dashboard, the journal."""
+
+
+def hook_in_python(hook_event: dict) -> str:
+    """Python that runs `taskdeck hook claude` on the event, then prints what it loaded."""
+    return (
+        "import io, json, sys\n"
+        f"sys.stdin = io.TextIOWrapper(io.BytesIO({json.dumps(hook_event).encode()!r}))\n"
         "from core import entry\n"
         "entry.main(['hook', 'claude'])\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
     )
-    hook = subprocess.Popen([sys.executable, "-c", code], env=deck.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+
+
+def needless(modules: list[str]) -> set[str]:
+    """The modules of `UNNEEDED` (or of its packages) among those loaded."""
+    return {m for m in modules if m in UNNEEDED or m.split(".")[0] in UNNEEDED}
+
+
+@pytest.mark.timeout(60)
+def test_an_observed_event_loads_no_event_loop_and_no_shell_parser(deck: HookDeck) -> None:
+    """An observation carried out on the daemon loads only what its wire messages need."""
+    hook = subprocess.run([sys.executable, "-c", hook_in_python(event("PostToolUse", **BASH))],
+                          env=deck.env, capture_output=True, text=True, timeout=30, check=False)
+    assert (hook.returncode, hook.stderr) == (0, "")
+    [root] = deck.by_key(ROOT)
+    assert root["progress"] == "Bash: npm test"  # it did reach the daemon
+    loaded = json.loads(hook.stdout)
+    assert {"zmq", "msgspec", "core.protocol", "core.client.blocking"} <= set(loaded)
+    assert needless(loaded) == set()
+
+
+@pytest.mark.timeout(60)
+def test_a_decision_waits_without_an_event_loop(deck: HookDeck) -> None:
+    """The wait for a person is a blocking subscription: no asyncio, no snapshot, and no
+    shell parser either (the rules decide in the daemon)."""
+    hook = subprocess.Popen([sys.executable, "-c", hook_in_python(PERMISSION)], env=deck.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     task = deck.asking(ROOT)
     assert deck.run("answer", str(task["id"]), "approve").returncode == 0
     out, err = hook.communicate(timeout=20)
     answer, loaded = out.strip().splitlines()
     assert json.loads(answer)["hookSpecificOutput"]["decision"] == {"behavior": "allow"}
-    assert "asyncio" not in json.loads(loaded.replace("'", '"'))
+    assert needless(json.loads(loaded)) == set()
 
 
 @pytest.mark.timeout(90)
