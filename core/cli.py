@@ -144,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from core.bridges.command import positive as _positive
 
     parser = _Parser(
         prog="taskdeck",
