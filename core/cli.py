@@ -144,7 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-
     parser = _Parser(
         prog="taskdeck",
         description="A live control deck for trees of AI-agent tasks.",
