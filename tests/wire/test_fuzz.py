@@ -98,7 +98,7 @@ def reply_of(frames: list[bytes]) -> p.Reply:
     return p.REPLY_DECODER.decode(frames[-1])
 
 
-READ_ONLY = {"hello", "snapshot", "list", "get"}
+READ_ONLY = {"hello", "snapshot", "list", "get", "rules", "rule_test"}
 
 
 def assert_answered(payload: bytes, reply: p.Reply) -> None:
@@ -109,7 +109,8 @@ def assert_answered(payload: bytes, reply: p.Reply) -> None:
         return
     assert reply.error is not None and reply.error.message
     assert reply.error.code in {"BAD_REQUEST", "VERSION_MISMATCH", "UNKNOWN_TASK",
-                                "UNKNOWN_PROMPT", "UNKNOWN_AGENT", "INVALID_STATE"}
+                                "UNKNOWN_PROMPT", "UNKNOWN_AGENT", "UNKNOWN_RULE",
+                                "INVALID_STATE"}
 
 
 def test_garbage_on_req_socket_always_answered(
