@@ -143,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from core.bridges.command import positive as _positive  # `serve` uses it too
+
     parser = _Parser(
         prog="taskdeck",
         description="A live control deck for trees of AI-agent tasks.",
@@ -350,7 +352,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", metavar="DIR", help="the agent's working directory (for paths)")
 
     from core.bridges.command import add_arguments as hook_arguments
-    from core.bridges.command import positive as _positive
 
     hook_arguments(command("hook", _cmd_hook, "answer an agent's hook: one JSON event on stdin"))
     from core.bridges.hook import DEFAULT_IDLE_MINUTES, DEFAULT_TIMEOUT
