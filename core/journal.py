@@ -669,10 +669,11 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
-            db.executemany(
-                "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
-                [(cursor.lastrowid, i) for i in ids],
-            )
+            if ids:  # an abort's other tasks; most decisions have none
+                db.executemany(
+                    "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
+                    [(cursor.lastrowid, i) for i in ids],
+                )
 
     def _fail(self, why: str) -> NoReturn:
         """Stop writing for good, say why once in the log, and raise."""
