@@ -834,7 +834,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
     tables = {row[0]: row[1] for row in db.execute(
         "SELECT name, sql FROM sqlite_master WHERE type='table'")}
     if "audit" in tables:
-        columns = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
+        columns = _columns(db, "audit")
         for added in ("question", "summary"):  # written by schema 1 or 2
             if added not in columns:
                 db.execute(f"ALTER TABLE audit ADD COLUMN {added} TEXT")
@@ -849,7 +849,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
     if "audit_tasks" in tables:  # a decision's own task is in its audit row
         db.execute("DELETE FROM audit_tasks WHERE EXISTS (SELECT 1 FROM audit WHERE"
                    " audit.id = audit_tasks.audit_id AND audit.task_id = audit_tasks.task_id)")
-    if "replies" in tables and "request_id TEXT NOT NULL UNIQUE" in tables["replies"]:
+    if "replies" in tables and "slot" not in _columns(db, "replies"):  # schema 2-4: by seq
         kept = db.execute("SELECT request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
                           (REPLIES_KEPT,)).fetchall()
         db.execute("DROP TABLE replies")
@@ -861,6 +861,10 @@ def _upgrade(db: sqlite3.Connection) -> None:
         )
     if "sqlite_sequence" in tables:
         db.execute("DELETE FROM sqlite_sequence WHERE name IN ('audit', 'replies')")
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
 def _table_sql(name: str) -> str:
