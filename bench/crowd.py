@@ -31,6 +31,13 @@ def _taskdeck_worker(runtime_dir: str, state_dir: str, op: str, items: list[Any]
     client = SyncClient(Path(runtime_dir), state_dir=Path(state_dir), client_name="bench-crowd")
     if op == "answer":
         calls = [lambda i=i: client.answer(i, "approve") for i in items]
+    elif op == "answer_paired":  # each answer then a bare durable commit, timed apart
+        from bench.durable import bare_committer
+
+        commit = bare_committer(Path(state_dir))
+        calls = [lambda: client.answer(items[0], "approve")]  # the warm-up, untimed
+        for i in items[1:]:
+            calls += [lambda i=i: client.answer(i, "approve"), commit]
     elif op == "progress":
         calls = [lambda i=i: client.request(_progress(i)) for i in items]
     else:

@@ -84,13 +84,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused.
 
 2 added `audit.question`, the `meta` table (the id reservation) and the
 `replies` table (the dedupe window across restarts); 3 added `audit.summary`
-(the answered question's action); 4 added the `rules` table (approval rules).
-Older files are upgraded in place when opened.
+(the answered question's action); 4 added the `rules` table (approval rules);
+5 made a decision's commit touch fewer pages (each page is WAL bytes that its fsync
+waits for): `audit` ids without AUTOINCREMENT (no `sqlite_sequence` row to rewrite;
+audit rows are never deleted, so ids still never repeat), `replies` a ring of
+`REPLIES_KEPT` slots rewritten in place (no unique index on the request id, no
+delete of the oldest), and `audit_tasks` only for the other tasks a decision ended
+(an abort's subtree): its own task is `audit.task_id`. Older files are upgraded in
+place when opened (`_upgrade`).
 """
 
 ID_BLOCK = 1000
@@ -117,7 +123,7 @@ CREATE TABLE IF NOT EXISTS prompts (
 );
 CREATE INDEX IF NOT EXISTS prompts_task ON prompts(task_id);
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
     epoch INTEGER,
     action TEXT NOT NULL,
@@ -155,11 +161,14 @@ CREATE TABLE IF NOT EXISTS rules (
     removed_at REAL
 );
 CREATE TABLE IF NOT EXISTS replies (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL UNIQUE,
+    slot INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
     reply BLOB NOT NULL
 );
 """
+# `replies` is read whole when the daemon starts (`replies()`), never looked up by
+# request id in the file: hence no index on it, and a ring (slot = seq % REPLIES_KEPT).
 
 REPLIES_KEPT = 4096
 """Replies to state changes kept by request id, across restarts (the daemon's dedupe window)."""
@@ -190,6 +199,7 @@ class Journal:
         *,
         group_delay: float = GROUP_DELAY,
         fresh: bool = False,
+        reply_seq: int = 0,
     ) -> None:
         self.path = path
         self.group_delay = group_delay
@@ -209,6 +219,8 @@ class Journal:
         self._evicted: dict[int, float] = {}
         self._audits: list[tuple[tuple[object, ...], tuple[int, ...]]] = []
         self._replies: dict[str, bytes] = {}
+        self._reply_seq = reply_seq
+        """The last remembered reply's place in the ring (its slot: seq % REPLIES_KEPT)."""
         self._timer: asyncio.TimerHandle | None = None
         self._stop_listening: list[Callable[[], None]] = []
         self._epoch: int | None = None
@@ -223,6 +235,10 @@ class Journal:
         """Inside `deferred_syncs`: decisions join the batch's open transaction."""
         self._open = False
         """The batch's transaction (synchronous=FULL) is open; the next write commits it."""
+        self._sync: str | None = "NORMAL"
+        """The connection's `PRAGMA synchronous` (as `open` leaves it); None: unknown."""
+        self._held: tuple[dict[int, Task], dict[int, Prompt]] = ({}, {})
+        """Task and prompt rows as written into the open transaction (see `_flush`)."""
 
     # ------------------------------------------------------------------ open
 
@@ -264,23 +280,22 @@ class Journal:
                 raise JournalError(f"journal {path}: cannot switch to WAL mode ({mode})")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("BEGIN IMMEDIATE")
+            if version < SCHEMA_VERSION:
+                _upgrade(db)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
-            for added in ("question", "summary"):  # written by schema 1 or 2
-                if added not in columns:
-                    db.execute(f"ALTER TABLE audit ADD COLUMN {added} TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
             db.execute("SELECT count(*) FROM tasks").fetchone()  # a damaged file fails here
+            reply_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM replies").fetchone()[0])
         except sqlite3.Error as exc:
             db.close()
             raise _damaged(path, exc, "open") from None
         except JournalError:
             db.close()
             raise
-        return cls(path, db, group_delay=group_delay, fresh=fresh)
+        return cls(path, db, group_delay=group_delay, fresh=fresh, reply_seq=reply_seq)
 
     # ---------------------------------------------------------------- attach
 
@@ -383,7 +398,7 @@ class Journal:
             rows = self._db.execute(
                 "SELECT request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
                 (REPLIES_KEPT,),
-            ).fetchall()
+            ).fetchall()  # the ring holds at most REPLIES_KEPT; the limit guards a bad file
         except sqlite3.Error as exc:
             raise _damaged(self.path, exc) from None
         return [(request_id, bytes(reply)) for request_id, reply in reversed(rows)]
@@ -433,8 +448,7 @@ class Journal:
             summary,
         )
         ids = {i for i in affected if isinstance(i, int)}
-        if task_id is not None:
-            ids.add(task_id)
+        ids.discard(task_id)  # found by `audit.task_id`: one index page less per decision
         self._audits.append((row, tuple(sorted(ids))))
 
     def record(
@@ -522,13 +536,21 @@ class Journal:
             return
         tasks, prompts, evicted, audits = self._tasks, self._prompts, self._evicted, self._audits
         replies = self._replies
+        held_tasks, held_prompts = self._held
+        if held_tasks or held_prompts:
+            # A decision wrote its task and prompt as it leaves them into the open
+            # transaction; the events of applying it carry the same rows again: skip them.
+            tasks = {i: t for i, t in tasks.items() if held_tasks.get(i) != t}
+            prompts = {i: q for i, q in prompts.items() if held_prompts.get(i) != q}
         encode = self._encoder.encode
         statements: list[tuple[str, list[tuple[object, ...]]]] = []
         if tasks:
             statements.append((
                 "INSERT INTO tasks(id, record, status, ended_at, parent_id) VALUES (?, ?, ?, ?, ?)"
+                # A task's parent never changes: leaving parent_id out of the update
+                # leaves the tasks_parent index (one more page to sync) untouched.
                 " ON CONFLICT(id) DO UPDATE SET record=excluded.record, status=excluded.status,"
-                " ended_at=excluded.ended_at, parent_id=excluded.parent_id",
+                " ended_at=excluded.ended_at",
                 [
                     (t.id, encode(t), t.status.value, t.ended_at, t.parent_id)
                     for t in tasks.values()
@@ -537,8 +559,7 @@ class Journal:
         if prompts:
             statements.append((
                 "INSERT INTO prompts(id, task_id, record, state) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET task_id=excluded.task_id,"
-                " record=excluded.record, state=excluded.state",
+                " ON CONFLICT(id) DO UPDATE SET record=excluded.record, state=excluded.state",
                 [(p.id, p.task_id, encode(p), p.state.value) for p in prompts.values()],
             ))
         if evicted:
@@ -551,16 +572,20 @@ class Journal:
                 "INSERT OR REPLACE INTO rules(id, record, removed_at) VALUES (?, ?, ?)",
                 [(r.id, encode(r), r.removed_at) for r in self._rules.values()],
             ))
+        seq = self._reply_seq
         if replies:
             statements.append((
-                "INSERT OR REPLACE INTO replies(request_id, reply) VALUES (?, ?)",
-                list(replies.items()),
-            ))
-            statements.append((
-                "DELETE FROM replies WHERE seq <= (SELECT max(seq) FROM replies) - ?",
-                [(REPLIES_KEPT,)],
+                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
+                " request_id=excluded.request_id, reply=excluded.reply",
+                [((seq + n) % REPLIES_KEPT, seq + n, request_id, reply)
+                 for n, (request_id, reply) in enumerate(replies.items(), 1)],
             ))
         self._write(statements, durable=durable, audits=audits, hold=hold)
+        self._reply_seq = seq + len(replies)
+        if self._open:
+            held_tasks.update(tasks)
+            held_prompts.update(prompts)
         self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
         self._replies, self._rules = {}, {}
 
@@ -590,8 +615,11 @@ class Journal:
         durable = durable or self._open
         try:
             if not self._open:
-                if durable:
-                    db.execute("PRAGMA synchronous=FULL")
+                sync = "FULL" if durable else "NORMAL"
+                if self._sync != sync:  # set when it changes: decisions often come in a row
+                    self._sync = None  # unknown until the pragma succeeds
+                    db.execute(f"PRAGMA synchronous={sync}")
+                    self._sync = sync
                 db.execute("BEGIN IMMEDIATE")
                 self._open = True
             try:
@@ -599,14 +627,12 @@ class Journal:
                 if not hold:
                     db.execute("COMMIT")
                     self._open = False
+                    self._forget_held()
             except BaseException:
                 # Nothing of this transaction stands: rows the batch held already are
                 # lost with it, and the journal fails, so their replies say so.
                 self._abandon()
                 raise
-            finally:
-                if durable and not self._open:
-                    db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             self._fail(
                 f"cannot write journal {self.path}: {exc}; decisions are refused until "
@@ -619,10 +645,14 @@ class Journal:
         """Roll back the batch's open transaction, if any (its write failed)."""
         if self._open:
             self._open = False
+            self._forget_held()
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _forget_held(self) -> None:
+        """The open transaction ended: what it held is committed or gone."""
+        for held in self._held:
+            held.clear()
 
     def _insert(
         self,
@@ -639,10 +669,11 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
-            db.executemany(
-                "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
-                [(cursor.lastrowid, i) for i in ids],
-            )
+            if ids:  # an abort's other tasks; most decisions have none
+                db.executemany(
+                    "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
+                    [(cursor.lastrowid, i) for i in ids],
+                )
 
     def _fail(self, why: str) -> NoReturn:
         """Stop writing for good, say why once in the log, and raise."""
@@ -795,6 +826,53 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a file of an older schema (or an empty one) to `SCHEMA_VERSION`, in the
+    caller's transaction; `_SCHEMA` then creates whatever is still missing."""
+    tables = {row[0]: row[1] for row in db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type='table'")}
+    if "audit" in tables:
+        columns = _columns(db, "audit")
+        for added in ("question", "summary"):  # written by schema 1 or 2
+            if added not in columns:
+                db.execute(f"ALTER TABLE audit ADD COLUMN {added} TEXT")
+        if "AUTOINCREMENT" in tables["audit"].upper():  # schema 1-4: rebuilt without
+            names = ("id, ts, epoch, action, task_id, prompt_id, detail, by, user, host, pid,"
+                     " client, curve_key, question, summary")
+            db.execute("DROP INDEX IF EXISTS audit_task")
+            db.execute("ALTER TABLE audit RENAME TO audit_before_5")
+            db.execute(_table_sql("audit"))
+            db.execute(f"INSERT INTO audit({names}) SELECT {names} FROM audit_before_5")
+            db.execute("DROP TABLE audit_before_5")
+    if "audit_tasks" in tables:  # a decision's own task is in its audit row
+        db.execute("DELETE FROM audit_tasks WHERE EXISTS (SELECT 1 FROM audit WHERE"
+                   " audit.id = audit_tasks.audit_id AND audit.task_id = audit_tasks.task_id)")
+    if "replies" in tables and "slot" not in _columns(db, "replies"):  # schema 2-4: by seq
+        kept = db.execute("SELECT request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
+                          (REPLIES_KEPT,)).fetchall()
+        db.execute("DROP TABLE replies")
+        db.execute(_table_sql("replies"))
+        db.executemany(
+            "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)",
+            [(seq % REPLIES_KEPT, seq, request_id, reply)
+             for seq, (request_id, reply) in enumerate(reversed(kept), 1)],
+        )
+    if "sqlite_sequence" in tables:
+        db.execute("DELETE FROM sqlite_sequence WHERE name IN ('audit', 'replies')")
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _table_sql(name: str) -> str:
+    """The `CREATE TABLE` statement of `name` in `_SCHEMA`."""
+    for statement in _SCHEMA.split(";"):
+        if f"CREATE TABLE IF NOT EXISTS {name} (" in statement:
+            return statement
+    raise KeyError(name)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -133,7 +133,11 @@ async def test_commit_writes_at_once_and_another_process_sees_it(journal_path: P
         assert rows(journal_path, "SELECT action, detail, user, host, pid, client FROM audit") == [
             ("answer", "approve", "ana", "box", 4242, "tui")
         ]
-        # The durable commit switches to synchronous=FULL only for itself.
+        # A durable commit runs with synchronous=FULL; the next ordinary write goes back
+        # to NORMAL (the pragma is set only when it changes, not twice per decision).
+        assert journal._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        registry.add_tokens(ext.id, 10, 5)
+        journal.write()
         assert journal._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
     finally:
         journal.close()
