@@ -144,8 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from core.bridges.command import positive as _positive  # `serve` uses it too
-
     parser = _Parser(
         prog="taskdeck",
         description="A live control deck for trees of AI-agent tasks.",
