@@ -128,6 +128,7 @@ async def test_session_cap_and_idle_timeout(own_deck: Deck, tmp_path: Path) -> N
         async with aiohttp.ClientSession(cookies={COOKIE: cookie_for(web.token)}) as session:
             first = await session.ws_connect(f"{web.base}/ws", headers={"Origin": web.base})
             await until(lambda: web.children, timeout=10, what="the first session's process")
+            await asyncio.wait_for(first.receive(), 20)  # its dashboard drew: all its processes run
             started = len(web.children)
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await session.ws_connect(f"{web.base}/ws", headers={"Origin": web.base})
