@@ -31,7 +31,7 @@ from core.errors import (
 )
 from core.glyphs import STATUS_GLYPHS, glyph_of
 from core.model import EndReason, Prompt, Task, TaskStatus, Verdict
-from core.text import one_line, printable, printable_lines
+from core.text import local_time, one_line, printable, printable_lines
 
 EXIT_OK = 0
 EXIT_DENIED = 1
@@ -911,9 +911,9 @@ def _show_lines(task: Task, prompts: list[Prompt], decisions: list | None) -> li
     field("progress", task.progress)
     field("tokens", f"{task.tokens:,} ({task.prompt_tokens:,} prompt, "
                     f"{task.completion_tokens:,} completion)")
-    field("created", _when(task.created_at))
-    field("started", _when(task.started_at))
-    field("ended", _when(task.ended_at))
+    field("created", local_time(task.created_at))
+    field("started", local_time(task.started_at))
+    field("ended", local_time(task.ended_at))
     for prompt in prompts:
         lines.append(f"prompt {prompt.id}  {prompt.state.value}")
         field("question", _question(prompt.question, prompt.choices))
@@ -926,7 +926,7 @@ def _show_lines(task: Task, prompts: list[Prompt], decisions: list | None) -> li
             field("answer", f"{prompt.answer}  ({verdict})")
         field("reason", prompt.reason)
         field("by", prompt.answered_by)
-        field("at", _when(prompt.answered_at))
+        field("at", local_time(prompt.answered_at))
     if decisions is None:
         lines.append("decisions: not recorded (the daemon keeps no journal)")
     elif not decisions:
@@ -935,14 +935,6 @@ def _show_lines(task: Task, prompts: list[Prompt], decisions: list | None) -> li
         lines.append("decisions:")
         lines.extend(f"  {_history_line(entry)}" for entry in decisions)
     return lines
-
-
-def _when(ts: float | None) -> str | None:
-    import datetime
-
-    if not ts:
-        return None
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -1036,7 +1028,7 @@ def _history_from_journal(args: argparse.Namespace) -> list:
 
 
 def _history_line(entry) -> str:
-    when = _when(entry.ts)
+    when = local_time(entry.ts)
     target = f"task {entry.task_id}" if entry.task_id is not None else ""
     if entry.prompt_id is not None:
         target += f" prompt {entry.prompt_id}"

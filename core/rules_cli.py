@@ -14,12 +14,11 @@ import sys
 
 import msgspec
 
-from core.cli import _when
 from core.errors import BadRequest
 from core.model import Action
 from core.policy import Effect, Rule
 from core.policy.pattern import FAMILIES, SHELL_NAMES
-from core.text import printable
+from core.text import local_time, printable
 
 EXIT_ALLOWED = 0
 EXIT_DENIED = 1
@@ -117,7 +116,7 @@ def _print_rules(rules: list[Rule], now: float, *, as_json: bool) -> None:
     for rule in rules:
         state = " [expired]" if rule.expired(now) else _expiry(rule)
         print(f"{rule.id:>4}  {rule.effect.value:<6} {rule.agent or 'any':<8} {rule.hits:>5}  "
-              f"{_when(rule.last_used) or 'never':<19}  {printable(rule.pattern)}  "
+              f"{local_time(rule.last_used) or 'never':<19}  {printable(rule.pattern)}  "
               f"({printable(rule.scope)}){state}  added by {printable(rule.added_by)}")
 
 
@@ -133,5 +132,5 @@ def _print_ruling(effect: Effect | None, reason: str) -> int:
 
 
 def _expiry(rule: Rule) -> str:
-    return f", until {_when(rule.expires_at)}" if rule.expires_at is not None else ""
+    return f", until {local_time(rule.expires_at)}" if rule.expires_at is not None else ""
 

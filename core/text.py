@@ -37,3 +37,12 @@ def one_line(text: str) -> str:
     if newline:
         first = first.removesuffix("\r") + " …"
     return printable(first)
+
+
+def local_time(ts: float | None) -> str | None:
+    """A wall-clock time as the command line prints it ("2026-12-04 21:50:03"); None for none."""
+    import datetime
+
+    if not ts:
+        return None
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
