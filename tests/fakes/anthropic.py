@@ -24,9 +24,11 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer
 
 MODEL = "claude-fake-1"
 SCRIPT_ENDED = "(the fake model's script has ended)"
@@ -132,7 +134,7 @@ def result_text(block: dict[str, Any]) -> str:
     return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """The fake API in a thread; a context manager (start on enter, stop on exit)."""
 
     def __init__(self, script: Sequence[Turn] = ()) -> None:
@@ -142,24 +144,11 @@ class FakeAnthropic:
         self.served = 0
         """Scripted turns answered so far."""
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-anthropic",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_handler(self), "fake-anthropic")
 
     def __enter__(self) -> FakeAnthropic:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def add(self, *turns: Turn) -> None:
         """Append turns to the script (for a conversation that goes on)."""
