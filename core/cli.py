@@ -30,7 +30,7 @@ from core.errors import (
     UnknownTask,
 )
 from core.glyphs import STATUS_GLYPHS, glyph_of
-from core.model import EndReason, Prompt, Task, TaskStatus, Verdict
+from core.model import REFUSALS, EndReason, Prompt, Task, TaskStatus, Verdict
 from core.text import local_time, one_line, printable, printable_lines
 
 EXIT_OK = 0
@@ -263,9 +263,11 @@ def _parser() -> argparse.ArgumentParser:
         _cmd_ask,
         "ask a person and wait; the exit code is the decision",
         description="Ask a person and wait for the answer, printed on stdout. Exit 0: "
-        "approved (a listed choice other than a denial); 1: denied (deny, or the second "
-        "of two choices); 2: aborted, timed out, interrupted or an error; 3: a free-text "
-        "reply, which is never an approval.",
+        "approved (a listed choice other than a denial); 1: denied (a choice that reads as "
+        f"a refusal: its first word, any case, is one of {', '.join(sorted(REFUSALS))}, "
+        "or it starts \"do not\"; or the second of two "
+        "choices when the first is no refusal); 2: aborted, timed out, interrupted or an "
+        "error; 3: a free-text reply, which is never an approval.",
     )
     p.add_argument("question", help="what to ask")
     p.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import shlex
 from typing import Annotated, Any
 
@@ -75,7 +76,7 @@ class Verdict(str, enum.Enum):
     APPROVED = "approved"
     """A listed choice that is not a denial: the asker may go ahead."""
     DENIED = "denied"
-    """"deny", or the second of two choices."""
+    """A listed choice that refuses: "no", "deny", "cancel", ... or the second of two."""
     REPLIED = "replied"
     """Free text: guidance for the asker, never an approval."""
 
@@ -296,32 +297,70 @@ class Prompt(msgspec.Struct, kw_only=True, gc=False):
 
     @property
     def verdict(self) -> Verdict | None:
-        """What the answer decided, by one rule shared by the CLI, the client and the dashboard.
-
-        Only a listed choice approves: the first choice (or any but a denial, when
-        there are more than two) is `APPROVED`, "deny" or the second of two choices is
-        `DENIED`, and free text is `REPLIED`, never an approval, even when it reads "yes".
-        None while unanswered (pending, cancelled, timed out without a default).
-        """
+        """What the answer decided, by one rule shared by the CLI, the client, the bridges
+        and the dashboard (see `Prompt.judge`). None while unanswered (pending, cancelled,
+        timed out without a default)."""
         if self.answer is None:
             return None
-        if self.is_denial:
-            return Verdict.DENIED
-        if self.answer in self.choices:
-            return Verdict.APPROVED
-        return Verdict.REPLIED
+        return Prompt.judge(self.choices, self.answer)
 
     @property
     def is_denial(self) -> bool:
-        """True for "deny", or for the second choice of a two-way prompt (e.g. "no"), unless
-        that choice is `EDIT`."""
-        if self.answer is None:
-            return False
-        if self.answer.lower() == "deny":
-            return True
-        if self.answer == EDIT:
-            return False
-        return len(self.choices) == 2 and self.answer == self.choices[1]
+        """True when the answer is a listed choice that refuses (see `Prompt.judge`)."""
+        return self.verdict is Verdict.DENIED
+
+    @staticmethod
+    def judge(choices: list[str], answer: str) -> Verdict:
+        """What `answer` decides for a question offering `choices`.
+
+        A choice that is no approval must never read as one, whatever the number of
+        choices, so the rule errs towards refusing:
+
+        * "deny", listed or not: `DENIED`;
+        * not a listed choice: `REPLIED`, free text, never an approval (even "yes");
+        * `EDIT`: `APPROVED` (the action with its input edited);
+        * a choice that reads as a refusal, its first word (any case) one of `REFUSALS`
+          or "do not" (e.g. "no", "Cancel", "deny", "skip", "no, keep it"): `DENIED`;
+        * the second of two choices when the first is no refusal ("ship" / "hold"): `DENIED`;
+        * any other listed choice: `APPROVED` (e.g. "yes", "staging", "release/2.4").
+        """
+        if answer.casefold() == "deny":  # what a closing asker answers, listed or not
+            return Verdict.DENIED
+        if answer not in choices:
+            return Verdict.REPLIED
+        if answer == EDIT:
+            return Verdict.APPROVED
+        if reads_as_refusal(answer):
+            return Verdict.DENIED
+        if len(choices) == 2 and answer == choices[1] and not reads_as_refusal(choices[0]):
+            return Verdict.DENIED
+        return Verdict.APPROVED
+
+    @staticmethod
+    def denial_among(choices: list[str]) -> str | None:
+        """The choice that refuses (what `d` and a deny rule send): the first choice that
+        `judge` counts as `DENIED`; None when no choice refuses (e.g. "us" / "eu" / "asia")."""
+        return next((c for c in choices if Prompt.judge(choices, c) is Verdict.DENIED), None)
+
+
+REFUSALS = frozenset({
+    "no", "n", "nope", "nah", "not", "none", "never", "don't", "dont", "deny", "denied",
+    "reject", "rejected", "decline", "declined", "refuse", "refused", "cancel", "cancelled",
+    "canceled", "abort", "aborted", "stop", "halt", "skip", "veto", "block", "disallow",
+    "forbid", "quit", "exit",
+})
+"""First words that make a choice a refusal: such a choice never approves (`Prompt.judge`)."""
+
+_WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+
+
+def reads_as_refusal(choice: str) -> bool:
+    """True when the choice's first word (any case) is one of `REFUSALS`, or it starts
+    "do not": "No", "cancel deploy", "Don’t", "no-go", "skip it"."""
+    words = _WORDS.findall(choice.replace("\u2019", "'").casefold())
+    if not words:
+        return False
+    return words[0] in REFUSALS or words[:2] == ["do", "not"]
 
 
 # Events: every state change of the registry is exactly one of these.

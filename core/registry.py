@@ -55,6 +55,7 @@ from core.model import (
     TaskCreated,
     TasksEvicted,
     TaskStatus,
+    Verdict,
 )
 from core.policy import Effect, Rule, Rulebook, Ruling, check_pattern
 from core.records import Records
@@ -1081,15 +1082,15 @@ def _unblock(task: Task) -> None:
 
 
 def _rule_answer(prompt: Prompt, effect: Effect | None) -> str | None:
-    """The choice a rule's effect stands for: approve is the first choice (when it is no
-    denial), deny is "deny" or the second of two; None when the choices have no such one."""
+    """The choice a rule's effect stands for: approve is the first choice (when it approves),
+    deny is the choice that refuses (`Prompt.denial_among`); None when there is no such one."""
     choices = prompt.choices
     if effect is Effect.ALLOW:
         first = choices[0]
-        return None if first.lower() == "deny" or len(choices) < 2 else first
+        approves = Prompt.judge(choices, first) is Verdict.APPROVED
+        return first if approves and len(choices) >= 2 else None
     if effect is Effect.DENY:
-        denial = next((c for c in choices if c.lower() == "deny"), None)
-        return denial or (choices[1] if len(choices) == 2 else None)
+        return Prompt.denial_among(choices)
     return None
 
 

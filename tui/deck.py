@@ -147,8 +147,7 @@ class DeckApp(LiveDeck):
         self._carry_out(self.modes.expand(self._cursor_task()))
 
     def action_deny(self) -> None:
-        task = self._cursor_task()
-        self._carry_out(self.modes.open_answer(task, Mode.REASON, unread=self._unread(task)))
+        self._carry_out(self.modes.open_answer(self._cursor_task(), Mode.REASON))
 
     def action_reply(self) -> None:
         self._carry_out(self.modes.open_answer(self._cursor_task(), Mode.REPLY))

@@ -34,7 +34,7 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("Move", "tab", "tree → detail (↑ ↓ scroll) → inbox (enter: go to the task)"),
     ("Answer", "a", "answer with the first choice (approve), once the whole question was shown"),
     ("Answer", "e", "show the rest of a question cut short (again: next lines)"),
-    ("Answer", "d", "answer with the last choice (deny), with an optional reason"),
+    ("Answer", "d", "answer with the choice that refuses (deny), with an optional reason"),
     ("Answer", "1 – 9", "answer with that numbered choice (edit…: change the input first)"),
     ("Answer", "r", "reply with free text (never an approval); Enter sends, Esc cancels"),
     ("Answer", "A / D", "approve / deny and remember as a rule (tab: scope, ctrl+e: expiry)"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from core.errors import BadRequest
 from core.model import EDIT, MAX_TEXT, Action, Task, Verdict
 from core.policy import Pattern
-from tui.view import is_asking, verdict_of
+from tui.view import denial_choice, is_asking, verdict_of
 
 
 class Mode(str, enum.Enum):
@@ -277,26 +277,18 @@ class Modes:
         """Show more of a long question."""
         return _not_asking(task) or (Expand(),)
 
-    def open_answer(self, task: Task | None, mode: Mode, *, unread: int = 0) -> Intents:
-        """Open the answer box for a reply (`r`) or a denial's reason (`d`).
-
-        Args:
-            unread: Lines of the task's question never on screen. `d` sends the last
-                choice, which approves when there are more than two and it is not "deny":
-                then it waits for them, as `a` does.
-        """
+    def open_answer(self, task: Task | None, mode: Mode) -> Intents:
+        """Open the answer box for a reply (`r`) or a denial's reason (`d`). `d` sends the
+        choice that refuses (`denial_choice`), never an approval: it need not wait for
+        unread lines as `a` does."""
         said = _not_asking(task)
         if said:
             return said
         assert task is not None and task.blocked_on is not None and mode.is_answering
-        if mode is Mode.REASON and task.blocked_on.choices[-1] == EDIT:  # edit approves
+        if mode is Mode.REASON and denial_choice(task.blocked_on.choices) is None:
             offered = " / ".join(task.blocked_on.choices)
             return (Say(f"#{task.id} offers no denial ({offered}): a, or 1-"
                         f"{len(task.blocked_on.choices)}", "warning"),)
-        if mode is Mode.REASON and unread:
-            said = self.choose(task, len(task.blocked_on.choices), unread=unread)
-            if not isinstance(said[0], Send):
-                return said
         self.mode = mode
         self.answering = (task.id, task.blocked_on.prompt_id)
         self.choices = list(task.blocked_on.choices)
@@ -312,7 +304,7 @@ class Modes:
         if self.mode is Mode.REMEMBER:
             return self._submit_rule(typed)
         if self.mode is Mode.REASON:
-            denial = self.choices[-1] if self.choices else "deny"
+            denial = denial_choice(self.choices) or "deny"
             sent = Send(task_id, prompt_id, denial, reason=text or None)
         elif self.mode is Mode.EDIT:
             edited = _edited(text)
@@ -397,7 +389,7 @@ class Modes:
         if pattern.everything:
             return (Say(f"{pattern.text} matches every use of {pattern.tool}: narrow it "
                         "(`taskdeck rules add --everything` adds such a rule)", "warning"),)
-        answer = self.choices[0] if draft.effect == "allow" else _denial(self.choices)
+        answer = self.choices[0] if draft.effect == "allow" else denial_choice(self.choices)
         if answer is None:
             return (Say("this question offers no plain deny for a rule to give: Esc, then d "
                         "answers it", "warning"),)
@@ -487,12 +479,6 @@ def _edited(typed: str) -> str | Say:
     if len(text) > MAX_TEXT:
         return Say(f"the edited input is {len(text)} characters, over {MAX_TEXT}", "warning")
     return text
-
-
-def _denial(choices: list[str]) -> str | None:
-    """The choice a deny rule gives: "deny", or the second of two (as the daemon's rules)."""
-    found = next((c for c in choices if c.lower() == "deny"), None)
-    return found or (choices[1] if len(choices) == 2 else None)
 
 
 def _not_asking(task: Task | None) -> Intents:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.mirror import Mirror
-from core.model import EDIT, BlockedReason, Prompt, Task, TaskStatus, Verdict
+from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
 from core.text import printable
 
 STATUS_ORDER: tuple[TaskStatus, ...] = (
@@ -151,14 +151,21 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def denial_choice(choices: Sequence[str]) -> str | None:
+    """The choice `d` sends: the one that refuses, by `Prompt.verdict`'s rule (None: `d`
+    does not answer, e.g. "us" / "eu" / "asia", or "approve" / "edit")."""
+    return Prompt.denial_among(list(choices))
+
+
 def offers_denial(choices: Sequence[str]) -> bool:
-    """Whether `d` answers: it sends the last choice, unless that one is `EDIT` (an approval)."""
-    return len(choices) > 1 and choices[-1] != EDIT
+    """Whether `d` answers: some choice refuses."""
+    return denial_choice(choices) is not None
 
 
 def numbers_shown(choices: Sequence[str]) -> bool:
     """Whether the number keys are spelled out: some choice has neither `a` nor `d`."""
-    return len(choices) > (2 if offers_denial(choices) else 1)
+    denial = denial_choice(choices)
+    return len(choices) > (2 if denial is not None and denial != choices[0] else 1)
 
 
 def choice_hint(choices: list[str]) -> str:
@@ -171,7 +178,7 @@ def choice_hint(choices: list[str]) -> str:
 
     parts = [keyed("a", shown_line(choices[0]))]
     if offers_denial(choices):
-        parts.append(keyed("d", shown_line(choices[-1])))
+        parts.append(keyed("d", shown_line(denial_choice(choices) or "")))
     if numbers_shown(choices):
         parts.append(f"[1-{min(len(choices), 9)}]")
     parts.append("[r]eply")

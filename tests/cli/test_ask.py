@@ -24,6 +24,12 @@ pytestmark = pytest.mark.timeout(60)
         ("yes,no", "yes", 0, "yes"),
         ("yes,no", "no", 1, "denied: no"),
         ("eu,us,ap", "ap", 0, "ap"),
+        ("yes,no,cancel", "yes", 0, "yes"),
+        ("yes,no,cancel", "no", 1, "denied: no"),
+        ("yes,no,cancel", "cancel", 1, "denied: cancel"),
+        ("Deploy,Skip,Later", "Skip", 1, "denied: Skip"),
+        ("cancel,proceed", "proceed", 0, "proceed"),
+        ("cancel,proceed", "cancel", 1, "denied: cancel"),
     ],
 )
 def test_the_exit_code_is_what_the_answer_decided(

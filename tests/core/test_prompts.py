@@ -182,7 +182,10 @@ async def test_choice_matching_ignores_case_and_free_text_is_kept(
         (["yes", "no"], "yes", False),
         (["ok"], "ok", False),
         (["yes", "no"], "deny", True),
-        (["staging", "production", "skip"], "skip", False),
+        (["staging", "production", "skip"], "skip", True),
+        (["yes", "no", "cancel"], "no", True),
+        (["yes", "no", "cancel"], "Cancel", True),
+        (["yes", "no", "cancel"], "yes", False),
     ],
 )
 async def test_is_denial(

@@ -130,8 +130,12 @@ async def test_choices_without_a_plain_deny_stay_with_a_person(registry: Registr
     session = registry.open_external("s", agent="claude", lease=60)
     registry.add_rule("deny", "Bash(rm *)")
     prompt = registry.open_prompt(session.id, Question(
-        text="?", choices=["run", "skip", "later"], action=bash("rm x")))
+        text="?", choices=["run", "now", "later"], action=bash("rm x")))
     assert prompt.state is PromptState.PENDING
+    refusing = registry.open_external("r", agent="claude", lease=60)
+    three_way = registry.open_prompt(refusing.id, Question(
+        text="?", choices=["run", "skip", "later"], action=bash("rm x")))
+    assert (three_way.answer, three_way.verdict) == ("skip", Verdict.DENIED)
     other = registry.open_external("t", agent="claude", lease=60)
     two_way = registry.open_prompt(other.id, Question(
         text="?", choices=["yes", "no"], action=bash("rm x")))

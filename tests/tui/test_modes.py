@@ -160,7 +160,7 @@ def test_a_reply_that_reads_yes_is_sent_as_text() -> None:
     assert modes.submit_answer("yes")[0] == Send(3, 7, "yes")  # the daemon's verdict: REPLIED
 
 
-def test_d_sends_the_last_choice_with_the_reason_typed() -> None:
+def test_d_sends_the_choice_that_refuses_with_the_reason_typed() -> None:
     modes = Modes()
     task = asking(9, "main", "release/2.4", "cancel")
     assert modes.open_answer(task, Mode.REASON) == (OpenAnswer(9, "deny reason"),)
@@ -168,14 +168,15 @@ def test_d_sends_the_last_choice_with_the_reason_typed() -> None:
         Send(9, 7, "cancel", reason="too risky"), CloseAnswer())
 
 
-def test_d_waits_for_unread_lines_when_its_last_choice_would_approve() -> None:
-    """`d` on main / release/2.4 / cancel sends "cancel", an approval by the shared rule:
-    like `a`, it waits until the whole question was on screen."""
+def test_d_sends_the_refusal_wherever_it_is_listed_and_never_an_approval() -> None:
+    """`d` on cancel / proceed sends "cancel" (the last choice, "proceed", approves there);
+    on us / eu / asia nothing refuses, so `d` says so and sends nothing."""
     modes = Modes()
-    [said] = modes.open_answer(asking(9, "main", "release/2.4", "cancel"), Mode.REASON, unread=4)
-    assert isinstance(said, Say) and "4 more lines you have not seen" in said.text
+    modes.open_answer(asking(9, "cancel", "proceed"), Mode.REASON)
+    assert modes.submit_answer("") == (Send(9, 7, "cancel", reason=None), CloseAnswer())
+    [said] = modes.open_answer(asking(9, "us", "eu", "asia"), Mode.REASON)
+    assert isinstance(said, Say) and "offers no denial" in said.text
     assert modes.mode is Mode.NORMAL
-    assert modes.open_answer(asking(), Mode.REASON, unread=4) == (OpenAnswer(3, "deny reason"),)
 
 
 def test_a_reply_that_is_one_of_the_choices_is_not_sent() -> None:

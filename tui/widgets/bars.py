@@ -20,9 +20,9 @@ from tui.view import (
     STATUS_LABELS,
     STATUS_ORDER,
     clip,
+    denial_choice,
     format_tokens,
     numbers_shown,
-    offers_denial,
     shown,
     shown_line,
 )
@@ -95,8 +95,9 @@ class PromptBar(Vertical):
         if action is not None:  # picking edit opens the action's input first
             choices = [f"{c}…" if c == EDIT else c for c in choices]
         keys: list[str | tuple[str, str]] = [(" a ", key), f" {choices[0]}  "]
-        if offers_denial(blocked.choices):
-            keys += [(" d ", key), f" {choices[-1]} (+reason)  "]
+        denial = denial_choice(blocked.choices)
+        if denial is not None:
+            keys += [(" d ", key), f" {shown_line(denial)} (+reason)  "]
         if numbers_shown(blocked.choices):  # else a and d name every choice already
             for number, choice in enumerate(choices[:9], start=1):
                 keys += [(f" {number} ", key), f" {choice}  "]
