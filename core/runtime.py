@@ -231,6 +231,31 @@ def daemon_gone(info: ConnectionInfo) -> bool:
     return False
 
 
+def nothing_listens(endpoint: str) -> bool:
+    """True when `endpoint` is an ipc socket that no process listens on (it refuses a
+    connection, or its file is gone): what a daemon killed without clean-up leaves. False
+    for TCP and whenever it cannot tell (a live socket, a full backlog, a path too long).
+
+    Asked only once the connection file's pid has exited, so a client learns at once
+    that no daemon is there instead of waiting out a request timeout for a reply."""
+    if not endpoint.startswith("ipc://"):
+        return False
+    import socket  # only on this rare path: the module costs every hook's start-up
+
+    path = endpoint.removeprefix("ipc://")
+    if path.startswith("@"):  # Linux abstract namespace
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return True
+        except OSError:
+            return False
+    return False
+
+
 def running_daemon(runtime_dir: Path) -> ConnectionInfo | None:
     """The connection info of a live daemon on `runtime_dir`, or None if there is none."""
     try:

@@ -22,6 +22,7 @@ from core.runtime import (
     daemon_gone,
     default_runtime_dir,
     existing_client_keys,
+    nothing_listens,
 )
 from core.runtime import read_connection as _read_connection
 
@@ -126,10 +127,11 @@ class _Endpoint:
         return self.connection
 
     def _check_alive(self) -> None:
-        """Raise `Unavailable` when the connection file has named an exited process for a
-        whole request timeout: no retry can reach it, and waiting out every retry says
-        nothing more. A daemon restarted within that time (a supervisor, a crash and a
-        restart) writes a new file and is reached as before.
+        """Raise `Unavailable` when the connection file names an exited process and nothing
+        listens on its ipc command socket (a killed daemon: said at once), or has named an
+        exited process for a whole request timeout: no retry can reach it, and waiting out
+        every retry says nothing more. A daemon restarted within that time (a supervisor,
+        a crash and a restart) writes a new file and is reached as before.
 
         Only for a connection read from the runtime dir: its pid is on this machine.
         """
@@ -140,7 +142,7 @@ class _Endpoint:
         now = time.monotonic()
         if self._dead_since is None or self._dead_since[0] != info.pid:
             self._dead_since = (info.pid, now)
-        if now - self._dead_since[1] >= self.request_timeout:
+        if now - self._dead_since[1] >= self.request_timeout or nothing_listens(info.commands):
             raise Unavailable(
                 f"no daemon running: the connection file in {self.runtime_dir} names "
                 f"pid {info.pid}, which has exited; start `taskdeck serve`"
