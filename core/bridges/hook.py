@@ -555,18 +555,20 @@ def _decide(
     whose reason says why, so nobody answers a question no one waits for. A question
     closed as answered in the agent prints nothing: the agent's own dialog decides.
     """
+    from core.bridges.parent import Agent
     from core.bridges.waiters import waiting
     from core.client.waiting import ask_and_wait
     from core.errors import InvalidState
     from core.model import Question
 
     asked: list[Prompt] = []
+    agent = Agent.find()  # its death closes the question: nobody would read the answer
     with waiting(here, target.id):
         try:
             prompt = ask_and_wait(
                 client, target.id, Question(text=question(action, dialect), timeout=timeout,
                                             action=action),
-                lease=lease, on_asked=asked.append)
+                lease=lease, on_asked=asked.append, gone=agent.gone if agent else None)
         except InvalidState:
             task = client.get(target.id)[0]
             if task.end_reason is not None and task.end_reason.value == "aborted":

@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 SILENT_AFTER = 3.0
 """Heartbeats without a word before the task is looked up (the mirror's `DISCONNECTED_AFTER`)."""
 
+WATCH_EVERY = 0.5
+"""Seconds between two looks at whether the one waiting for the answer is still there."""
+
+
+class AskerGone(TaskdeckError):
+    """The one the answer was for went away (`gone` said why): nobody would read it."""
+
 
 def ask_and_wait(
     client: SyncClient,
@@ -41,11 +48,15 @@ def ask_and_wait(
     *,
     lease: float | None = None,
     on_asked: Callable[[Prompt], None] | None = None,
+    gone: Callable[[], str | None] | None = None,
 ) -> Prompt:
     """Ask `question` on an external task and block until it is answered.
 
     `lease`: the task's lease, renewed every third of it while waiting. `on_asked` is
-    called with the prompt once the daemon has accepted it.
+    called with the prompt once the daemon has accepted it. `gone`, asked every
+    `WATCH_EVERY` seconds, says why the answer would reach nobody any more (None while
+    it would); the wait then ends with `AskerGone`, the question still open for the
+    caller to close.
 
     Raises:
         PromptTimedOut: nobody answered within the timeout and there is no default.
@@ -53,6 +64,7 @@ def ask_and_wait(
         InvalidState: the task was aborted (or ended) while waiting.
         NotPending: the prompt was cancelled.
         Unavailable: the daemon did not greet the subscription, or stopped answering.
+        AskerGone: `gone` said the answer would reach nobody.
     """
     sub = _subscribe(client)
     try:
@@ -63,7 +75,7 @@ def ask_and_wait(
         prompt = client._do(calls.ask(task_id, question))
         if on_asked is not None:
             on_asked(prompt)
-        return _follow(client, sub, prompt, epoch, seq, question.timeout, lease)
+        return _follow(client, sub, prompt, epoch, seq, question.timeout, lease, gone)
     finally:
         sub.close(linger=0)
 
@@ -98,12 +110,14 @@ def _position(frames: list[bytes]) -> tuple[int | None, int | None]:
 def _follow(
     client: SyncClient, sub: zmq.Socket[Any], asked: Prompt, epoch: int | None,
     seq: int | None, timeout: float | None, lease: float | None,
+    gone: Callable[[], str | None] | None = None,
 ) -> Prompt:
     """Read events until the asked prompt closes; look the task up when the stream has a hole."""
     now = time.monotonic()
     deadline = None if timeout is None else now + timeout + LOCAL_GRACE
     renew = None if lease is None else lease / 3
     next_renewal = None if renew is None else now + renew
+    next_watch = None if gone is None else now
     silent_after = client.heartbeat * SILENT_AFTER
     heard = now
     while True:
@@ -115,12 +129,17 @@ def _follow(
             raise NoWordInTime(
                 f"nobody answered within {timeout:g}s (and no word from the daemon)"
             )
+        if gone is not None and next_watch is not None and now >= next_watch:
+            why = gone()
+            if why is not None:
+                raise AskerGone(why)
+            next_watch = now + WATCH_EVERY
         if next_renewal is not None and renew is not None and now >= next_renewal:
             with contextlib.suppress(TaskdeckError):  # gone or ended: the events will say
                 client.request(p.LeaseHeartbeat(task_id=asked.task_id))
             next_renewal = now + renew
         waits = [silent_after - (now - heard)]
-        waits += [t - now for t in (deadline, next_renewal) if t is not None]
+        waits += [t - now for t in (deadline, next_renewal, next_watch) if t is not None]
         if not sub.poll(max(1, int(min(waits) * 1000)), zmq.POLLIN):
             if time.monotonic() - heard >= silent_after:  # a silent daemon: ask it directly
                 closed = _look_up(client, asked, gone_ok=True)
