@@ -404,8 +404,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the session's task fails as lost this long after this server stops "
                    "(default 30)")
     p.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
-                   help="deny a permission prompt or approval nobody answered this long "
-                   "(default: wait)")
+                   help="close a question nobody answered this long (a permission prompt or "
+                   "approval denies, ask_human says timed_out) unless its call gives timeout_s "
+                   "(default: wait until answered, or until the host cancels the call or leaves)")
 
     web = command("web", _cmd_web, "serve the dashboard to browsers (a token in the URL)")
     web.add_argument("--host", default="127.0.0.1",

@@ -66,10 +66,14 @@ def _permission_answer(decision: dict[str, Any]) -> Result:
 class Tools:
     """Carries out each tool call on the host session; one method per tool."""
 
-    def __init__(self, session: HostSession, *, approval_timeout: float | None) -> None:
+    def __init__(self, session: HostSession, *, question_timeout: float | None) -> None:
         self.session = session
-        self.approval_timeout = approval_timeout
-        """Seconds a request_approval without `timeout_s`, or a permission prompt, waits."""
+        self.question_timeout = question_timeout
+        """Seconds a question waits when its call names none (`taskdeck mcp --timeout`):
+        ask_human and request_approval without `timeout_s`, and every permission prompt.
+        None waits until answered, or until the host cancels the call or leaves (either
+        closes the question), so a person may take their time without the model going
+        ahead on its own."""
         self._calls: dict[str, Callable[[Any], Awaitable[Result]]] = {
             tools.ASK_HUMAN: self.ask_human,
             tools.REQUEST_APPROVAL: self.request_approval,
@@ -116,7 +120,8 @@ class Tools:
         return _structured(tools.answered(prompt, approval=approval))
 
     async def ask_human(self, args: tools.AskHuman) -> Result:
-        question = Question(text=args.question, choices=args.choices, timeout=args.timeout_s)
+        question = Question(text=args.question, choices=args.choices,
+                            timeout=args.timeout_s or self.question_timeout)
         return await self._asked(args.subtask_id, question, approval=False)
 
     async def request_approval(self, args: tools.RequestApproval) -> Result:
@@ -126,7 +131,7 @@ class Tools:
         if args.reason:
             text += f"\n{args.reason}"
         question = Question(text=text[:MAX_TEXT], action=action,
-                            timeout=args.timeout_s or self.approval_timeout)
+                            timeout=args.timeout_s or self.question_timeout)
         return await self._asked(args.subtask_id, question, approval=True)
 
     async def permission_prompt(self, arguments: dict[str, Any] | None) -> dict[str, Any]:
@@ -137,7 +142,7 @@ class Tools:
             action = Action(agent="claude", tool=args.tool_name, input=args.input,
                             cwd=self.session.cwd[:MAX_TEXT] or None)
             question = Question(text=tools.permission_question(args.tool_name, action.summary),
-                                action=action, timeout=self.approval_timeout)
+                                action=action, timeout=self.question_timeout)
             target = await self.session.target(None)
             prompt = await self.session.ask(target, question)
         except Aborted as exc:
@@ -255,9 +260,9 @@ async def _stdin_lines() -> Any:
     return _PipeLines(reader)
 
 
-async def serve(session: HostSession, *, approval_timeout: float | None = None) -> None:
+async def serve(session: HostSession, *, question_timeout: float | None = None) -> None:
     """Serve one host on stdin/stdout until it closes the connection or a signal comes."""
-    calls = Tools(session, approval_timeout=approval_timeout)
+    calls = Tools(session, question_timeout=question_timeout)
     server = build(calls)
     me = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -311,7 +316,7 @@ def main(args: Any) -> int:
                         format="taskdeck mcp: %(message)s")
     session = HostSession(args.runtime_dir, key=args.key, lease=args.lease)
     try:
-        asyncio.run(serve(session, approval_timeout=args.timeout))
+        asyncio.run(serve(session, question_timeout=args.timeout))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # noqa: BLE001 - one readable line, never a traceback
