@@ -30,6 +30,10 @@ from bench import Config, Result, percentile
 TARGETS = {"observation": 0.100, "decision": 0.150}
 """Seconds, p50 wall (issue 12): an observation event, and a decision needing no person."""
 
+DEAD_TARGET = 0.5
+"""Seconds, p50 wall: a gated tool call against a killed daemon's stale connection file is
+denied without waiting out a request timeout (2.5 s)."""
+
 SESSION = "bench-session"
 TASKDECK = str(Path(sys.executable).with_name("taskdeck"))
 """The installed entry point, as `taskdeck integrate` writes it into the settings."""
@@ -65,7 +69,37 @@ def run(config: Config) -> list[Result]:
         with _daemon(env, Path(tmp) / "journal.db"), _answer_every_prompt(env):
             _shell(*CASES["observation"][:1], _event("UserPromptSubmit", prompt="bench"), env)
             times = _measure(runs, env)
-    return _results(times, runs)
+        dead = _against_a_killed_daemon(min(runs, 10), env, Path(tmp) / "journal.db")
+    return [*_results(times, runs), _dead_result(dead, times)]
+
+
+def _against_a_killed_daemon(runs: int, env: dict[str, str], journal: Path) -> list[float]:
+    """A gated PreToolUse hook after `kill -9` of the daemon: its connection file stays."""
+    with _daemon(env, journal, kill=True):
+        pass
+    gated = f"{HOOK} --gate Bash"
+    stdin = _event("PreToolUse", tool_name="Bash", tool_input={"command": "ls"},
+                   tool_use_id="toolu_2")
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        out = _shell(gated, stdin, env)
+        times.append(time.perf_counter() - started)
+        if b'"deny"' not in out:
+            raise RuntimeError(f"the hook did not deny against a killed daemon: {out[:200]!r}")
+    return times
+
+
+def _dead_result(dead: list[float], times: dict[str, list[float]]) -> Result:
+    figure = percentile(dead, 50)
+    return Result(
+        bench="hook_cost", name="hook claude, gated PreToolUse, daemon killed (-9) p50",
+        unit="s", figure=figure, baseline=percentile(times["python -c pass"], 50),
+        baseline_name="python -c pass (same interpreter, via sh)", better="lower",
+        target=f"p50 <= {DEAD_TARGET * 1000:g} ms", met=figure <= DEAD_TARGET,
+        params={"runs": len(dead)},
+        note="denied at once: the file's pid has exited and its socket refuses",
+    )
 
 
 def _measure(runs: int, env: dict[str, str]) -> dict[str, list[float]]:
@@ -118,25 +152,34 @@ def _results(times: dict[str, list[float]], runs: int) -> list[Result]:
 
 
 @contextlib.contextmanager
-def _daemon(env: dict[str, str], journal: Path) -> Iterator[None]:
-    """`taskdeck serve` with its journal, as a user starts it."""
+def _daemon(env: dict[str, str], journal: Path, *, kill: bool = False) -> Iterator[None]:
+    """`taskdeck serve` with its journal, as a user starts it; `kill` ends it with SIGKILL,
+    which leaves its connection file behind."""
     process = subprocess.Popen([TASKDECK, "serve", "--journal", str(journal)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         connection = Path(env["TASKDECK_RUNTIME_DIR"]) / "daemon.json"
         deadline = time.monotonic() + 30
-        while not connection.exists():
+        while not connection.exists() or _pid_in(connection) != process.pid:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"taskdeck serve did not start: {process.stderr.read()[-300:]!r}")
             time.sleep(0.01)
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _pid_in(connection: Path) -> int | None:
+    """The daemon pid a connection file names (None while it is being written)."""
+    try:
+        return json.loads(connection.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 @contextlib.contextmanager
