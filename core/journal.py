@@ -21,7 +21,9 @@ The database runs in WAL mode. Three kinds of writes:
   that cannot be written still stops it), and the batch's `write()` commits that
   transaction with `synchronous=FULL`, before any event is published or any reply
   sent: concurrent answers share one commit and one fsync. If that commit fails, the
-  batch's decisions stand in memory only and their replies say so (JOURNAL_FAILED).
+  batch's decisions stand in memory only and their replies say so (JOURNAL_FAILED);
+  in-process agents hear them only once the commit returned, and an answer whose
+  commit failed never reaches its asker (`Registry.hold_wakeups`).
 * Ordinary events (task created, tokens, progress, prompt opened ...) wait in an
   in-memory batch. The daemon calls `write()` once per batch of requests it
   drains, before it sends their replies and publishes their events, and once per
