@@ -59,7 +59,6 @@ import contextlib
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -203,7 +202,6 @@ class Journal:
         group_delay: float = GROUP_DELAY,
         fresh: bool = False,
         reply_seq: int = 0,
-        wal: int | None = None,
     ) -> None:
         self.path = path
         self.group_delay = group_delay
@@ -243,17 +241,6 @@ class Journal:
         """The connection's `PRAGMA synchronous` (as `open` leaves it); None: unknown."""
         self._held: tuple[dict[int, Task], dict[int, Prompt]] = ({}, {})
         """Task and prompt rows as written into the open transaction (see `_flush`)."""
-        self.sync_later = False
-        """Set by a daemon that calls `sync()` itself, off its command thread: a batch's
-        decisions then commit with synchronous=NORMAL, and nothing of the batch may leave
-        the process before `sync()` covered its commit (`unsynced()`)."""
-        self._wal = wal
-        """A descriptor of the -wal file, opened with the connection: `sync()` flushes it."""
-        self._unsynced = 0
-        """The last commit that holds decisions and was made without a sync (0: none)."""
-        self._synced = 0
-        """Every commit up to this one is on disk (`sync()`)."""
-        self._sync_lock = threading.Lock()
 
     # ------------------------------------------------------------------ open
 
@@ -304,20 +291,13 @@ class Journal:
             db.execute("COMMIT")
             db.execute("SELECT count(*) FROM tasks").fetchone()  # a damaged file fails here
             reply_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM replies").fetchone()[0])
-            # The connection holds the -wal file open from its first transaction until it
-            # closes, and SQLite never replaces it meanwhile (a checkpoint restarts writing
-            # at its start, in the same file): this descriptor names the file SQLite writes.
-            wal = os.open(f"{path}-wal", os.O_RDONLY | os.O_CLOEXEC)
         except sqlite3.Error as exc:
             db.close()
             raise _damaged(path, exc, "open") from None
-        except OSError as exc:
-            db.close()
-            raise JournalError(f"cannot open journal {path}-wal: {exc.strerror}") from None
         except JournalError:
             db.close()
             raise
-        return cls(path, db, group_delay=group_delay, fresh=fresh, reply_seq=reply_seq, wal=wal)
+        return cls(path, db, group_delay=group_delay, fresh=fresh, reply_seq=reply_seq)
 
     # ---------------------------------------------------------------- attach
 
@@ -635,10 +615,9 @@ class Journal:
             )
         db = self._db
         durable = durable or self._open
-        later = durable and self._deferring and self.sync_later
         try:
             if not self._open:
-                sync = "FULL" if durable and not later else "NORMAL"
+                sync = "FULL" if durable else "NORMAL"
                 if self._sync != sync:  # set when it changes: decisions often come in a row
                     self._sync = None  # unknown until the pragma succeeds
                     db.execute(f"PRAGMA synchronous={sync}")
@@ -663,39 +642,6 @@ class Journal:
             )
         if not self._open:
             self.commits += 1
-            if later:
-                self._unsynced = self.commits
-
-    def unsynced(self) -> int | None:
-        """The commit that `sync()` must cover before the batch's replies, events and
-        wake-ups leave; None when every decision committed so far is on disk."""
-        unsynced = self._unsynced
-        return unsynced if unsynced > self._synced else None
-
-    def sync(self) -> int:
-        """Flush the WAL to disk (fdatasync); returns the last commit it covers. Any thread.
-
-        With synchronous=NORMAL, SQLite syncs the WAL only before a checkpoint copies it
-        into the database (then syncs the database), and syncs the header it writes when
-        it restarts the WAL from its start; a commit only write()s its frames. Frames
-        written before this call are in the one -wal file (see `open`), so its flush makes
-        them as durable as synchronous=FULL would have: every commit up to the returned one.
-
-        Raises:
-            JournalError: the flush failed; the journal fails for good (a later flush may
-                report success for pages the kernel already dropped).
-        """
-        upto = self.commits
-        if self._wal is None:
-            raise JournalError(f"journal {self.path} is closed")
-        try:
-            os.fdatasync(self._wal)
-        except OSError as exc:
-            self._fail(f"cannot sync journal {self.path}: {exc.strerror}; decisions are "
-                       "refused until the daemon is restarted with a writable journal")
-        with self._sync_lock:
-            self._synced = max(self._synced, upto)
-        return upto
 
     def _abandon(self) -> None:
         """Roll back the batch's open transaction, if any (its write failed)."""
@@ -876,9 +822,6 @@ class Journal:
         finally:
             self._closed = True
             self._db.close()
-            wal, self._wal = self._wal, None
-            if wal is not None:
-                os.close(wal)
 
     def __enter__(self) -> Journal:
         return self

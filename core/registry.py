@@ -58,7 +58,7 @@ from core.model import (
 )
 from core.policy import Effect, Rule, Rulebook, Ruling, check_pattern
 from core.records import Records
-from core.runner import Runner, Wakeups
+from core.runner import Runner
 
 __all__ = ["DEFAULT_LEASE", "DEFAULT_TIMEOUT", "Agent", "Registry", "Subscription"]
 
@@ -474,11 +474,6 @@ class Registry(Records):
         """Until `release_wakeups`, decisions wake no in-process agent: the daemon holds
         them while a batch's decisions wait for their commit."""
         self._runner.hold()
-
-    def take_wakeups(self) -> Wakeups | None:
-        """The wake-ups held so far, detached (holding goes on), for the caller to deliver
-        once their decisions are on disk; None when there are none."""
-        return self._runner.take()
 
     def release_wakeups(self, unrecorded: str | None = None) -> None:
         """Wake the agents the held decisions resume; with `unrecorded` (why their commit

@@ -18,9 +18,6 @@ from core.context import Agent, AgentContext, Desk
 from core.errors import PromptCancelled, PromptTimedOut, Unrecorded
 from core.model import Prompt, PromptState, Task
 
-Wakeups = Callable[[str | None], None]
-"""Delivers held wake-ups: given None once their decisions are recorded, else why not."""
-
 Returned = Callable[[int, object, BaseException | None], None]
 """Told how a run ended: `(task_id, result, error)`, error being a `CancelledError` too."""
 
@@ -104,16 +101,8 @@ class Runner:
         registry holds them ended already.
         """
         held, self._held = self._held, None
-        _deliver(held or (), unrecorded)
-
-    def take(self) -> Wakeups | None:
-        """Detach the wake-ups held so far (holding goes on), to deliver later: the
-        daemon hands each batch's wake-ups on with its replies. None: nothing held."""
-        held = self._held
-        if not held:
-            return None
-        self._held = []
-        return lambda unrecorded: _deliver(held, unrecorded)
+        for deliver in held or ():
+            deliver(unrecorded)
 
     def ended(self, task_id: int) -> None:
         """Wake whoever waits for the task, and cancel its run if it still works (or,
@@ -191,11 +180,6 @@ class Runner:
     def runs(self) -> int:
         """Agent coroutines still working."""
         return len(self._runs)
-
-
-def _deliver(held: Iterable[Callable[[str | None], None]], unrecorded: str | None) -> None:
-    for deliver in held:
-        deliver(unrecorded)
 
 
 def _wake(future: asyncio.Future[None], error: BaseException | None) -> None:

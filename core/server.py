@@ -16,7 +16,6 @@ instead of waiting for the next idle heartbeat.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -25,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -34,7 +33,6 @@ from core import protocol as p
 from core.errors import BadRequest, InvalidState
 from core.model import Event
 from core.registry import Registry
-from core.runner import Wakeups
 from core.runtime import (
     CLIENT_KEY_COMMAND,
     ConnectionInfo,
@@ -55,7 +53,6 @@ from core.runtime import (
 from core.connections import Connections, connection_cap, fd_reserve
 from core.looplock import LoopLock
 from core.service import DEDUPE_SIZE, CommandService, JournalLike
-from core.syncer import Syncer
 
 log = logging.getLogger(__name__)
 
@@ -185,19 +182,6 @@ class Daemon:
         """The journal error the last heartbeat carried (see `_announce_journal`)."""
         self._in_batch = False
         """True while a batch of requests is drained: its end publishes the events."""
-        self._waiting: collections.deque[_Waiting] = collections.deque()
-        """Batches whose decisions are committed but not yet synced, oldest first, and
-        behind them whatever came after: nothing of them leaves before the sync."""
-        self._syncer: Syncer | None = None
-        """Flushes the journal off the command thread (when the journal can)."""
-        self._wake_fds: tuple[int, int] | None = None
-        """A pipe (read, write): the syncer wakes the command thread through it."""
-        self._synced = 0
-        """Commits synced on the command thread itself (`_end_batch`)."""
-        self._sync_failed: str | None = None
-        """Why a sync on the command thread failed: nothing waiting is recorded since."""
-        self._heartbeat_owed = False
-        """A heartbeat was due while events waited for a sync: it goes after them."""
         self.requests = 0
         """Requests answered so far (any outcome)."""
 
@@ -418,16 +402,11 @@ class Daemon:
             self._loop.call_soon(self._flush_events)
 
     def _flush_events(self) -> None:
-        """Write the rows of the queued events, then publish them, in seq order (behind
-        the events of a batch still waiting for its sync)."""
+        """Write the rows of the queued events, then publish them, in seq order."""
         self._flush_scheduled = False
         if not self._outgoing:
             return
         self.service.write()  # a failed journal is flagged in hello and heartbeats
-        if self._waiting:
-            self._waiting[-1].events.extend(self._outgoing)
-            self._outgoing = []
-            return
         self._send_outgoing()
 
     def _send_outgoing(self) -> None:
@@ -457,9 +436,6 @@ class Daemon:
 
     def _send_heartbeat(self) -> None:
         self._flush_events()  # a heartbeat must not announce a seq still queued
-        if self._waiting:  # nor one whose events wait for a sync: it goes after them
-            self._heartbeat_owed = True
-            return
         beat = p.Heartbeat(epoch=self.registry.epoch, seq=self.registry.seq, ts=time.time(),
                            journal_error=self.journal_error)
         self._send_pub(p.HEARTBEAT_TOPIC, p.ENCODER.encode(beat))
@@ -529,12 +505,6 @@ class Daemon:
         self._lock = LoopLock(loop)
         self._lock.install()
         self._stopping = False
-        if self.service.sync_later():
-            self._wake_fds = os.pipe()
-            for fd in self._wake_fds:
-                os.set_blocking(fd, False)
-            self._syncer = Syncer(self.service.sync, self._wake_fds[1])
-            self._syncer.start()
         self._commands = threading.Thread(target=self._serve_commands, name="taskdeck-commands",
                                           daemon=True)
         self._commands.start()
@@ -547,14 +517,6 @@ class Daemon:
             # Awaited, so that the loop waits in its selector without the lock, which
             # the thread may need to finish its batch.
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
-        if self._syncer is not None:
-            self._syncer.stop()
-            self._syncer = None
-            self.service.sync_later(False)
-        if self._wake_fds is not None:
-            for fd in self._wake_fds:
-                os.close(fd)
-            self._wake_fds = None
         if self._lock is not None:
             self._lock.uninstall()
             self._lock = None
@@ -571,48 +533,19 @@ class Daemon:
         cmd, lock = self._cmd, self._lock
         assert cmd is not None and lock is not None
         curve = self._curve
-        poller = zmq.Poller()
-        poller.register(cmd, zmq.POLLIN)
-        if self._wake_fds is not None:
-            poller.register(self._wake_fds[0], zmq.POLLIN)
-        try:
-            while not self._stopping:
-                try:
-                    if self._waiting:  # a request, or the sync of what waits
-                        first = self._wait_for_sync(cmd, poller, lock)
-                        if first is None:
-                            continue
-                    else:
-                        first = cmd.recv_multipart(copy=not curve)
-                except zmq.Again:  # nothing within COMMAND_POLL_MS: look at `_stopping` again
-                    continue
-                except zmq.ZMQError as exc:  # closed under us: stop() is on its way
-                    log.debug("command socket: %s", exc)
-                    return
-                try:
-                    with lock.borrow():
-                        self._serve_batch(cmd, first)
-                except Exception:  # a bug must cost one batch, never the command thread
-                    log.exception("unexpected failure while serving a batch of requests")
-        finally:
-            if self._waiting:  # stopping: sync and send what waits, here
+        while not self._stopping:
+            try:
+                first = cmd.recv_multipart(copy=not curve)
+            except zmq.Again:  # nothing within COMMAND_POLL_MS: look at `_stopping` again
+                continue
+            except zmq.ZMQError as exc:  # closed under us: stop() is on its way
+                log.debug("command socket: %s", exc)
+                return
+            try:
                 with lock.borrow():
-                    self._note_synced(*self.service.sync())
-                    self._send_synced()
-
-    def _wait_for_sync(self, cmd: zmq.Socket[Any], poller: zmq.Poller, lock: LoopLock
-                       ) -> list[Any] | None:
-        """Poll the socket and the syncer's pipe; send what a sync covered; return a
-        request if one came (None: none yet)."""
-        ready = dict(poller.poll(COMMAND_POLL_MS))
-        if self._wake_fds is not None and self._wake_fds[0] in ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_fds[0], 4096)
-            with lock.borrow():
-                self._send_synced()
-        if cmd not in ready:
-            return None
-        return cmd.recv_multipart(_NOBLOCK, copy=not self._curve)
+                    self._serve_batch(cmd, first)
+            except Exception:  # a bug must cost one batch, never the command thread
+                log.exception("unexpected failure while serving a batch of requests")
 
     def _serve_batch(self, cmd: zmq.Socket[Any], first: list[Any]) -> None:
         """Answer `first` and the requests queued behind it, then end the batch."""
@@ -681,68 +614,13 @@ class Daemon:
         only, and `failed` says so). Replies go before events: the client waiting on
         its reply is the one a person watches.
         """
-        service = self.service
-        error = service.write() if (batch or self._outgoing) else None
-        unsynced = service.unsynced() if error is None else None
-        wakeups = self.registry.take_wakeups()
-        if unsynced is None and not self._waiting:
-            events, self._outgoing = self._outgoing, []
-            self._send_batch(batch, recorded, error, wakeups, events)
-            return
-        # Its decisions are committed, not yet on disk: it waits (and whatever comes
-        # after it, in order), while the syncer flushes and the next batch is served.
-        self._waiting.append(_Waiting(unsynced, batch, recorded, self._outgoing, wakeups,
-                                      error))
-        self._outgoing = []
-        if unsynced is not None:
-            cmd = self._cmd
-            if len(self._waiting) == 1 and (cmd is None or not cmd.getsockopt(zmq.EVENTS)
-                                            & _POLLIN):
-                # Nothing else to serve meanwhile: sync here, no thread hop.
-                self._note_synced(*service.sync())
-            elif self._syncer is not None:
-                self._syncer.want(unsynced)
-        self._send_synced()
-
-    def _note_synced(self, upto: int, error: str | None) -> None:
-        self._synced = max(self._synced, upto)
-        self._sync_failed = self._sync_failed or error
-
-    def _send_synced(self) -> None:
-        """Send the waiting batches a sync covered, oldest first (or, once a sync failed,
-        with their decisions unrecorded), then a heartbeat that fell due meanwhile."""
-        syncer = self._syncer
-        synced = max(self._synced, syncer.synced if syncer is not None else 0)
-        failed = self._sync_failed or (syncer.error if syncer is not None else None)
-        waiting = self._waiting
-        while waiting:
-            head = waiting[0]
-            error = head.error
-            if head.commit is not None and head.commit > synced:
-                if failed is None:
-                    break
-                error = error or failed
-            waiting.popleft()
-            self._send_batch(head.batch, head.recorded, error, head.wakeups, head.events)
-        if not waiting and self._heartbeat_owed:
-            self._heartbeat_owed = False
-            self._send_heartbeat()
-
-    def _send_batch(self, batch: list[list[Any]], recorded: list[tuple[int, str]],
-                    error: str | None, wakeups: Wakeups | None,
-                    events: list[tuple[bytes, bytes]]) -> None:
-        """Replies, then events, then in-process wake-ups: with `error` (the batch's
-        decisions are not on disk) the recorded replies say so and no answer is woken."""
+        error = self.service.write() if (batch or self._outgoing) else None
         if error is not None:
             for index, request_id in recorded:
                 batch[index][1] = self.service.unrecorded(request_id, error)
         for envelope, reply in batch:
             self._send_reply(envelope, reply)
-        for topic, data in events:
-            self._send_pub(topic, data)
-        self._announce_journal()
-        if wakeups is not None:
-            wakeups(error)
+        self._send_outgoing()
 
     def _send_reply(self, envelope: list[bytes], reply: bytes) -> None:
         self.requests += 1
@@ -754,20 +632,6 @@ class Daemon:
             log.warning("reply dropped: the client's queue is full")
         except zmq.ZMQError as exc:
             log.warning("reply dropped: %s", exc)
-
-
-class _Waiting(NamedTuple):
-    """A batch whose replies, events and wake-ups wait for the sync of its commit."""
-
-    commit: int | None
-    """The journal commit the sync must cover; None: none of its own (it waits only
-    behind an earlier batch)."""
-    batch: list[list[Any]]
-    recorded: list[tuple[int, str]]
-    events: list[tuple[bytes, bytes]]
-    wakeups: Wakeups | None
-    error: str | None
-    """Why its journal write failed, if it did."""
 
 
 def _send_frames(sock: zmq.Socket[Any], frames: list[Any]) -> None:

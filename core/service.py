@@ -171,30 +171,6 @@ class CommandService:
             # before it and refused every decision, so no answer is among the wake-ups.
             self.registry.release_wakeups(self.journal_error)
 
-    def sync_later(self, on: bool = True) -> bool:
-        """Have the journal commit a batch's decisions without syncing them, for the
-        caller to `sync()` off its command thread (or, `on` False, sync them itself
-        again); False when the journal cannot."""
-        journal = self.journal
-        if journal is None or not hasattr(journal, "sync"):
-            return False
-        journal.sync_later = on  # type: ignore[attr-defined]
-        return True
-
-    def unsynced(self) -> int | None:
-        """The journal commit `sync()` must cover before the batch's replies, events and
-        wake-ups leave; None when nothing waits for a sync (or `sync_later` is off)."""
-        unsynced = getattr(self.journal, "unsynced", None)
-        return unsynced() if unsynced is not None else None
-
-    def sync(self) -> tuple[int, str | None]:
-        """Flush the journal's WAL to disk (any thread): (the last commit covered, None),
-        or (0, why it failed); after a failure the journal records nothing more."""
-        try:
-            return self.journal.sync(), None  # type: ignore[union-attr]
-        except TaskdeckError as exc:
-            return 0, str(exc)
-
     def write(self) -> str | None:
         """Write the journal's pending rows; None when done, else why it failed (logged)."""
         if self.journal is None:
