@@ -360,7 +360,8 @@ class Journal:
             case TasksEvicted(task_ids=ids):
                 for task_id in ids:
                     self._evicted[task_id] = event.ts
-        self._schedule()
+        if not self._deferring:  # a batch's rows are written by its own `write()`
+            self._schedule()
 
     def _schedule(self) -> None:
         if self._timer is not None or self._closed:
@@ -496,7 +497,9 @@ class Journal:
 
         The daemon drains a batch of requests inside and calls `write()` before anything
         of the batch leaves the process; leaving without it commits here, so a decision
-        written inside is never left uncommitted.
+        written inside is never left uncommitted. Events inside arm no `group_delay`
+        timer (the batch's write comes first; arming and cancelling one woke the
+        daemon's event loop after every batch, docs/BENCHMARKS.md).
         """
         self._deferring = True
         try:
@@ -506,6 +509,8 @@ class Journal:
             if self._open:
                 with contextlib.suppress(JournalError):  # logged; `failed` says it to clients
                     self._flush(durable=True)
+            if self.pending:  # the batch's write failed or never came: retry later
+                self._schedule()
 
     def commit(self) -> None:
         """Write everything pending and make it durable (fsync) before returning.
