@@ -434,6 +434,24 @@ class Journal:
             question: the question answered, kept so the record stands alone.
             summary: the summary line of the action that question asked leave for.
         """
+        self._audits.append(self._audit_entry(
+            action, task_id=task_id, prompt_id=prompt_id, detail=detail, by=by, origin=origin,
+            affected=affected, question=question, summary=summary))
+
+    def _audit_entry(
+        self,
+        action: str,
+        *,
+        task_id: int | None,
+        prompt_id: int | None,
+        detail: str,
+        by: str,
+        origin: object | None,
+        affected: Iterable[int] = (),
+        question: str | None = None,
+        summary: str | None = None,
+    ) -> tuple[tuple[object, ...], tuple[int, ...]]:
+        """(the audit row, the other tasks it names) of one decision (see `audit`)."""
         row = (
             time.time(),
             self._epoch,
@@ -450,9 +468,11 @@ class Journal:
             question,
             summary,
         )
+        if not affected:  # an answer's: most decisions name no other task
+            return row, ()
         ids = {i for i in affected if isinstance(i, int)}
         ids.discard(task_id)  # found by `audit.task_id`: one index page less per decision
-        self._audits.append((row, tuple(sorted(ids))))
+        return row, tuple(sorted(ids))
 
     def record(
         self,
@@ -473,6 +493,10 @@ class Journal:
             JournalError: not written; the decision must not be applied. Rows that
                 were pending stay pending, the decision's own rows are dropped.
         """
+        if self._deferring:
+            self._hold_decision(self._audit_entry(action, **fields), {t.id: t for t in tasks},
+                                {q.id: q for q in prompts}, {r.id: r for r in rules})
+            return
         saved = dict(self._tasks), dict(self._prompts), dict(self._rules)
         for task in tasks:
             self._tasks[task.id] = task
@@ -482,14 +506,32 @@ class Journal:
             self._rules[rule.id] = rule
         self.audit(action, **fields)
         try:
-            if self._deferring:
-                self._flush(durable=True, hold=True)
-            else:
-                self.commit()
+            self.commit()
         except JournalError:
             self._tasks, self._prompts, self._rules = saved
             self._audits.pop()
             raise
+
+    def _hold_decision(
+        self,
+        audit: tuple[tuple[object, ...], tuple[int, ...]],
+        tasks: dict[int, Task],
+        prompts: dict[int, Prompt],
+        rules: dict[int, Rule],
+    ) -> None:
+        """Write one decision's rows into the batch's open transaction (see `record`).
+
+        Only its own rows: what is pending goes with the batch's `write()`, less any
+        older version of these rows (the decision's are newer).
+        """
+        self._write(self._rows(tasks, prompts, rules), durable=True, audits=(audit,), hold=True)
+        held_tasks, held_prompts = self._held
+        held_tasks.update(tasks)
+        held_prompts.update(prompts)
+        for pending, written in ((self._tasks, tasks), (self._prompts, prompts),
+                                 (self._rules, rules)):
+            for key in written:
+                pending.pop(key, None)
 
     @contextlib.contextmanager
     def deferred_syncs(self) -> Iterator[None]:
@@ -549,6 +591,33 @@ class Journal:
             # transaction; the events of applying it carry the same rows again: skip them.
             tasks = {i: t for i, t in tasks.items() if held_tasks.get(i) != t}
             prompts = {i: q for i, q in prompts.items() if held_prompts.get(i) != q}
+        statements = self._rows(tasks, prompts, self._rules)
+        if evicted:
+            statements.append((
+                "UPDATE tasks SET evicted_at=? WHERE id=?",
+                [(ts, task_id) for task_id, ts in evicted.items()],
+            ))
+        seq = self._reply_seq
+        if replies:
+            statements.append((
+                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
+                " request_id=excluded.request_id, reply=excluded.reply",
+                [((seq + n) % REPLIES_KEPT, seq + n, request_id, reply)
+                 for n, (request_id, reply) in enumerate(replies.items(), 1)],
+            ))
+        self._write(statements, durable=durable, audits=audits, hold=hold)
+        self._reply_seq = seq + len(replies)
+        if self._open:
+            held_tasks.update(tasks)
+            held_prompts.update(prompts)
+        self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
+        self._replies, self._rules = {}, {}
+
+    def _rows(
+        self, tasks: dict[int, Task], prompts: dict[int, Prompt], rules: dict[int, Rule]
+    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+        """The statements that write these task, prompt and rule rows."""
         encode = self._encoder.encode
         statements: list[tuple[str, list[tuple[object, ...]]]] = []
         if tasks:
@@ -569,32 +638,12 @@ class Journal:
                 " ON CONFLICT(id) DO UPDATE SET record=excluded.record, state=excluded.state",
                 [(p.id, p.task_id, encode(p), p.state.value) for p in prompts.values()],
             ))
-        if evicted:
-            statements.append((
-                "UPDATE tasks SET evicted_at=? WHERE id=?",
-                [(ts, task_id) for task_id, ts in evicted.items()],
-            ))
-        if self._rules:
+        if rules:
             statements.append((
                 "INSERT OR REPLACE INTO rules(id, record, removed_at) VALUES (?, ?, ?)",
-                [(r.id, encode(r), r.removed_at) for r in self._rules.values()],
+                [(r.id, encode(r), r.removed_at) for r in rules.values()],
             ))
-        seq = self._reply_seq
-        if replies:
-            statements.append((
-                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
-                " request_id=excluded.request_id, reply=excluded.reply",
-                [((seq + n) % REPLIES_KEPT, seq + n, request_id, reply)
-                 for n, (request_id, reply) in enumerate(replies.items(), 1)],
-            ))
-        self._write(statements, durable=durable, audits=audits, hold=hold)
-        self._reply_seq = seq + len(replies)
-        if self._open:
-            held_tasks.update(tasks)
-            held_prompts.update(prompts)
-        self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
-        self._replies, self._rules = {}, {}
+        return statements
 
     def _write(
         self,
