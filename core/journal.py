@@ -438,36 +438,27 @@ class Journal:
             action, task_id=task_id, prompt_id=prompt_id, detail=detail, by=by, origin=origin,
             affected=affected, question=question, summary=summary))
 
-    def _audit_entry(
-        self,
-        action: str,
-        *,
-        task_id: int | None,
-        prompt_id: int | None,
-        detail: str,
-        by: str,
-        origin: object | None,
-        affected: Iterable[int] = (),
-        question: str | None = None,
-        summary: str | None = None,
-    ) -> tuple[tuple[object, ...], tuple[int, ...]]:
-        """(the audit row, the other tasks it names) of one decision (see `audit`)."""
+    def _audit_entry(self, action: str, **fields: Any
+                     ) -> tuple[tuple[object, ...], tuple[int, ...]]:
+        """(the audit row, the other tasks it names) of one decision; `fields` as for `audit`."""
+        task_id, origin = fields["task_id"], fields["origin"]
         row = (
             time.time(),
             self._epoch,
             action,
             task_id,
-            prompt_id,
-            detail,
-            by,
+            fields["prompt_id"],
+            fields["detail"],
+            fields["by"],
             _attr(origin, "user", str),
             _attr(origin, "host", str),
             _attr(origin, "pid", int),
             _attr(origin, "client", str),
             _attr(origin, "curve_key", str),
-            question,
-            summary,
+            fields.get("question"),
+            fields.get("summary"),
         )
+        affected = fields.get("affected", ())
         if not affected:  # an answer's: most decisions name no other task
             return row, ()
         ids = {i for i in affected if isinstance(i, int)}

@@ -96,9 +96,9 @@ class Runner:
 
         With `unrecorded` (why the commit of the decisions failed), an asker whose
         prompt was answered gets `Unrecorded` from its `ask` instead of the answer:
-        nobody acts on an answer the journal does not hold. Cancellations, timeouts and ended tasks are
-        delivered as they are: they stop or report, they approve nothing, and the
-        registry holds them ended already.
+        nobody acts on an answer the journal does not hold. Cancellations, timeouts and
+        ended tasks are delivered as they are: they stop or report, they approve
+        nothing, and the registry holds them ended already.
         """
         held, self._held = self._held, None
         for deliver in held or ():
