@@ -515,6 +515,8 @@ class Journal:
         Only its own rows: what is pending goes with the batch's `write()`, less any
         older version of these rows (the decision's are newer).
         """
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
         self._write(self._rows(tasks, prompts, rules), durable=True, audits=(audit,), hold=True)
         held_tasks, held_prompts = self._held
         held_tasks.update(tasks)
