@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -78,10 +79,34 @@ def bare_committer(directory: Path) -> Any:
 
 
 def _answers(journal: bool, requesters: int, per: int, op: str = "answer") -> dict[str, Any]:
+    """A crowd of answerers against a fresh daemon; with "daemon_cpu": the daemon
+    process's CPU seconds (user + system, all its threads) per answer, when known."""
     with daemon_only("ipc", journal=journal) as (daemon, runtime):
         ids = daemon.call("prompts", requesters * (per + 1))
         chunks = [ids[i::requesters] for i in range(requesters)]
-        return taskdeck_crowd(runtime, op, chunks)
+        before = process_cpu(daemon.process.pid)
+        run = taskdeck_crowd(runtime, op, chunks)
+        after = process_cpu(daemon.process.pid)
+        if before is not None and after is not None:
+            run["daemon_cpu"] = (after - before) / (requesters * (per + 1))
+        return run
+
+
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds a process has used (user + system, all threads); None off Linux.
+
+    On a shared machine the time an answer waits for the disk swings tenfold from one
+    minute to the next; the CPU the daemon spends on it does not, so this row shows
+    what a change to the daemon's path bought when the latencies cannot.
+    """
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _paired(run: dict[str, Any]) -> tuple[list[float], list[float]]:
@@ -105,6 +130,10 @@ def _rate(runs: list[dict[str, Any]]) -> float:
 
 def _best(runs: list[dict[str, Any]], key: str = "rate") -> dict[str, Any]:
     return max(runs, key=lambda r: r[key])
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _lowest_p50(runs: list[list[float]]) -> list[float]:
@@ -156,6 +185,17 @@ def run(config: Config) -> list[Result]:
     ]
     single = _rate(one[True])
     group = _best(many)
+    cpu_on = _median([r["daemon_cpu"] for r in one[True] if "daemon_cpu" in r])
+    cpu_off = _median([r["daemon_cpu"] for r in one[False] if "daemon_cpu" in r])
+    cpu_many = _median([r["daemon_cpu"] for r in many if "daemon_cpu" in r])
+    if cpu_on and cpu_off:
+        results.append(_row("daemon CPU per answer, one answerer, journal on (median of runs)",
+                            cpu_on, cpu_off, "the same, journal off", None, "lower",
+                            {"answers": count}))
+    if cpu_many and cpu_off:
+        results.append(_row(f"daemon CPU per answer, {CROWD} answerers, journal on (median)",
+                            cpu_many, cpu_off, "one answerer, journal off", None, "lower",
+                            {"answerers": CROWD}))
     results.append(_row(
         f"answers/s, {CROWD} answerers at once, journal on", group["rate"], single,
         "one answerer's answers/s, journal on", GROUP_TARGET, "higher",

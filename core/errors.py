@@ -75,6 +75,13 @@ class PromptCancelled(TaskdeckError):
     code = "NOT_PENDING"
 
 
+class Unrecorded(TaskdeckError):
+    """Raised in an asking agent when its prompt was answered but the journal could not
+    record the answer: it is not delivered, so nothing was approved."""
+
+    code = "JOURNAL_FAILED"
+
+
 class PromptTimedOut(TaskdeckError):
     """Raised in an asking agent when nobody answered in time and there was no default."""
 

@@ -21,7 +21,9 @@ The database runs in WAL mode. Three kinds of writes:
   that cannot be written still stops it), and the batch's `write()` commits that
   transaction with `synchronous=FULL`, before any event is published or any reply
   sent: concurrent answers share one commit and one fsync. If that commit fails, the
-  batch's decisions stand in memory only and their replies say so (JOURNAL_FAILED).
+  batch's decisions stand in memory only and their replies say so (JOURNAL_FAILED);
+  in-process agents hear them only once the commit returned, and an answer whose
+  commit failed never reaches its asker (`Registry.hold_wakeups`).
 * Ordinary events (task created, tokens, progress, prompt opened ...) wait in an
   in-memory batch. The daemon calls `write()` once per batch of requests it
   drains, before it sends their replies and publishes their events, and once per
@@ -358,7 +360,8 @@ class Journal:
             case TasksEvicted(task_ids=ids):
                 for task_id in ids:
                     self._evicted[task_id] = event.ts
-        self._schedule()
+        if not self._deferring:  # a batch's rows are written by its own `write()`
+            self._schedule()
 
     def _schedule(self) -> None:
         if self._timer is not None or self._closed:
@@ -431,25 +434,36 @@ class Journal:
             question: the question answered, kept so the record stands alone.
             summary: the summary line of the action that question asked leave for.
         """
+        self._audits.append(self._audit_entry(
+            action, task_id=task_id, prompt_id=prompt_id, detail=detail, by=by, origin=origin,
+            affected=affected, question=question, summary=summary))
+
+    def _audit_entry(self, action: str, **fields: Any
+                     ) -> tuple[tuple[object, ...], tuple[int, ...]]:
+        """(the audit row, the other tasks it names) of one decision; `fields` as for `audit`."""
+        task_id, origin = fields["task_id"], fields["origin"]
         row = (
             time.time(),
             self._epoch,
             action,
             task_id,
-            prompt_id,
-            detail,
-            by,
+            fields["prompt_id"],
+            fields["detail"],
+            fields["by"],
             _attr(origin, "user", str),
             _attr(origin, "host", str),
             _attr(origin, "pid", int),
             _attr(origin, "client", str),
             _attr(origin, "curve_key", str),
-            question,
-            summary,
+            fields.get("question"),
+            fields.get("summary"),
         )
+        affected = fields.get("affected", ())
+        if not affected:  # an answer's: most decisions name no other task
+            return row, ()
         ids = {i for i in affected if isinstance(i, int)}
         ids.discard(task_id)  # found by `audit.task_id`: one index page less per decision
-        self._audits.append((row, tuple(sorted(ids))))
+        return row, tuple(sorted(ids))
 
     def record(
         self,
@@ -470,6 +484,10 @@ class Journal:
             JournalError: not written; the decision must not be applied. Rows that
                 were pending stay pending, the decision's own rows are dropped.
         """
+        if self._deferring:
+            self._hold_decision(self._audit_entry(action, **fields), {t.id: t for t in tasks},
+                                {q.id: q for q in prompts}, {r.id: r for r in rules})
+            return
         saved = dict(self._tasks), dict(self._prompts), dict(self._rules)
         for task in tasks:
             self._tasks[task.id] = task
@@ -479,14 +497,34 @@ class Journal:
             self._rules[rule.id] = rule
         self.audit(action, **fields)
         try:
-            if self._deferring:
-                self._flush(durable=True, hold=True)
-            else:
-                self.commit()
+            self.commit()
         except JournalError:
             self._tasks, self._prompts, self._rules = saved
             self._audits.pop()
             raise
+
+    def _hold_decision(
+        self,
+        audit: tuple[tuple[object, ...], tuple[int, ...]],
+        tasks: dict[int, Task],
+        prompts: dict[int, Prompt],
+        rules: dict[int, Rule],
+    ) -> None:
+        """Write one decision's rows into the batch's open transaction (see `record`).
+
+        Only its own rows: what is pending goes with the batch's `write()`, less any
+        older version of these rows (the decision's are newer).
+        """
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
+        self._write(self._rows(tasks, prompts, rules), durable=True, audits=(audit,), hold=True)
+        held_tasks, held_prompts = self._held
+        held_tasks.update(tasks)
+        held_prompts.update(prompts)
+        for pending, written in ((self._tasks, tasks), (self._prompts, prompts),
+                                 (self._rules, rules)):
+            for key in written:
+                pending.pop(key, None)
 
     @contextlib.contextmanager
     def deferred_syncs(self) -> Iterator[None]:
@@ -494,7 +532,9 @@ class Journal:
 
         The daemon drains a batch of requests inside and calls `write()` before anything
         of the batch leaves the process; leaving without it commits here, so a decision
-        written inside is never left uncommitted.
+        written inside is never left uncommitted. Events inside arm no `group_delay`
+        timer (the batch's write comes first; arming and cancelling one woke the
+        daemon's event loop after every batch, docs/BENCHMARKS.md).
         """
         self._deferring = True
         try:
@@ -504,6 +544,8 @@ class Journal:
             if self._open:
                 with contextlib.suppress(JournalError):  # logged; `failed` says it to clients
                     self._flush(durable=True)
+            if self.pending:  # the batch's write failed or never came: retry later
+                self._schedule()
 
     def commit(self) -> None:
         """Write everything pending and make it durable (fsync) before returning.
@@ -542,6 +584,33 @@ class Journal:
             # transaction; the events of applying it carry the same rows again: skip them.
             tasks = {i: t for i, t in tasks.items() if held_tasks.get(i) != t}
             prompts = {i: q for i, q in prompts.items() if held_prompts.get(i) != q}
+        statements = self._rows(tasks, prompts, self._rules)
+        if evicted:
+            statements.append((
+                "UPDATE tasks SET evicted_at=? WHERE id=?",
+                [(ts, task_id) for task_id, ts in evicted.items()],
+            ))
+        seq = self._reply_seq
+        if replies:
+            statements.append((
+                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
+                " request_id=excluded.request_id, reply=excluded.reply",
+                [((seq + n) % REPLIES_KEPT, seq + n, request_id, reply)
+                 for n, (request_id, reply) in enumerate(replies.items(), 1)],
+            ))
+        self._write(statements, durable=durable, audits=audits, hold=hold)
+        self._reply_seq = seq + len(replies)
+        if self._open:
+            held_tasks.update(tasks)
+            held_prompts.update(prompts)
+        self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
+        self._replies, self._rules = {}, {}
+
+    def _rows(
+        self, tasks: dict[int, Task], prompts: dict[int, Prompt], rules: dict[int, Rule]
+    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+        """The statements that write these task, prompt and rule rows."""
         encode = self._encoder.encode
         statements: list[tuple[str, list[tuple[object, ...]]]] = []
         if tasks:
@@ -562,32 +631,12 @@ class Journal:
                 " ON CONFLICT(id) DO UPDATE SET record=excluded.record, state=excluded.state",
                 [(p.id, p.task_id, encode(p), p.state.value) for p in prompts.values()],
             ))
-        if evicted:
-            statements.append((
-                "UPDATE tasks SET evicted_at=? WHERE id=?",
-                [(ts, task_id) for task_id, ts in evicted.items()],
-            ))
-        if self._rules:
+        if rules:
             statements.append((
                 "INSERT OR REPLACE INTO rules(id, record, removed_at) VALUES (?, ?, ?)",
-                [(r.id, encode(r), r.removed_at) for r in self._rules.values()],
+                [(r.id, encode(r), r.removed_at) for r in rules.values()],
             ))
-        seq = self._reply_seq
-        if replies:
-            statements.append((
-                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
-                " request_id=excluded.request_id, reply=excluded.reply",
-                [((seq + n) % REPLIES_KEPT, seq + n, request_id, reply)
-                 for n, (request_id, reply) in enumerate(replies.items(), 1)],
-            ))
-        self._write(statements, durable=durable, audits=audits, hold=hold)
-        self._reply_seq = seq + len(replies)
-        if self._open:
-            held_tasks.update(tasks)
-            held_prompts.update(prompts)
-        self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
-        self._replies, self._rules = {}, {}
+        return statements
 
     def _write(
         self,

@@ -88,7 +88,9 @@ class LoopLock:
 
         Inside, `asyncio.get_running_loop()` is the daemon's loop, so timers and
         callbacks the registry schedules go on it; on the way out the loop is woken
-        if that left it something to do sooner than it planned.
+        if that left it something to do sooner than it planned (a timer armed and
+        cancelled inside is nothing to do: waking for one cost the loop thread a turn
+        and the lock a hand-over).
         """
         loop = self._loop
         with self.lock:
@@ -100,5 +102,6 @@ class LoopLock:
                 yield
             finally:
                 asyncio.events._set_running_loop(None)
-                if len(loop._ready) > ready or (timers and timers[0] is not first):
+                if len(loop._ready) > ready or (timers and timers[0] is not first
+                                                and not timers[0].cancelled()):
                     loop._write_to_self()

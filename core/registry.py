@@ -471,6 +471,16 @@ class Registry(Records):
         """Wait until the task's in-process run (and its clean-up) has fully returned."""
         await self._runner.join(task_id)
 
+    def hold_wakeups(self) -> None:
+        """Until `release_wakeups`, decisions wake no in-process agent: the daemon holds
+        them while a batch's decisions wait for their commit."""
+        self._runner.hold()
+
+    def release_wakeups(self, unrecorded: str | None = None) -> None:
+        """Wake the agents the held decisions resume; with `unrecorded` (why their commit
+        failed) an asker whose prompt was answered gets `Unrecorded`, not the answer."""
+        self._runner.release(unrecorded)
+
     async def close(self) -> None:
         """Cancel every run and timer; used when the daemon stops.
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from core.clock import Scheduler
 from core.context import Agent, AgentContext, Desk
-from core.errors import PromptCancelled, PromptTimedOut
+from core.errors import PromptCancelled, PromptTimedOut, Unrecorded
 from core.model import Prompt, PromptState, Task
 
 Returned = Callable[[int, object, BaseException | None], None]
@@ -33,6 +33,9 @@ class Runner:
         self._answers: dict[int, asyncio.Future[None]] = {}
         """By prompt id: the future an `ask` awaits until its prompt closes."""
         self._end_waiters: dict[int, list[asyncio.Future[None]]] = collections.defaultdict(list)
+        self._held: list[Callable[[str | None], None]] | None = None
+        """While `hold` is on: the wake-ups decided since, kept until `release` calls each
+        with the error that kept the decisions from being recorded (None: recorded)."""
 
     def start(self, task_id: int, agent: Agent) -> None:
         """Run `agent` for the task as an asyncio task of its own."""
@@ -64,21 +67,52 @@ class Runner:
         return future
 
     def closed(self, prompt: Prompt) -> None:
-        """Wake the asker of a prompt that closed: answered, timed out or cancelled."""
+        """Wake the asker of a prompt that closed: answered, timed out or cancelled
+        (or, while `hold` is on, keep the wake-up for `release`)."""
         future = self._answers.pop(prompt.id, None)
         if future is None or future.done():
             return
-        if prompt.state is PromptState.ANSWERED:
-            future.set_result(None)
-            return
+        error: BaseException | None = None
         if prompt.state is PromptState.TIMED_OUT:
-            future.set_exception(PromptTimedOut(f"nobody answered within {prompt.timeout:g}s"))
+            error = PromptTimedOut(f"nobody answered within {prompt.timeout:g}s")
+        elif prompt.state is not PromptState.ANSWERED:
+            error = PromptCancelled(f"prompt {prompt.id} was cancelled")
+        if self._held is None:
+            _wake(future, error)
+        elif error is None:  # an answer: delivered only once it is recorded
+            self._held.append(lambda unrecorded: _wake(future, _refused(prompt, unrecorded)))
         else:
-            future.set_exception(PromptCancelled(f"prompt {prompt.id} was cancelled"))
-        future.exception()  # nobody may await it (an aborted agent): mark it seen
+            self._held.append(lambda _: _wake(future, error))
+
+    def hold(self) -> None:
+        """Keep wake-ups until `release`: while a batch's decisions are not yet committed,
+        no agent may resume on them (asks answered, waits on tasks that ended, runs
+        cancelled)."""
+        if self._held is None:
+            self._held = []
+
+    def release(self, unrecorded: str | None = None) -> None:
+        """Deliver the wake-ups kept since `hold`, in order.
+
+        With `unrecorded` (why the commit of the decisions failed), an asker whose
+        prompt was answered gets `Unrecorded` from its `ask` instead of the answer:
+        nobody acts on an answer the journal does not hold. Cancellations, timeouts and
+        ended tasks are delivered as they are: they stop or report, they approve
+        nothing, and the registry holds them ended already.
+        """
+        held, self._held = self._held, None
+        for deliver in held or ():
+            deliver(unrecorded)
 
     def ended(self, task_id: int) -> None:
-        """Wake whoever waits for the task, and cancel its run if it still works."""
+        """Wake whoever waits for the task, and cancel its run if it still works (or,
+        while `hold` is on, keep that for `release`)."""
+        if self._held is not None:
+            self._held.append(lambda _: self._end(task_id))
+        else:
+            self._end(task_id)
+
+    def _end(self, task_id: int) -> None:
         for waiter in self._end_waiters.pop(task_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -146,3 +180,22 @@ class Runner:
     def runs(self) -> int:
         """Agent coroutines still working."""
         return len(self._runs)
+
+
+def _wake(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """Resolve an asker's future: None for an answer, else the error its `ask` raises."""
+    if future.done():  # its agent was cancelled meanwhile
+        return
+    if error is None:
+        future.set_result(None)
+        return
+    future.set_exception(error)
+    future.exception()  # nobody may await it (an aborted agent): mark it seen
+
+
+def _refused(prompt: Prompt, unrecorded: str | None) -> Unrecorded | None:
+    """What an answered asker gets: the answer (None) once it is recorded, else why not."""
+    if unrecorded is None:
+        return None
+    return Unrecorded(f"prompt {prompt.id} was answered but the answer could not be recorded,"
+                      f" so it is not delivered and nothing was approved: {unrecorded}")

@@ -149,17 +149,27 @@ class CommandService:
         Each decision is still written before it applies, into the batch's transaction;
         its reply then stands only once `write` commits it, like any recorded reply. A
         journal without `deferred_syncs` commits each decision on its own.
+
+        In-process agents hear the batch's decisions only on the way out, once the commit
+        is done: if it failed, an asker whose prompt was answered gets `Unrecorded`
+        instead of the answer (`Registry.release_wakeups`).
         """
         defer = getattr(self.journal, "deferred_syncs", None)
         if defer is None:
             yield
             return
-        with defer():
-            self._grouped = True
-            try:
-                yield
-            finally:
-                self._grouped = False
+        self.registry.hold_wakeups()
+        try:
+            with defer():
+                self._grouped = True
+                try:
+                    yield
+                finally:
+                    self._grouped = False
+        finally:
+            # Failed now: either this batch's commit failed, or the journal had failed
+            # before it and refused every decision, so no answer is among the wake-ups.
+            self.registry.release_wakeups(self.journal_error)
 
     def write(self) -> str | None:
         """Write the journal's pending rows; None when done, else why it failed (logged)."""

@@ -8,8 +8,11 @@ sync, and none is acknowledged unless the file holds it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +20,15 @@ import zmq
 import zmq.asyncio
 
 from core import protocol as p
+from core.client import Client
+from core.context import AgentContext
+from core.errors import TaskdeckError, Unrecorded
 from core.journal import Journal
-from core.model import PromptState
+from core.model import PromptState, TaskStatus
 from core.registry import Registry
 from core.runtime import read_connection
 from core.service import CommandService
+from tests.support import until
 from tests.wire.conftest import make_registry
 from tests.wire.test_service import journaled  # noqa: F401  (the fixture)
 
@@ -143,3 +150,143 @@ async def test_a_daemon_groups_concurrent_answers_and_every_ok_is_in_the_file(
         assert sorted(prompt for _, prompt in audited(path)) == prompts
         commits = deck.journal.commits - before
         assert 1 <= commits < ANSWERS, f"{commits} commits for {ANSWERS} concurrent answers"
+
+
+# ------------------------------------------------ wake-ups wait for the commit
+
+
+@contextlib.contextmanager
+def wal_cannot_grow(path: Path) -> Iterator[None]:
+    """A real disk fault for the next commit: the process may not write past the WAL's
+    current size (RLIMIT_FSIZE; Python ignores SIGXFSZ, so the write fails with EFBIG).
+
+    The rows of a transaction wait in SQLite's page cache until COMMIT appends them to
+    the WAL, so it is the commit that fails, not the rows written before it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(f"{path}-wal"), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def asking_registry(heard: list[object], first_id: int) -> Registry:
+    """A registry whose "asker" agent asks one question and notes what its ask returned."""
+
+    async def asker(ctx: AgentContext) -> str:
+        try:
+            answer = await ctx.ask("Drop the staging database?")
+        except TaskdeckError as exc:
+            heard.append(exc)
+            raise
+        heard.append(answer)
+        return answer
+
+    return Registry(agents={"asker": asker}, first_id=first_id)
+
+
+async def loop_turns(count: int = 20) -> None:
+    """Give the loop `count` turns: what was made ready runs (an agent woken resumes)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("commit", ["succeeds", "fails"])
+async def test_an_in_process_asker_hears_a_grouped_answer_only_once_it_is_committed(
+    tmp_path: Path, commit: str,
+) -> None:
+    heard: list[object] = []
+    path = tmp_path / "state" / "journal.sqlite3"
+    journal = Journal.open(path)
+    registry = asking_registry(heard, journal.next_id())
+    journal.attach(registry)
+    service = CommandService(registry, journal=journal)
+    service.start()
+    try:
+        task = registry.submit("asker", "clean up staging")
+        await until(lambda: registry.get(task.id).blocked_on is not None)
+        prompt_id = registry.get(task.id).blocked_on.prompt_id  # type: ignore[union-attr]
+        journal.write()
+        with service.deferred_syncs():
+            handled = service.handle(request(p.Answer(prompt_id=prompt_id, text="approve"), "a"))
+            assert p.REPLY_DECODER.decode(handled.reply).ok  # applied, not yet committed
+            await loop_turns()
+            assert heard == []  # the agent is not resumed before the commit
+            with wal_cannot_grow(path) if commit == "fails" else contextlib.nullcontext():
+                error = service.write()
+        await until(lambda: heard, what="the asker's ask to return")
+        if commit == "succeeds":
+            assert error is None and heard == ["approve"]
+            assert audited(path) == [("answer", prompt_id)]
+            return
+        assert error is not None and "cannot write journal" in error
+        assert handled.recorded is not None
+        assert p.REPLY_DECODER.decode(service.unrecorded(handled.recorded, error)).error.code \
+            == "JOURNAL_FAILED"  # type: ignore[union-attr]
+        [refusal] = heard
+        assert isinstance(refusal, Unrecorded), refusal
+        assert "nothing was approved" in str(refusal)
+        # The asker's task ends failed on the refusal, and the file holds no answer.
+        await until(lambda: registry.get(task.id).status is TaskStatus.FAILED)
+        assert audited(path) == []
+    finally:
+        service.stop()
+        await registry.close()
+        journal.close()
+
+
+async def test_a_daemon_whose_commit_fails_does_not_resume_the_asker(tmp_path: Path) -> None:
+    """Over the wire: the answer's reply says it was not recorded, and the agent that
+    asked raises `Unrecorded` instead of going on with "approve"."""
+    from core.assembly import Assembly
+    from tests.wire.conftest import HEARTBEAT
+
+    heard: list[object] = []
+    path = tmp_path / "state" / "journal.sqlite3"
+    async with Assembly(lambda first_id: asking_registry(heard, first_id),
+                        runtime_dir=tmp_path / "run", journal=path, heartbeat=HEARTBEAT) as deck:
+        async with Client(tmp_path / "run") as client:
+            task = await client.submit("asker", "clean up staging")
+            await until(lambda: deck.registry.get(task.id).blocked_on is not None)
+            prompt_id = deck.registry.get(task.id).blocked_on.prompt_id  # type: ignore[union-attr]
+            assert deck.journal is not None
+            deck.journal.write()
+            with wal_cannot_grow(path), pytest.raises(TaskdeckError, match="not recorded"):
+                await client.answer(prompt_id, "approve")
+            await until(lambda: heard, what="the asker's ask to return")
+            assert isinstance(heard[0], Unrecorded), heard
+            assert "cannot write journal" in (await client.hello())["journal_error"]
+    assert audited(path) == []
+
+
+async def test_a_batch_of_answers_leaves_the_event_loop_asleep(tmp_path: Path) -> None:
+    """The command thread wakes the loop only for what the loop must do sooner: a batch
+    whose events armed and then (by its own write) cancelled the journal's group-commit
+    timer used to wake it after one batch in two, for nothing."""
+    from core.assembly import Assembly
+    from core.client import SyncClient
+
+    path = tmp_path / "state" / "journal.sqlite3"
+    async with Assembly(lambda first_id: make_registry(first_id=first_id),
+                        runtime_dir=tmp_path / "run", journal=path, heartbeat=60.0) as deck:
+        prompts = asked(deck.registry, 40)
+        loop = asyncio.get_running_loop()
+        wakes = 0
+        wake = loop._write_to_self  # type: ignore[attr-defined]
+
+        def counted() -> None:
+            nonlocal wakes
+            wakes += 1
+            wake()
+
+        def answer_all() -> None:
+            with SyncClient(tmp_path / "run", request_timeout=5.0) as client:
+                client.hello()
+                loop._write_to_self = counted  # type: ignore[attr-defined]
+                for prompt in prompts:
+                    client.answer(prompt, "approve")
+                loop._write_to_self = wake  # type: ignore[attr-defined]
+
+        await asyncio.to_thread(answer_all)
+        assert sorted(prompt for _, prompt in audited(path)) == prompts
+    assert wakes <= 4, f"the loop was woken {wakes} times for 40 answers"
