@@ -173,11 +173,11 @@ class TaskTree(ScrollView, can_focus=True):
 
     def tasks_changed(self, task_ids: Iterable[int]) -> None:
         """Redraw only the rows of these tasks, if they are on screen."""
-        index = self.view.index
+        rows = self.view.rows
         top = self.scroll_offset.y
         bottom = top + self.size.height
         for task_id in task_ids:
-            row = index.get(task_id)
+            row = rows.built_position(task_id)  # a row never built was never drawn
             if row is not None and top <= row < bottom:
                 self.refresh_line(row)
 
