@@ -174,6 +174,14 @@ class Rows(Sequence[Row]):
     def __repr__(self) -> str:
         return f"Rows({len(self._walk.built)} of {self._walk.total} built)"
 
+    def at(self, position: int) -> Row | None:
+        """The row at `position`, or None past the end: the end can come sooner than
+        counted while a task the mirror dropped a moment ago is still counted."""
+        walk = self._walk
+        if 0 <= position < walk.total and walk.build_to(position):
+            return walk.built[position]
+        return None
+
     def built_position(self, task_id: int) -> int | None:
         """The task's row if it is built already; never walks (rows not built were never drawn)."""
         return self._walk.at.get(task_id)

@@ -122,3 +122,17 @@ def test_subtree_tokens_read_while_the_mirror_is_ahead_are_not_counted_twice() -
     assert [r.task_id for r in view.rows] == [1, 4, 5]  # #5 lost its parent: a root
     assert len(view.rows) == 3 and view.counts[TaskStatus.IN_PROGRESS] + view.counts[
         TaskStatus.FINISHED] + view.counts[TaskStatus.QUEUED] == 3
+
+
+def test_rows_read_between_an_eviction_and_its_frame_end_early_without_error() -> None:
+    """The mirror drops an evicted task at once; until the frame folds that in, the rows
+    still count it: reading them ends a row early instead of failing."""
+    mirror = _mirror([None, 1, 1, None])
+    view = TreeView(mirror)
+    view.reset()
+    assert len(view.rows) == 4
+    _event(mirror, TasksEvicted(task_ids=[3]))
+    assert [view.rows.at(i) is None for i in range(4)] == [False, False, False, True]
+    assert len(view.rows) == 3 == len(list(view.rows))
+    view.apply([3])
+    assert [r.task_id for r in view.rows] == [1, 2, 4]
