@@ -375,7 +375,7 @@ class TreeView:
                         keep = self.matches(task)
                 if keep:
                     shown.add(task_id)
-                    if task.parent_id is not None:
+                    if task.parent_id in tasks:  # not the parent an orphan lost
                         shown.add(task.parent_id)
         self._shown = shown
         roots = self._visible(children.get(None, []))

@@ -136,3 +136,19 @@ def test_rows_read_between_an_eviction_and_its_frame_end_early_without_error() -
     assert len(view.rows) == 3 == len(list(view.rows))
     view.apply([3])
     assert [r.task_id for r in view.rows] == [1, 2, 4]
+
+
+def test_a_filtered_orphan_counts_one_row() -> None:
+    """A task whose parent is gone shows as a root, and a filter that keeps it counts it
+    once (not its missing parent too)."""
+    tasks = [Task(id=1, agent="demo", description="kept"),
+             Task(id=3, agent="demo", description="orphan", parent_id=2)]
+    mirror = Mirror()
+    mirror.load(Snapshot(epoch=1, seq=1, tasks=tasks, prompts=[]))
+    view = TreeView(mirror)
+    view.reset()
+    assert [r.task_id for r in view.rows] == [1, 3]
+    view.filter_text = "orphan"
+    view.rebuild()
+    assert len(view.rows) == 1
+    assert [r.task_id for r in view.rows] == [3]
