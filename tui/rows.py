@@ -74,11 +74,11 @@ class Walk:
 
     def _next(self) -> bool:
         stack = self._stack
-        while stack and stack[-1][1] >= len(stack[-1][0]):
+        while len(stack) > 1 and stack[-1][1] >= len(stack[-1][0]):
             stack.pop()
-        if not stack:
+        frame = stack[-1]  # the roots' frame stays: a root added later is walked on to
+        if frame[1] >= len(frame[0]):
             return False
-        frame = stack[-1]
         siblings, pos, depth, lead = frame
         task_id = siblings[pos]
         frame[1] = pos + 1
@@ -91,6 +91,10 @@ class Walk:
         if kids and not collapsed:
             stack.append([kids, 0, depth + 1, "" if depth == 0 else lead + ("  " if last else "│ ")])
         return True
+
+    def add_root(self, task_id: int) -> None:
+        """A new root, after every other (ids rise); the walk reaches it in turn."""
+        self._roots.append(task_id)
 
     def restart_at(self, position: int, total: int) -> bool:
         """Keep the rows before `position`; the walk goes on from the task whose row was there.

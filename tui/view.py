@@ -201,6 +201,7 @@ class SubtreeTokens:
     """
 
     def __init__(self, mirror: Mirror, known: dict[int, Task]) -> None:
+        self._mirror = mirror
         self._children = mirror.children
         self._known = known
         self._sums: dict[int, int] = {}
@@ -227,10 +228,12 @@ class SubtreeTokens:
         """`delta` more tokens spent at this task: every sum that holds it moves."""
         sums = self._sums
         known = self._known
+        tasks = self._mirror.tasks
         while task_id is not None:
             if task_id in sums:
                 sums[task_id] += delta
-            task = known.get(task_id)
+            # A parent new in the same batch may not be folded in yet: the mirror has it.
+            task = known.get(task_id) or tasks.get(task_id)
             task_id = task.parent_id if task is not None else None
 
     def forget(self) -> None:
@@ -300,7 +303,8 @@ class TreeView:
         """
         tasks = self.mirror.tasks
         known = self._known
-        structural = False
+        created: list[int] = []
+        reshaped = False
         evicted: set[int] = set()
         filtering = bool(self.filter_text) or self.hide_finished
         for task_id in task_ids:
@@ -313,7 +317,6 @@ class TreeView:
                     self.total_tokens -= seen.tokens
                     self.collapsed.discard(task_id)
                     evicted.add(task_id)
-                    structural = True
                 continue
             known[task_id] = task
             own = task.tokens
@@ -321,13 +324,13 @@ class TreeView:
                 self.counts[task.status] += 1
                 self.total_tokens += own
                 self.subtree.add(task.parent_id, own)
-                structural = True
+                created.append(task_id)
                 continue
             if seen.status is not task.status:
                 self.counts[seen.status] -= 1
                 self.counts[task.status] += 1
                 if filtering:
-                    structural = True
+                    reshaped = True
             if own != seen.tokens:
                 self.total_tokens += own - seen.tokens
                 self.subtree.add(task_id, own - seen.tokens)
@@ -335,9 +338,11 @@ class TreeView:
             self.subtree.forget()
             # O(tasks), as every eviction's rebuild used to be; evictions come seldom.
             self._orphans |= {i for i, t in known.items() if t.parent_id in evicted}
-        if structural:
+        if evicted or reshaped or (created and filtering):
             self.rebuild()
-        return structural
+        elif created:
+            self._grow(sorted(created))
+        return bool(evicted or reshaped or created)
 
     # ---------------------------------------------------------------- rows
 
@@ -442,6 +447,34 @@ class TreeView:
             if not (open_only and kid in self.collapsed):
                 stack.extend(self._kids(kid))
         return hidden
+
+    def _grow(self, created: list[int]) -> None:
+        """Give new tasks rows without a new walk: the rows before the first parent that
+        gained a child stay, and a new root goes at the end.
+
+        A new task in a daemon of 100,000 cost every row's rebuild; now it costs the rows
+        from its parent to the cursor (none for a new root).
+        """
+        walk = self._walk
+        cut: int | None = None
+        added = 0
+        for task_id in created:  # ids rise: a parent comes before its children
+            parent = self._known[task_id].parent_id
+            if parent is None or parent not in self._known:
+                walk.add_root(task_id)
+                added += 1
+                continue
+            if not self._has_row(parent):
+                continue  # under a fold: no row changes
+            at = walk.at.get(parent)
+            if at is not None:  # its row (and its last child's guide) changes
+                cut = at if cut is None else min(cut, at)
+            if parent not in self.collapsed:
+                added += 1
+        if cut is None:
+            walk.total += added
+        elif not walk.restart_at(cut, walk.total + added):
+            self.rebuild()
 
     def fold(self, task_id: int) -> None:
         """Fold a task's descendants away: the rows after it are dropped, to be built when read.

@@ -152,3 +152,54 @@ def test_a_filtered_orphan_counts_one_row() -> None:
     view.rebuild()
     assert len(view.rows) == 1
     assert [r.task_id for r in view.rows] == [3]
+
+
+@st.composite
+def growth(draw: st.DrawFn) -> tuple[list[int | None], list[tuple[str, int, int]]]:
+    size = draw(st.integers(1, 20))
+    parents: list[int | None] = [None]
+    for i in range(1, size):
+        parents.append(draw(st.one_of(st.none(), st.integers(1, i))))
+    steps = draw(st.lists(st.tuples(st.sampled_from(["new", "new", "toggle"]),
+                                    st.integers(0, 40), st.integers(0, 40)), max_size=15))
+    return parents, steps
+
+
+@settings(max_examples=150, deadline=None)
+@given(growth())
+@example(([None, 1], [("toggle", 1, 40), ("new", 0, 40)]))  # a root after the walk ended
+def test_new_tasks_give_the_rows_of_a_rebuild(case: tuple[list[int | None],
+                                                          list[tuple[str, int, int]]]) -> None:
+    """Tasks created under any task (folded, unfolded, read or not yet) or as roots, in
+    batches, give the rows, guides and index a rebuild gives."""
+    parents, steps = case
+    mirror = _mirror(parents)
+    view = TreeView(mirror)
+    view.reset()
+    batch: list[int] = []
+    for kind, pick, peek in steps:
+        if peek < len(view.rows):
+            view.rows[peek]  # build this far only
+        ids = sorted(mirror.tasks)
+        if kind == "new":
+            new_id = ids[-1] + 1
+            parent = None if pick % 4 == 0 else ids[pick % len(ids)]
+            _event(mirror, TaskCreated(task=Task(id=new_id, agent="demo",
+                                                 description=f"task {new_id}", parent_id=parent)))
+            batch.append(new_id)
+            if pick % 3:
+                continue  # folded in with the next ones, as a frame does
+        else:
+            task_id = ids[pick % len(ids)]
+            if task_id in view.collapsed:
+                view.unfold(task_id)
+            else:
+                view.fold(task_id)
+        view.apply(batch)
+        batch = []
+        fresh = TreeView(mirror)
+        fresh.collapsed = set(view.collapsed)
+        fresh.rebuild()
+        assert len(view.rows) == len(fresh.rows)
+        assert view.rows == fresh.rows
+        assert view.index == fresh.index
