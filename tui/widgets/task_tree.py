@@ -149,7 +149,8 @@ class TaskTree(ScrollView, can_focus=True):
                 self._scroll_cursor_into_view()
         elif rows:
             self._cursor_row = self._landing(min(self._cursor_row, len(rows) - 1))
-            self._set_cursor(rows[self._cursor_row].task_id)
+            landed = rows.at(self._cursor_row)
+            self._set_cursor(landed.task_id if landed is not None else None)
         else:
             self._cursor_row = 0
             self._set_cursor(None)
@@ -166,18 +167,19 @@ class TaskTree(ScrollView, can_focus=True):
         tasks = self.view.mirror.tasks
         for distance in range(len(rows)):
             for pos in (near - distance, near + distance):
-                task = tasks.get(rows[pos].task_id) if 0 <= pos < len(rows) else None
+                row = rows.at(pos)
+                task = tasks.get(row.task_id) if row is not None else None
                 if task is not None and not is_asking(task):
                     return pos
         return near
 
     def tasks_changed(self, task_ids: Iterable[int]) -> None:
         """Redraw only the rows of these tasks, if they are on screen."""
-        index = self.view.index
+        rows = self.view.rows
         top = self.scroll_offset.y
         bottom = top + self.size.height
         for task_id in task_ids:
-            row = index.get(task_id)
+            row = rows.built_position(task_id)  # a row never built was never drawn
             if row is not None and top <= row < bottom:
                 self.refresh_line(row)
 
@@ -202,9 +204,12 @@ class TaskTree(ScrollView, can_focus=True):
         if not rows:
             return
         row = max(0, min(row, len(rows) - 1))
+        target = rows.at(row)
+        if target is None:
+            return
         old = self._cursor_row
         self._cursor_row = row
-        self._set_cursor(rows[row].task_id)
+        self._set_cursor(target.task_id)
         self.refresh_line(old)
         self.refresh_line(row)
         self._scroll_cursor_into_view()
@@ -260,13 +265,11 @@ class TaskTree(ScrollView, can_focus=True):
         row_index = y + scroll_y
         width = self.scrollable_content_region.width
         base = self.rich_style
-        if row_index >= len(self.view.rows):
-            if not self.view.rows:
-                return self._empty_line(y, width, base)
-            return Strip.blank(width, base)
-        row = self.view.rows[row_index]
-        task = self.view.mirror.tasks.get(row.task_id)
-        if task is None:
+        if not self.view.rows:
+            return self._empty_line(y, width, base)
+        row = self.view.rows.at(row_index)
+        task = self.view.mirror.tasks.get(row.task_id) if row is not None else None
+        if row is None or task is None:
             return Strip.blank(width, base)
         text = self.render_row(task, row.guide, row.depth, row.has_children, row.collapsed, width)
         style = base
