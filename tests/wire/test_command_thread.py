@@ -19,7 +19,7 @@ from core.looplock import may_block
 from core.model import EndReason, TaskStatus
 from core.server import Daemon
 from tests.support import until_sync
-from tests.wire.conftest import make_registry
+from tests.wire.conftest import ThreadedDaemon, make_registry
 
 QUIET = 60.0
 """A heartbeat so long that the loop's own timers never wake it during a test."""
@@ -64,3 +64,23 @@ async def test_a_client_on_the_daemons_own_loop_never_blocks_it(tmp_path: Path) 
     await asyncio.sleep(0)
     assert may_block(loop)  # stopped: a client may wait for its reply in libzmq again
     await registry.close()
+
+
+async def test_one_reply_awaited_through_the_loop_leaves_the_next_ones_on_the_fast_path(
+    threaded_daemon: ThreadedDaemon,
+) -> None:
+    """A reply awaited through the loop (something else was ready to run) must not leave
+    the command socket's reader queued on the loop: every later request would then find
+    the loop busy and pass over the blocking wait for good."""
+    loop = asyncio.get_running_loop()
+    async with Client(threaded_daemon.runtime_dir, request_timeout=5.0) as client:
+        await client.hello()
+        loop.call_soon(lambda: None)  # the loop has work: this request waits through it
+        await client.hello()
+        assert client.loop_waits >= 1
+        before = client.loop_waits
+        for _ in range(20):
+            await client.hello()
+        # Only a reply slower than the blocking wait (a loaded machine) goes through the
+        # loop now; before the fix, all 20 did.
+        assert client.loop_waits - before < 10
