@@ -141,12 +141,15 @@ class _DaemonSide:
 async def _daemon_main(
     conn: Connection, runtime_dir: str, bind: str | None, state_dir: str, journal: bool
 ) -> None:
+    from core.agents import builtin_agents
     from core.assembly import Assembly
     from core.registry import Registry
 
     def make_registry(first_id: int) -> Registry:
-        return Registry(max_concurrent=64, default_timeout=None, agents={"noop": _noop},
-                        first_id=first_id)
+        # As `taskdeck serve` makes it: its defaults (4 running at once, a 300 s task
+        # timeout) and its built-in agents, so a `submit` starts what a user's does.
+        agents = {**builtin_agents(), "noop": _noop}
+        return Registry(agents=agents, first_id=first_id)
 
     # As `taskdeck serve` builds it (core/assembly.py): the journal on unless asked off.
     # No retention: the benchmarks hold the task counts they name.
@@ -236,8 +239,7 @@ async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> No
                 end = await asyncio.wait_for(reached, 300)
                 conn.send((end, client.resync_count - resyncs, client.mirror.seq))
             elif op in ("answer", "submit"):
-                items, use_sync = args
-                conn.send(await _roundtrips(client, sync, op, items, use_sync))
+                conn.send(await _roundtrips(client, sync, op, *args))
             elif op == "late_join":
                 (repeats,) = args
                 conn.send(await _late_join(Path(runtime_dir), Path(state_dir), repeats))
@@ -254,10 +256,17 @@ async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> No
     conn.send("stopped")
 
 
+SUBMITTED = "shell"
+"""The agent the round trip submits to: what a user submits (`taskdeck submit shell
+'make test'`). Its run starts on submit and asks before it runs anything, so each
+task ends up blocked on its question, holding no slot: every submit starts a run."""
+
+
 async def _roundtrips(
-    client: Any, sync: Any, op: str, items: Any, use_sync: bool
+    client: Any, sync: Any, op: str, items: Any, use_sync: bool, agent: str = SUBMITTED
 ) -> tuple[list[float], int, int]:
-    """Sequential `answer`s (one per prompt id in `items`) or `submit`s (`items` of them).
+    """Sequential `answer`s (one per prompt id in `items`) or `submit`s (`items` of them,
+    to `agent`).
 
     With `use_sync`, through the `SyncClient` (blocking, no event loop in the way: the
     path of scripts and one-shot commands), else through the async `Client`.
@@ -272,7 +281,7 @@ async def _roundtrips(
     if op == "answer":
         bodies = [p.Answer(prompt_id=i, text="approve") for i in items]
     else:
-        bodies = [p.Submit(agent="noop", description=f"summarise chapter {i} of the report")
+        bodies = [p.Submit(agent=agent, description=f"pytest -q tests/test_chapter_{i}.py")
                   for i in range(items)]
     result: Any = None
     for body in bodies:
