@@ -75,6 +75,15 @@ DRAIN_BATCH = 256
 COMMAND_POLL_MS = 50
 """How long the command thread blocks in one receive before it checks for a stop."""
 
+WAKE_DEFER_MS = 1
+"""How long the loop's work left by a batch (an agent's run to start) waits for the
+command path to go idle: a request arriving within it is served first."""
+
+WAKE_DEFER_MAX = 0.001
+"""Seconds the loop's work waits at most while requests keep arriving: longer, and the
+runs it starts in one go (an agent's first step each) hold up the request that arrives
+then; shorter, and it comes back to one wake-up per request."""
+
 BATCH_BYTES = 8 * 1024 * 1024
 """Reply bytes a batch may hold before it is written and sent: replies wait for the batch's
 journal write, so large ones (a `list` of thousands of tasks) must not pile up in it."""
@@ -533,19 +542,41 @@ class Daemon:
         cmd, lock = self._cmd, self._lock
         assert cmd is not None and lock is not None
         curve = self._curve
-        while not self._stopping:
-            try:
-                first = cmd.recv_multipart(copy=not curve)
-            except zmq.Again:  # nothing within COMMAND_POLL_MS: look at `_stopping` again
-                continue
-            except zmq.ZMQError as exc:  # closed under us: stop() is on its way
-                log.debug("command socket: %s", exc)
-                return
-            try:
-                with lock.borrow():
-                    self._serve_batch(cmd, first)
-            except Exception:  # a bug must cost one batch, never the command thread
-                log.exception("unexpected failure while serving a batch of requests")
+        owed_since: float | None = None  # since when the loop has work it was not woken for
+        try:
+            while not self._stopping:
+                try:
+                    first = cmd.recv_multipart(copy=not curve)
+                except zmq.Again:  # nothing within the receive timeout
+                    if owed_since is not None:  # the command path is idle: the loop's turn
+                        owed_since = None
+                        lock.wake()
+                        _receive_timeout(cmd, COMMAND_POLL_MS)
+                    continue  # and look at `_stopping` again
+                except zmq.ZMQError as exc:  # closed under us: stop() is on its way
+                    log.debug("command socket: %s", exc)
+                    return
+                try:
+                    with lock.borrow(defer_wake=True):
+                        self._serve_batch(cmd, first)
+                except Exception:  # a bug must cost one batch, never the command thread
+                    log.exception("unexpected failure while serving a batch of requests")
+                # What the batch left the loop (an agent's run to start, a sooner timer)
+                # waits until no request follows within WAKE_DEFER_MS, at most
+                # WAKE_DEFER_MAX: woken after every request, the loop's thread ran an
+                # agent's first step while the client waited for its reply on a busy
+                # core, and each request paid a wake-up (docs/BENCHMARKS.md).
+                if lock.wake_owed:
+                    now = time.monotonic()
+                    if owed_since is None:
+                        owed_since = now
+                        _receive_timeout(cmd, WAKE_DEFER_MS)
+                    elif now - owed_since >= WAKE_DEFER_MAX:
+                        owed_since = None
+                        lock.wake()
+                        _receive_timeout(cmd, COMMAND_POLL_MS)
+        finally:
+            lock.wake()
 
     def _serve_batch(self, cmd: zmq.Socket[Any], first: list[Any]) -> None:
         """Answer `first` and the requests queued behind it, then end the batch."""
@@ -632,6 +663,11 @@ class Daemon:
             log.warning("reply dropped: the client's queue is full")
         except zmq.ZMQError as exc:
             log.warning("reply dropped: %s", exc)
+
+
+def _receive_timeout(sock: zmq.Socket[Any], ms: int) -> None:
+    with contextlib.suppress(zmq.ZMQError):  # closed under us: stop() is on its way
+        sock.setsockopt(zmq.RCVTIMEO, ms)
 
 
 def _send_frames(sock: zmq.Socket[Any], frames: list[Any]) -> None:
