@@ -103,9 +103,9 @@ def profile_wire(what: str, size: int, one_core: bool = False, journal: bool = T
         elif what == "late_join":
             client.call("late_join", 5)
         elif what.startswith("roundtrip"):
-            client.call("answer", prompt_ids, what == "roundtrip_sync")
+            client.call("answer", prompt_ids, "sync" if what == "roundtrip_sync" else "async")
         else:
-            client.call("submit", size, what == "submit_sync")
+            client.call("submit", size, "sync" if what == "submit_sync" else "async")
         elapsed = time.perf_counter() - started
         for spy in spies:
             spy.send_signal(signal.SIGINT)
