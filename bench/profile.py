@@ -73,7 +73,7 @@ def profile_wire(what: str, size: int, one_core: bool = False, journal: bool = T
 
     With `one_core`, every process is pinned to one CPU, as the judged round-trip rows are.
     """
-    from bench.roundtrip import _one_core
+    from bench.roundtrip import _one_core, _submits
     from bench.wire import daemon_and_client
 
     pinned = _one_core() if one_core else contextlib.nullcontext()
@@ -105,7 +105,7 @@ def profile_wire(what: str, size: int, one_core: bool = False, journal: bool = T
         elif what.startswith("roundtrip"):
             client.call("answer", prompt_ids, "sync" if what == "roundtrip_sync" else "async")
         else:
-            client.call("submit", size, "sync" if what == "submit_sync" else "async")
+            _submits(daemon, client, size, "sync" if what == "submit_sync" else "async")
         elapsed = time.perf_counter() - started
         for spy in spies:
             spy.send_signal(signal.SIGINT)
