@@ -50,9 +50,9 @@ class _AsyncCommands(_Endpoint):
         """Set by the reader when the command socket may have a reply."""
         self._lock = asyncio.Lock()
         self._closed = False
-        self.loop_waits = 0
-        """Replies awaited through the event loop rather than taken by the short blocking
-        wait (`BLOCKING_WAIT_MS`): how often the fast path was passed over."""
+        self.busy_loop_waits = 0
+        """Requests that found something else ready on the loop, so their reply was
+        awaited through it instead of by the short blocking wait (`BLOCKING_WAIT_MS`)."""
 
     async def close(self) -> None:
         """Close the command socket and the context (LINGER 0)."""
@@ -172,7 +172,8 @@ class _AsyncCommands(_Endpoint):
                         if reply is not None:
                             done = True
                             return reply
-                self.loop_waits += 1
+                else:
+                    self.busy_loop_waits += 1
                 while await self._req_event(sock, _POLLIN, timeout):
                     try:
                         raw = sock.recv(_NOBLOCK)
