@@ -542,41 +542,24 @@ class Daemon:
         cmd, lock = self._cmd, self._lock
         assert cmd is not None and lock is not None
         curve = self._curve
-        owed_since: float | None = None  # since when the loop has work it was not woken for
-        try:
-            while not self._stopping:
-                try:
-                    first = cmd.recv_multipart(copy=not curve)
-                except zmq.Again:  # nothing within the receive timeout
-                    if owed_since is not None:  # the command path is idle: the loop's turn
-                        owed_since = None
-                        lock.wake()
-                        _receive_timeout(cmd, COMMAND_POLL_MS)
-                    continue  # and look at `_stopping` again
-                except zmq.ZMQError as exc:  # closed under us: stop() is on its way
-                    log.debug("command socket: %s", exc)
-                    return
-                try:
-                    with lock.borrow(defer_wake=True):
-                        self._serve_batch(cmd, first)
-                except Exception:  # a bug must cost one batch, never the command thread
-                    log.exception("unexpected failure while serving a batch of requests")
-                # What the batch left the loop (an agent's run to start, a sooner timer)
-                # waits until no request follows within WAKE_DEFER_MS, at most
-                # WAKE_DEFER_MAX: woken after every request, the loop's thread ran an
-                # agent's first step while the client waited for its reply on a busy
-                # core, and each request paid a wake-up (docs/BENCHMARKS.md).
-                if lock.wake_owed:
-                    now = time.monotonic()
-                    if owed_since is None:
-                        owed_since = now
-                        _receive_timeout(cmd, WAKE_DEFER_MS)
-                    elif now - owed_since >= WAKE_DEFER_MAX:
-                        owed_since = None
-                        lock.wake()
-                        _receive_timeout(cmd, COMMAND_POLL_MS)
-        finally:
-            lock.wake()
+        wake = _DeferredWake(cmd, lock)
+        while not self._stopping:
+            try:
+                first = cmd.recv_multipart(copy=not curve)
+            except zmq.Again:  # nothing within the receive timeout: the loop's turn, if owed
+                wake.pay()
+                continue  # and look at `_stopping` again
+            except zmq.ZMQError as exc:  # closed under us: stop() is on its way
+                log.debug("command socket: %s", exc)
+                wake.pay()
+                return
+            try:
+                with lock.borrow(defer_wake=True):
+                    self._serve_batch(cmd, first)
+            except Exception:  # a bug must cost one batch, never the command thread
+                log.exception("unexpected failure while serving a batch of requests")
+            wake.after_batch()
+        wake.pay()
 
     def _serve_batch(self, cmd: zmq.Socket[Any], first: list[Any]) -> None:
         """Answer `first` and the requests queued behind it, then end the batch."""
@@ -663,6 +646,42 @@ class Daemon:
             log.warning("reply dropped: the client's queue is full")
         except zmq.ZMQError as exc:
             log.warning("reply dropped: %s", exc)
+
+
+class _DeferredWake:
+    """When the command thread wakes the loop for the work its batches left it (an agent's
+    run to start, a sooner timer): once no request follows within `WAKE_DEFER_MS`, or
+    `WAKE_DEFER_MAX` after the first batch that left some.
+
+    Woken after every request, the loop's thread ran an agent's first step while the
+    client waited for its reply on a busy core, and each request paid a wake-up
+    (docs/BENCHMARKS.md). The reply still goes first; the run starts about a
+    millisecond later.
+    """
+
+    def __init__(self, cmd: zmq.Socket[Any], lock: LoopLock) -> None:
+        self.cmd = cmd
+        self.lock = lock
+        self.since: float | None = None
+        """When the first batch the loop was not woken for ended."""
+
+    def after_batch(self) -> None:
+        """After each batch: wait for the command path to go idle, or wake the loop now
+        if it has waited long enough."""
+        if not self.lock.wake_owed:
+            return
+        if self.since is None:
+            self.since = time.monotonic()
+            _receive_timeout(self.cmd, WAKE_DEFER_MS)
+        elif time.monotonic() - self.since >= WAKE_DEFER_MAX:
+            self.pay()
+
+    def pay(self) -> None:
+        """Wake the loop if it is owed a wake-up (the command path is idle, or stops)."""
+        if self.since is not None:
+            self.since = None
+            _receive_timeout(self.cmd, COMMAND_POLL_MS)
+        self.lock.wake()
 
 
 def _receive_timeout(sock: zmq.Socket[Any], ms: int) -> None:
