@@ -143,6 +143,8 @@ class _DaemonSide:
             reg.abort(task.id)
         for task in waiting:
             await reg.join(task.id)
+        # Let the loop publish the aborts' events now, not into the next timed request.
+        await asyncio.sleep(0.01)
         return len(waiting)
 
     def prompts(self, count: int) -> list[int]:
