@@ -1,7 +1,9 @@
 """`python -m bench.profile WHAT`: where the time goes, sampled with py-spy on both processes.
 
-WHAT is `pipeline`, `roundtrip` (the async `Client`), `roundtrip_sync` (the blocking
-`SyncClient`) or `late_join`. The daemon and client processes are
+WHAT is `pipeline`, `roundtrip` (`answer` through the async `Client`), `roundtrip_sync`
+(through the blocking `SyncClient`), `submit` and `submit_sync` (the same for `submit`)
+or `late_join`; `--one-core --no-journal` profiles the round trip as its judged rows
+measure it. The daemon and client processes are
 started as the benchmark starts them, py-spy samples each while the load runs, and
 the hottest functions (own time and total time) are printed per process. py-spy is
 not a dependency of taskdeck: `pip install py-spy` first. For the dashboard, which
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -25,11 +29,15 @@ from pathlib import Path
 
 def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return subprocess.Popen(
+    spy = subprocess.Popen(
         [exe, "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", "1000", "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # Not on the core the load may be pinned to: py-spy's own work would slow what it samples.
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(spy.pid, range(os.cpu_count() or 1))
+    return spy
 
 
 def summarise(raw: Path, top: int = 15) -> str:
@@ -60,21 +68,28 @@ def summarise(raw: Path, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-def profile_wire(what: str, size: int) -> None:
-    """Run one wire benchmark's load under py-spy and print both processes' profiles."""
+def profile_wire(what: str, size: int, one_core: bool = False, journal: bool = True) -> None:
+    """Run one wire benchmark's load under py-spy and print both processes' profiles.
+
+    With `one_core`, every process is pinned to one CPU, as the judged round-trip rows are.
+    """
+    from bench.roundtrip import _one_core, _submits
     from bench.wire import daemon_and_client
 
-    with tempfile.TemporaryDirectory(prefix="taskdeck-prof-") as tmp, \
-            daemon_and_client("ipc") as (daemon, client):
+    pinned = _one_core() if one_core else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="taskdeck-prof-") as tmp, pinned, \
+            daemon_and_client("ipc", journal=journal) as (daemon, client):
         outs = {"daemon": Path(tmp) / "daemon.txt", "client": Path(tmp) / "client.txt"}
         if what == "pipeline":
             daemon.call("fill", 1000, 100)
             client.call("mirror")
         elif what == "late_join":
             daemon.call("fill", size, 50)
-        else:
+        elif what.startswith("roundtrip"):
             daemon.call("fill", 1000, 10)
             prompt_ids = daemon.call("prompts", size)
+        else:
+            daemon.call("fill", 1000, 10)
         spies = [_spy(peer.process.pid, outs[name])
                  for name, peer in (("daemon", daemon), ("client", client))]
         time.sleep(1.0)  # py-spy attaches
@@ -87,8 +102,10 @@ def profile_wire(what: str, size: int) -> None:
             client.recv()
         elif what == "late_join":
             client.call("late_join", 5)
+        elif what.startswith("roundtrip"):
+            client.call("answer", prompt_ids, "sync" if what == "roundtrip_sync" else "async")
         else:
-            client.call("answer", prompt_ids, what == "roundtrip_sync")
+            _submits(daemon, client, size, "sync" if what == "submit_sync" else "async")
         elapsed = time.perf_counter() - started
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -118,16 +135,19 @@ def profile_dashboard(keys: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("what", choices=["pipeline", "roundtrip", "roundtrip_sync", "late_join", "dashboard"])
+    parser.add_argument("what", choices=["pipeline", "roundtrip", "roundtrip_sync", "submit", "submit_sync",
+                                 "late_join", "dashboard"])
     parser.add_argument("--size", type=int, default=0,
                         help="events, requests or tasks (default: 200k, 20k, 100k, 300 keys)")
+    parser.add_argument("--one-core", action="store_true",
+                        help="pin every process to one CPU (as the judged round-trip rows are)")
+    parser.add_argument("--no-journal", action="store_true", help="the daemon without its journal")
     args = parser.parse_args(argv)
     if args.what == "dashboard":
         profile_dashboard(args.size or 300)
     else:
-        default = {"pipeline": 200_000, "roundtrip": 20_000, "roundtrip_sync": 20_000,
-                   "late_join": 100_000}[args.what]
-        profile_wire(args.what, args.size or default)
+        default = {"pipeline": 200_000, "late_join": 100_000}.get(args.what, 20_000)
+        profile_wire(args.what, args.size or default, args.one_core, not args.no_journal)
     return 0
 
 

@@ -24,8 +24,10 @@ LEASE = 3600.0
 """Lease of the live external tasks the load works on: long enough never to lapse."""
 
 
-async def _noop(ctx: Any) -> str:
-    return "ok"
+SUBMITTED = "shell"
+"""The agent the round trip submits to: what a user submits (`taskdeck submit shell
+'make test'`). Its run starts on submit and asks before it runs anything, so each
+task ends up blocked on its question, holding no slot: every submit starts a run."""
 
 
 # ------------------------------------------------------------------ daemon
@@ -128,6 +130,23 @@ class _DaemonSide:
         task = self.registry.add_tokens(task_id, 1, 0)
         return time.perf_counter(), task.prompt_tokens
 
+    async def end_submitted(self) -> int:
+        """Abort the tasks the round trip submitted (each blocked on its question) and wait
+        until their runs have returned; returns how many.
+
+        A user's daemon holds a few such runs, not thousands: left alive, each keeps its
+        coroutines, and the cycle collector's passes over them grow with every round.
+        """
+        reg = self.registry
+        waiting = reg.list(agent=SUBMITTED, status="blocked", limit=None)
+        for task in waiting:
+            reg.abort(task.id)
+        for task in waiting:
+            await reg.join(task.id)
+        # Let the loop publish the aborts' events now, not into the next timed request.
+        await asyncio.sleep(0.01)
+        return len(waiting)
+
     def prompts(self, count: int) -> list[int]:
         """Open `count` external tasks, each blocked on a pending question; their prompt ids."""
         reg = self.registry
@@ -141,12 +160,14 @@ class _DaemonSide:
 async def _daemon_main(
     conn: Connection, runtime_dir: str, bind: str | None, state_dir: str, journal: bool
 ) -> None:
+    from core.agents import builtin_agents
     from core.assembly import Assembly
     from core.registry import Registry
 
     def make_registry(first_id: int) -> Registry:
-        return Registry(max_concurrent=64, default_timeout=None, agents={"noop": _noop},
-                        first_id=first_id)
+        # As `taskdeck serve` makes it: its defaults (4 running at once, a 300 s task
+        # timeout) and its built-in agents, so a `submit` starts what a user's does.
+        return Registry(agents=builtin_agents(), first_id=first_id)
 
     # As `taskdeck serve` builds it (core/assembly.py): the journal on unless asked off.
     # No retention: the benchmarks hold the task counts they name.
@@ -177,6 +198,8 @@ async def _daemon_main(
                 conn.send(await side.produce(*args))
             elif op == "prompts":
                 conn.send(side.prompts(*args))
+            elif op == "end_submitted":
+                conn.send(await side.end_submitted())
             elif op == "stream_start":
                 conn.send(side.stream_start(*args))
             elif op == "stream_stop":
@@ -236,8 +259,19 @@ async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> No
                 end = await asyncio.wait_for(reached, 300)
                 conn.send((end, client.resync_count - resyncs, client.mirror.seq))
             elif op in ("answer", "submit"):
-                items, use_sync = args
-                conn.send(await _roundtrips(client, sync, op, items, use_sync))
+                items, path, *agent = args
+                if path != "mirrored":
+                    used = sync if path == "sync" else client
+                    conn.send(await _roundtrips(used, op, items, path == "sync", *agent))
+                    continue
+                # A `Client` holding a live mirror, as the dashboard and `submit --wait`
+                # run theirs: each request's events reach its loop while it waits for the
+                # reply. Only for these requests: its events would load the other paths'.
+                async with Client(Path(runtime_dir), state_dir=Path(state_dir),
+                                  client_name="tui") as following:
+                    await following.start_mirror()
+                    await following.wait_synced(timeout=120)
+                    conn.send(await _roundtrips(following, op, items, False, *agent))
             elif op == "late_join":
                 (repeats,) = args
                 conn.send(await _late_join(Path(runtime_dir), Path(state_dir), repeats))
@@ -255,12 +289,10 @@ async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> No
 
 
 async def _roundtrips(
-    client: Any, sync: Any, op: str, items: Any, use_sync: bool
+    client: Any, op: str, items: Any, blocking: bool, agent: str = SUBMITTED
 ) -> tuple[list[float], int, int]:
-    """Sequential `answer`s (one per prompt id in `items`) or `submit`s (`items` of them).
-
-    With `use_sync`, through the `SyncClient` (blocking, no event loop in the way: the
-    path of scripts and one-shot commands), else through the async `Client`.
+    """Sequential `answer`s (one per prompt id in `items`) or `submit`s (`items` of them,
+    to `agent`), through `client`: a `SyncClient` when `blocking`, else a `Client`.
 
     Returns:
         The latency of each, and the byte sizes of the last request and reply.
@@ -272,18 +304,18 @@ async def _roundtrips(
     if op == "answer":
         bodies = [p.Answer(prompt_id=i, text="approve") for i in items]
     else:
-        bodies = [p.Submit(agent="noop", description=f"summarise chapter {i} of the report")
+        bodies = [p.Submit(agent=agent, description=f"pytest -q tests/test_chapter_{i}.py")
                   for i in range(items)]
     result: Any = None
     for body in bodies:
         t0 = perf()
         if op == "answer":
-            if use_sync:
-                result = sync.answer(body.prompt_id, body.text)
+            if blocking:
+                result = client.answer(body.prompt_id, body.text)
             else:
                 result = await client.answer(body.prompt_id, body.text)
-        elif use_sync:
-            result = sync.submit(body.agent, body.description)
+        elif blocking:
+            result = client.submit(body.agent, body.description)
         else:
             result = await client.submit(body.agent, body.description)
         latencies.append(perf() - t0)

@@ -48,6 +48,8 @@ class LoopLock:
         self._loop: Any = loop
         self._selector: Any = None
         self._select: Callable[..., Any] | None = None
+        self.wake_owed = False
+        """A `borrow(defer_wake=True)` left the loop something to do; `wake()` pays it."""
 
     def install(self) -> None:
         """Wrap the loop's selector; the calling (loop) thread now holds the lock.
@@ -83,14 +85,16 @@ class LoopLock:
         self.lock.release()
 
     @contextmanager
-    def borrow(self) -> Iterator[None]:
+    def borrow(self, *, defer_wake: bool = False) -> Iterator[None]:
         """From another thread: hold the lock and act as the loop's thread, then wake it.
 
         Inside, `asyncio.get_running_loop()` is the daemon's loop, so timers and
         callbacks the registry schedules go on it; on the way out the loop is woken
         if that left it something to do sooner than it planned (a timer armed and
         cancelled inside is nothing to do: waking for one cost the loop thread a turn
-        and the lock a hand-over).
+        and the lock a hand-over). With `defer_wake` the wake is only owed
+        (`wake_owed`): the caller pays it with `wake()` when it chooses, so that several
+        borrows can share one.
         """
         loop = self._loop
         with self.lock:
@@ -104,4 +108,13 @@ class LoopLock:
                 asyncio.events._set_running_loop(None)
                 if len(loop._ready) > ready or (timers and timers[0] is not first
                                                 and not timers[0].cancelled()):
-                    loop._write_to_self()
+                    if defer_wake:
+                        self.wake_owed = True
+                    else:
+                        loop._write_to_self()
+
+    def wake(self) -> None:
+        """Wake the loop for what deferred borrows left it, if they left it anything."""
+        if self.wake_owed:
+            self.wake_owed = False
+            self._loop._write_to_self()

@@ -75,6 +75,15 @@ DRAIN_BATCH = 256
 COMMAND_POLL_MS = 50
 """How long the command thread blocks in one receive before it checks for a stop."""
 
+WAKE_DEFER_MS = 1
+"""How long the loop's work left by a batch (an agent's run to start) waits for the
+command path to go idle: a request arriving within it is served first."""
+
+WAKE_DEFER_MAX = 0.001
+"""Seconds the loop's work waits at most while requests keep arriving: longer, and the
+runs it starts in one go (an agent's first step each) hold up the request that arrives
+then; shorter, and it comes back to one wake-up per request."""
+
 BATCH_BYTES = 8 * 1024 * 1024
 """Reply bytes a batch may hold before it is written and sent: replies wait for the batch's
 journal write, so large ones (a `list` of thousands of tasks) must not pile up in it."""
@@ -533,19 +542,24 @@ class Daemon:
         cmd, lock = self._cmd, self._lock
         assert cmd is not None and lock is not None
         curve = self._curve
+        wake = _DeferredWake(cmd, lock)
         while not self._stopping:
             try:
                 first = cmd.recv_multipart(copy=not curve)
-            except zmq.Again:  # nothing within COMMAND_POLL_MS: look at `_stopping` again
-                continue
+            except zmq.Again:  # nothing within the receive timeout: the loop's turn, if owed
+                wake.pay()
+                continue  # and look at `_stopping` again
             except zmq.ZMQError as exc:  # closed under us: stop() is on its way
                 log.debug("command socket: %s", exc)
+                wake.pay()
                 return
             try:
-                with lock.borrow():
+                with lock.borrow(defer_wake=True):
                     self._serve_batch(cmd, first)
             except Exception:  # a bug must cost one batch, never the command thread
                 log.exception("unexpected failure while serving a batch of requests")
+            wake.after_batch()
+        wake.pay()
 
     def _serve_batch(self, cmd: zmq.Socket[Any], first: list[Any]) -> None:
         """Answer `first` and the requests queued behind it, then end the batch."""
@@ -632,6 +646,47 @@ class Daemon:
             log.warning("reply dropped: the client's queue is full")
         except zmq.ZMQError as exc:
             log.warning("reply dropped: %s", exc)
+
+
+class _DeferredWake:
+    """When the command thread wakes the loop for the work its batches left it (an agent's
+    run to start, a sooner timer): once no request follows within `WAKE_DEFER_MS`, or
+    `WAKE_DEFER_MAX` after the first batch that left some.
+
+    Woken after every request, the loop's thread ran an agent's first step while the
+    client waited for its reply on a busy core, and each request paid a wake-up
+    (docs/BENCHMARKS.md). The reply still goes first; the run starts about a
+    millisecond later.
+    """
+
+    def __init__(self, cmd: zmq.Socket[Any], lock: LoopLock) -> None:
+        self.cmd = cmd
+        self.lock = lock
+        self.since: float | None = None
+        """When the first batch the loop was not woken for ended."""
+
+    def after_batch(self) -> None:
+        """After each batch: wait for the command path to go idle, or wake the loop now
+        if it has waited long enough."""
+        if not self.lock.wake_owed:
+            return
+        if self.since is None:
+            self.since = time.monotonic()
+            _receive_timeout(self.cmd, WAKE_DEFER_MS)
+        elif time.monotonic() - self.since >= WAKE_DEFER_MAX:
+            self.pay()
+
+    def pay(self) -> None:
+        """Wake the loop if it is owed a wake-up (the command path is idle, or stops)."""
+        if self.since is not None:
+            self.since = None
+            _receive_timeout(self.cmd, COMMAND_POLL_MS)
+        self.lock.wake()
+
+
+def _receive_timeout(sock: zmq.Socket[Any], ms: int) -> None:
+    with contextlib.suppress(zmq.ZMQError):  # closed under us: stop() is on its way
+        sock.setsockopt(zmq.RCVTIMEO, ms)
 
 
 def _send_frames(sock: zmq.Socket[Any], frames: list[Any]) -> None:

@@ -50,6 +50,9 @@ class _AsyncCommands(_Endpoint):
         """Set by the reader when the command socket may have a reply."""
         self._lock = asyncio.Lock()
         self._closed = False
+        self.busy_loop_waits = 0
+        """Requests that found something else ready on the loop, so their reply was
+        awaited through it instead of by the short blocking wait (`BLOCKING_WAIT_MS`)."""
 
     async def close(self) -> None:
         """Close the command socket and the context (LINGER 0)."""
@@ -88,14 +91,17 @@ class _AsyncCommands(_Endpoint):
         self._req_endpoint = None
 
     def _req_signalled(self) -> None:
+        # Read the state first, whoever waits: it re-arms the edge-triggered FD. Left
+        # readable, the FD would queue this callback again on the loop's next turn, and
+        # the next request would find the loop busy with it and never take the blocking
+        # wait of `_exchange` (every request after one slow reply went through the loop).
+        # The waiter reads the state again itself, so nothing is lost.
+        if self._req is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._req.getsockopt(zmq.EVENTS)
         ready = self._req_ready
         if ready is not None and not ready.done():
             ready.set_result(None)
-        elif self._req is not None:
-            # Nobody waits: read the state so the edge-triggered FD re-arms instead of
-            # staying readable and waking the loop on every turn.
-            with contextlib.suppress(zmq.ZMQError):
-                self._req.getsockopt(zmq.EVENTS)
 
     async def _req_event(self, sock: zmq.Socket[Any], event: int, timeout: float) -> bool:
         """Wait until the command socket can `event` (POLLIN/POLLOUT); False on timeout.
@@ -166,6 +172,8 @@ class _AsyncCommands(_Endpoint):
                         if reply is not None:
                             done = True
                             return reply
+                else:
+                    self.busy_loop_waits += 1
                 while await self._req_event(sock, _POLLIN, timeout):
                     try:
                         raw = sock.recv(_NOBLOCK)
