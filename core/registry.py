@@ -19,7 +19,8 @@ import collections
 import copy
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import types
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -185,6 +186,11 @@ class Registry(Records):
             tasks=[copy.copy(t) for t in tasks] if copies else list(tasks),
             prompts=self.pending_prompts(),
         )
+
+    def tasks_by_id(self) -> Mapping[int, Task]:
+        """The registry's own tasks by id, in id order, read-only and live: for a caller
+        that reads them before anything can change them (the daemon's compact snapshot)."""
+        return types.MappingProxyType(self._tasks)
 
     @property
     def running(self) -> int:
