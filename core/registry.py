@@ -192,6 +192,12 @@ class Registry(Records):
         that reads them before anything can change them (the daemon's compact snapshot)."""
         return types.MappingProxyType(self._tasks)
 
+    def tree(self) -> tuple[list[int], dict[int, list[int]]]:
+        """The root ids and the child ids of each parent (leaves left out), all in id
+        order: the registry's own lists, for a caller that encodes them at once."""
+        return list(self._roots), {parent: kids for parent, kids in self._children.items()
+                                   if kids}
+
     @property
     def running(self) -> int:
         """In-process tasks holding a concurrency slot."""

@@ -58,9 +58,10 @@ class RowCache:
             del ended[task_id]
         return rows
 
-    def snapshot(self, tasks: Mapping[int, Task], *, epoch: int, seq: int,
-                 prompts: list[Prompt]) -> p.CompactSnapshot:
-        """The compact snapshot of `tasks` (in id order) as of `seq`."""
+    def snapshot(self, tasks: Mapping[int, Task], tree: tuple[list[int], dict[int, list[int]]],
+                 *, epoch: int, seq: int, prompts: list[Prompt]) -> p.CompactSnapshot:
+        """The compact snapshot of `tasks` (in id order) and their tree as of `seq`."""
+        roots, children = tree
         return p.CompactSnapshot(epoch=epoch, seq=seq,
                                  tasks=self.rows(tasks),  # type: ignore[arg-type]
-                                 prompts=prompts)
+                                 prompts=prompts, roots=roots, children=children)

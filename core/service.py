@@ -263,8 +263,8 @@ class CommandService:
             case p.GetSnapshot() if request.version >= 2:
                 # Encoded by `handle` before anything can change the tasks: no copies.
                 return p.CompactSnapshotResult(snapshot=self._rows.snapshot(
-                    registry.tasks_by_id(), epoch=registry.epoch, seq=registry.seq,
-                    prompts=registry.pending_prompts()))
+                    registry.tasks_by_id(), registry.tree(), epoch=registry.epoch,
+                    seq=registry.seq, prompts=registry.pending_prompts()))
             case p.GetSnapshot():
                 return p.SnapshotResult(snapshot=registry.snapshot(copies=False))
             case p.ListTasks() as body:
