@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, assert_never
 
 import msgspec
@@ -114,6 +114,8 @@ class CommandService:
         self.versions = versions
         """Protocol versions served; a request declaring another is VERSION_MISMATCH."""
         self._rows = RowCache()
+        """Rows of ended tasks for protocol 2 snapshots, kept as they end once started."""
+        self._unfollow: Callable[[], None] | None = None
         self.journal = journal
         self.heartbeat = heartbeat
         self.max_message = max_message
@@ -126,7 +128,10 @@ class CommandService:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Take up the replies the journal remembers and make it the registry's recorder."""
+        """Take up the replies the journal remembers and make it the registry's recorder;
+        keep snapshot rows from now on."""
+        if self._unfollow is None:
+            self._unfollow = self._rows.follow(self.registry.listen)
         journal = self.journal
         if journal is None:
             return
@@ -137,7 +142,10 @@ class CommandService:
             self._recorder_installed = True
 
     def stop(self) -> None:
-        """Give the registry back without the recorder `start` installed."""
+        """Give the registry back without the recorder and listener `start` installed."""
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         if self._recorder_installed:
             self.registry.recorder = None
             self._recorder_installed = False

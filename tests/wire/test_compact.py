@@ -104,11 +104,17 @@ def decoded_rows(cache: RowCache, registry: Registry) -> list[Task]:
     return decoded  # type: ignore[return-value]
 
 
-async def test_kept_rows_follow_changes_and_eviction(registry: Registry) -> None:
+@pytest.mark.parametrize("following", [True, False], ids=["following", "restored"])
+async def test_kept_rows_follow_changes_and_eviction(registry: Registry, following: bool) -> None:
+    """Following the registry, rows are kept as tasks end; without its events (tasks
+    restored from a journal), each snapshot still comes out right."""
     cache = RowCache()
+    if following:
+        cache.follow(registry.listen)
     done = registry.open_external("done", lease=60)
-    live = registry.open_external("live", lease=60, parent_id=None)
+    live = registry.open_external("live", lease=60)
     registry.finish(done.id, "ok")
+    assert len(cache) == (1 if following else 0)
     assert decoded_rows(cache, registry) == registry.snapshot().tasks
     assert len(cache) == 1  # only the ended task's row is kept
     registry.add_tokens(live.id, 3, 4)
@@ -116,10 +122,12 @@ async def test_kept_rows_follow_changes_and_eviction(registry: Registry) -> None
     assert decoded_rows(cache, registry) == registry.snapshot().tasks  # live rows are fresh
     registry.fail(live.id, "broke")
     assert decoded_rows(cache, registry) == registry.snapshot().tasks
-    assert len(cache) == 2
     registry.evict([done.id])
+    other = registry.open_external("same count, other task", lease=60)
     assert decoded_rows(cache, registry) == registry.snapshot().tasks
-    assert len(cache) == 1  # the evicted task's row went with it
+    assert len(cache) == 1  # the evicted task's row went; the failed one's is kept
+    registry.finish(other.id, "ok")
+    assert decoded_rows(cache, registry) == registry.snapshot().tasks
 
 
 async def test_service_answers_each_version_in_its_form(registry: Registry) -> None:
