@@ -86,7 +86,7 @@ def profile_wire(what: str, size: int) -> None:
             daemon.call("produce", size)
             client.recv()
         elif what == "late_join":
-            client.call("late_join", 5)
+            client.call("late_join", 5, None)
         else:
             client.call("answer", prompt_ids, what == "roundtrip_sync")
         elapsed = time.perf_counter() - started

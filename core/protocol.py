@@ -388,7 +388,7 @@ class SnapshotResult(Result, tag="snapshot"):
 class TaskRow(Task, array_like=True):
     """A task in the compact form of protocol 2: its fields as an array, in `Task`'s order.
 
-    A map repeats 22 field names per task; the array holds only the values, 40 % of
+    A map repeats 22 field names per task; the array holds only the values, 45 % of
     the bytes, and the daemon keeps an ended task's row encoded (docs/BENCHMARKS.md).
     """
 

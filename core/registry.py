@@ -56,6 +56,7 @@ from core.model import (
     TaskCreated,
     TasksEvicted,
     TaskStatus,
+    Tree,
 )
 from core.policy import Effect, Rule, Rulebook, Ruling, check_pattern
 from core.records import Records
@@ -192,11 +193,11 @@ class Registry(Records):
         that reads them before anything can change them (the daemon's compact snapshot)."""
         return types.MappingProxyType(self._tasks)
 
-    def tree(self) -> tuple[list[int], dict[int, list[int]]]:
+    def tree(self) -> Tree:
         """The root ids and the child ids of each parent (leaves left out), all in id
         order: the registry's own lists, for a caller that encodes them at once."""
-        return list(self._roots), {parent: kids for parent, kids in self._children.items()
-                                   if kids}
+        return Tree(roots=list(self._roots),
+                    children={parent: kids for parent, kids in self._children.items() if kids})
 
     @property
     def running(self) -> int:

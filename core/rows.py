@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from core import protocol as p
-from core.model import Event, Prompt, Task, TasksEvicted
+from core.model import Event, Prompt, Task, TasksEvicted, Tree
 
 _ENCODER = msgspec.msgpack.Encoder()
 
@@ -105,10 +105,9 @@ class RowCache:
             else:
                 live[task_id] = None
 
-    def snapshot(self, tasks: Mapping[int, Task], tree: tuple[list[int], dict[int, list[int]]],
-                 *, epoch: int, seq: int, prompts: list[Prompt]) -> p.CompactSnapshot:
+    def snapshot(self, tasks: Mapping[int, Task], tree: Tree, *, epoch: int, seq: int,
+                 prompts: list[Prompt]) -> p.CompactSnapshot:
         """The compact snapshot of `tasks` (in id order) and their tree as of `seq`."""
-        roots, children = tree
         return p.CompactSnapshot(epoch=epoch, seq=seq,
                                  tasks=self.rows(tasks),  # type: ignore[arg-type]
-                                 prompts=prompts, roots=roots, children=children)
+                                 prompts=prompts, roots=tree.roots, children=tree.children)
