@@ -191,6 +191,12 @@ async def test_client_negotiates_rows_and_mirrors_the_daemon(
     assert isinstance(old.result, p.SnapshotResult)
     assert not isinstance(old.result, p.CompactSnapshotResult)
     assert old.result.snapshot.tasks == registry.snapshot().tasks
+    # And a client that speaks only version 1 mirrors the same registry.
+    older = await connect(protocol_version=1)
+    await older.start_mirror()
+    await older.wait_synced()
+    assert older.mirror.tasks == client.mirror.tasks
+    assert dict(older.mirror.children) == {k: v for k, v in client.mirror.children.items() if v}
 
 
 def as_version_one_daemon(runtime_dir: Path) -> None:
