@@ -21,8 +21,6 @@ class Records:
     def __init__(self, *, first_id: int = 1) -> None:
         self._tasks: dict[int, Task] = {}
         self._children: dict[int, list[int]] = collections.defaultdict(list)
-        self._roots: dict[int, None] = {}
-        """Ids of the tasks without a parent, in id order (a dict: ordered, O(1) removal)."""
         self._agent_tasks: collections.Counter[str] = collections.Counter()
         """Tasks in memory per agent name: `list(agent=...)` validates without a scan."""
         self._prompts: dict[int, Prompt] = {}
@@ -191,8 +189,6 @@ class Records:
         self._agent_tasks[task.agent] += 1
         if task.parent_id is not None:
             self._children[task.parent_id].append(task.id)
-        else:
-            self._roots[task.id] = None
         self._next_task_id = max(self._next_task_id, task.id + 1)
         if task.key is not None:
             self._keys[task.key] = task.id  # tasks come in id order: the newest wins
@@ -233,7 +229,6 @@ class Records:
             if task.key is not None and self._keys.get(task.key) == task_id:
                 del self._keys[task.key]
             self._children.pop(task_id, None)
-            self._roots.pop(task_id, None)
             if task.parent_id is not None and task.parent_id in self._children:
                 siblings = self._children[task.parent_id]
                 if task_id in siblings:
