@@ -69,7 +69,7 @@ async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool,
         registry.listen(answer)
     rows = RowCache()
     if with_rows:  # as the daemon does: each ended task's row kept for protocol 2 snapshots
-        rows.follow(registry.listen)
+        rows.follow(registry)
     gc.collect()
     rss0 = rss_bytes()
     fill_s = await _run_waves(registry, held, "ask" if with_prompts else "noop")
@@ -301,6 +301,11 @@ def run(config: Config) -> list[Result]:
         f"memory per finished task that asked one question, {held:,} held",
         prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
         "the task's answered Prompt is kept as its history"))
+    prompted = in_fresh_process(registry_child, held, 0, 1, True, True)
+    results.append(_memory_row(
+        f"memory per finished task that asked one question, snapshot rows kept, {held:,} held",
+        prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
+        "its Prompt kept as history, and the daemon's protocol 2 row of it"))
     # Growth: per-op cost with the number of tasks held, and a burst submitted at once.
     sizes = list(config.sizes)
     results.append(

@@ -1,109 +1,181 @@
 """The daemon's compact snapshot (protocol 2): each task encoded as a row, and the rows of
-ended tasks kept, since an ended task never changes."""
+ended tasks kept, packed by blocks of ids, since an ended task never changes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from core import protocol as p
 from core.model import Event, Prompt, Task, TasksEvicted, Tree
 
+if TYPE_CHECKING:
+    from core.registry import Registry
+
+BLOCK = 64
+"""Task ids per block: a block whose tasks have all ended is kept as one string of rows."""
+
+PENDING_LIMIT = 1024
+"""Rows kept one by one before the blocks they complete are packed."""
+
 _ENCODER = msgspec.msgpack.Encoder()
 
 
-def encode_row(task: Task) -> msgspec.Raw:
+def encode_row(task: Task) -> bytes:
     """The task's row: its fields' values as a MessagePack array, in `Task`'s order.
 
     The same bytes as encoding a `TaskRow`, without building one: a tuple of the values
     encodes as that array.
     """
-    return msgspec.Raw(_ENCODER.encode(msgspec.structs.astuple(task)))
+    return _ENCODER.encode(msgspec.structs.astuple(task))
+
+
+def array_header(length: int) -> bytes:
+    """The MessagePack header of an array of `length` items."""
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 class RowCache:
-    """Encoded rows of ended tasks by id, so a snapshot only copies their bytes.
+    """The encoded rows of ended tasks, so a snapshot copies bytes instead of encoding.
 
-    Encoding 100,000 tasks as maps cost the daemon 45-70 ms of each late join; splicing
-    kept rows costs a few (docs/BENCHMARKS.md, late join). A row is about 140 bytes,
-    and with its object and dict slot it adds about 300 bytes per ended task held.
+    Encoding 100,000 tasks as maps cost the daemon 70-80 ms of each late join; joining
+    kept rows costs a few (docs/BENCHMARKS.md, late join). An ended task's row is made
+    as it ends (`follow`: one ~1 µs encode per task, not 117 ms at the first join) and
+    kept alone until the block of `BLOCK` ids around it has ended and no new id can
+    land in it; then the block is packed into one string. Rows one by one cost ~330 B a
+    task (string, dict slot, allocator slack), packed ~115 B: what keeps a finished task
+    under 1 KiB with its rows. An eviction unpacks the blocks it touches.
 
-    `follow` a registry and a task's row is made as it ends (a microsecond, once) and
-    dropped as it is evicted, so the first join after many tasks ended is as fast as
-    the next. Tasks the registry restored from a journal, which came without events,
-    get their rows at the first snapshot. Live tasks are encoded afresh every time.
+    A snapshot walks the blocks in id order: a packed one is one string, an open one is
+    built from its tasks, live ones encoded afresh. Without `follow` (tasks restored from
+    a journal came without events) the rows are made at the first snapshot.
     """
 
-    def __init__(self) -> None:
-        self._ended: dict[int, msgspec.Raw] = {}
-        self._live: dict[int, None] = {}
-        """Ids of the live tasks, as the events said (ordered, O(1) removal)."""
+    def __init__(self, *, pack_every: int = PENDING_LIMIT) -> None:
+        self._pack_every = pack_every
+        self._packed: dict[int, tuple[int, bytes]] = {}
+        """Block number -> (tasks in it, their rows in id order), all ended."""
+        self._rows: dict[int, bytes] = {}
+        """Rows of ended tasks in blocks not packed yet, by task id."""
+        self._pending: set[int] = set()
+        """Blocks with rows in `_rows`: packed once all their tasks have ended."""
+        self._tasks: Mapping[int, Task] | None = None
+        self.resets = 0
+        """Snapshots that found the kept rows out of step and built all afresh (0 while
+        following the registry)."""
+        self._pack_at = pack_every
+        """Rows kept one by one at which to try packing: raised past what a try leaves,
+        so blocks held open by a live task are not scanned at every end."""
 
     def __len__(self) -> int:
-        return len(self._ended)
+        """Rows kept (packed or not)."""
+        return len(self._rows) + sum(count for count, _ in self._packed.values())
 
-    def follow(self, listen: Callable[[Callable[[Event], None]], Callable[[], None]]
-               ) -> Callable[[], None]:
-        """Keep up with a registry's events (`Registry.listen`); returns what stops it."""
-        return listen(self._on_event)
+    def follow(self, registry: Registry) -> Callable[[], None]:
+        """Keep up with the registry's events; returns what stops it."""
+        self._tasks = registry.tasks_by_id()
+        return registry.listen(self._on_event)
 
     def _on_event(self, event: Event) -> None:
         body = event.body
         if isinstance(body, TasksEvicted):
             for task_id in body.task_ids:
-                self._ended.pop(task_id, None)
-                self._live.pop(task_id, None)
+                self._rows.pop(task_id, None)
+                block = task_id // BLOCK
+                if self._packed.pop(block, None) is not None:
+                    self._pending.add(block)  # packed again from the tasks left in it
             return
         task = body.task
         if task.status.is_ended:
-            self._live.pop(task.id, None)
-            self._ended[task.id] = encode_row(task)
-        else:
-            self._live[task.id] = None
+            self._rows[task.id] = encode_row(task)
+            self._pending.add(task.id // BLOCK)
+            if len(self._rows) >= self._pack_at and self._tasks is not None:
+                self._pack_pending(self._tasks)
+                self._pack_at = len(self._rows) + self._pack_every
 
-    def rows(self, tasks: Mapping[int, Task]) -> list[msgspec.Raw]:
-        """Every task's row, in the mapping's order.
+    def rows(self, tasks: Mapping[int, Task]) -> msgspec.Raw:
+        """The MessagePack array of every task's row, in id order.
 
-        Following the registry, only the live tasks are encoded and the rest is one
-        `map` in C; otherwise (restored tasks, no `follow`) the rows are reconciled
-        with set operations first, also in C.
+        `tasks` must be in id order (the registry's are). Tasks that changed without an
+        event the cache saw are caught by a count, and everything is built afresh.
         """
-        if len(self._ended) + len(self._live) != len(tasks):
-            self._reconcile(tasks)
-        try:
-            return self._splice(tasks)
-        except KeyError:  # out of step after all: start over from the tasks
-            self._reconcile(tasks)
-            return self._splice(tasks)
+        if not tasks:
+            return msgspec.Raw(array_header(0))
+        parts, count = self._walk(tasks)
+        if count != len(tasks):  # out of step: start over from the tasks
+            self.resets += 1
+            self._packed.clear()
+            self._rows.clear()
+            self._pending.clear()
+            parts, count = self._walk(tasks)
+        self._pack_at = len(self._rows) + self._pack_every
+        return msgspec.Raw(b"".join([array_header(count), *parts]))
 
-    def _splice(self, tasks: Mapping[int, Task]) -> list[msgspec.Raw]:
-        """The rows in the tasks' order, the live ones encoded now and not kept.
+    def _walk(self, tasks: Mapping[int, Task]) -> tuple[list[bytes], int]:
+        """Every block's rows from the first task's to the last's, and how many rows."""
+        first, last = next(iter(tasks)) // BLOCK, next(reversed(tasks.keys())) // BLOCK
+        packed = self._packed
+        if len(packed) > last - first + 1:
+            for block in [b for b in packed if b < first]:  # evicted long ago
+                del packed[block]
+        parts: list[bytes] = []
+        count = 0
+        for block in range(first, last + 1):
+            kept = packed.get(block)
+            if kept is None:
+                kept = self._block(block, tasks, closed=block < last)
+            count += kept[0]
+            parts.append(kept[1])
+        return parts, count
 
-        Raises:
-            KeyError: the kept rows and live ids are not those of `tasks`.
-        """
-        ended, live = self._ended, self._live
-        try:
-            for task_id in live:
-                ended[task_id] = encode_row(tasks[task_id])
-            return list(map(ended.__getitem__, tasks))
-        finally:
-            for task_id in live:
-                ended.pop(task_id, None)
+    def _block(self, block: int, tasks: Mapping[int, Task], *, closed: bool
+               ) -> tuple[int, bytes]:
+        """The rows of one block's tasks; packed when all have ended and it is `closed`."""
+        kept = self._rows
+        rows: list[bytes] = []
+        ended = True
+        start = block * BLOCK
+        for task_id in range(start, start + BLOCK):
+            task = tasks.get(task_id)
+            if task is None:
+                continue
+            row = kept.get(task_id)
+            if row is None:
+                row = encode_row(task)
+                if task.status.is_ended:
+                    kept[task_id] = row
+                else:
+                    ended = False
+            rows.append(row)
+        out = (len(rows), b"".join(rows))
+        if ended and closed:
+            self._packed[block] = out
+            for task_id in range(start, start + BLOCK):
+                kept.pop(task_id, None)
+            self._pending.discard(block)
+        elif ended:
+            self._pending.add(block)
+        return out
 
-    def _reconcile(self, tasks: Mapping[int, Task]) -> None:
-        """Make the kept rows and live ids those of `tasks`."""
-        ended = self._ended
-        for gone in ended.keys() - tasks.keys():
-            del ended[gone]
-        self._live = live = {}
-        for task_id in sorted(tasks.keys() - ended.keys()):
-            task = tasks[task_id]
-            if task.status.is_ended:
-                ended[task_id] = encode_row(task)
-            else:
-                live[task_id] = None
+    def _pack_pending(self, tasks: Mapping[int, Task]) -> None:
+        """Pack the blocks with rows kept one by one whose tasks have all ended."""
+        if not tasks:
+            return
+        last = next(reversed(tasks.keys())) // BLOCK
+        for block in sorted(self._pending):
+            if block in self._packed:
+                self._pending.discard(block)
+            elif block < last and all(
+                t.status.is_ended for i in range(block * BLOCK, (block + 1) * BLOCK)
+                if (t := tasks.get(i)) is not None
+            ):
+                self._block(block, tasks, closed=True)
 
     def snapshot(self, tasks: Mapping[int, Task], tree: Tree, *, epoch: int, seq: int,
                  prompts: list[Prompt]) -> p.CompactSnapshot:

@@ -131,7 +131,7 @@ class CommandService:
         """Take up the replies the journal remembers and make it the registry's recorder;
         keep snapshot rows from now on."""
         if self._unfollow is None:
-            self._unfollow = self._rows.follow(self.registry.listen)
+            self._unfollow = self._rows.follow(self.registry)
         journal = self.journal
         if journal is None:
             return
