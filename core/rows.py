@@ -44,12 +44,12 @@ def array_header(length: int) -> bytes:
 class RowCache:
     """The encoded rows of ended tasks, so a snapshot copies bytes instead of encoding.
 
-    Encoding 100,000 tasks as maps cost the daemon 70-80 ms of each late join; joining
-    kept rows costs a few (docs/BENCHMARKS.md, late join). An ended task's row is made
+    Encoding 100,000 tasks as maps cost the daemon 43-80 ms of each late join; joining
+    kept rows costs 2 (docs/BENCHMARKS.md, late join). An ended task's row is made
     as it ends (`follow`: one ~1 µs encode per task, not 117 ms at the first join) and
     kept alone until the block of `BLOCK` ids around it has ended and no new id can
     land in it; then the block is packed into one string. Rows one by one cost ~330 B a
-    task (string, dict slot, allocator slack), packed ~115 B: what keeps a finished task
+    task (string, dict slot, allocator slack), packed ~125 B: what keeps a finished task
     under 1 KiB with its rows. An eviction unpacks the blocks it touches.
 
     A snapshot walks the blocks in id order: a packed one is one string, an open one is
