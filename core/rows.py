@@ -49,8 +49,8 @@ class RowCache:
     as it ends (`follow`: one ~1 µs encode per task, not 117 ms at the first join) and
     kept alone until the block of `BLOCK` ids around it has ended and no new id can
     land in it; then the block is packed into one string. Rows one by one cost ~330 B a
-    task (string, dict slot, allocator slack), packed ~125 B: what keeps a finished task
-    under 1 KiB with its rows. An eviction unpacks the blocks it touches.
+    task (string, dict slot, allocator slack), packed ~125 B: a finished task held takes
+    649 B with its row, not 860 B. An eviction unpacks the blocks it touches.
 
     A snapshot walks the blocks in id order: a packed one is one string, an open one is
     built from its tasks, live ones encoded afresh. Without `follow` (tasks restored from
