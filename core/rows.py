@@ -91,8 +91,8 @@ class RowCache:
                 if self._packed.pop(block, None) is not None:
                     self._pending.add(block)  # packed again from the tasks left in it
             return
-        task = body.task
-        if task.status.is_ended:
+        task = getattr(body, "task", None)  # a later kind of event may carry none
+        if task is not None and task.status.is_ended:
             self._rows[task.id] = encode_row(task)
             self._pending.add(task.id // BLOCK)
             if len(self._rows) >= self._pack_at and self._tasks is not None:
