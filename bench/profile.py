@@ -101,7 +101,7 @@ def profile_wire(what: str, size: int, one_core: bool = False, journal: bool = T
             daemon.call("produce", size)
             client.recv()
         elif what == "late_join":
-            client.call("late_join", 5)
+            client.call("late_join", 5, None)
         elif what.startswith("roundtrip"):
             client.call("answer", prompt_ids, "sync" if what == "roundtrip_sync" else "async")
         else:

@@ -52,9 +52,11 @@ def _run_external(registry: Any, count: int) -> float:
     return time.perf_counter() - start
 
 
-async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool) -> dict[str, Any]:
+async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool,
+                         with_rows: bool = False) -> dict[str, Any]:
     from core.model import PromptOpened
     from core.registry import Registry
+    from core.rows import RowCache
 
     registry = Registry(max_concurrent=WAVE, agents={"noop": _noop, "ask": _ask_once})
     if with_prompts:
@@ -65,6 +67,9 @@ async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool) 
                 loop.call_soon(registry.answer, event.body.prompt.id, "approve")
 
         registry.listen(answer)
+    rows = RowCache()
+    if with_rows:  # as the daemon does: each ended task's row kept for protocol 2 snapshots
+        rows.follow(registry)
     gc.collect()
     rss0 = rss_bytes()
     fill_s = await _run_waves(registry, held, "ask" if with_prompts else "noop")
@@ -74,8 +79,9 @@ async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool) 
         "held": len(registry),
         "fill_s": fill_s,
         "bytes_per_task": (rss1 - rss0) / max(held, 1),
+        "rows_kept": len(rows),
     }
-    if with_prompts:
+    if with_prompts or with_rows:
         return out
     inproc = min([await _run_waves(registry, ops) for _ in range(repeats)])
     external = min(_run_external(registry, ops) for _ in range(repeats))
@@ -85,9 +91,14 @@ async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool) 
     return out
 
 
-def registry_child(held: int, ops: int, repeats: int, with_prompts: bool = False) -> dict[str, Any]:
-    """Entry point in a fresh process: fill `held` finished tasks, then time `ops` cycles."""
-    return asyncio.run(_registry_main(held, ops, repeats, with_prompts))
+def registry_child(held: int, ops: int, repeats: int, with_prompts: bool = False,
+                   with_rows: bool = False) -> dict[str, Any]:
+    """Entry point in a fresh process: fill `held` finished tasks, then time `ops` cycles.
+
+    With `with_prompts` each task asks a question, with `with_rows` the daemon's snapshot
+    rows are kept as tasks end; either returns after the memory figure.
+    """
+    return asyncio.run(_registry_main(held, ops, repeats, with_prompts, with_rows))
 
 
 async def _burst_main(count: int) -> float:
@@ -223,6 +234,17 @@ def bare_burst_child(count: int) -> float:
 # -------------------------------------------------------------------- driver
 
 
+def _memory_row(name: str, figure: float, floor: float, params: dict[str, Any], note: str,
+                *, judged: bool = True) -> Result:
+    """A bytes-per-task row against bare Task Structs, judged against the 1 KiB target."""
+    return Result(
+        bench="registry", name=name, unit="B", figure=figure, baseline=floor,
+        baseline_name="bare Task Structs in a dict", better="lower",
+        target=f"< {BYTES_TARGET} B" if judged else None,
+        met=figure < BYTES_TARGET if judged else None, params=params, note=note,
+    )
+
+
 def run(config: Config) -> list[Result]:
     """Every registry figure, each size in its own fresh process."""
     results: list[Result] = []
@@ -260,39 +282,30 @@ def run(config: Config) -> list[Result]:
                 params=params,
             )
         )
-        results.append(
-            Result(
-                bench="registry",
-                name=f"memory per finished task, {held:,} held",
-                unit="B",
-                figure=ours["bytes_per_task"],
-                baseline=floor["bytes_per_task"],
-                baseline_name="bare Task Structs in a dict",
-                better="lower",
-                target=f"< {BYTES_TARGET} B" if held == max(config.sizes) else None,
-                met=ours["bytes_per_task"] < BYTES_TARGET if held == max(config.sizes) else None,
-                params=params,
-                note="RSS delta / tasks, fresh process",
-            )
-        )
+        judged = held == max(config.sizes)
+        results.append(_memory_row(f"memory per finished task, {held:,} held",
+                                   ours["bytes_per_task"], floor["bytes_per_task"], params,
+                                   "RSS delta / tasks, fresh process", judged=judged))
+        if judged:
+            kept = in_fresh_process(registry_child, held, 0, 1, False, True)
+            if kept["rows_kept"] != held:
+                raise RuntimeError(f"{kept['rows_kept']} rows kept for {held} ended tasks")
+            results.append(_memory_row(
+                f"memory per finished task, snapshot rows kept, {held:,} held",
+                kept["bytes_per_task"], floor["bytes_per_task"], params,
+                "the daemon's protocol 2 row of each ended task, kept as it ends"))
     held = max(config.sizes)
     prompted = in_fresh_process(registry_child, held, 0, 1, True)
     floor = in_fresh_process(floor_child, held, 0, 1)
-    results.append(
-        Result(
-            bench="registry",
-            name=f"memory per finished task that asked one question, {held:,} held",
-            unit="B",
-            figure=prompted["bytes_per_task"],
-            baseline=floor["bytes_per_task"],
-            baseline_name="bare Task Structs in a dict",
-            better="lower",
-            target=f"< {BYTES_TARGET} B",
-            met=prompted["bytes_per_task"] < BYTES_TARGET,
-            params={"held": held},
-            note="the task's answered Prompt is kept as its history",
-        )
-    )
+    results.append(_memory_row(
+        f"memory per finished task that asked one question, {held:,} held",
+        prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
+        "the task's answered Prompt is kept as its history"))
+    prompted = in_fresh_process(registry_child, held, 0, 1, True, True)
+    results.append(_memory_row(
+        f"memory per finished task that asked one question, snapshot rows kept, {held:,} held",
+        prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
+        "its Prompt kept as history, and the daemon's protocol 2 row of it"))
     # Growth: per-op cost with the number of tasks held, and a burst submitted at once.
     sizes = list(config.sizes)
     results.append(

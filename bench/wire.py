@@ -273,14 +273,16 @@ async def _client_main(conn: Connection, runtime_dir: str, state_dir: str) -> No
                     await following.wait_synced(timeout=120)
                     conn.send(await _roundtrips(following, op, items, False, *agent))
             elif op == "late_join":
-                (repeats,) = args
-                conn.send(await _late_join(Path(runtime_dir), Path(state_dir), repeats))
+                repeats, version = args
+                conn.send(await _late_join(Path(runtime_dir), Path(state_dir), repeats,
+                                           version))
             elif op == "decode_snapshot":
-                # The baseline for late join: decode the very bytes of the snapshot reply.
-                snap = await client.snapshot()
-                data = p.encode(p.Reply(id=uuid.uuid4().hex, ok=True,
-                                        result=p.SnapshotResult(snapshot=snap)))
-                best = min(_time(lambda: p.REPLY_DECODER.decode(data)) for _ in range(args[0]))
+                # The baseline for late join: decode the very bytes of the snapshot reply,
+                # in the form the protocol `version` sends it.
+                repeats, version = args
+                data = _snapshot_reply(sync, version)
+                best = min(_time(lambda: p.REPLY_DECODER.decode(data)) for _ in range(repeats))
+                snap = p.REPLY_DECODER.decode(data).result.state()
                 conn.send((best, len(data), len(snap.tasks)))
     finally:
         sync.close()
@@ -332,17 +334,34 @@ def _time(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-async def _late_join(runtime_dir: Path, state_dir: Path, repeats: int) -> dict[str, float]:
+def _snapshot_reply(sync: Any, version: int | None) -> bytes:
+    """The bytes of a snapshot reply as the daemon sends them to a client of `version`
+    (None: the one the client settles on)."""
+    from core import protocol as p
+
+    sock = sync._new_req(sync._ctx)
+    try:
+        sock.send(p.encode(p.Request(id=uuid.uuid4().hex, version=version or sync.version,
+                                     body=p.GetSnapshot())))
+        return sock.recv()
+    finally:
+        sock.close(linger=0)
+
+
+async def _late_join(runtime_dir: Path, state_dir: Path, repeats: int,
+                     version: int | None) -> dict[str, float]:
     """A new client's time from `start_mirror` to a synced mirror, best of `repeats`.
 
-    Also times the snapshot request alone, to split the cost.
+    Also times the snapshot request alone, to split the cost. `version` pins the
+    protocol the client speaks (None: it negotiates, as clients do).
     """
     from core.client import Client
 
     best_sync = best_snap = float("inf")
     tasks = 0
     for _ in range(repeats):
-        client = Client(runtime_dir, state_dir=state_dir, client_name="bench-join")
+        client = Client(runtime_dir, state_dir=state_dir, client_name="bench-join",
+                        protocol_version=version)
         try:
             start = time.perf_counter()
             await client.start_mirror()

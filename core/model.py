@@ -421,3 +421,11 @@ class Snapshot(msgspec.Struct, kw_only=True):
     seq: int
     tasks: list[Task]
     prompts: list[Prompt]
+
+
+class Tree(msgspec.Struct, kw_only=True, gc=False):
+    """A snapshot's task tree as the daemon keeps it: root ids and child ids by parent,
+    each in id order (parents without children have no entry)."""
+
+    roots: list[int]
+    children: dict[int, list[int]]

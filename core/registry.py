@@ -19,7 +19,8 @@ import collections
 import copy
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import types
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -55,6 +56,7 @@ from core.model import (
     TaskCreated,
     TasksEvicted,
     TaskStatus,
+    Tree,
     Verdict,
 )
 from core.policy import Effect, Rule, Rulebook, Ruling, check_pattern
@@ -186,6 +188,21 @@ class Registry(Records):
             tasks=[copy.copy(t) for t in tasks] if copies else list(tasks),
             prompts=self.pending_prompts(),
         )
+
+    def tasks_by_id(self) -> Mapping[int, Task]:
+        """The registry's own tasks by id, in id order, read-only and live: for a caller
+        that reads them before anything can change them (the daemon's compact snapshot)."""
+        return types.MappingProxyType(self._tasks)
+
+    def tree(self) -> Tree:
+        """The root ids and the child ids of each parent (leaves left out), all in id
+        order: the registry's own lists, for a caller that encodes them at once.
+
+        Roots are found by a pass over the tasks (2-10 ms at 100,000): an index kept
+        of them cost 50 B per root task held, against a target of 1 KiB per task.
+        """
+        return Tree(roots=[t.id for t in self._tasks.values() if t.parent_id is None],
+                    children={parent: kids for parent, kids in self._children.items() if kids})
 
     @property
     def running(self) -> int:

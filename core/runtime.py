@@ -15,7 +15,7 @@ import msgspec
 import zmq
 
 from core.errors import BadRequest, Unauthorized, Unavailable, VersionMismatch
-from core.protocol import PROTOCOL_VERSION
+from core.protocol import SERVED_VERSIONS, choose_version
 
 CONNECTION_FILE = "daemon.json"
 """Name of the connection file inside the runtime dir."""
@@ -49,7 +49,12 @@ class ConnectionInfo(msgspec.Struct, kw_only=True):
     """Endpoint of the PUB socket (events and heartbeats)."""
     commands: str
     """Endpoint of the command socket (requests and replies)."""
-    version: int = PROTOCOL_VERSION
+    version: int = min(SERVED_VERSIONS)
+    """The oldest protocol version the daemon serves: a client that reads no `versions`
+    (one of version 1) talks only when it is its own."""
+    versions: list[int] | None = None
+    """Every protocol version the daemon serves (None from a version 1 daemon); a client
+    speaks the highest it shares with them."""
     pid: int = 0
     epoch: int = 0
     heartbeat: float = 1.0
@@ -198,10 +203,7 @@ def read_connection(runtime_dir: Path | None = None) -> ConnectionInfo:
         info = msgspec.json.decode(data, type=ConnectionInfo)
     except msgspec.DecodeError as exc:
         raise Unavailable(f"connection file {path} is unreadable: {exc}") from None
-    if info.version != PROTOCOL_VERSION:
-        raise VersionMismatch(
-            f"the daemon speaks protocol {info.version}, this client {PROTOCOL_VERSION}"
-        )
+    choose_version(info.versions, info.version)  # raises VersionMismatch
     return info
 
 

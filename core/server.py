@@ -241,6 +241,8 @@ class Daemon:
                 pid=os.getpid(),
                 epoch=self.registry.epoch,
                 heartbeat=self.heartbeat,
+                version=min(self.service.versions),
+                versions=list(self.service.versions),
                 server_public_key=keys.public if keys is not None else None,
                 started_at=time.time(),
             )

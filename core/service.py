@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol, assert_never
 
 import msgspec
@@ -25,6 +25,7 @@ from core import protocol as p
 from core.errors import InvalidState, TaskdeckError
 from core.model import Prompt, Task
 from core.registry import Registry
+from core.rows import RowCache
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,14 @@ class CommandService:
         heartbeat: float = 1.0,
         max_message: int = p.MAX_MESSAGE,
         dedupe_size: int = DEDUPE_SIZE,
+        versions: tuple[int, ...] = p.SERVED_VERSIONS,
     ) -> None:
         self.registry = registry
+        self.versions = versions
+        """Protocol versions served; a request declaring another is VERSION_MISMATCH."""
+        self._rows = RowCache()
+        """Rows of ended tasks for protocol 2 snapshots, kept as they end once started."""
+        self._unfollow: Callable[[], None] | None = None
         self.journal = journal
         self.heartbeat = heartbeat
         self.max_message = max_message
@@ -121,7 +128,10 @@ class CommandService:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Take up the replies the journal remembers and make it the registry's recorder."""
+        """Take up the replies the journal remembers and make it the registry's recorder;
+        keep snapshot rows from now on."""
+        if self._unfollow is None:
+            self._unfollow = self._rows.follow(self.registry)
         journal = self.journal
         if journal is None:
             return
@@ -132,7 +142,10 @@ class CommandService:
             self._recorder_installed = True
 
     def stop(self) -> None:
-        """Give the registry back without the recorder `start` installed."""
+        """Give the registry back without the recorder and listener `start` installed."""
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         if self._recorder_installed:
             self.registry.recorder = None
             self._recorder_installed = False
@@ -201,7 +214,7 @@ class CommandService:
                 "", "BAD_REQUEST", f"request of {len(data)} bytes exceeds {self.max_message}"
             ))
         try:
-            request = p.decode_request(data)
+            request = p.decode_request(data, self.versions)
         except TaskdeckError as exc:
             request_id = p.peek(data).get("id")
             if not isinstance(request_id, str) or len(request_id) > p.MAX_NAME:
@@ -264,9 +277,13 @@ class CommandService:
         origin = request.origin
         match request.body:
             case p.Hello():
-                return self._hello()
-            case p.GetSnapshot():
+                return self._hello(request.version)
+            case p.GetSnapshot() if request.version >= 2:
                 # Encoded by `handle` before anything can change the tasks: no copies.
+                return p.CompactSnapshotResult(snapshot=self._rows.snapshot(
+                    registry.tasks_by_id(), registry.tree(), epoch=registry.epoch,
+                    seq=registry.seq, prompts=registry.pending_prompts()))
+            case p.GetSnapshot():
                 return p.SnapshotResult(snapshot=registry.snapshot(copies=False))
             case p.ListTasks() as body:
                 return p.TasksResult(tasks=_within_budget(registry.list(
@@ -340,10 +357,11 @@ class CommandService:
                 return p.RulingResult(ruling=registry.test_rules(action, task_id=task_id))
         assert_never(request.body)
 
-    def _hello(self) -> p.HelloResult:
+    def _hello(self, version: int) -> p.HelloResult:
         registry = self.registry
         return p.HelloResult(
-            version=p.PROTOCOL_VERSION,
+            version=version,
+            versions=list(self.versions),
             epoch=registry.epoch,
             seq=registry.seq,
             server=f"taskdeck {core.__version__}",

@@ -66,7 +66,7 @@ def hello() -> _Call[dict[str, Any]]:
 
 
 def snapshot() -> _Call[Snapshot]:
-    return _Call(p.GetSnapshot(), p.SnapshotResult, lambda r: r.snapshot)
+    return _Call(p.GetSnapshot(), p.SnapshotResult, lambda r: r.state())
 
 
 def list_tasks(

@@ -53,8 +53,9 @@ class ClientOptions:
     """Where to look for the client key pair."""
     rcvhwm: int = 100_000
     """Events buffered before the mirror starts losing them (and resyncs)."""
-    protocol_version: int = p.PROTOCOL_VERSION
-    """The version requests declare (tests use another to check refusal)."""
+    protocol_version: int | None = None
+    """The version requests declare; None: the highest this client shares with the daemon
+    (its connection file's `versions`). Tests set one to check refusal or an old client."""
 
 
 def _origin(client_name: str) -> p.Origin:
@@ -102,6 +103,8 @@ class _Endpoint:
         self.runtime_dir = given.runtime_dir
         self._fixed = given.connection
         self.connection = given.connection
+        self.version = given.protocol_version or p.PROTOCOL_VERSION
+        """The protocol version requests declare, settled from the connection file."""
         self.request_timeout = given.request_timeout
         self.retries = max(1, given.retries)
         self._client_keys = given.client_keys
@@ -122,6 +125,8 @@ class _Endpoint:
         else:
             self.connection = _read_connection(self.runtime_dir)
             self._check_alive()
+        if self.options.protocol_version is None:
+            self.version = p.choose_version(self.connection.versions, self.connection.version)
         if self._req_endpoint is not None and self._req_endpoint != self.connection.commands:
             self._close_req()
         return self.connection
@@ -202,8 +207,8 @@ class _Endpoint:
             BadRequest: the request is over the size cap.
         """
         request_id = os.urandom(16).hex()  # as unique as a uuid4, a quarter of the cost
-        version = self.options.protocol_version
-        data = p.encode(p.Request(id=request_id, version=version, origin=self.origin, body=body))
+        data = p.encode(p.Request(id=request_id, version=self.version, origin=self.origin,
+                                  body=body))
         if len(data) > p.MAX_MESSAGE:
             raise BadRequest(f"request of {len(data)} bytes exceeds the {p.MAX_MESSAGE} byte cap")
         return request_id, data

@@ -196,7 +196,8 @@ class _Following(_AsyncCommands):
 
     async def _sync_and_follow(self, sub: zmq.asyncio.Socket) -> None:
         """Load a snapshot, drop what it already holds, then apply live batches."""
-        snapshot = await self.snapshot()
+        reply = await self._call(p.GetSnapshot(), p.SnapshotResult)
+        snapshot = reply.state()
         self.journal_error = (await self.hello()).get("journal_error")
         was_synced = self.mirror.synced
         if self.mirror.epoch != snapshot.epoch:
@@ -205,7 +206,7 @@ class _Following(_AsyncCommands):
             self.mirror.prompts.clear()
         before_tasks = set(self.mirror.tasks)
         before_prompts = set(self.mirror.prompts)
-        self.mirror.load(snapshot)
+        self.mirror.load(snapshot, reply.tree())
         self.resync_count += 1
         self.state = ConnectionState.LIVE
         self._synced.set()

@@ -126,7 +126,7 @@ async def test_hostile_requests(tmp_path: Path, figures: dict) -> None:
             [raw] = await roundtrip(req, [request("after-hello", p.Hello())])
             assert p.REPLY_DECODER.decode(raw).ok
             [raw] = await roundtrip(req, [request("after-snapshot", p.GetSnapshot())])
-            after = p.REPLY_DECODER.decode(raw).result.snapshot
+            after = p.REPLY_DECODER.decode(raw).result.state()
             assert msgspec.to_builtins(after) == msgspec.to_builtins(before)
             assert registry.snapshot() == before
             assert registry.get_prompt(prompt.id).state is prompt.state

@@ -59,7 +59,7 @@ async def test_hello_reports_version_epoch_and_agents(client: Client, daemon: Da
 
 async def test_other_protocol_version_is_refused(daemon: Daemon, connect: Connect) -> None:
     future = await connect(protocol_version=p.PROTOCOL_VERSION + 1)
-    with pytest.raises(VersionMismatch, match="protocol 2"):
+    with pytest.raises(VersionMismatch, match="protocol 3, the daemon speaks 1 or 2"):
         await future.hello()
     data = p.encode({"id": "x1", "version": 99, "body": {"op": "hello", "new": [1, 2]}})
     reply = await raw_request(daemon.connection.commands, data)
