@@ -60,8 +60,8 @@ async def test_80_by_24_rows_show_their_questions(scene: Scene) -> None:
 
 async def test_a_move_onto_or_off_a_question_moves_nothing_else(scene: Scene) -> None:
     """The prompt bar keeps its place and height whether the highlighted row asks or not,
-    so the tree and panes keep theirs and the footer its keys: a bar that came and went
-    redrew the whole screen on each such move."""
+    and the notice line whether it has something to say, so the tree and panes keep theirs
+    and the footer its keys: a bar that came and went redrew the whole screen each time."""
     app = deck(scene)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app, pilot)
@@ -86,6 +86,10 @@ async def test_a_move_onto_or_off_a_question_moves_nothing_else(scene: Scene) ->
         assert list(app.query_one(Footer).children) == keys  # not composed anew
         await move_to(app, pilot, 2)
         assert not bar.asking and places() == before
+        await pilot.press("a")  # a notice comes, on the line kept for it
+        await until(lambda: "#2 is not asking" in str(app.query_one("#notice-bar").render()),
+                    what="the notice")
+        assert places() == before
 
 
 async def test_the_abort_bar_is_one_line_at_120_columns(scene: Scene) -> None:

@@ -118,7 +118,7 @@ class PromptBar(Vertical):
         """Show a task that asks nothing (or that no task is highlighted), in the rows a
         question takes, and the key that reaches one."""
         self.asking = False
-        self.add_class("-idle")
+        self._look(idle=True)
         if task is None:
             self._about = (Content.styled("no task highlighted", "$text-muted"), Content(""))
         else:
@@ -135,6 +135,17 @@ class PromptBar(Vertical):
             "$text-muted") if task is None else Content.assemble(
             ("no question on this row", "$text-muted"), "  ", (" b ", "bold reverse $accent"),
             (" jumps to the next one", "$text-muted")))
+
+    def _look(self, *, idle: bool) -> None:
+        """The quiet colours of a bar with no question, or the question's.
+
+        Only the bar itself is restyled: a class change restyles every node under it too
+        (the answer box's among them), about a third of what a move cost, and no style
+        under the bar depends on this class.
+        """
+        if self.has_class("-idle") != idle:
+            self.set_class(idle, "-idle", update=False)
+            self.app.stylesheet.update_nodes([self])
 
     @staticmethod
     def _state_line(task: Task) -> Content:
@@ -168,7 +179,7 @@ class PromptBar(Vertical):
             self._top = 0
             self._expanded = False
         self.asking = True
-        self.remove_class("-idle")
+        self._look(idle=False)
         self._question = self._content(task, path, action)
         self._asker = Content.styled(f"{shown_line(task.agent)}#{task.id}: "
                                      f"{shown_line(task.description)}", "$text-muted")
@@ -307,14 +318,17 @@ SEVERITY_STYLES = {
 
 
 class NoticeBar(Static):
-    """The latest notices, a line each, between the tree and the prompt bar.
+    """The latest notices on one line, newest first, between the tree and the prompt bar.
 
     Floating toasts covered the tree's time and token columns and the top of the
-    detail pane for seconds at a time; a line of its own hides nothing.
+    detail pane for seconds at a time; a line of its own hides nothing. The line is
+    always laid out, empty or not (a phone hides it when empty): shown and hidden, it
+    resized the tree and panes, and each answer and each new question redrew the whole
+    screen twice, for its notice and for the notice's expiry.
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, classes="-empty")
         self._live: list[tuple[float, Content]] = []
         """(expiry as `time.monotonic()`, line), oldest first."""
 
@@ -340,8 +354,8 @@ class NoticeBar(Static):
         self._draw()
 
     def _draw(self) -> None:
-        self.display = bool(self._live)
-        self.update(Content("\n").join(line for _, line in self._live))
+        self.set_class(not self._live, "-empty")
+        self.update(Content("   ").join(line for _, line in reversed(self._live)), layout=False)
 
 
 DESCRIPTION_SHOWN = 60
