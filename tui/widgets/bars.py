@@ -97,14 +97,21 @@ class PromptBar(Vertical):
         self._expanded = False
         self._rows: dict[str, int] = {}
         """Rows each part was last drawn with: a change of rows alone needs a layout pass."""
+        self._drawn: dict[str, tuple[Content, int]] = {}
+        """What each part was last drawn with, and at what width."""
 
     def on_mount(self) -> None:
         self.show_context(None, [])  # the height it keeps, before any task is highlighted
 
     def _put(self, part: str, content: Content) -> None:
-        """Draw one part of the bar; a layout pass (of the whole screen) only if its height
-        changed, else a repaint of that part alone."""
-        rows = len(content.wrap(self._width()))
+        """Draw one part of the bar, if it changed (the highlighted task's every token update
+        syncs the bar); a layout pass (of the whole screen) only if its height changed,
+        else a repaint of that part alone."""
+        width = self._width()
+        if self._drawn.get(part) == (content, width):
+            return
+        self._drawn[part] = (content, width)
+        rows = len(content.wrap(width))
         layout = self._rows.get(part) != rows
         self._rows[part] = rows
         self.query_one(f"#{part}", Static).update(content, layout=layout)
@@ -146,6 +153,9 @@ class PromptBar(Vertical):
         if self.has_class("-idle") != idle:
             self.set_class(idle, "-idle", update=False)
             self.app.stylesheet.update_nodes([self])
+            for part in self.query("*"):  # their colours are blended with the bar's
+                part.notify_style_update()
+                part.refresh()
 
     @staticmethod
     def _state_line(task: Task) -> Content:
