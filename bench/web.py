@@ -17,6 +17,10 @@ The baseline is `taskdeck tui` on a pseudo-terminal of the same size (130x40): p
 start until "Tasks" is written, and a key written to the terminal until the bytes that
 draw "reply with text" come back. It leaves out a terminal emulator's own drawing, which
 the browser's figure includes (xterm.js on a canvas).
+
+Bytes per key: what `taskdeck tui` writes for a `j` onto the asking row and a `k` off it
+(until it falls quiet), next to a full redraw of the same screen (the terminal resized
+away and back): a move that relayouts the screen writes about as much as a full redraw.
 """
 
 from __future__ import annotations
@@ -176,6 +180,8 @@ class _Terminal:
     """`taskdeck tui` on a pseudo-terminal: bytes in, bytes out, no emulation."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        self.read = 0
+        """Bytes read by the last `key` (or `until`)."""
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
         self.started = time.perf_counter()
@@ -186,26 +192,38 @@ class _Terminal:
         os.close(slave)
 
     def until(self, needle: bytes, timeout: float = 20.0) -> float:
-        """perf_counter when output holding `needle` arrived (output before is dropped)."""
+        """perf_counter when output holding `needle` arrived (output before is dropped);
+        `read` counts the bytes read."""
         seen = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready, _, _ = select.select([self.master], [], [], 0.5)
             if ready:
-                seen += os.read(self.master, 1 << 16)
+                chunk = os.read(self.master, 1 << 16)
+                self.read += len(chunk)
+                seen += chunk
                 if needle in seen:
                     return time.perf_counter()
                 seen = seen[-len(needle):]
         raise RuntimeError(f"the terminal never showed {needle!r}")
 
-    def drain(self) -> None:
-        while select.select([self.master], [], [], 0.05)[0]:
-            os.read(self.master, 1 << 16)
+    def drain(self, quiet: float = 0.05) -> int:
+        """Read until nothing comes for `quiet` seconds; returns the bytes read."""
+        count = 0
+        while select.select([self.master], [], [], quiet)[0]:
+            count += len(os.read(self.master, 1 << 16))
+        return count
 
     def key(self, key: str, needle: bytes) -> float:
         started = time.perf_counter()
+        self.read = 0
         os.write(self.master, key.encode())
         return self.until(needle) - started
+
+    def resize(self, columns: int) -> None:
+        """Set the terminal's width and tell the dashboard (it is no controlling terminal)."""
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], columns, 0, 0))
+        os.killpg(self.process.pid, signal.SIGWINCH)
 
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -215,7 +233,9 @@ class _Terminal:
 
 
 def _terminal_figures(env: dict[str, str], keys: int,
-                      loads: int) -> tuple[float, list[float]]:
+                      loads: int) -> tuple[float, list[float], list[int], int]:
+    """First paint, key to screen of each `j`, bytes of each `j` and `k` pair, and the
+    bytes of a full redraw."""
     firsts = []
     for _ in range(loads - 1):
         term = _Terminal(env)
@@ -229,13 +249,16 @@ def _terminal_figures(env: dict[str, str], keys: int,
         term.until(ASKS.encode())
         time.sleep(1.0)  # the detail pane's first fetch and the tick settle
         term.drain()
-        times = []
+        times, written = [], []
         for _ in range(keys):
             times.append(term.key("j", BAR.encode()))
+            onto = term.read + term.drain()
             os.write(term.master, b"k")
-            time.sleep(0.05)  # `j` drawn (its frame has no marker to wait on)
-            term.drain()
-        return first, times
+            written.append(onto + term.drain())  # `k` drawn: its frame has no marker
+        term.resize(SIZE[0] - 1)
+        term.drain(0.3)
+        term.resize(SIZE[0])
+        return first, times, written, term.drain(0.3)
     finally:
         term.close()
 
@@ -247,7 +270,7 @@ def run(config: Config) -> list[Result]:
         daemon, env = _daemon(Path(tmp))
         try:
             _two_tasks(env)
-            term_first, term_keys = _terminal_figures(env, keys, loads)
+            term_first, term_keys, term_bytes, full_redraw = _terminal_figures(env, keys, loads)
             web_first, web_keys = asyncio.run(_browser_figures(env, keys, loads))
         finally:
             daemon.send_signal(signal.SIGTERM)
@@ -267,4 +290,7 @@ def run(config: Config) -> list[Result]:
                percentile(web_keys, 99), percentile(term_keys, 99), f"{tui}: key to bytes",
                better="lower", target=f"<= {KEY_P99_TARGET * 1000:g} ms",
                met=percentile(web_keys, 99) <= KEY_P99_TARGET, params=params),
+        Result("web", "bytes written per key onto or off an asking row (taskdeck tui)", "B",
+               percentile(term_bytes, 50) / 2, full_redraw, "a full redraw of the screen",
+               better="lower", params=params),
     ]

@@ -107,20 +107,17 @@ class DeckApp(LiveDeck):
         bar = self.query_one(PromptBar)
         if self.mode.is_answering:
             return  # the open box keeps its prompt until sent or cancelled
-        if task is not None and is_asking(task) and self.mode is not Mode.CONFIRM:
-            bar.show_prompt(task, self.view.path_of(task.id), self._action_of(task))
-            bar.display = True
+        path = self.view.path_of(task.id) if task is not None else []
+        if task is not None and is_asking(task):
+            bar.show_prompt(task, path, self._action_of(task))
         else:
-            bar.display = False
+            bar.show_context(task, path)
+        bar.set_class(self.mode is Mode.CONFIRM, "-covered")
 
     def _sync_bindings(self, task: Task | None) -> None:
-        key = (
-            self.mode,
-            task is not None,
-            task is not None and task.status.is_ended,
-            len(task.blocked_on.choices) if task is not None and is_asking(task)
-            and task.blocked_on is not None else 0,
-        )
+        # Only what `Modes.allows` reads: a change recomposes the footer, a layout pass of
+        # the screen (it was redone on every move onto or off an asking row).
+        key = (self.mode, task is not None, task is not None and task.status.is_ended)
         if key != self._binding_key:
             self._binding_key = key
             self.refresh_bindings()
@@ -396,7 +393,7 @@ class DeckApp(LiveDeck):
         task = self.view.mirror.tasks[task_id]
         bar = self.query_one(PromptBar)
         bar.show_prompt(task, self.view.path_of(task.id), self._action_of(task))
-        bar.display = True
+        bar.remove_class("-covered")
         self._focus_now(bar.open_input(label, text))
         self._sync_bindings(task)
 
@@ -442,7 +439,7 @@ class DeckApp(LiveDeck):
         confirm = self.query_one(ConfirmBar)
         confirm.ask(task, count, only=only)
         confirm.display = True
-        self.query_one(PromptBar).display = False
+        self.query_one(PromptBar).add_class("-covered")
         self._sync_bindings(task)
 
     async def _abort(self, task_id: int, only: bool) -> None:

@@ -66,7 +66,7 @@ async def test_b_then_a_approves_as_the_dashboard(scene: Scene) -> None:
         prompt = pending_of(scene, "Write tests for tokenizer edge cases")
         await pilot.press("b")
         assert app.query_one(TaskTree).cursor_id == prompt.task_id
-        assert app.query_one(PromptBar).display
+        assert app.query_one(PromptBar).asking  # the bar shows its question
         await pilot.press("a")
         assert scene.registry is not None
         registry = scene.registry

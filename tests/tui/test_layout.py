@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.widgets import Footer
 from textual.widgets._toast import Toast
 
 from tests.support import until
@@ -55,6 +56,40 @@ async def test_80_by_24_rows_show_their_questions(scene: Scene) -> None:
         await pilot.press("i")  # the detail pane, hidden at this width, comes back
         await pilot.pause()
         assert app.query_one("#side").display and app.query_one("#detail-box").region.width > 0
+
+
+async def test_a_move_onto_or_off_a_question_moves_nothing_else(scene: Scene) -> None:
+    """The prompt bar keeps its place and height whether the highlighted row asks or not,
+    and the notice line whether it has something to say, so the tree and panes keep theirs
+    and the footer its keys: a bar that came and went redrew the whole screen each time."""
+    app = deck(scene)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app, pilot)
+        bar = app.query_one(PromptBar)
+
+        def places() -> dict[str, object]:
+            return {part: app.query_one(part).region for part in
+                    ("#tree-box", "#side", "#notice-bar", "#prompt-bar", "#status-bar")}
+
+        def said() -> str:
+            return "\n".join(str(app.query_one(part).render())
+                             for part in ("#prompt-question", "#prompt-keys"))
+
+        await move_to(app, pilot, 2)  # running, asks nothing
+        assert not bar.asking and "#2 demo  Reproduce the flaky failure" in said()
+        assert "b  jumps to the next one" in said()
+        before, keys = places(), list(app.query_one(Footer).children)
+        await move_to(app, pilot, 3)  # asks a question
+        assert bar.asking and "Run `pytest tests/test_parser.py -x -p no:randomly`?" in said()
+        assert "reply with text" in said()
+        assert places() == before
+        assert list(app.query_one(Footer).children) == keys  # not composed anew
+        await move_to(app, pilot, 2)
+        assert not bar.asking and places() == before
+        await pilot.press("a")  # a notice comes, on the line kept for it
+        await until(lambda: "#2 is not asking" in str(app.query_one("#notice-bar").render()),
+                    what="the notice")
+        assert places() == before
 
 
 async def test_the_abort_bar_is_one_line_at_120_columns(scene: Scene) -> None:

@@ -44,6 +44,8 @@ async def test_one_column_inbox_first_then_the_tree(scene: Scene) -> None:
         assert "Fetch 14 pages from vendor sites?" in "\n".join(
             str(line.text) for line in inbox.render_lines(inbox.region.reset_offset))
         assert not app.query_one("#detail-box").display
+        # rows are few: no bar for a row that asks nothing, no empty notice line
+        assert not app.query_one(PromptBar).display and not app.query_one("#notice-bar").display
         assert app.query_one(TouchBar).region.height == 2
         assert not app.query_one(Footer).display  # the buttons take its place
         assert shown_buttons(app) == ["a approve", "d deny", "r reply",

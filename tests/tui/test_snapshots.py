@@ -37,15 +37,18 @@ def test_populated_tree(snap_compare: Compare, scene: Scene) -> None:
     aborted); asking rows show their question and answer keys; time, own and subtree tokens
     on the right; detail pane of #1; inbox with three questions and their ancestor paths;
     status bar `● live`, counts 1 queued 2 running 2 waiting 3 done 2 failed, `? 3 asking`,
-    118k tok."""
+    118k tok. The prompt bar, in its quiet colours, shows #1 (the highlighted row asks
+    nothing): "◐ #1 demo  Fix flaky test in tests/test_parser.py", "waiting on its
+    sub-tasks", and "no question on this row  b  jumps to the next one"."""
     assert snap_compare(deck(scene), terminal_size=SIZE, run_before=run_before(scene))
 
 
 def test_inline_prompt_open(snap_compare: Compare, scene: Scene) -> None:
     """After `b` then `r`: cursor on #3, the yellow prompt bar shows its question
     "Run `pytest tests/test_parser.py -x -p no:randomly`?" with the path demo#1 › demo#2 ›
-    demo#3, and the inline box "reply ›" holds the typed text "only the tokenizer tests";
-    the footer offers only ⏎ send and esc cancel."""
+    demo#3, then who asks "demo#3: Write tests for tokenizer edge cases", and the inline
+    box "reply ›" holds the typed text "only the tokenizer tests"; the footer offers only
+    ⏎ send and esc cancel."""
     assert snap_compare(
         deck(scene), terminal_size=SIZE,
         run_before=run_before(scene, "b", "r", *"only the tokenizer tests"),
@@ -89,7 +92,8 @@ def test_disconnected(snap_compare: Compare, runtime_dir: Path) -> None:
 def test_filter(snap_compare: Compare, scene: Scene) -> None:
     """`/` then "bench": the filter line at the bottom holds "bench"; the tree shows only
     #5 (ancestor) and the failed "Summarise Qdrant benchmark results" #7; the tree title
-    says filter “bench”."""
+    says filter “bench”; the prompt bar above the filter line shows #5, which asks
+    nothing."""
     assert snap_compare(
         deck(scene), terminal_size=SIZE, run_before=run_before(scene, "slash", *"bench")
     )
@@ -123,7 +127,8 @@ def test_80_by_24(snap_compare: Compare, scene: Scene) -> None:
 
 def test_empty_deck(snap_compare: Compare, runtime_dir: Path) -> None:
     """A daemon with no tasks: the tree says "No tasks yet" and lists taskdeck demo,
-    taskdeck submit shell and taskdeck ask "Deploy?" with what each does."""
+    taskdeck submit shell and taskdeck ask "Deploy?" with what each does; the prompt bar
+    keeps its place: "no task highlighted", and that questions show there."""
     scene = Scene(runtime_dir, steps=())
     assert snap_compare(deck(scene), terminal_size=SIZE, run_before=run_before(scene))
 

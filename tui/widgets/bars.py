@@ -13,6 +13,7 @@ from textual.content import Content
 from textual.widgets import Input, Label, Sparkline, Static
 
 from core.client import ConnectionState
+from core.glyphs import glyph_of
 from core.model import EDIT, Action, Task, TaskStatus
 from tui.actions import header as action_header
 from tui.actions import render as render_action
@@ -48,9 +49,20 @@ class InlineInput(Input):
 QUESTION_LINES = 3
 """Lines of the prompt bar a question may take before it is cut (with a marked cut)."""
 
+QUESTION_ROWS = 2
+"""Rows the bar's upper part always takes, asking or not: a one-line question and who
+asks it, an action's question and its command, or the highlighted task in two lines."""
+
 
 class PromptBar(Vertical):
-    """The highlighted task's question, its answer keys, and the inline answer box.
+    """The highlighted task's question, its answer keys, and the inline answer box; on a
+    row that asks nothing, that task in two lines and how to reach a question.
+
+    The bar is always laid out and keeps its height (`QUESTION_ROWS` and a line of keys)
+    as the cursor moves: shown and hidden, it resized the tree and panes above it, and
+    every key onto or off an asking row redrew the whole screen (~46 KB at 130x40, a
+    key-to-screen p99 of 245 ms). Its parts ask for a layout pass only when their number
+    of rows changes (a longer question, an expanded one, the answer box).
 
     A question longer than `QUESTION_LINES` is cut with a line that says how much is
     not shown; `e` pages through the rest. The ids of questions shown to their last
@@ -68,15 +80,103 @@ class PromptBar(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.prompt_id: int | None = None
-        """The question shown."""
+        """The question shown (or last shown, while the bar shows a task that asks none)."""
+        self.asking = False
+        """Whether the bar shows a question (else the highlighted task, or nothing)."""
         self.seen: set[int] = set()
         """Questions whose every line has been on screen."""
         self.hidden_lines = 0
         """Lines of the shown question below what is on screen now."""
         self._question = Content("")
+        self._asker = Content("")
+        """The asking task's description: fills the bar's second row under a one-line question."""
+        self._about: tuple[Content, Content] = (Content(""), Content(""))
+        """The highlighted task that asks nothing, in two lines (drawn cut to the bar's width)."""
         self._top = 0
         """First line shown while expanded."""
         self._expanded = False
+        self._rows: dict[str, int] = {}
+        """Rows each part was last drawn with: a change of rows alone needs a layout pass."""
+        self._drawn: dict[str, tuple[Content, int]] = {}
+        """What each part was last drawn with, and at what width."""
+
+    def on_mount(self) -> None:
+        self.show_context(None, [])  # the height it keeps, before any task is highlighted
+
+    def _put(self, part: str, content: Content) -> None:
+        """Draw one part of the bar, if it changed (the highlighted task's every token update
+        syncs the bar); a layout pass (of the whole screen) only if its height changed,
+        else a repaint of that part alone."""
+        width = self._width()
+        if self._drawn.get(part) == (content, width):
+            return
+        self._drawn[part] = (content, width)
+        rows = len(content.wrap(width))
+        layout = self._rows.get(part) != rows
+        self._rows[part] = rows
+        self.query_one(f"#{part}", Static).update(content, layout=layout)
+
+    def _width(self) -> int:
+        # Before its first layout the bar has no width: assume the screen's, less the
+        # bar's edge and padding.
+        return self.content_region.width or max(10, self.app.size.width - 3)
+
+    def show_context(self, task: Task | None, path: Sequence[Task]) -> None:
+        """Show a task that asks nothing (or that no task is highlighted), in the rows a
+        question takes, and the key that reaches one."""
+        self.asking = False
+        self._look(idle=True)
+        if task is None:
+            self._about = (Content.styled("no task highlighted", "$text-muted"), Content(""))
+        else:
+            head: list[str | tuple[str, str]] = [
+                (f"{glyph_of(task)} #{task.id} {shown_line(task.agent)}", "bold"), "  ",
+                shown_line(task.description)]
+            if len(path) > 1:
+                head += ["   ", (" › ".join(f"{shown_line(t.agent)}#{t.id}" for t in path[:-1]),
+                                 "$text-muted")]
+            self._about = (Content.assemble(*head), self._state_line(task))
+        self._draw_context()
+        self._put("prompt-keys", Content.styled(
+            "questions from agents and scripts show here, with the keys that answer them",
+            "$text-muted") if task is None else Content.assemble(
+            ("no question on this row", "$text-muted"), "  ", (" b ", "bold reverse $accent"),
+            (" jumps to the next one", "$text-muted")))
+
+    def _look(self, *, idle: bool) -> None:
+        """The quiet colours of a bar with no question, or the question's.
+
+        Only the bar itself is restyled: a class change restyles every node under it too
+        (the answer box's among them), about a third of what a move cost, and no style
+        under the bar depends on this class.
+        """
+        if self.has_class("-idle") != idle:
+            self.set_class(idle, "-idle", update=False)
+            self.app.stylesheet.update_nodes([self])
+            for part in self.query("*"):  # their colours are blended with the bar's
+                part.notify_style_update()
+                part.refresh()
+
+    @staticmethod
+    def _state_line(task: Task) -> Content:
+        """Where the task stands, and the last thing it did, said, or failed with."""
+        if task.end_reason is not None:
+            state = f"{STATUS_LABELS[task.status]} ({task.end_reason.value})"
+        elif task.status is TaskStatus.BLOCKED:
+            state = "waiting on its sub-tasks"
+        else:
+            state = STATUS_LABELS[task.status]
+        parts: list[str | tuple[str, str]] = [(state, "bold $text-muted")]
+        for said, style in ((task.progress, "$text-muted"), (task.result, "$success"),
+                            (task.error, "$error")):
+            if said:
+                parts += [("  ·  ", "$text-muted"), (shown_line(said), style)]
+        return Content.assemble(*parts)
+
+    def _draw_context(self) -> None:
+        width = self._width()
+        self._put("prompt-question", Content("\n").join(
+            line.truncate(width, ellipsis=True) for line in self._about))
 
     def show_prompt(self, task: Task, path: Sequence[Task], action: Action | None = None) -> None:
         """Show the question a task waits on, who asks it, the action it asks leave for,
@@ -88,7 +188,11 @@ class PromptBar(Vertical):
             self.prompt_id = blocked.prompt_id
             self._top = 0
             self._expanded = False
+        self.asking = True
+        self._look(idle=False)
         self._question = self._content(task, path, action)
+        self._asker = Content.styled(f"{shown_line(task.agent)}#{task.id}: "
+                                     f"{shown_line(task.description)}", "$text-muted")
         self._draw_question()
         key = "bold reverse $accent"
         choices = [shown_line(choice) for choice in blocked.choices]
@@ -102,7 +206,7 @@ class PromptBar(Vertical):
             for number, choice in enumerate(choices[:9], start=1):
                 keys += [(f" {number} ", key), f" {choice}  "]
         keys += [(" r ", key), " reply with text (not an approval)"]
-        self.query_one("#prompt-keys", Static).update(Content.assemble(*keys))
+        self._put("prompt-keys", Content.assemble(*keys))
 
     @staticmethod
     def _content(task: Task, path: Sequence[Task], action: Action | None = None) -> Content:
@@ -149,14 +253,13 @@ class PromptBar(Vertical):
         self._draw_question()
 
     def on_resize(self) -> None:
-        if self.prompt_id is not None:
+        if self.asking:
             self._draw_question()
+        else:
+            self._draw_context()
 
     def _lines(self, question: Content | None = None) -> list[Content]:
-        # Before its first layout the bar has no width: assume the screen's, less the
-        # bar's edge and padding.
-        width = self.content_region.width or max(10, self.app.size.width - 3)
-        return (self._question if question is None else question).wrap(width)
+        return (self._question if question is None else question).wrap(self._width())
 
     def _page(self) -> int:
         """Lines of question the expanded bar shows at once (one more is its marker)."""
@@ -190,7 +293,9 @@ class PromptBar(Vertical):
             self.seen.add(self.prompt_id)
         if marker is not None:
             shown = [*shown, marker]
-        self.query_one("#prompt-question", Static).update(Content("\n").join(shown))
+        if len(shown) < QUESTION_ROWS:  # the row the bar keeps anyway: who asks, doing what
+            shown = [*shown, self._asker.truncate(self._width(), ellipsis=True)]
+        self._put("prompt-question", Content("\n").join(shown))
 
     def open_input(self, label: str, text: str = "") -> InlineInput:
         """Show the answer box labelled with what it sends, holding `text`; returns it to focus."""
@@ -224,14 +329,17 @@ SEVERITY_STYLES = {
 
 
 class NoticeBar(Static):
-    """The latest notices, a line each, between the tree and the prompt bar.
+    """The latest notices on one line, newest first, between the tree and the prompt bar.
 
     Floating toasts covered the tree's time and token columns and the top of the
-    detail pane for seconds at a time; a line of its own hides nothing.
+    detail pane for seconds at a time; a line of its own hides nothing. The line is
+    always laid out, empty or not (a phone hides it when empty): shown and hidden, it
+    resized the tree and panes, and each answer and each new question redrew the whole
+    screen twice, for its notice and for the notice's expiry.
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, classes="-empty")
         self._live: list[tuple[float, Content]] = []
         """(expiry as `time.monotonic()`, line), oldest first."""
 
@@ -257,8 +365,8 @@ class NoticeBar(Static):
         self._draw()
 
     def _draw(self) -> None:
-        self.display = bool(self._live)
-        self.update(Content("\n").join(line for _, line in self._live))
+        self.set_class(not self._live, "-empty")
+        self.update(Content("   ").join(line for _, line in reversed(self._live)), layout=False)
 
 
 DESCRIPTION_SHOWN = 60
