@@ -57,12 +57,16 @@ async def load(runtime_dir: Path, worker: int, commands: int) -> dict[str, objec
 async def answer(runtime_dir: Path, log: Path, prompt_ids: list[int]) -> dict[str, object]:
     """Answer each prompt; log every answer that got its ok, flushed, before the next one.
 
-    Stops at the first request the daemon does not answer (it was killed).
+    Stops at the first request the daemon does not answer (it was killed), or at once
+    when it was killed before this process got to connect.
     """
     oks = 0
     refused = 0
     client = Client(runtime_dir, client_name="answerer", request_timeout=0.5, retries=2)
-    await client.connect()
+    try:
+        await client.connect()
+    except Unavailable:
+        return {"oks": oks, "refused": refused}
     try:
         with open(log, "a", buffering=1) as out:
             for prompt_id in prompt_ids:
