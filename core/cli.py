@@ -453,6 +453,9 @@ def _cmd_hook(args: argparse.Namespace) -> int:
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
     """The MCP SDK is imported only here: it is most of the start-up an MCP host waits for."""
+    from core.mcp.ending import SIGNALS
+
+    SIGNALS.catch()  # first: a host may end us while the SDK loads
     try:
         from core.mcp import server
     except ModuleNotFoundError as exc:

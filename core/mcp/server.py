@@ -16,11 +16,10 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import stat
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import mcp.types as types
@@ -30,6 +29,7 @@ from mcp.server.stdio import stdio_server
 from core import __version__
 from core.errors import NotPending, PromptTimedOut, TaskdeckError
 from core.mcp import tools
+from core.mcp.ending import SIGNALS, HostSignals, leave
 from core.mcp.session import Aborted, HostSession, Unknown
 from core.model import MAX_TEXT, Action, Question
 from core.text import printable
@@ -260,12 +260,12 @@ async def _stdin_lines() -> Any:
     return _PipeLines(reader)
 
 
-async def serve(session: HostSession, *, question_timeout: float | None = None) -> None:
+async def serve(session: HostSession, *, question_timeout: float | None = None,
+                signals: HostSignals = SIGNALS) -> None:
     """Serve one host on stdin/stdout until it closes the connection or a signal comes."""
     calls = Tools(session, question_timeout=question_timeout)
     server = build(calls)
     me = asyncio.current_task()
-    loop = asyncio.get_running_loop()
 
     def stop() -> None:
         """The host ending us (Claude Code: SIGINT, SIGTERM 100 ms later): like closing the
@@ -276,50 +276,48 @@ async def serve(session: HostSession, *, question_timeout: float | None = None) 
         if me is not None:
             me.cancel()
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    try:
-        async with stdio_server(stdin=await _stdin_lines()) as (read, write):
-            relay_in, into_server = anyio.create_memory_object_stream[Any](0)
-
-            async def relay() -> None:
-                """Marks the host gone before the server sees the end of its input, so a
-                question cut short by it ends as lost rather than cancelled."""
-                try:
-                    async with read:
-                        async for item in read:
-                            await relay_in.send(item)
-                finally:
-                    session.host_gone = True
-                    await relay_in.aclose()
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(relay)
-                await server.run(into_server, write, server.create_initialization_options())
-                group.cancel_scope.cancel()
-    except asyncio.CancelledError:
-        if not session.host_gone:
-            raise
-    finally:
-        for task in list(_pending):
-            task.cancel()
+    with signals.stopping(asyncio.get_running_loop(), stop):
         try:
+            async with stdio_server(stdin=await _stdin_lines()) as (read, write):
+                relay_in, into_server = anyio.create_memory_object_stream[Any](0)
+
+                async def relay() -> None:
+                    """Marks the host gone before the server sees the end of its input, so a
+                    question cut short by it ends as lost rather than cancelled."""
+                    try:
+                        async with read:
+                            async for item in read:
+                                await relay_in.send(item)
+                    finally:
+                        session.host_gone = True
+                        await relay_in.aclose()
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(relay)
+                    await server.run(into_server, write, server.create_initialization_options())
+                    group.cancel_scope.cancel()
+        except asyncio.CancelledError:
+            if not session.host_gone:
+                raise
+        finally:
+            for task in list(_pending):
+                task.cancel()
             await session.close()
-        finally:  # only now: a signal during the ending must not kill it
-            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                loop.remove_signal_handler(sig)
 
 
-def main(args: Any) -> int:
-    """`taskdeck mcp`: serve until the host leaves; problems as lines on stderr."""
+def main(args: Any) -> NoReturn:
+    """`taskdeck mcp`: serve until the host leaves; problems as lines on stderr.
+
+    Never returns: the process leaves as soon as the session is closed (`ending.leave`).
+    """
+    SIGNALS.catch()  # `core/cli.py` did so before importing the SDK; here for any other way in
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="taskdeck mcp: %(message)s")
     session = HostSession(args.runtime_dir, key=args.key, lease=args.lease)
+    status = 0
     try:
         asyncio.run(serve(session, question_timeout=args.timeout))
-    except KeyboardInterrupt:
-        pass
     except Exception as exc:  # noqa: BLE001 - one readable line, never a traceback
         sys.stderr.write(f"taskdeck mcp: {printable(str(exc))}\n")
-        return 1
-    return 0
+        status = 1
+    leave(status)
