@@ -16,7 +16,6 @@ BLOCK = 64
 PACK_EVERY = 1024
 """Prompts kept one by one before the blocks they complete are packed."""
 
-_FIELDS = Prompt.__struct_fields__
 _ENCODER = msgspec.msgpack.Encoder()
 
 
@@ -25,7 +24,16 @@ class _PromptRow(Prompt, array_like=True, gc=False):
     order (what encoding `astuple(prompt)` writes)."""
 
 
+class _RowId(msgspec.Struct, array_like=True, gc=False):
+    """A row's first field alone: decoding it skips the rest without building it."""
+
+    id: int
+
+
 _DECODER = msgspec.msgpack.Decoder(list[_PromptRow])
+_ROWS = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_ROW_ID = msgspec.msgpack.Decoder(_RowId)
+_ROW = msgspec.msgpack.Decoder(_PromptRow)
 
 
 def pack(prompts: Iterable[Prompt]) -> bytes:
@@ -36,8 +44,20 @@ def pack(prompts: Iterable[Prompt]) -> bytes:
 
 def unpack(packed: bytes) -> list[Prompt]:
     """The prompts `pack` wrote, equal field by field."""
-    return [Prompt(**{name: getattr(row, name) for name in _FIELDS})
-            for row in _DECODER.decode(packed)]
+    return [_prompt(row) for row in _DECODER.decode(packed)]
+
+
+def unpack_one(packed: bytes, prompt_id: int) -> Prompt | None:
+    """The prompt with that id among those `pack` wrote, the others left undecoded (an
+    action's input may be up to 256 KiB)."""
+    for raw in _ROWS.decode(packed):
+        if _ROW_ID.decode(raw).id == prompt_id:
+            return _prompt(_ROW.decode(raw))
+    return None
+
+
+def _prompt(row: _PromptRow) -> Prompt:
+    return Prompt(**msgspec.structs.asdict(row))
 
 
 class PromptStore:
@@ -90,7 +110,7 @@ class PromptStore:
         kept = self._packed.get(prompt_id // BLOCK)
         if kept is None:
             return None
-        return next((p for p in unpack(kept[1]) if p.id == prompt_id), None)
+        return unpack_one(kept[1], prompt_id)
 
     def add(self, prompt: Prompt) -> None:
         """Hold a prompt new to the store (ids come in increasing order)."""

@@ -9,7 +9,7 @@ import pytest
 
 from core.clock import ManualClock
 from core.errors import AlreadyAnswered, UnknownPrompt
-from core.history import BLOCK, PACK_EVERY, PromptStore, pack, unpack
+from core.history import BLOCK, PACK_EVERY, PromptStore, pack, unpack, unpack_one
 from core.model import Action, Prompt, PromptClosed, PromptState, Question
 from core.registry import Registry
 
@@ -50,9 +50,13 @@ def random_prompt(rng: random.Random, prompt_id: int, state: PromptState) -> Pro
 def test_packed_prompts_read_back_equal_field_by_field(seed: int) -> None:
     rng = random.Random(seed)
     prompts = [random_prompt(rng, i, rng.choice(_CLOSED)) for i in range(rng.randint(0, 70))]
-    back = unpack(pack(prompts))
+    packed = pack(prompts)
+    back = unpack(packed)
     assert back == prompts
     assert all(type(p) is Prompt for p in back)  # encodes as a map again on the wire
+    for prompt in prompts:
+        assert unpack_one(packed, prompt.id) == prompt
+    assert unpack_one(packed, len(prompts)) is None
 
 
 @pytest.mark.parametrize("seed", range(10))
