@@ -300,12 +300,12 @@ def run(config: Config) -> list[Result]:
     results.append(_memory_row(
         f"memory per finished task that asked one question, {held:,} held",
         prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
-        "the task's answered Prompt is kept as its history"))
+        "its answered Prompt kept as history, packed once its block has closed"))
     prompted = in_fresh_process(registry_child, held, 0, 1, True, True)
     results.append(_memory_row(
         f"memory per finished task that asked one question, snapshot rows kept, {held:,} held",
         prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
-        "its Prompt kept as history, and the daemon's protocol 2 row of it"))
+        "its Prompt kept as history (packed), and the daemon's protocol 2 row of it"))
     # Growth: per-op cost with the number of tasks held, and a burst submitted at once.
     sizes = list(config.sizes)
     results.append(
