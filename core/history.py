@@ -66,7 +66,7 @@ class PromptStore:
     A closed prompt held as a Struct cost ~370 B with its floats, id and dict slot, more
     than its finished task (docs/BENCHMARKS.md, registry memory). Once every prompt of a
     block of `BLOCK` ids has closed and no new id can land in it, the block is packed
-    into one string of rows (~80 B a prompt); reading a packed prompt decodes its block
+    into one string of rows (~80 B a prompt); reading a packed prompt decodes its row
     (~20 µs), which only history reads do: the registry changes open prompts alone, and
     those are never packed. Dropping a packed prompt unpacks its block.
     """
