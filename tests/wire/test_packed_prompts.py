@@ -1,6 +1,6 @@
-"""Packed questions as a client sees them: `get`, `show --json` and the snapshot over a
-real daemon read every answered question as it closed, and so do they after a restart
-that restores them from the journal."""
+"""Packed questions as a client sees them: `get`, `show --json`, a second answer's refusal
+and the snapshot over a real daemon read every answered question as it closed, and so
+do they after a restart that restores them from the journal."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from core.cli import main
 from core.client import SyncClient
+from core.errors import AlreadyAnswered
 from core.history import BLOCK, PACK_EVERY
 from core.model import Prompt
 from tests.core.test_history import asked_and_answered
@@ -50,7 +51,6 @@ def _reads_back(runtime: Path, closed: dict[int, Prompt], pending: Prompt) -> No
         assert client.snapshot().prompts == [pending]
 
 
-@pytest.mark.timeout(120)
 def test_packed_questions_read_the_same_over_the_wire_and_after_a_restart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -65,6 +65,10 @@ def test_packed_questions_read_the_same_over_the_wire_and_after_a_restart(
         assert main(["show", str(oldest), "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
         assert shown["prompts"] == json.loads(msgspec.json.encode([closed[oldest]]))
+        old = closed[oldest]
+        with SyncClient(runtime) as client, pytest.raises(
+                AlreadyAnswered, match=f"answered '{old.answer}' by {old.answered_by}"):
+            client.answer(old.id, "hold")
     with ThreadedDaemon(runtime, heartbeat=HEARTBEAT, journal=journal) as second:
         assert _packed(second) > COUNT // 2  # restored history is packed too
         _reads_back(runtime, closed, pending)
