@@ -24,6 +24,17 @@ async def _ask_once(ctx: Any) -> str:
     return await ctx.ask("Run `pytest -q`?")
 
 
+async def _ask_leave(ctx: Any) -> str:
+    """Asks leave to run a shell command, as a bridge of a coding agent does."""
+    from core.model import Action, Question
+
+    action = Action(agent="claude", tool="Bash", cwd="/home/dev/project",
+                    session="5f0c2a1e-8d4b-4c1e-9a57-3b2e6f1d0c44",
+                    input={"command": f"pytest -q tests/test_part_{ctx.task_id}.py",
+                           "description": "Run the part's tests"})
+    return await ctx.ask(Question(text="Run `pytest`?", action=action))
+
+
 def _description(i: int) -> str:
     return f"summarise chapter {i} of the report"
 
@@ -53,12 +64,13 @@ def _run_external(registry: Any, count: int) -> float:
 
 
 async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool,
-                         with_rows: bool = False) -> dict[str, Any]:
+                         with_rows: bool = False, with_action: bool = False) -> dict[str, Any]:
     from core.model import PromptOpened
     from core.registry import Registry
     from core.rows import RowCache
 
-    registry = Registry(max_concurrent=WAVE, agents={"noop": _noop, "ask": _ask_once})
+    registry = Registry(max_concurrent=WAVE,
+                        agents={"noop": _noop, "ask": _ask_once, "leave": _ask_leave})
     if with_prompts:
         loop = asyncio.get_running_loop()
 
@@ -72,7 +84,8 @@ async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool,
         rows.follow(registry)
     gc.collect()
     rss0 = rss_bytes()
-    fill_s = await _run_waves(registry, held, "ask" if with_prompts else "noop")
+    agent = ("leave" if with_action else "ask") if with_prompts else "noop"
+    fill_s = await _run_waves(registry, held, agent)
     gc.collect()
     rss1 = rss_bytes()
     out: dict[str, Any] = {
@@ -92,13 +105,15 @@ async def _registry_main(held: int, ops: int, repeats: int, with_prompts: bool,
 
 
 def registry_child(held: int, ops: int, repeats: int, with_prompts: bool = False,
-                   with_rows: bool = False) -> dict[str, Any]:
+                   with_rows: bool = False, with_action: bool = False) -> dict[str, Any]:
     """Entry point in a fresh process: fill `held` finished tasks, then time `ops` cycles.
 
-    With `with_prompts` each task asks a question, with `with_rows` the daemon's snapshot
-    rows are kept as tasks end; either returns after the memory figure.
+    With `with_prompts` each task asks a question (with `with_action`, leave for a shell
+    command), with `with_rows` the daemon's snapshot rows are kept as tasks end; either
+    returns after the memory figure.
     """
-    return asyncio.run(_registry_main(held, ops, repeats, with_prompts, with_rows))
+    return asyncio.run(_registry_main(held, ops, repeats, with_prompts, with_rows,
+                                      with_action))
 
 
 async def _burst_main(count: int) -> float:
@@ -300,12 +315,18 @@ def run(config: Config) -> list[Result]:
     results.append(_memory_row(
         f"memory per finished task that asked one question, {held:,} held",
         prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
-        "the task's answered Prompt is kept as its history"))
+        "its answered Prompt kept as history, packed once its block has closed"))
     prompted = in_fresh_process(registry_child, held, 0, 1, True, True)
     results.append(_memory_row(
         f"memory per finished task that asked one question, snapshot rows kept, {held:,} held",
         prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
-        "its Prompt kept as history, and the daemon's protocol 2 row of it"))
+        "its Prompt kept as history (packed), and the daemon's protocol 2 row of it"))
+    prompted = in_fresh_process(registry_child, held, 0, 1, True, True, True)
+    results.append(_memory_row(
+        f"memory per finished task that asked leave for a shell command, snapshot rows kept, "
+        f"{held:,} held",
+        prompted["bytes_per_task"], floor["bytes_per_task"], {"held": held},
+        "a bridge's question: an Action with its command, cwd and session, packed"))
     # Growth: per-op cost with the number of tasks held, and a burst submitted at once.
     sizes = list(config.sizes)
     results.append(

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Iterable
 
 from core.errors import BadRequest, InvalidState, UnknownAgent, UnknownPrompt, UnknownTask
+from core.history import PromptStore
 from core.model import Prompt, PromptState, Task, TaskStatus
 
 
@@ -23,11 +24,12 @@ class Records:
         self._children: dict[int, list[int]] = collections.defaultdict(list)
         self._agent_tasks: collections.Counter[str] = collections.Counter()
         """Tasks in memory per agent name: `list(agent=...)` validates without a scan."""
-        self._prompts: dict[int, Prompt] = {}
-        self._task_prompts: dict[int, tuple[int, ...]] = {}
+        self._prompts = PromptStore()
+        self._task_prompts: dict[int, int | tuple[int, ...]] = {}
         """Prompt ids by task id, oldest first: a task's history without a scan.
 
-        Tuples, not lists: most tasks ask once or never, and this is per task held.
+        A task that asked once holds the id itself, one that asked more a tuple: most
+        tasks ask once or never, and this is per task held (a 1-tuple is 48 B).
         """
         self._pending: set[int] = set()
         """Ids of the prompts waiting for an answer."""
@@ -60,7 +62,7 @@ class Records:
     def prompts_of(self, task_id: int) -> list[Prompt]:
         """Every prompt the task asked, oldest first: its question and answer history."""
         self._task(task_id)
-        return [copy.copy(self._prompts[i]) for i in self._task_prompts.get(task_id, ())]
+        return [copy.copy(self._prompts[i]) for i in self._prompt_ids(task_id)]
 
     def pending_prompts(self) -> list[Prompt]:
         """Prompts waiting for an answer, oldest first."""
@@ -176,6 +178,11 @@ class Records:
             stack.extend(reversed(self._children.get(current, ())))
         return out
 
+    def _prompt_ids(self, task_id: int) -> tuple[int, ...]:
+        """Ids of the prompts the task asked, oldest first."""
+        asked = self._task_prompts.get(task_id, ())
+        return (asked,) if isinstance(asked, int) else asked
+
     def _pending_prompt(self, task: Task) -> Prompt | None:
         if task.blocked_on is None:
             return None
@@ -194,9 +201,12 @@ class Records:
             self._keys[task.key] = task.id  # tasks come in id order: the newest wins
 
     def _add_prompt(self, prompt: Prompt) -> None:
-        self._prompts[prompt.id] = prompt
-        asked = self._task_prompts.get(prompt.task_id, ())
-        self._task_prompts[prompt.task_id] = (*asked, prompt.id)
+        self._prompts.add(prompt)
+        task = self._tasks.get(prompt.task_id)
+        task_id = prompt.task_id if task is None else task.id  # one int object, not two
+        asked = self._task_prompts.get(task_id)
+        self._task_prompts[task_id] = (
+            prompt.id if asked is None else (*self._prompt_ids(task_id), prompt.id))
         if prompt.state is PromptState.PENDING:
             self._pending.add(prompt.id)
         self._next_prompt_id = max(self._next_prompt_id, prompt.id + 1)
@@ -234,6 +244,6 @@ class Records:
                 if task_id in siblings:
                     siblings.remove(task_id)
         for task_id in gone:
-            for prompt_id in self._task_prompts.pop(task_id, ()):
-                del self._prompts[prompt_id]
+            self._prompts.drop(self._prompt_ids(task_id))
+            self._task_prompts.pop(task_id, None)
         return dropped

@@ -1057,7 +1057,7 @@ class Registry(Records):
         if task.status.is_ended:
             raise InvalidState(f"task {task_id} has ended ({task.status.value}); "
                                "there is no question to answer")
-        asked = self._task_prompts.get(task_id, ())
+        asked = self._prompt_ids(task_id)
         if task.blocked_reason is None and asked:
             last = self._prompts[asked[-1]]
             if last.state is PromptState.ANSWERED:
