@@ -332,6 +332,8 @@ class TreeView:
                 self.total_tokens += own
                 self.subtree.add(task.parent_id, own)
                 created.append(task_id)
+                if task.parent_id is not None and task.parent_id not in tasks:
+                    self._orphans.add(task_id)  # its parent went before a frame showed it
                 continue
             if seen.status is not task.status:
                 self.counts[seen.status] -= 1
@@ -531,7 +533,11 @@ class TreeView:
     def reveal(self, task_ids: Iterable[int]) -> None:
         """Give these tasks rows: unfold their ancestors, and drop a filter that hides one."""
         wanted = [i for i in task_ids if i in self.mirror.tasks]
-        self.apply([i for i in wanted if i not in self._known])  # new since the last frame
+        if any(i not in self._known for i in wanted):
+            # New since the last frame: fold in every new task now, in id order, as the
+            # frame would (one alone would lose a new parent, or jump ahead of a new root).
+            # O(tasks), on a key press that finds a task just created.
+            self.apply(sorted(i for i in self.mirror.tasks if i not in self._known))
         changed = False
         for task_id in wanted:
             for ancestor in self.mirror.ancestors(task_id):
