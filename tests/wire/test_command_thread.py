@@ -79,13 +79,13 @@ async def test_one_reply_awaited_through_the_loop_leaves_the_next_ones_on_the_fa
         await client.hello()
         loop.call_soon(lambda: None)  # the loop has work: this request waits through it
         await client.hello()
-        assert client.busy_loop_waits == 1
+        assert client._busy_loop_waits == 1
         for _ in range(20):
             await client.hello()
         # Nothing else runs on this loop: no request should find it busy (before the fix,
         # the reader of the reply before kept it busy for every one of the 20). A wake-up
         # of the socket's reader that races a request may still, now and then.
-        assert client.busy_loop_waits < 5
+        assert client._busy_loop_waits < 5
 
 
 async def _blocked_in_mirror(client: Client, task_id: int, within: float) -> None:
