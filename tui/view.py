@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter, countOf
 
 from core.mirror import Mirror
-from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
+from core.model import EDIT, BlockedReason, Prompt, Task, TaskStatus, Verdict
 from core.text import printable
 from tui.rows import RowIndex, Rows, Walk
 
@@ -156,6 +156,15 @@ def denial_choice(choices: Sequence[str]) -> str | None:
     """The choice `d` sends: the one that refuses, by `Prompt.verdict`'s rule (None: `d`
     does not answer, e.g. "us" / "eu" / "asia", or "approve" / "edit")."""
     return Prompt.denial_among(list(choices))
+
+
+def approval_choice(choices: Sequence[str]) -> str | None:
+    """The choice an allow rule answers with: the first that `Prompt.judge` counts as an
+    approval, never `EDIT` (which asks for an edited input); None when none approves
+    (e.g. "no" / "cancel")."""
+    listed = list(choices)
+    return next((c for c in listed
+                 if c != EDIT and Prompt.judge(listed, c) is Verdict.APPROVED), None)
 
 
 def offers_denial(choices: Sequence[str]) -> bool:
