@@ -84,8 +84,9 @@ async def test_one_reply_awaited_through_the_loop_leaves_the_next_ones_on_the_fa
             await client.hello()
         # Nothing else runs on this loop: no request should find it busy (before the fix,
         # the reader of the reply before kept it busy for every one of the 20). A wake-up
-        # of the socket's reader that races a request may still, now and then.
-        assert client._busy_loop_waits < 5
+        # of the socket's reader that races a request may still, now and then (on a
+        # loaded machine, 4 of the 20 were seen): half of them tells the two apart.
+        assert client._busy_loop_waits <= 10
 
 
 async def _blocked_in_mirror(client: Client, task_id: int, within: float) -> None:
