@@ -94,6 +94,13 @@ class UnknownRule(TaskdeckError):
     code = "UNKNOWN_RULE"
 
 
+class AskerGone(TaskdeckError):
+    """Raised in a client waiting for an answer when the one the answer was for went away
+    (its agent exited): nobody would read it. The question is left for the caller to close."""
+
+    code = "ASKER_GONE"
+
+
 ERRORS_BY_CODE: dict[str, type[TaskdeckError]] = {
     cls.code: cls
     for cls in (
@@ -110,6 +117,7 @@ ERRORS_BY_CODE: dict[str, type[TaskdeckError]] = {
         Unavailable,
         PromptTimedOut,
         UnknownRule,
+        AskerGone,
     )
 }
 """Wire code -> exception class, so clients raise the same types as the registry."""

@@ -9,8 +9,9 @@ PUB socket and the loop's own queues are not thread-safe, so this is the one rul
 
 The loop thread holds it at all times except while it waits in its selector (which is
 when it touches nothing); the command thread takes it for each batch of requests.
-Whatever the batch left for the loop (a callback made ready, an earlier timer) is
-picked up by `wake_loop()` before the lock is given back.
+Whatever the batch left for the loop (a callback made ready, a timer due sooner than the
+loop planned to wake) is a wake owed: `borrow` writes to the loop's self-pipe on the way
+out, or with `defer_wake` leaves that to `wake()`.
 """
 
 from __future__ import annotations
@@ -100,14 +101,15 @@ class LoopLock:
         with self.lock:
             ready = len(loop._ready)
             timers = loop._scheduled
-            first = timers[0] if timers else None
+            # The loop sleeps until its heap's head at most (cancelled or not: it planned
+            # its wake by it); a live timer due before that is a wake owed.
+            planned = timers[0].when() if timers else None
             asyncio.events._set_running_loop(loop)
             try:
                 yield
             finally:
                 asyncio.events._set_running_loop(None)
-                if len(loop._ready) > ready or (timers and timers[0] is not first
-                                                and not timers[0].cancelled()):
+                if len(loop._ready) > ready or _live_before(timers, planned):
                     if defer_wake:
                         self.wake_owed = True
                     else:
@@ -118,3 +120,20 @@ class LoopLock:
         if self.wake_owed:
             self.wake_owed = False
             self._loop._write_to_self()
+
+
+def _live_before(timers: list[asyncio.TimerHandle], deadline: float | None) -> bool:
+    """True when the heap `timers` holds a timer not cancelled that is due before `deadline`
+    (None: any). A cancelled one at the head may hide a live one behind it, so the heap
+    is searched, but only below timers due before the deadline: those are the ones the
+    borrow added, few."""
+    stack = [0] if timers else []
+    while stack:
+        at = stack.pop()
+        timer = timers[at]
+        if deadline is not None and timer.when() >= deadline:
+            continue  # the heap's order: nothing below is sooner
+        if not timer.cancelled():
+            return True
+        stack.extend(child for child in (2 * at + 1, 2 * at + 2) if child < len(timers))
+    return False

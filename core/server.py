@@ -75,14 +75,16 @@ DRAIN_BATCH = 256
 COMMAND_POLL_MS = 50
 """How long the command thread blocks in one receive before it checks for a stop."""
 
-WAKE_DEFER_MS = 1
-"""How long the loop's work left by a batch (an agent's run to start) waits for the
-command path to go idle: a request arriving within it is served first."""
+WAKE_IDLE_MS = 1
+"""Milliseconds without a request after which the loop is woken for the work batches left
+it (an agent's run to start): a request arriving within them is served first."""
 
-WAKE_DEFER_MAX = 0.001
-"""Seconds the loop's work waits at most while requests keep arriving: longer, and the
-runs it starts in one go (an agent's first step each) hold up the request that arrives
-then; shorter, and it comes back to one wake-up per request."""
+WAKE_DEFER_MAX_MS = 1
+"""Milliseconds after the first batch that left the loop work past which the loop is
+woken even while requests keep arriving. Checked when a batch ends, so the work may wait
+this plus one batch (up to `DRAIN_BATCH` requests). Longer, and the runs it starts in
+one go (an agent's first step each) hold up the request that arrives then; shorter, and
+it comes back to one wake-up per request."""
 
 BATCH_BYTES = 8 * 1024 * 1024
 """Reply bytes a batch may hold before it is written and sent: replies wait for the batch's
@@ -652,13 +654,14 @@ class Daemon:
 
 class _DeferredWake:
     """When the command thread wakes the loop for the work its batches left it (an agent's
-    run to start, a sooner timer): once no request follows within `WAKE_DEFER_MS`, or
-    `WAKE_DEFER_MAX` after the first batch that left some.
+    run to start, a sooner timer): once no request follows within `WAKE_IDLE_MS`, or at
+    the end of the first batch that ends `WAKE_DEFER_MAX_MS` or more after the first
+    batch that left some.
 
     Woken after every request, the loop's thread ran an agent's first step while the
     client waited for its reply on a busy core, and each request paid a wake-up
     (docs/BENCHMARKS.md). The reply still goes first; the run starts about a
-    millisecond later.
+    millisecond later (under a flood of requests, a batch more at most).
     """
 
     def __init__(self, cmd: zmq.Socket[Any], lock: LoopLock) -> None:
@@ -674,8 +677,8 @@ class _DeferredWake:
             return
         if self.since is None:
             self.since = time.monotonic()
-            _receive_timeout(self.cmd, WAKE_DEFER_MS)
-        elif time.monotonic() - self.since >= WAKE_DEFER_MAX:
+            _receive_timeout(self.cmd, WAKE_IDLE_MS)
+        elif (time.monotonic() - self.since) * 1000 >= WAKE_DEFER_MAX_MS:
             self.pay()
 
     def pay(self) -> None:

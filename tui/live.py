@@ -171,16 +171,25 @@ class LiveDeck(App[int]):
         self.run_worker(self._start(), name="connect", exit_on_error=False)
 
     async def _start(self) -> None:
+        """Connect and sync, then show the tree once the widgets are mounted.
+
+        Cancelled (the app leaves, maybe before it mounted), it ends at once: waiting for
+        a mount that will never come would hang the worker past its cancellation.
+        """
+        failure: str | None = None
         try:
-            try:
-                self.client = await self._stack.enter_async_context(self._connect())
-                self.view.mirror = self.client.mirror
-                await self.client.start_mirror(self._on_change)
-                await self.client.wait_synced(timeout=self._sync_timeout)
-            finally:
-                await self._mounted.wait()  # the widgets to show it, or the failure, on
+            self.client = await self._stack.enter_async_context(self._connect())
+            self.view.mirror = self.client.mirror
+            await self.client.start_mirror(self._on_change)
+            await self.client.wait_synced(timeout=self._sync_timeout)
         except (TaskdeckError, TimeoutError) as exc:
-            self.failure = str(exc) or "the daemon did not answer"
+            failure = str(exc) or "the daemon did not answer"
+        except Exception:
+            await self._mounted.wait()  # the widgets, for the error's report
+            raise
+        await self._mounted.wait()  # the widgets to show it, or the failure, on
+        if failure is not None:
+            self.failure = failure
             self.exit(return_code=2)
             return
         self.query_one(TaskTree).connecting = False

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from core.errors import BadRequest
 from core.model import EDIT, MAX_TEXT, Action, Task, Verdict
 from core.policy import Pattern
-from tui.view import denial_choice, is_asking, verdict_of
+from tui.view import approval_choice, denial_choice, is_asking, verdict_of
 
 
 class Mode(str, enum.Enum):
@@ -255,8 +255,7 @@ class Modes:
                         "warning"),)
         choice = choices[number - 1]
         if unread and verdict_of(task, choice) is Verdict.APPROVED:
-            return (Say(f"#{task.id}'s question has {unread} more lines you have not seen: "
-                        "e shows them; approve once you have read them", "warning"),)
+            return _unread(task, unread)
         if choice == EDIT and action is not None:
             return self._open_edit(task, action)
         return (Send(task.id, task.blocked_on.prompt_id, choice),)
@@ -348,9 +347,7 @@ class Modes:
             return (Say(f"#{task.id} asks a plain question: rules decide only an agent's "
                         "actions; a or d answers it once", "warning"),)
         if effect == "allow" and unread:
-            said = self.choose(task, 1, unread=unread)
-            if not isinstance(said[0], Send):
-                return said
+            return _unread(task, unread)
         scopes: list[tuple[str, dict[str, object]]] = []
         if action.session:
             scopes.append((f"this session ({action.session})", {"session": action.session}))
@@ -389,10 +386,16 @@ class Modes:
         if pattern.everything:
             return (Say(f"{pattern.text} matches every use of {pattern.tool}: narrow it "
                         "(`taskdeck rules add --everything` adds such a rule)", "warning"),)
-        answer = self.choices[0] if draft.effect == "allow" else denial_choice(self.choices)
-        if answer is None:
-            return (Say("this question offers no plain deny for a rule to give: Esc, then d "
-                        "answers it", "warning"),)
+        if draft.effect == "allow":
+            answer = approval_choice(self.choices)
+            if answer is None:
+                return (Say("this question offers no choice that approves for a rule to give: "
+                            "Esc, then d or 1-9 answers it", "warning"),)
+        else:
+            answer = denial_choice(self.choices)
+            if answer is None:
+                return (Say("this question offers no plain deny for a rule to give: Esc, then d "
+                            "answers it", "warning"),)
         remember = Remember(answering[0], answering[1], draft.effect, pattern.text,
                             draft.scopes[draft.scope][1], EXPIRIES[draft.expiry][1], answer)
         return (remember, *self.cancel_answer())
@@ -488,3 +491,9 @@ def _not_asking(task: Task | None) -> Intents:
     if not is_asking(task) or task.blocked_on is None:
         return (Say(f"#{task.id} is not asking; b jumps to the next question", "warning"),)
     return ()
+
+
+def _unread(task: Task, unread: int) -> Intents:
+    """Why an approval waits: lines of the question were never on screen."""
+    return (Say(f"#{task.id}'s question has {unread} more lines you have not seen: "
+                "e shows them; approve once you have read them", "warning"),)

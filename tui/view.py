@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter, countOf
 
 from core.mirror import Mirror
-from core.model import BlockedReason, Prompt, Task, TaskStatus, Verdict
+from core.model import EDIT, BlockedReason, Prompt, Task, TaskStatus, Verdict
 from core.text import printable
 from tui.rows import RowIndex, Rows, Walk
 
@@ -156,6 +156,15 @@ def denial_choice(choices: Sequence[str]) -> str | None:
     """The choice `d` sends: the one that refuses, by `Prompt.verdict`'s rule (None: `d`
     does not answer, e.g. "us" / "eu" / "asia", or "approve" / "edit")."""
     return Prompt.denial_among(list(choices))
+
+
+def approval_choice(choices: Sequence[str]) -> str | None:
+    """The choice an allow rule answers with: the first that `Prompt.judge` counts as an
+    approval, never `EDIT` (which asks for an edited input); None when none approves
+    (e.g. "no" / "cancel")."""
+    listed = list(choices)
+    return next((c for c in listed
+                 if c != EDIT and Prompt.judge(listed, c) is Verdict.APPROVED), None)
 
 
 def offers_denial(choices: Sequence[str]) -> bool:
@@ -332,6 +341,8 @@ class TreeView:
                 self.total_tokens += own
                 self.subtree.add(task.parent_id, own)
                 created.append(task_id)
+                if task.parent_id is not None and task.parent_id not in tasks:
+                    self._orphans.add(task_id)  # its parent went before a frame showed it
                 continue
             if seen.status is not task.status:
                 self.counts[seen.status] -= 1
@@ -531,7 +542,11 @@ class TreeView:
     def reveal(self, task_ids: Iterable[int]) -> None:
         """Give these tasks rows: unfold their ancestors, and drop a filter that hides one."""
         wanted = [i for i in task_ids if i in self.mirror.tasks]
-        self.apply([i for i in wanted if i not in self._known])  # new since the last frame
+        if any(i not in self._known for i in wanted):
+            # New since the last frame: fold in every new task now, in id order, as the
+            # frame would (one alone would lose a new parent, or jump ahead of a new root).
+            # O(tasks), on a key press that finds a task just created.
+            self.apply(sorted(i for i in self.mirror.tasks if i not in self._known))
         changed = False
         for task_id in wanted:
             for ancestor in self.mirror.ancestors(task_id):

@@ -398,8 +398,9 @@ def _quote(text: str, limit: int = 60) -> str:
 def auto_answer(prompt: Prompt, rng: random.Random) -> tuple[str, str | None]:
     """Pick an answer for the headless demo, as a busy but agreeable person would.
 
-    Mostly the first choice; sometimes a middle choice, sometimes the last one (a
-    denial) with a reason; free text where the question invites it.
+    Mostly the first choice; sometimes a middle choice, sometimes the choice that
+    refuses (`Prompt.denial_among`, wherever it is listed) with a reason; free text where
+    the question invites it. A reason for a denial never goes with a choice that approves.
 
     Returns:
         (answer text, reason or None).
@@ -412,5 +413,8 @@ def auto_answer(prompt: Prompt, rng: random.Random) -> tuple[str, str | None]:
     if len(choices) > 2 and roll < 0.4:
         return rng.choice(list(choices[1:-1])), None
     if len(choices) >= 2 and roll > 0.85:
-        return choices[-1], rng.choice(DENIAL_REASONS)
+        reason = rng.choice(DENIAL_REASONS)  # drawn either way: the seeded run stays the same
+        denial = Prompt.denial_among(list(choices))
+        if denial is not None:
+            return denial, reason
     return choices[0], None

@@ -50,9 +50,11 @@ class _AsyncCommands(_Endpoint):
         """Set by the reader when the command socket may have a reply."""
         self._lock = asyncio.Lock()
         self._closed = False
-        self.busy_loop_waits = 0
-        """Requests that found something else ready on the loop, so their reply was
-        awaited through it instead of by the short blocking wait (`BLOCKING_WAIT_MS`)."""
+        self._busy_loop_waits = 0
+        """Instrumentation for tests and benchmarks: requests sent when `may_block` said
+        no (something else ready on the loop, or a daemon serving from it), whose reply was
+        therefore awaited through the loop without the short blocking wait first
+        (`BLOCKING_WAIT_MS`). A blocking wait that timed out is not counted."""
 
     async def close(self) -> None:
         """Close the command socket and the context (LINGER 0)."""
@@ -173,7 +175,7 @@ class _AsyncCommands(_Endpoint):
                             done = True
                             return reply
                 else:
-                    self.busy_loop_waits += 1
+                    self._busy_loop_waits += 1
                 while await self._req_event(sock, _POLLIN, timeout):
                     try:
                         raw = sock.recv(_NOBLOCK)

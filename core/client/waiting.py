@@ -23,7 +23,7 @@ import zmq
 from core import protocol as p
 from core.client import calls
 from core.client.calls import LOCAL_GRACE, NoWordInTime, settle
-from core.errors import TaskdeckError, Unavailable
+from core.errors import AskerGone, TaskdeckError, Unavailable
 from core.model import PromptClosed, PromptState, Question, TaskChanged
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ SILENT_AFTER = 3.0
 
 WATCH_EVERY = 0.5
 """Seconds between two looks at whether the one waiting for the answer is still there."""
-
-
-class AskerGone(TaskdeckError):
-    """The one the answer was for went away (`gone` said why): nobody would read it."""
 
 
 def ask_and_wait(

@@ -205,6 +205,21 @@ def test_auto_answer_mostly_approves_sometimes_denies_with_reason() -> None:
     assert {text for text, _ in answers} == {"approve", "deny"}
 
 
+@pytest.mark.parametrize("choices", [
+    ["no", "yes"],                      # the refusal first: the last choice approves
+    ["staging", "skip", "production"],  # the refusal in the middle
+    ["us", "eu", "asia"],               # none refuses: no denial to give a reason for
+])
+def test_auto_answer_gives_a_denial_reason_only_with_the_choice_that_refuses(
+        choices: list[str]) -> None:
+    rng = random.Random(5)
+    prompt = Prompt(id=1, task_id=1, question="Deploy where?", choices=choices)
+    answers = [auto_answer(prompt, rng) for _ in range(400)]
+    with_reason = {text for text, reason in answers if reason is not None}
+    denial = Prompt.denial_among(choices)
+    assert with_reason == ({denial} if denial is not None else set())
+
+
 def test_auto_answer_types_free_text_for_open_questions() -> None:
     rng = random.Random(5)
     question = "Which branch should I base the fix on?"

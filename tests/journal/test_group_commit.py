@@ -257,36 +257,3 @@ async def test_a_daemon_whose_commit_fails_does_not_resume_the_asker(tmp_path: P
             assert isinstance(heard[0], Unrecorded), heard
             assert "cannot write journal" in (await client.hello())["journal_error"]
     assert audited(path) == []
-
-
-async def test_a_batch_of_answers_leaves_the_event_loop_asleep(tmp_path: Path) -> None:
-    """The command thread wakes the loop only for what the loop must do sooner: a batch
-    whose events armed and then (by its own write) cancelled the journal's group-commit
-    timer used to wake it after one batch in two, for nothing."""
-    from core.assembly import Assembly
-    from core.client import SyncClient
-
-    path = tmp_path / "state" / "journal.sqlite3"
-    async with Assembly(lambda first_id: make_registry(first_id=first_id),
-                        runtime_dir=tmp_path / "run", journal=path, heartbeat=60.0) as deck:
-        prompts = asked(deck.registry, 40)
-        loop = asyncio.get_running_loop()
-        wakes = 0
-        wake = loop._write_to_self  # type: ignore[attr-defined]
-
-        def counted() -> None:
-            nonlocal wakes
-            wakes += 1
-            wake()
-
-        def answer_all() -> None:
-            with SyncClient(tmp_path / "run", request_timeout=5.0) as client:
-                client.hello()
-                loop._write_to_self = counted  # type: ignore[attr-defined]
-                for prompt in prompts:
-                    client.answer(prompt, "approve")
-                loop._write_to_self = wake  # type: ignore[attr-defined]
-
-        await asyncio.to_thread(answer_all)
-        assert sorted(prompt for _, prompt in audited(path)) == prompts
-    assert wakes <= 4, f"the loop was woken {wakes} times for 40 answers"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from textual.command import CommandList, CommandPalette
 
 from core import protocol as p
-from core.client import ConnectionState
+from core.client import Client, ConnectionState
 from core.model import EndReason, PromptState, TaskStatus
 from tests.support import until
 from tests.tui.conftest import SIZE, deck, move_to, pending_of, ready, row_of, rows, settle
@@ -376,6 +379,25 @@ async def test_app_exits_cleanly_when_sync_fails(runtime_dir: Path) -> None:
         await until(lambda: app.failure is not None)
     assert app.failure == f"no daemon running (no connection file in {runtime_dir})"
     assert app.return_code == 2
+
+
+async def test_a_connect_cancelled_before_the_app_mounted_ends_at_once() -> None:
+    """The app left before its widgets were mounted (they never will be): the connect
+    worker, cancelled, must end, not wait for the mount forever."""
+    connecting = asyncio.Event()
+
+    @asynccontextmanager
+    async def never_answers() -> AsyncIterator[Client]:
+        connecting.set()
+        await asyncio.Event().wait()  # a daemon that never answers
+        yield  # type: ignore[misc]
+
+    app = make_app(connect=never_answers)
+    start = asyncio.create_task(app._start())  # as `on_load` runs it
+    await asyncio.wait_for(connecting.wait(), 5)
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(start, 5)
 
 
 async def test_detail_shows_who_answered_and_aborted(runtime_dir: Path, tmp_path: Path) -> None:

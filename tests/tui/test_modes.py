@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.model import BlockedOn, BlockedReason, EndReason, Task, TaskStatus
+from core.model import Action, BlockedOn, BlockedReason, EndReason, Task, TaskStatus
 from tui.modes import (
     Abort,
     ApplyFilter,
@@ -12,11 +12,13 @@ from tui.modes import (
     CloseAnswer,
     CloseConfirm,
     Expand,
+    Intents,
     LeaveFilter,
     Mode,
     Modes,
     OpenAnswer,
     OpenFilter,
+    Remember,
     Say,
     Send,
 )
@@ -129,6 +131,46 @@ def test_an_approval_waits_until_a_long_question_was_read() -> None:
 
 def test_a_denial_by_number_needs_no_reading() -> None:
     assert Modes().choose(asking(), 2, unread=4) == (Send(3, 7, "deny"),)
+
+
+BASH = Action(agent="claude", tool="Bash", input={"command": "npm test"}, session="s1")
+
+
+def rule_sent(effect: str, *choices: str) -> Intents:
+    """`A` or `D` on a task asking `choices`, then Enter on the proposed rule."""
+    modes = Modes()
+    modes.open_remember(asking(3, *choices), effect, BASH, "Bash(npm test)")
+    return modes.submit_answer("Bash(npm test)")
+
+
+@pytest.mark.parametrize(("choices", "answer"), [
+    (("approve", "deny"), "approve"),
+    (("no", "yes"), "yes"),                    # the first choice refuses: never it
+    (("cancel", "edit", "run it"), "run it"),  # nor the edit, which asks for new input
+])
+def test_an_allow_rule_answers_with_the_first_choice_that_approves(
+        choices: tuple[str, ...], answer: str) -> None:
+    sent = rule_sent("allow", *choices)
+    assert isinstance(sent[0], Remember) and sent[0].effect == "allow"
+    assert sent[0].answer == answer
+
+
+def test_an_allow_rule_on_a_question_with_no_approving_choice_answers_nothing() -> None:
+    assert rule_sent("allow", "no", "cancel") == (Say(
+        "this question offers no choice that approves for a rule to give: Esc, then d or "
+        "1-9 answers it", "warning"),)
+
+
+def test_a_deny_rule_answers_with_the_refusal_wherever_it_is_listed() -> None:
+    sent = rule_sent("deny", "ship it", "no")
+    assert isinstance(sent[0], Remember) and sent[0].answer == "no"
+
+
+def test_an_allow_rule_waits_until_a_long_question_was_read() -> None:
+    said = Modes().open_remember(asking(3, "no", "yes"), "allow", BASH, "Bash(npm test)",
+                                 unread=4)
+    assert said == (Say("#3's question has 4 more lines you have not seen: e shows them; "
+                        "approve once you have read them", "warning"),)
 
 
 def test_e_expands_an_asking_row() -> None:

@@ -154,6 +154,25 @@ def test_a_filtered_orphan_counts_one_row() -> None:
     assert [r.task_id for r in view.rows] == [3]
 
 
+def test_a_new_task_revealed_with_its_new_parent_sits_under_it() -> None:
+    """`b` or the inbox reveals an asking sub-task before the frame folds it in; its
+    parent, created in the same frame, must come with it, not leave it a root."""
+    mirror = _mirror([None])
+    view = TreeView(mirror)
+    view.reset()
+    list(view.rows)
+    _event(mirror, TaskCreated(task=Task(id=2, agent="demo", description="sub", parent_id=1)))
+    _event(mirror, TaskCreated(task=Task(id=3, agent="demo", description="subsub", parent_id=2)))
+    view.reveal([3])
+    assert [(r.task_id, r.depth) for r in view.rows] == [(1, 0), (2, 1), (3, 2)]
+    view.apply([2, 3])  # the frame
+    _event(mirror, TaskCreated(task=Task(id=4, agent="demo", description="new root")))
+    view.apply([4])
+    assert [(r.task_id, r.depth, r.guide) for r in view.rows] == [
+        (1, 0, ""), (2, 1, "└─"), (3, 2, "  └─"), (4, 0, "")]
+    assert dict(view.index) == {1: 0, 2: 1, 3: 2, 4: 3}
+
+
 @st.composite
 def growth(draw: st.DrawFn) -> tuple[list[int | None], list[tuple[str, int, int]]]:
     size = draw(st.integers(1, 20))

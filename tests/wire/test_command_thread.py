@@ -77,15 +77,21 @@ async def test_one_reply_awaited_through_the_loop_leaves_the_next_ones_on_the_fa
     loop = asyncio.get_running_loop()
     async with Client(threaded_daemon.runtime_dir, request_timeout=5.0) as client:
         await client.hello()
-        loop.call_soon(lambda: None)  # the loop has work: this request waits through it
+        ran: list[bool] = []
+        loop.call_soon(ran.append, True)  # the loop has work: this request waits through it
         await client.hello()
-        assert client.busy_loop_waits == 1
+        assert client._busy_loop_waits == 1
+        # A reply already there when the request looks is taken without giving the loop
+        # a turn: the work would then stay queued and every request below find it busy.
+        await asyncio.sleep(0)
+        assert ran
         for _ in range(20):
             await client.hello()
         # Nothing else runs on this loop: no request should find it busy (before the fix,
         # the reader of the reply before kept it busy for every one of the 20). A wake-up
-        # of the socket's reader that races a request may still, now and then.
-        assert client.busy_loop_waits < 5
+        # of the socket's reader that races a request may still, now and then (on a
+        # loaded machine, 5 of the 20 were seen): half of them tells the two apart.
+        assert client._busy_loop_waits <= 10
 
 
 async def _blocked_in_mirror(client: Client, task_id: int, within: float) -> None:
