@@ -20,6 +20,7 @@ from core.errors import (
     NotPending,
     PromptTimedOut,
     TaskdeckError,
+    Unrecorded,
 )
 from core.model import (
     Action,
@@ -237,3 +238,24 @@ def settle(asked: Prompt, closed: Prompt, task: Task) -> Prompt:
         why = "aborted" if task.end_reason is EndReason.ABORTED else task.status.value
         raise InvalidState(f"task {task.id} was {why}: {task.error or ''}".rstrip(": "))
     raise NotPending(f"prompt {closed.id} was cancelled")
+
+
+def recorded(answered: Prompt, hello: dict[str, Any]) -> Prompt:
+    """The answered prompt an `ask` returns, once the daemon's `hello` (asked after the
+    answer arrived) shows its journal still writes.
+
+    A batch's events go out after its commit, even when the commit failed: the answer
+    then reached the registry but not the journal, and its answerer was told so. The
+    failure is sticky, so a journal error seen after the answer means it may be that
+    one: the asker must not act on it, as an in-process agent does not (`Unrecorded`).
+
+    Raises:
+        Unrecorded: the daemon reports its journal failed.
+    """
+    error = hello.get("journal_error")
+    if answered.state is PromptState.ANSWERED and error:
+        raise Unrecorded(
+            f"prompt {answered.id} was answered ({answered.answer!r}) but the daemon "
+            f"cannot record decisions: {error}; nothing was approved"
+        )
+    return answered

@@ -107,6 +107,7 @@ class ExternalTask:
             NoWordInTime: nor did the daemon say so within `LOCAL_GRACE` after it.
             InvalidState: the task was aborted (or ended) while waiting.
             NotPending: the prompt was cancelled.
+            Unrecorded: it was answered, but the daemon's journal failed to record it.
             TypeError: a `Question` together with choices, timeout, default or action keywords.
         """
         asked = _question(question, choices, timeout, default, action)
@@ -137,7 +138,7 @@ class ExternalTask:
         self.task = task
         if task.status.is_ended and _same_question(prompt, closed):
             self._ended = True
-        return settle(prompt, closed, task)
+        return calls.recorded(settle(prompt, closed, task), await client.hello())
 
     async def add_tokens(self, prompt: int = 0, completion: int = 0) -> None:
         """Count tokens this task spent."""

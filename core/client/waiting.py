@@ -59,6 +59,7 @@ def ask_and_wait(
         NoWordInTime: nor did the daemon say so within `LOCAL_GRACE` after it.
         InvalidState: the task was aborted (or ended) while waiting.
         NotPending: the prompt was cancelled.
+        Unrecorded: it was answered, but the daemon's journal failed to record it.
         Unavailable: the daemon did not greet the subscription, or stopped answering.
         AskerGone: `gone` said the answer would reach nobody.
     """
@@ -71,7 +72,8 @@ def ask_and_wait(
         prompt = client._do(calls.ask(task_id, question))
         if on_asked is not None:
             on_asked(prompt)
-        return _follow(client, sub, prompt, epoch, seq, question.timeout, lease, gone)
+        answered = _follow(client, sub, prompt, epoch, seq, question.timeout, lease, gone)
+        return calls.recorded(answered, client.hello())
     finally:
         sub.close(linger=0)
 

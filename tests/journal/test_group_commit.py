@@ -257,3 +257,48 @@ async def test_a_daemon_whose_commit_fails_does_not_resume_the_asker(tmp_path: P
             assert isinstance(heard[0], Unrecorded), heard
             assert "cannot write journal" in (await client.hello())["journal_error"]
     assert audited(path) == []
+
+
+
+@pytest.mark.parametrize("asker", ["script", "hook"])
+async def test_an_external_asker_does_not_act_on_an_answer_its_daemon_failed_to_record(
+    tmp_path: Path, asker: str,
+) -> None:
+    """The batch's events still go out after its commit failed, so the asker sees the
+    answer: a script's `ask` (the async client) and a hook's blocking wait must both
+    raise `Unrecorded` rather than go on with "approve"."""
+    from core.assembly import Assembly
+    from core.client import SyncClient
+    from core.client.waiting import ask_and_wait
+    from core.model import Question
+    from tests.wire.conftest import HEARTBEAT
+
+    path = tmp_path / "state" / "journal.sqlite3"
+    run = tmp_path / "run"
+    loop = asyncio.get_running_loop()
+    asked: asyncio.Future[int] = loop.create_future()
+
+    def on_asked(prompt: object) -> None:
+        loop.call_soon_threadsafe(asked.set_result, prompt.id)  # type: ignore[attr-defined]
+
+    def hook() -> object:
+        with SyncClient(run) as sync:
+            task = sync.request(p.Open(description="deploy", lease=600)).task
+            return ask_and_wait(sync, task.id, Question(text="Deploy?"), on_asked=on_asked)
+
+    async with Assembly(lambda first_id: Registry(first_id=first_id),
+                        runtime_dir=run, journal=path, heartbeat=HEARTBEAT) as deck:
+        async with Client(run) as client:
+            if asker == "script":
+                task = await client.open_task("deploy", lease=600)
+                waiting = asyncio.ensure_future(task.ask("Deploy?", on_asked=on_asked))
+            else:
+                waiting = asyncio.ensure_future(asyncio.to_thread(hook))
+            prompt_id = await asyncio.wait_for(asked, 10)
+            assert deck.journal is not None
+            deck.journal.write()
+            with wal_cannot_grow(path), pytest.raises(TaskdeckError, match="not recorded"):
+                await client.answer(prompt_id, "approve")
+            with pytest.raises(Unrecorded, match="nothing was approved"):
+                await asyncio.wait_for(waiting, 10)
+    assert audited(path) == []
