@@ -41,7 +41,9 @@ The database runs in WAL mode. Three kinds of writes:
 The reply to each request that created, ended or decided something is kept
 with the rows of its batch (`remember()`, the last `REPLIES_KEPT`): a client
 retrying a request whose reply was lost in a crash gets that reply from the
-restarted daemon instead of having the request applied twice.
+restarted daemon instead of having the request applied twice. A decision's reply
+goes into its own audit row, written in the same transaction (no page more for
+its fsync to wait for); other replies go into the `replies` ring.
 
 Before every write the journal checks that its file is still the one it opened
 (device and inode): a journal deleted or replaced under the daemon, like one
@@ -86,7 +88,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused.
 
 2 added `audit.question`, the `meta` table (the id reservation) and the
@@ -97,8 +99,10 @@ waits for): `audit` ids without AUTOINCREMENT (no `sqlite_sequence` row to rewri
 audit rows are never deleted, so ids still never repeat), `replies` a ring of
 `REPLIES_KEPT` slots rewritten in place (no unique index on the request id, no
 delete of the oldest), and `audit_tasks` only for the other tasks a decision ended
-(an abort's subtree): its own task is `audit.task_id`. Older files are upgraded in
-place when opened (`_upgrade`).
+(an abort's subtree): its own task is `audit.task_id`; 6 keeps a decision's remembered
+reply in its audit row (`audit.request_id`, `reply`, `reply_seq`), which the decision
+writes anyway, instead of a row of the `replies` ring: one page less per decision.
+Older files are upgraded in place when opened (`_upgrade`).
 """
 
 ID_BLOCK = 1000
@@ -139,7 +143,10 @@ CREATE TABLE IF NOT EXISTS audit (
     client TEXT,
     curve_key TEXT,
     question TEXT,
-    summary TEXT
+    summary TEXT,
+    request_id TEXT,
+    reply BLOB,
+    reply_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS audit_task ON audit(task_id);
 CREATE TABLE IF NOT EXISTS audit_tasks (
@@ -171,6 +178,9 @@ CREATE TABLE IF NOT EXISTS replies (
 """
 # `replies` is read whole when the daemon starts (`replies()`), never looked up by
 # request id in the file: hence no index on it, and a ring (slot = seq % REPLIES_KEPT).
+# A decision's reply is in its audit row instead; `reply_seq` orders both together.
+_AUDIT_REPLIES = ("request_id TEXT", "reply BLOB", "reply_seq INTEGER")
+"""Columns schema 6 added to `audit`."""
 
 REPLIES_KEPT = 4096
 """Replies to state changes kept by request id, across restarts (the daemon's dedupe window)."""
@@ -221,6 +231,10 @@ class Journal:
         self._evicted: dict[int, float] = {}
         self._audits: list[tuple[tuple[object, ...], tuple[int, ...]]] = []
         self._replies: dict[str, bytes] = {}
+        self._audit_replies: dict[str, int] = {}
+        """Pending replies (of `_replies`) that go into a decision's audit row: its id."""
+        self._unreplied: int | None = None
+        """The audit row the open transaction's last decision wrote, while it has no reply."""
         self._reply_seq = reply_seq
         """The last remembered reply's place in the ring (its slot: seq % REPLIES_KEPT)."""
         self._timer: asyncio.TimerHandle | None = None
@@ -240,6 +254,8 @@ class Journal:
         self._sync: str | None = "NORMAL"
         """The connection's `PRAGMA synchronous` (as `open` leaves it); None: unknown."""
         self._held: tuple[dict[int, Task], dict[int, Prompt]] = ({}, {})
+        self._last_audit: int | None = None
+        """The id of the audit row written last (`_insert`)."""
         """Task and prompt rows as written into the open transaction (see `_flush`)."""
 
     # ------------------------------------------------------------------ open
@@ -290,7 +306,12 @@ class Journal:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
             db.execute("SELECT count(*) FROM tasks").fetchone()  # a damaged file fails here
-            reply_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM replies").fetchone()[0])
+            reply_seq = max(
+                int(db.execute("SELECT coalesce(max(seq), 0) FROM replies").fetchone()[0]),
+                # Audit rows get their seq in id order: the newest with one has the highest.
+                int(db.execute("SELECT coalesce((SELECT reply_seq FROM audit WHERE reply_seq"
+                               " IS NOT NULL ORDER BY id DESC LIMIT 1), 0)").fetchone()[0]),
+            )
         except sqlite3.Error as exc:
             db.close()
             raise _damaged(path, exc, "open") from None
@@ -393,18 +414,29 @@ class Journal:
         applying the request twice (an ask asked again, an open opened twice).
         """
         self._replies[request_id] = reply
+        if self._unreplied is not None:
+            # The reply to the decision just held in the open transaction (the daemon
+            # remembers each request's reply as soon as it is handled): kept in that
+            # decision's audit row, a page the commit writes anyway.
+            self._audit_replies[request_id] = self._unreplied
+            self._unreplied = None
 
     def replies(self) -> list[tuple[str, bytes]]:
         """The last `REPLIES_KEPT` remembered replies, oldest first, for a starting daemon."""
         self._flush(durable=False)
         try:
             rows = self._db.execute(
-                "SELECT request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
+                "SELECT seq, request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
                 (REPLIES_KEPT,),
             ).fetchall()  # the ring holds at most REPLIES_KEPT; the limit guards a bad file
+            rows += self._db.execute(
+                "SELECT reply_seq, request_id, reply FROM audit WHERE reply_seq IS NOT NULL"
+                " ORDER BY id DESC LIMIT ?", (REPLIES_KEPT,),
+            ).fetchall()  # newest first by id, which is seq order: no index needed
         except sqlite3.Error as exc:
             raise _damaged(self.path, exc) from None
-        return [(request_id, bytes(reply)) for request_id, reply in reversed(rows)]
+        rows.sort()
+        return [(request_id, bytes(reply)) for _seq, request_id, reply in rows[-REPLIES_KEPT:]]
 
     def audit(
         self,
@@ -518,6 +550,7 @@ class Journal:
         if self._closed:
             raise JournalError(f"journal {self.path} is closed")
         self._write(self._rows(tasks, prompts, rules), durable=True, audits=(audit,), hold=True)
+        self._unreplied = self._last_audit
         held_tasks, held_prompts = self._held
         held_tasks.update(tasks)
         held_prompts.update(prompts)
@@ -592,20 +625,41 @@ class Journal:
             ))
         seq = self._reply_seq
         if replies:
-            statements.append((
-                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
-                " request_id=excluded.request_id, reply=excluded.reply",
-                [((seq + n) % REPLIES_KEPT, seq + n, request_id, reply)
-                 for n, (request_id, reply) in enumerate(replies.items(), 1)],
-            ))
+            statements.extend(self._reply_rows(replies, seq))
         self._write(statements, durable=durable, audits=audits, hold=hold)
         self._reply_seq = seq + len(replies)
         if self._open:
             held_tasks.update(tasks)
             held_prompts.update(prompts)
         self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
-        self._replies, self._rules = {}, {}
+        self._replies, self._rules, self._audit_replies = {}, {}, {}
+
+    def _reply_rows(
+        self, replies: dict[str, bytes], seq: int
+    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+        """The statements that write these replies, numbered from `seq + 1`: a decision's
+        into its audit row (in the open transaction), the others into the ring."""
+        in_audit = self._audit_replies if self._open else {}
+        ring: list[tuple[object, ...]] = []
+        audit: list[tuple[object, ...]] = []
+        for n, (request_id, reply) in enumerate(replies.items(), seq + 1):
+            audit_id = in_audit.get(request_id)
+            if audit_id is None:
+                ring.append((n % REPLIES_KEPT, n, request_id, reply))
+            else:
+                audit.append((request_id, reply, n, audit_id))
+        statements: list[tuple[str, list[tuple[object, ...]]]] = []
+        if audit:
+            statements.append((
+                "UPDATE audit SET request_id=?, reply=?, reply_seq=? WHERE id=?", audit))
+        if ring:
+            statements.append((
+                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
+                " request_id=excluded.request_id, reply=excluded.reply",
+                ring,
+            ))
+        return statements
 
     def _rows(
         self, tasks: dict[int, Task], prompts: dict[int, Prompt], rules: dict[int, Rule]
@@ -702,6 +756,8 @@ class Journal:
         """The open transaction ended: what it held is committed or gone."""
         for held in self._held:
             held.clear()
+        self._unreplied = None
+        self._audit_replies.clear()  # audit ids of this transaction: committed or gone
 
     def _insert(
         self,
@@ -718,6 +774,7 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
+            self._last_audit = cursor.lastrowid
             if ids:  # an abort's other tasks; most decisions have none
                 db.executemany(
                     "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
@@ -895,6 +952,10 @@ def _upgrade(db: sqlite3.Connection) -> None:
             db.execute(_table_sql("audit"))
             db.execute(f"INSERT INTO audit({names}) SELECT {names} FROM audit_before_5")
             db.execute("DROP TABLE audit_before_5")
+        columns = _columns(db, "audit")
+        for added in _AUDIT_REPLIES:  # schema 1-5: decisions' replies were in `replies`
+            if added.split()[0] not in columns:
+                db.execute(f"ALTER TABLE audit ADD COLUMN {added}")
     if "audit_tasks" in tables:  # a decision's own task is in its audit row
         db.execute("DELETE FROM audit_tasks WHERE EXISTS (SELECT 1 FROM audit WHERE"
                    " audit.id = audit_tasks.audit_id AND audit.task_id = audit_tasks.task_id)")
