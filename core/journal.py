@@ -80,7 +80,7 @@ from core.model import (
     TasksEvicted,
 )
 from core.policy import Rule
-from core.protocol import Decision
+from core.protocol import Decision, Origin
 from core.runtime import default_state_dir
 
 if TYPE_CHECKING:
@@ -474,21 +474,16 @@ class Journal:
                      ) -> tuple[tuple[object, ...], tuple[int, ...]]:
         """(the audit row, the other tasks it names) of one decision; `fields` as for `audit`."""
         task_id, origin = fields["task_id"], fields["origin"]
+        if type(origin) is Origin:  # a request's: its fields are typed already
+            who: tuple[object, ...] = (
+                origin.user, origin.host, origin.pid, origin.client, origin.curve_key)
+        else:
+            who = (_attr(origin, "user", str), _attr(origin, "host", str),
+                   _attr(origin, "pid", int), _attr(origin, "client", str),
+                   _attr(origin, "curve_key", str))
         row = (
-            time.time(),
-            self._epoch,
-            action,
-            task_id,
-            fields["prompt_id"],
-            fields["detail"],
-            fields["by"],
-            _attr(origin, "user", str),
-            _attr(origin, "host", str),
-            _attr(origin, "pid", int),
-            _attr(origin, "client", str),
-            _attr(origin, "curve_key", str),
-            fields.get("question"),
-            fields.get("summary"),
+            time.time(), self._epoch, action, task_id, fields["prompt_id"], fields["detail"],
+            fields["by"], *who, fields.get("question"), fields.get("summary"),
         )
         affected = fields.get("affected", ())
         if not affected:  # an answer's: most decisions name no other task
