@@ -22,8 +22,10 @@ The database runs in WAL mode. Three kinds of writes:
   the decision leaves them (`audit.records`): their own tables get them later, with
   the next write of any task or prompt row, once `FOLD_AFTER` rows wait, or before a
   read, and `meta` 'folded' names the last audit row whose records are in the tables
-  by then; `load()` lays the records of later audit rows over the tables. A decision
-  so costs its fsync two pages (the audit row and its index), not five. The batch's
+  by then. No table row is ever newer than the records of a later audit row, so a
+  journal opened after a crash first writes those records to their tables
+  (`_recover`) and reads the tables as before. A decision so costs its fsync two
+  pages (the audit row and its index), not five. The batch's
   `write()` commits that
   transaction with `synchronous=FULL`, before any event is published or any reply
   sent: concurrent answers share one commit and one fsync. If that commit fails, the
@@ -672,7 +674,7 @@ class Journal:
             prompts = {i: q for i, q in prompts.items() if held_prompts.get(i) != q}
         lazy = len(lazy_tasks) + len(lazy_prompts) + len(held_tasks) + len(held_prompts)
         # Folded whenever a task or prompt row is written anyway: no table row is ever
-        # newer than the records of an audit row after 'folded' (`load` relies on it).
+        # newer than the records of an audit row after 'folded' (`_recover` relies on it).
         self._folding = bool(lazy) and (fold or bool(tasks) or bool(prompts) or bool(evicted)
                                         or lazy >= FOLD_AFTER)
         if self._folding:
