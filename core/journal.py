@@ -17,8 +17,16 @@ The database runs in WAL mode. Three kinds of writes:
   `JournalError` (wire code JOURNAL_FAILED) and nobody hears of an unrecorded
   decision.
   Inside a daemon's batch of requests (`deferred_syncs()`), the group commit: the
-  decision's rows go into the batch's open transaction before it is applied (a row
-  that cannot be written still stops it), and the batch's `write()` commits that
+  decision's audit row goes into the batch's open transaction before it is applied (a
+  row that cannot be written still stops it). It holds the task and prompt rows as
+  the decision leaves them (`audit.records`): their own tables get them later, with
+  the next write of any task or prompt row, once `FOLD_AFTER` rows wait, or before a
+  read, and `meta` 'folded' names the last audit row whose records are in the tables
+  by then. No table row is ever newer than the records of a later audit row, so a
+  journal opened after a crash first writes those records to their tables
+  (`_recover`) and reads the tables as before. A decision so costs its fsync two
+  pages (the audit row and its index), not five. The batch's
+  `write()` commits that
   transaction with `synchronous=FULL`, before any event is published or any reply
   sent: concurrent answers share one commit and one fsync. If that commit fails, the
   batch's decisions stand in memory only and their replies say so (JOURNAL_FAILED);
@@ -41,7 +49,9 @@ The database runs in WAL mode. Three kinds of writes:
 The reply to each request that created, ended or decided something is kept
 with the rows of its batch (`remember()`, the last `REPLIES_KEPT`): a client
 retrying a request whose reply was lost in a crash gets that reply from the
-restarted daemon instead of having the request applied twice.
+restarted daemon instead of having the request applied twice. A decision's reply
+goes into its own audit row, written in the same transaction (no page more for
+its fsync to wait for); other replies go into the `replies` ring.
 
 Before every write the journal checks that its file is still the one it opened
 (device and inode): a journal deleted or replaced under the daemon, like one
@@ -78,7 +88,7 @@ from core.model import (
     TasksEvicted,
 )
 from core.policy import Rule
-from core.protocol import Decision
+from core.protocol import Decision, Origin
 from core.runtime import default_state_dir
 
 if TYPE_CHECKING:
@@ -86,7 +96,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Stored in `PRAGMA user_version`; a journal written by a newer taskdeck is refused.
 
 2 added `audit.question`, the `meta` table (the id reservation) and the
@@ -97,8 +107,12 @@ waits for): `audit` ids without AUTOINCREMENT (no `sqlite_sequence` row to rewri
 audit rows are never deleted, so ids still never repeat), `replies` a ring of
 `REPLIES_KEPT` slots rewritten in place (no unique index on the request id, no
 delete of the oldest), and `audit_tasks` only for the other tasks a decision ended
-(an abort's subtree): its own task is `audit.task_id`. Older files are upgraded in
-place when opened (`_upgrade`).
+(an abort's subtree): its own task is `audit.task_id`; 6 keeps a decision's remembered
+reply in its audit row (`audit.request_id`, `reply`, `reply_seq`), which the decision
+writes anyway, instead of a row of the `replies` ring, and the task and prompt rows as
+the decision leaves them (`audit.records`), their tables updated later (`meta` 'folded'):
+two pages per decision instead of five.
+Older files are upgraded in place when opened (`_upgrade`).
 """
 
 ID_BLOCK = 1000
@@ -139,7 +153,11 @@ CREATE TABLE IF NOT EXISTS audit (
     client TEXT,
     curve_key TEXT,
     question TEXT,
-    summary TEXT
+    summary TEXT,
+    request_id TEXT,
+    reply BLOB,
+    reply_seq INTEGER,
+    records BLOB
 );
 CREATE INDEX IF NOT EXISTS audit_task ON audit(task_id);
 CREATE TABLE IF NOT EXISTS audit_tasks (
@@ -171,6 +189,14 @@ CREATE TABLE IF NOT EXISTS replies (
 """
 # `replies` is read whole when the daemon starts (`replies()`), never looked up by
 # request id in the file: hence no index on it, and a ring (slot = seq % REPLIES_KEPT).
+# A decision's reply is in its audit row instead; `reply_seq` orders both together.
+_AUDIT_ADDED = ("request_id TEXT", "reply BLOB", "reply_seq INTEGER", "records BLOB")
+"""Columns schema 6 added to `audit`."""
+
+FOLD_AFTER = 128
+"""Task and prompt rows (an answer has one of each) that may live in decisions' audit rows
+only; a batch's commit that reaches it also writes them to their tables (see
+"Durability model")."""
 
 REPLIES_KEPT = 4096
 """Replies to state changes kept by request id, across restarts (the daemon's dedupe window)."""
@@ -221,6 +247,10 @@ class Journal:
         self._evicted: dict[int, float] = {}
         self._audits: list[tuple[tuple[object, ...], tuple[int, ...]]] = []
         self._replies: dict[str, bytes] = {}
+        self._audit_replies: dict[str, int] = {}
+        """Pending replies (of `_replies`) that go into a decision's audit row: its id."""
+        self._unreplied: int | None = None
+        """The audit row the open transaction's last decision wrote, while it has no reply."""
         self._reply_seq = reply_seq
         """The last remembered reply's place in the ring (its slot: seq % REPLIES_KEPT)."""
         self._timer: asyncio.TimerHandle | None = None
@@ -240,6 +270,13 @@ class Journal:
         self._sync: str | None = "NORMAL"
         """The connection's `PRAGMA synchronous` (as `open` leaves it); None: unknown."""
         self._held: tuple[dict[int, Task], dict[int, Prompt]] = ({}, {})
+        self._lazy: tuple[dict[int, Task], dict[int, Prompt]] = ({}, {})
+        """Committed decisions' task and prompt rows, in their audit rows only so far."""
+        self._folding = False
+        """The open transaction writes the lazy rows to their tables (see `_flush`)."""
+        self._records_codec = msgspec.msgpack.Decoder(tuple[list[Task], list[Prompt]])
+        self._last_audit: int | None = None
+        """The id of the audit row written last (`_insert`)."""
         """Task and prompt rows as written into the open transaction (see `_flush`)."""
 
     # ------------------------------------------------------------------ open
@@ -288,16 +325,53 @@ class Journal:
                 if statement.strip():
                     db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # A file without the key has every decision's rows in their tables.
+            db.execute("INSERT OR IGNORE INTO meta(key, value)"
+                       " SELECT 'folded', coalesce(max(id), 0) FROM audit")
             db.execute("COMMIT")
             db.execute("SELECT count(*) FROM tasks").fetchone()  # a damaged file fails here
-            reply_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM replies").fetchone()[0])
+            reply_seq = max(
+                int(db.execute("SELECT coalesce(max(seq), 0) FROM replies").fetchone()[0]),
+                # Audit rows get their seq in id order: the newest with one has the highest.
+                int(db.execute("SELECT coalesce((SELECT reply_seq FROM audit WHERE reply_seq"
+                               " IS NOT NULL ORDER BY id DESC LIMIT 1), 0)").fetchone()[0]),
+            )
         except sqlite3.Error as exc:
             db.close()
             raise _damaged(path, exc, "open") from None
         except JournalError:
             db.close()
             raise
-        return cls(path, db, group_delay=group_delay, fresh=fresh, reply_seq=reply_seq)
+        journal = cls(path, db, group_delay=group_delay, fresh=fresh, reply_seq=reply_seq)
+        try:
+            journal._recover()
+        except (sqlite3.Error, msgspec.DecodeError) as exc:
+            db.close()
+            raise _damaged(path, exc, "open") from None
+        except JournalError:
+            db.close()
+            raise
+        return journal
+
+    def _recover(self) -> None:
+        """Write the rows of decisions a stopped daemon had not folded into their tables.
+
+        After this every table row is current, so `load()` reads the tables alone, and
+        this journal's own folds may move 'folded' past those decisions.
+        """
+        db = self._db
+        (folded,) = db.execute("SELECT value FROM meta WHERE key='folded'").fetchone()
+        rows = db.execute("SELECT id, records FROM audit WHERE id > ? AND records IS NOT NULL"
+                          " ORDER BY id", (folded,)).fetchall()
+        if not rows:
+            return
+        lazy_tasks, lazy_prompts = self._lazy
+        for audit_id, records in rows:
+            tasks, prompts = self._records_codec.decode(records)
+            lazy_tasks.update((t.id, t) for t in tasks)
+            lazy_prompts.update((q.id, q) for q in prompts)
+            self._last_audit = audit_id
+        self._flush(durable=True, fold=True)
 
     # ---------------------------------------------------------------- attach
 
@@ -393,18 +467,29 @@ class Journal:
         applying the request twice (an ask asked again, an open opened twice).
         """
         self._replies[request_id] = reply
+        if self._unreplied is not None:
+            # The reply to the decision just held in the open transaction (the daemon
+            # remembers each request's reply as soon as it is handled): kept in that
+            # decision's audit row, a page the commit writes anyway.
+            self._audit_replies[request_id] = self._unreplied
+            self._unreplied = None
 
     def replies(self) -> list[tuple[str, bytes]]:
         """The last `REPLIES_KEPT` remembered replies, oldest first, for a starting daemon."""
         self._flush(durable=False)
         try:
             rows = self._db.execute(
-                "SELECT request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
+                "SELECT seq, request_id, reply FROM replies ORDER BY seq DESC LIMIT ?",
                 (REPLIES_KEPT,),
             ).fetchall()  # the ring holds at most REPLIES_KEPT; the limit guards a bad file
+            rows += self._db.execute(
+                "SELECT reply_seq, request_id, reply FROM audit WHERE reply_seq IS NOT NULL"
+                " ORDER BY id DESC LIMIT ?", (REPLIES_KEPT,),
+            ).fetchall()  # newest first by id, which is seq order: no index needed
         except sqlite3.Error as exc:
             raise _damaged(self.path, exc) from None
-        return [(request_id, bytes(reply)) for request_id, reply in reversed(rows)]
+        rows.sort()
+        return [(request_id, bytes(reply)) for _seq, request_id, reply in rows[-REPLIES_KEPT:]]
 
     def audit(
         self,
@@ -442,21 +527,16 @@ class Journal:
                      ) -> tuple[tuple[object, ...], tuple[int, ...]]:
         """(the audit row, the other tasks it names) of one decision; `fields` as for `audit`."""
         task_id, origin = fields["task_id"], fields["origin"]
+        if type(origin) is Origin:  # a request's: its fields are typed already
+            who: tuple[object, ...] = (
+                origin.user, origin.host, origin.pid, origin.client, origin.curve_key)
+        else:
+            who = (_attr(origin, "user", str), _attr(origin, "host", str),
+                   _attr(origin, "pid", int), _attr(origin, "client", str),
+                   _attr(origin, "curve_key", str))
         row = (
-            time.time(),
-            self._epoch,
-            action,
-            task_id,
-            fields["prompt_id"],
-            fields["detail"],
-            fields["by"],
-            _attr(origin, "user", str),
-            _attr(origin, "host", str),
-            _attr(origin, "pid", int),
-            _attr(origin, "client", str),
-            _attr(origin, "curve_key", str),
-            fields.get("question"),
-            fields.get("summary"),
+            time.time(), self._epoch, action, task_id, fields["prompt_id"], fields["detail"],
+            fields["by"], *who, fields.get("question"), fields.get("summary"), None,
         )
         affected = fields.get("affected", ())
         if not affected:  # an answer's: most decisions name no other task
@@ -517,7 +597,12 @@ class Journal:
         """
         if self._closed:
             raise JournalError(f"journal {self.path} is closed")
-        self._write(self._rows(tasks, prompts, rules), durable=True, audits=(audit,), hold=True)
+        row, ids = audit
+        # The task and prompt rows go into the audit row (one page), their tables later.
+        records = self._encoder.encode((list(tasks.values()), list(prompts.values())))
+        self._write(self._rows({}, {}, rules), durable=True,
+                    audits=((row[:-1] + (records,), ids),), hold=True)
+        self._unreplied = self._last_audit
         held_tasks, held_prompts = self._held
         held_tasks.update(tasks)
         held_prompts.update(prompts)
@@ -570,11 +655,14 @@ class Journal:
             self._timer = None
         self._flush(durable=durable)
 
-    def _flush(self, *, durable: bool, hold: bool = False) -> None:
-        """Write the pending rows; `hold` leaves them in an open transaction (see `record`)."""
+    def _flush(self, *, durable: bool, hold: bool = False, fold: bool = False) -> None:
+        """Write the pending rows; `hold` leaves them in an open transaction (see `record`);
+        `fold` also writes decisions' rows that are in their audit rows only."""
         if self._closed:
             raise JournalError(f"journal {self.path} is closed")
-        if not self.pending and not self._open:
+        lazy_tasks, lazy_prompts = self._lazy
+        fold = fold or not self._deferring  # a batch folds only when it must (below)
+        if not self.pending and not self._open and not (fold and (lazy_tasks or lazy_prompts)):
             return
         tasks, prompts, evicted, audits = self._tasks, self._prompts, self._evicted, self._audits
         replies = self._replies
@@ -584,6 +672,14 @@ class Journal:
             # transaction; the events of applying it carry the same rows again: skip them.
             tasks = {i: t for i, t in tasks.items() if held_tasks.get(i) != t}
             prompts = {i: q for i, q in prompts.items() if held_prompts.get(i) != q}
+        lazy = len(lazy_tasks) + len(lazy_prompts) + len(held_tasks) + len(held_prompts)
+        # Folded whenever a task or prompt row is written anyway: no table row is ever
+        # newer than the records of an audit row after 'folded' (`_recover` relies on it).
+        self._folding = bool(lazy) and (fold or bool(tasks) or bool(prompts) or bool(evicted)
+                                        or lazy >= FOLD_AFTER)
+        if self._folding:
+            tasks = {**lazy_tasks, **held_tasks, **tasks}
+            prompts = {**lazy_prompts, **held_prompts, **prompts}
         statements = self._rows(tasks, prompts, self._rules)
         if evicted:
             statements.append((
@@ -592,20 +688,47 @@ class Journal:
             ))
         seq = self._reply_seq
         if replies:
-            statements.append((
-                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
-                " request_id=excluded.request_id, reply=excluded.reply",
-                [((seq + n) % REPLIES_KEPT, seq + n, request_id, reply)
-                 for n, (request_id, reply) in enumerate(replies.items(), 1)],
-            ))
-        self._write(statements, durable=durable, audits=audits, hold=hold)
+            statements.extend(self._reply_rows(replies, seq))
+        try:
+            self._write(statements, durable=durable, audits=audits, hold=hold)
+        finally:
+            folded, self._folding = self._folding, False
+        if folded:
+            lazy_tasks.clear()
+            lazy_prompts.clear()
         self._reply_seq = seq + len(replies)
         if self._open:
             held_tasks.update(tasks)
             held_prompts.update(prompts)
         self._tasks, self._prompts, self._evicted, self._audits = {}, {}, {}, []
-        self._replies, self._rules = {}, {}
+        self._replies, self._rules, self._audit_replies = {}, {}, {}
+
+    def _reply_rows(
+        self, replies: dict[str, bytes], seq: int
+    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+        """The statements that write these replies, numbered from `seq + 1`: a decision's
+        into its audit row (in the open transaction), the others into the ring."""
+        in_audit = self._audit_replies if self._open else {}
+        ring: list[tuple[object, ...]] = []
+        audit: list[tuple[object, ...]] = []
+        for n, (request_id, reply) in enumerate(replies.items(), seq + 1):
+            audit_id = in_audit.get(request_id)
+            if audit_id is None:
+                ring.append((n % REPLIES_KEPT, n, request_id, reply))
+            else:
+                audit.append((request_id, reply, n, audit_id))
+        statements: list[tuple[str, list[tuple[object, ...]]]] = []
+        if audit:
+            statements.append((
+                "UPDATE audit SET request_id=?, reply=?, reply_seq=? WHERE id=?", audit))
+        if ring:
+            statements.append((
+                "INSERT INTO replies(slot, seq, request_id, reply) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(slot) DO UPDATE SET seq=excluded.seq,"
+                " request_id=excluded.request_id, reply=excluded.reply",
+                ring,
+            ))
+        return statements
 
     def _rows(
         self, tasks: dict[int, Task], prompts: dict[int, Prompt], rules: dict[int, Rule]
@@ -676,7 +799,7 @@ class Journal:
                 if not hold:
                     db.execute("COMMIT")
                     self._open = False
-                    self._forget_held()
+                    self._forget_held(committed=True)
             except BaseException:
                 # Nothing of this transaction stands: rows the batch held already are
                 # lost with it, and the journal fails, so their replies say so.
@@ -698,10 +821,19 @@ class Journal:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
 
-    def _forget_held(self) -> None:
-        """The open transaction ended: what it held is committed or gone."""
+    def _forget_held(self, *, committed: bool = False) -> None:
+        """The open transaction ended: what it held is committed or gone.
+
+        Committed decisions' rows that the transaction did not fold into their tables
+        are in their audit rows only: `_lazy` keeps them for a later fold.
+        """
+        if committed and not self._folding:
+            for lazy, held in zip(self._lazy, self._held, strict=True):
+                lazy.update(held)  # type: ignore[attr-defined]
         for held in self._held:
             held.clear()
+        self._unreplied = None
+        self._audit_replies.clear()  # audit ids of this transaction: committed or gone
 
     def _insert(
         self,
@@ -714,15 +846,18 @@ class Journal:
         for row, ids in audits:
             cursor = db.execute(
                 "INSERT INTO audit(ts, epoch, action, task_id, prompt_id, detail, by,"
-                " user, host, pid, client, curve_key, question, summary)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " user, host, pid, client, curve_key, question, summary, records)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
+            self._last_audit = cursor.lastrowid
             if ids:  # an abort's other tasks; most decisions have none
                 db.executemany(
                     "INSERT OR IGNORE INTO audit_tasks(audit_id, task_id) VALUES (?, ?)",
                     [(cursor.lastrowid, i) for i in ids],
                 )
+        if self._folding:  # every audit row so far has its records in the tables now
+            db.execute("UPDATE meta SET value=? WHERE key='folded'", (self._last_audit,))
 
     def _fail(self, why: str) -> NoReturn:
         """Stop writing for good, say why once in the log, and raise."""
@@ -803,7 +938,7 @@ class Journal:
 
     def task(self, task_id: int) -> tuple[Task, list[Prompt]] | None:
         """A task and its prompts as last recorded, evicted or not; None if never seen."""
-        self._flush(durable=False)
+        self._flush(durable=False, fold=True)
         try:
             row = self._db.execute("SELECT record FROM tasks WHERE id=?", (task_id,)).fetchone()
             if row is None:
@@ -895,6 +1030,10 @@ def _upgrade(db: sqlite3.Connection) -> None:
             db.execute(_table_sql("audit"))
             db.execute(f"INSERT INTO audit({names}) SELECT {names} FROM audit_before_5")
             db.execute("DROP TABLE audit_before_5")
+        columns = _columns(db, "audit")
+        for added in _AUDIT_ADDED:  # schema 1-5: a decision's reply and rows lived elsewhere
+            if added.split()[0] not in columns:
+                db.execute(f"ALTER TABLE audit ADD COLUMN {added}")
     if "audit_tasks" in tables:  # a decision's own task is in its audit row
         db.execute("DELETE FROM audit_tasks WHERE EXISTS (SELECT 1 FROM audit WHERE"
                    " audit.id = audit_tasks.audit_id AND audit.task_id = audit_tasks.task_id)")
