@@ -784,6 +784,7 @@ class Journal:
                 "decisions are refused until the daemon is restarted"
             )
         db = self._db
+        batch = hold or self._open  # a batch's transaction: its earlier decisions apply
         durable = durable or self._open
         try:
             if not self._open:
@@ -800,10 +801,17 @@ class Journal:
                     db.execute("COMMIT")
                     self._open = False
                     self._forget_held(committed=True)
-            except BaseException:
+            except BaseException as exc:
                 # Nothing of this transaction stands: rows the batch held already are
-                # lost with it, and the journal fails, so their replies say so.
+                # lost with it, and the journal fails, so their replies say so. Not only
+                # on a disk's error: decisions that already apply were not recorded,
+                # whatever the cause, and must not be heard as if they were.
                 self._abandon()
+                if batch and isinstance(exc, Exception) and not isinstance(exc, sqlite3.Error):
+                    self._fail(
+                        f"cannot write journal {self.path}: {exc!r}; decisions are refused "
+                        "until the daemon is restarted"
+                    )
                 raise
         except sqlite3.Error as exc:
             self._fail(

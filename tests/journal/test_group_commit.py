@@ -191,9 +191,21 @@ async def loop_turns(count: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize("commit", ["succeeds", "fails"])
+@contextlib.contextmanager
+def writes_break(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fault that is no disk's: the batch's write raises what a bug would (an int SQLite
+    cannot hold), so the transaction holding its decisions is rolled back all the same."""
+    with monkeypatch.context() as patch:
+        def broken(*args: object) -> None:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+        patch.setattr(Journal, "_insert", broken)
+        yield
+
+
+@pytest.mark.parametrize("commit", ["succeeds", "fails", "breaks"])
 async def test_an_in_process_asker_hears_a_grouped_answer_only_once_it_is_committed(
-    tmp_path: Path, commit: str,
+    tmp_path: Path, commit: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     heard: list[object] = []
     path = tmp_path / "state" / "journal.sqlite3"
@@ -212,7 +224,9 @@ async def test_an_in_process_asker_hears_a_grouped_answer_only_once_it_is_commit
             assert p.REPLY_DECODER.decode(handled.reply).ok  # applied, not yet committed
             await loop_turns()
             assert heard == []  # the agent is not resumed before the commit
-            with wal_cannot_grow(path) if commit == "fails" else contextlib.nullcontext():
+            faults = {"fails": lambda: wal_cannot_grow(path),
+                      "breaks": lambda: writes_break(monkeypatch)}
+            with faults.get(commit, contextlib.nullcontext)():
                 error = service.write()
         await until(lambda: heard, what="the asker's ask to return")
         if commit == "succeeds":
