@@ -73,7 +73,8 @@ class _TimerQueue:
 
     Every in-process task arms a timeout as it starts and every heartbeat re-arms a
     lease: as loop timers each cost 2.2 us to arm (a `TimerHandle`, its context, a
-    heap of handles compared in Python), here 0.6 us (docs/BENCHMARKS.md, submit).
+    heap of handles compared in Python), here 1.3 us (docs/BENCHMARKS.md,
+    "the daemon's CPU per submit").
     Callbacks run in deadline order, those due together in the order they were armed;
     one that raises is reported to the loop's exception handler, like a loop callback.
     """

@@ -301,7 +301,7 @@ class Registry(Records):
         (and announced, unless external: `open_external` announces it started).
 
         The caller builds the `Task` itself: passing its fields on as keywords cost a
-        submit two argument dicts (docs/BENCHMARKS.md, submit).
+        submit two argument dicts (docs/BENCHMARKS.md, "the daemon's CPU per submit").
         """
         if not str(task.description).strip():
             raise BadRequest("description must not be empty")
