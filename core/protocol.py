@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from core.errors import BadRequest
+from core.errors import BadRequest, VersionMismatch
 from core.model import (
     MAX_COUNT,
     MAX_NAME,
@@ -600,8 +600,6 @@ def decode_request(data: bytes, versions: tuple[int, ...] = SERVED_VERSIONS) -> 
         BadRequest: not MessagePack, not a request, an unknown command, a field of the
             wrong type or over its length cap.
     """
-    from core.errors import VersionMismatch
-
     try:
         request = _request_decoder().decode(data)
     except msgspec.ValidationError as exc:
@@ -648,8 +646,6 @@ def choose_version(offered: list[int] | None, version: int) -> int:
     Raises:
         VersionMismatch: the two share no version.
     """
-    from core.errors import VersionMismatch
-
     common = set(offered or [version]) & set(SERVED_VERSIONS)
     if not common:
         theirs = " or ".join(map(str, offered or [version]))

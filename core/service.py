@@ -275,7 +275,25 @@ class CommandService:
         """Carry out one decoded command on the registry."""
         registry = self.registry
         origin = request.origin
+        # Each case is a type check in turn: the commands a person waits on come first
+        # (`submit` placed seventh paid 0.5 us for the checks before it).
         match request.body:
+            case p.Submit() as body:
+                return p.TaskResult(task=registry.submit(
+                    body.agent, body.description, parent_id=body.parent_id,
+                    timeout=body.timeout, created_by=body.created_by or "user",
+                ))
+            case p.Answer() as body:
+                return p.PromptResult(prompt=registry.answer(
+                    body.prompt_id, body.text, by=body.by or origin.by, reason=body.reason,
+                    origin=origin,
+                ))
+            case p.AnswerTask() as body:
+                prompt_id = registry.prompt_to_answer(body.task_id, body.prompt_id)
+                return p.PromptResult(prompt=registry.answer(
+                    prompt_id, body.text, by=body.by or origin.by, reason=body.reason,
+                    origin=origin,
+                ))
             case p.Hello():
                 return self._hello(request.version)
             case p.GetSnapshot() if request.version >= 2:
@@ -299,22 +317,6 @@ class CommandService:
                     raise InvalidState("this daemon keeps no journal (started with --no-journal)")
                 entries = self.journal.history(task_id=task_id, limit=limit)
                 return p.HistoryResult(entries=[_decision(entry) for entry in entries])
-            case p.Submit() as body:
-                return p.TaskResult(task=registry.submit(
-                    body.agent, body.description, parent_id=body.parent_id,
-                    timeout=body.timeout, created_by=body.created_by or "user",
-                ))
-            case p.Answer() as body:
-                return p.PromptResult(prompt=registry.answer(
-                    body.prompt_id, body.text, by=body.by or origin.by, reason=body.reason,
-                    origin=origin,
-                ))
-            case p.AnswerTask() as body:
-                prompt_id = registry.prompt_to_answer(body.task_id, body.prompt_id)
-                return p.PromptResult(prompt=registry.answer(
-                    prompt_id, body.text, by=body.by or origin.by, reason=body.reason,
-                    origin=origin,
-                ))
             case p.Abort(task_id=task_id, only=only):
                 return p.AbortResult(task_ids=registry.abort(
                     task_id, recursive=not only, by=origin.by, origin=origin

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from core.clock import LoopScheduler, ManualClock, as_scheduler
@@ -53,3 +56,69 @@ def test_a_bare_timestamp_function_still_dates_events() -> None:
     assert isinstance(scheduler, LoopScheduler) and scheduler.now() == 42.0
     clock = ManualClock()
     assert as_scheduler(clock) is clock and clock() == clock.now()
+
+
+# ------------------------------------------------ LoopScheduler: timers on a real loop
+
+
+async def _fired_after(scheduler: LoopScheduler, delay: float) -> None:
+    """Wait on the real loop until a timer armed now for `delay` has fired."""
+    done = asyncio.get_running_loop().create_future()
+    scheduler.call_later(delay, lambda: done.set_result(None))
+    await asyncio.wait_for(done, 5)
+
+
+async def test_loop_timers_fire_by_deadline_then_in_the_order_armed() -> None:
+    scheduler = LoopScheduler()
+    fired: list[str] = []
+    scheduler.call_later(0.03, lambda: fired.append("late"))
+    scheduler.call_later(0.01, lambda: fired.append("soon 1"))  # sooner than the one armed
+    scheduler.call_later(0.01, lambda: fired.append("soon 2"))
+    scheduler.call_later(0.02, lambda: fired.append("cancelled")).cancel()
+    await _fired_after(scheduler, 0.015)
+    assert fired == ["soon 1", "soon 2"]
+    await _fired_after(scheduler, 0.03)
+    assert fired == ["soon 1", "soon 2", "late"]
+
+
+async def test_a_loop_timer_cancelled_by_one_due_with_it_never_fires() -> None:
+    scheduler = LoopScheduler()
+    fired: list[str] = []
+    second: list[Any] = []
+    scheduler.call_later(0.01, lambda: (fired.append("first"), second[0].cancel()))
+    second.append(scheduler.call_later(0.01, lambda: fired.append("second")))
+    await _fired_after(scheduler, 0.02)
+    assert fired == ["first"]
+
+
+async def test_a_raising_loop_timer_is_reported_and_the_others_still_fire() -> None:
+    scheduler = LoopScheduler()
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    fired: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    scheduler.call_later(0.01, broken)
+    scheduler.call_later(0.01, lambda: fired.append("after"))
+    try:
+        await _fired_after(scheduler, 0.02)
+    finally:
+        loop.set_exception_handler(None)
+    assert fired == ["after"]
+    assert [str(c["exception"]) for c in reported] == ["boom"]
+
+
+async def test_cancelled_loop_timers_do_not_pile_up() -> None:
+    """A lease is re-armed at every heartbeat: the cancelled timers must not be kept for
+    their whole delay, as a daemon with many reporters would then hold millions."""
+    scheduler = LoopScheduler()
+    for _ in range(10_000):
+        scheduler.call_later(3600, lambda: None).cancel()
+    kept = scheduler.call_later(3600, lambda: None)
+    queue = scheduler._queue
+    assert queue is not None and len(queue._due) <= 2 * queue.COMPACT_AT
+    await _fired_after(scheduler, 0.001)  # still serving
+    kept.cancel()
