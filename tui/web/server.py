@@ -262,9 +262,10 @@ class DeckServer(Server):
         finally:
             self.sessions.discard(websocket)
             await _stop(service)
+            # Said before the browser hears of it: whoever sees the close can read why.
+            log.info("session ended (%s); %d open", why, len(self.sessions))
             if not websocket.closed:
                 await websocket.close(message=why.encode()[:120])
-            log.info("session ended (%s); %d open", why, len(self.sessions))
         return websocket
 
     async def _relay(self, websocket: web.WebSocketResponse, service: AppService) -> str:
