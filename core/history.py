@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import msgspec
 
 from core.model import Prompt, PromptState
-from core.rows import array_header
+from core.packing import array_header
 
 BLOCK = 64
 """Prompt ids per block: a block whose prompts have all closed is kept as one string."""

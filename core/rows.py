@@ -10,6 +10,7 @@ import msgspec
 
 from core import protocol as p
 from core.model import Event, Prompt, Task, TasksEvicted, Tree
+from core.packing import array_header
 
 if TYPE_CHECKING:
     from core.registry import Registry
@@ -30,15 +31,6 @@ def encode_row(task: Task) -> bytes:
     encodes as that array.
     """
     return _ENCODER.encode(msgspec.structs.astuple(task))
-
-
-def array_header(length: int) -> bytes:
-    """The MessagePack header of an array of `length` items."""
-    if length < 16:
-        return bytes((0x90 | length,))
-    if length < 1 << 16:
-        return b"\xdc" + length.to_bytes(2, "big")
-    return b"\xdd" + length.to_bytes(4, "big")
 
 
 class RowCache:
