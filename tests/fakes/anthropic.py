@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, RecordedRequest
 
 MODEL = "claude-fake-1"
 SCRIPT_ENDED = "(the fake model's script has ended)"
@@ -87,25 +87,12 @@ def agent(prompt: str, description: str = "a sub-task", subagent_type: str = "ge
 
 
 @dataclass(frozen=True)
-class Request:
+class Request(RecordedRequest):
     """One request the fake received."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any] | None
 
     @property
     def is_model_call(self) -> bool:
         return self.method == "POST" and self.path.split("?")[0] == "/v1/messages"
-
-    @property
-    def offers_tools(self) -> bool:
-        return bool(self.body and self.body.get("tools"))
-
-    @property
-    def tool_names(self) -> list[str]:
-        return [t.get("name", "") for t in (self.body or {}).get("tools", [])]
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -254,8 +241,9 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = {"unparsed": raw.decode("utf-8", "replace")}
-            return Request(self.command, self.path, dict(self.headers.items()),
-                           body if isinstance(body, dict) else {"value": body})
+            return Request(self.command, self.path,
+                           body if isinstance(body, dict) else {"value": body},
+                           dict(self.headers.items()))
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
@@ -266,7 +254,7 @@ def _handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_HEAD(self) -> None:
-            fake._record(Request("HEAD", self.path, dict(self.headers.items()), None))
+            fake._record(Request("HEAD", self.path, None, dict(self.headers.items())))
             self.send_response(200)
             self.end_headers()
 

@@ -3,7 +3,27 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request a fake API received; each fake says which of its requests are model calls."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def offers_tools(self) -> bool:
+        return bool(self.body and self.body.get("tools"))
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.get("name", "") for t in (self.body or {}).get("tools", [])]
 
 
 class LoopbackServer:

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, RecordedRequest
 
 MODEL = "fake-model"
 KEY_VARIABLE = "TASKDECK_FAKE_OPENAI_KEY"
@@ -67,24 +67,12 @@ def shell(command: str, *, escalate: str = "", workdir: str | None = None) -> Tu
 
 
 @dataclass(frozen=True)
-class Request:
+class Request(RecordedRequest):
     """One request the fake received."""
-
-    method: str
-    path: str
-    body: dict[str, Any] | None
 
     @property
     def is_model_call(self) -> bool:
         return self.method == "POST" and self.path.split("?")[0].endswith("/responses")
-
-    @property
-    def offers_tools(self) -> bool:
-        return bool(self.body and self.body.get("tools"))
-
-    @property
-    def tool_names(self) -> list[str]:
-        return [t.get("name", "") for t in (self.body or {}).get("tools", [])]
 
     def outputs(self) -> list[dict[str, Any]]:
         """The `function_call_output` items of this request's input."""
