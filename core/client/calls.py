@@ -241,8 +241,8 @@ def settle(asked: Prompt, closed: Prompt, task: Task) -> Prompt:
 
 
 def recorded(answered: Prompt, hello: dict[str, Any]) -> Prompt:
-    """The answered prompt an `ask` returns, once the daemon's `hello` (asked after the
-    answer arrived) shows its journal still writes.
+    """The answered prompt (what `settle` returned) an `ask` returns, once the daemon's
+    `hello` (asked after the answer arrived) shows its journal still writes.
 
     A batch's events go out after its commit, even when the commit failed: the answer
     then reached the registry but not the journal, and its answerer was told so. The
@@ -253,7 +253,7 @@ def recorded(answered: Prompt, hello: dict[str, Any]) -> Prompt:
         Unrecorded: the daemon reports its journal failed.
     """
     error = hello.get("journal_error")
-    if answered.state is PromptState.ANSWERED and error:
+    if error:
         raise Unrecorded(
             f"prompt {answered.id} was answered ({answered.answer!r}) but the daemon "
             f"cannot record decisions: {error}; nothing was approved"
