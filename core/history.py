@@ -90,7 +90,7 @@ class PromptStore:
         """One past the highest id added: a block below its block takes no new id."""
 
     def __len__(self) -> int:
-        return len(self._loose) + sum(count for count, _ in self._packed.values())
+        return len(self._loose) + self.packed
 
     @property
     def packed(self) -> int:
