@@ -128,6 +128,10 @@ class TaskTree(ScrollView, can_focus=True):
         self.connecting = True
         """No snapshot yet: an empty tree says it is connecting, not that there are no tasks."""
         self._cursor_row = 0
+        self._scroll_short = False
+        """The last scroll to the cursor stopped short: the rows it moved onto were in the
+        view but not yet in this widget's scroll range (a key between the two); it is
+        done again after the next refresh, or when the rows are next rebuilt."""
 
     # --------------------------------------------------------------- state
 
@@ -145,7 +149,7 @@ class TaskTree(ScrollView, can_focus=True):
         if self.cursor_id is not None and self.cursor_id in self.view.index:
             moved = self._cursor_row != self.view.index[self.cursor_id]
             self._cursor_row = self.view.index[self.cursor_id]
-            if moved:  # rows came or went above it: keep the highlighted task on screen
+            if moved or self._scroll_short:  # keep the highlighted task on screen
                 self._scroll_cursor_into_view()
         elif rows:
             self._cursor_row = self._landing(min(self._cursor_row, len(rows) - 1))
@@ -222,7 +226,14 @@ class TaskTree(ScrollView, can_focus=True):
         if self._cursor_row < top:
             self.scroll_to(y=self._cursor_row, animate=False, immediate=True)
         elif self._cursor_row >= top + height:
-            self.scroll_to(y=self._cursor_row - height + 1, animate=False, immediate=True)
+            wanted = self._cursor_row - height + 1
+            self.scroll_to(y=wanted, animate=False, immediate=True)
+            short = round(self.scroll_offset.y) < wanted
+            if short and not self._scroll_short:  # once the range has grown: again
+                self.call_after_refresh(self._scroll_cursor_into_view)
+            self._scroll_short = short
+            return
+        self._scroll_short = False
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(event.size.width, len(self.view.rows))
